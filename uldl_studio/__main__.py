@@ -1,0 +1,5 @@
+import sys
+
+from uldl_studio.cli import main
+
+sys.exit(main())

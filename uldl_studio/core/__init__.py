@@ -1,0 +1,1 @@
+"""Qt-free core: datasets, LDLVA engine, runs, edits, exports."""
