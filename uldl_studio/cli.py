@@ -1,7 +1,289 @@
-"""`uldl-studio` entry point (placeholder until the CLI lands)."""
+"""`uldl-studio` command line: the GUI launchers and the headless subcommands (DESIGN.md §3).
+
+Heavy modules (torch, Qt) are imported inside the subcommands so that ``--help`` and error
+messages are instant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
 import sys
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+FORMAT_CHOICES = ("auto", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders", "demo")
 
 
-def main(argv=None) -> int:
-    print("uldl-studio: CLI under construction", file=sys.stderr)
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", dest="fmt", default="auto", choices=FORMAT_CHOICES,
+                        help="dataset layout (default: detect)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="first N samples of each split, for quick runs")
+    parser.add_argument("--single-label", default="majority", choices=("majority", "sample"),
+                        help="FER+: the given label is the crowd majority or one annotator's vote")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uldl-studio",
+        description="Uncertainty-aware label distributions for facial-expression datasets.",
+    )
+    from uldl_studio import __version__
+
+    parser.add_argument("--version", action="version", version=f"uldl-studio {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    sub.add_parser("demo", help="GUI on the built-in demo dataset")
+
+    gui = sub.add_parser("gui", help="GUI on a dataset or a run directory")
+    gui.add_argument("path", help="dataset folder/CSV or run directory")
+    gui.add_argument("--format", dest="fmt", default="auto", choices=FORMAT_CHOICES)
+    gui.add_argument("--screenshot", metavar="FILE.png", help="save a picture of the window and exit")
+
+    demo_data = sub.add_parser("demo-data", help="write the demo dataset to disk (generic CSV layout)")
+    demo_data.add_argument("out", help="output folder")
+    demo_data.add_argument("--n", type=int, default=3000, help="number of samples (default 3000)")
+    demo_data.add_argument("--seed", type=int, default=0)
+
+    train = sub.add_parser("train", help="train a model on a dataset (headless)")
+    train.add_argument("data", help="dataset path, or 'demo'")
+    train.add_argument("--out", required=True, help="run directory to create or resume")
+    _add_data_options(train)
+    train.add_argument("--method", default="ldlva", choices=("ldlva", "ce"))
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    train.add_argument("--neighbors", default="bank", choices=("bank", "exact"))
+    train.add_argument("--va", default="auto", choices=("auto", "columns", "circumplex"))
+    train.add_argument("--resume", action="store_true", help="continue from the last completed epoch")
+    train.add_argument("--label-noise", type=float, default=0.0, metavar="RATE",
+                       help="flip this fraction of training labels (benchmarks)")
+    train.add_argument("--noise-seed", type=int, default=0)
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any TrainConfig field, e.g. --set width=32")
+
+    evaluate = sub.add_parser("evaluate", help="metrics of a run")
+    evaluate.add_argument("run")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+
+    export = sub.add_parser("export", help="soft labels of the run's dataset, edits applied")
+    export.add_argument("run")
+    export.add_argument("--out", required=True, metavar="FILE.csv")
+
+    predict = sub.add_parser("predict", help="soft labels for another dataset")
+    predict.add_argument("run")
+    predict.add_argument("data")
+    predict.add_argument("--out", required=True, metavar="FILE.csv")
+    _add_data_options(predict)
+    predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _show_warning
+            return COMMANDS[command or "start"](args)
+    except KeyboardInterrupt:
+        print("uldl-studio: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
+        if _is_user_error(exc):
+            print(f"uldl-studio: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from uldl_studio.core.table import DatasetError
+
+    return isinstance(exc, (CliError, DatasetError, FileNotFoundError, NotADirectoryError, PermissionError))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"uldl-studio: warning: {message}", file=sys.stderr)
+
+
+def _cmd_start(args) -> int:
+    from uldl_studio.qt.app import run_gui
+
+    return run_gui()
+
+
+def _cmd_demo(args) -> int:
+    from uldl_studio.qt.app import run_gui
+
+    return run_gui(demo=True)
+
+
+def _cmd_gui(args) -> int:
+    from uldl_studio.qt.app import run_gui
+
+    if not Path(args.path).exists() and args.path != "demo":
+        raise CliError(f"{args.path}: no such file or folder")
+    return run_gui(args.path, screenshot=args.screenshot, fmt=args.fmt)
+
+
+def _cmd_demo_data(args) -> int:
+    from uldl_studio.core.datasets.demo import write_demo
+
+    csv_path = write_demo(args.out, n=args.n, seed=args.seed)
+    print(f"wrote {args.n} demo samples: {csv_path}")
     return 0
+
+
+def _load(args):
+    from uldl_studio.core.datasets import load_dataset
+
+    if args.data != "demo" and not Path(args.data).exists():
+        raise CliError(f"{args.data}: no such file or folder")
+    return load_dataset(args.data, fmt=args.fmt, single_label=args.single_label,
+                        seed=args.seed, limit=args.limit)
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise CliError(f"--set {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides
+
+
+def _cmd_train(args) -> int:
+    from uldl_studio.core.run import Run
+    from uldl_studio.core.training import TrainConfig, fit
+
+    run_dir = Path(args.out)
+    if args.resume:
+        run = Run.open(run_dir)
+        config = run.config
+        table = run.training_table()
+    else:
+        if (run_dir / "config.json").exists():
+            raise CliError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
+        table = _load(args)
+        if args.label_noise:
+            from uldl_studio.core.noise import inject_label_noise
+
+            table = inject_label_noise(table, args.label_noise, seed=args.noise_seed)
+        fields = dict(method=args.method, device=args.device, seed=args.seed,
+                      neighbors=args.neighbors, va=args.va)
+        if args.epochs is not None:
+            fields["epochs"] = args.epochs
+        fields.update(_parse_overrides(args.set))
+        try:
+            config = TrainConfig(**fields)
+        except TypeError as exc:
+            raise CliError(f"bad --set option: {exc}") from exc
+        dataset_info = {"path": "demo" if args.data == "demo" else str(Path(args.data).resolve()),
+                        "format": args.fmt, "limit": args.limit, "single_label": args.single_label,
+                        "seed": args.seed, "label_noise": args.label_noise, "noise_seed": args.noise_seed}
+        Run.create(run_dir, config, table, dataset_info)
+    _consume_with_progress(fit(table, config, run_dir, resume=args.resume), config)
+    print(f"run written to {run_dir}")
+    return 0
+
+
+def _consume_with_progress(progress_iter, config) -> None:
+    from tqdm import tqdm
+
+    bar = None
+    epoch_seen = None
+    for progress in progress_iter:
+        if progress.phase in ("warmup", "train"):
+            key = (progress.phase, progress.epoch)
+            if key != epoch_seen:
+                if bar is not None:
+                    bar.close()
+                label = "warm-up" if progress.phase == "warmup" else f"epoch {progress.epoch}/{progress.epochs}"
+                bar = tqdm(total=progress.batches, desc=label, unit="batch", leave=True, file=sys.stderr)
+                epoch_seen = key
+            bar.n = progress.batch
+            bar.set_postfix(loss=f"{progress.loss:.3f}", acc=f"{progress.accuracy:.3f}",
+                            lam=f"{progress.mean_lambda:.3f}", refresh=False)
+            bar.refresh()
+        elif progress.message:
+            if bar is not None:
+                bar.close()
+                bar = None
+                epoch_seen = None
+            print(progress.message, file=sys.stderr)
+    if bar is not None:
+        bar.close()
+
+
+def _cmd_evaluate(args) -> int:
+    from uldl_studio.core.evaluate import evaluate
+    from uldl_studio.core.run import Run
+
+    metrics = evaluate(Run.open(args.run))
+    if args.json:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    else:
+        for key, value in _flatten(metrics):
+            print(f"{key:40s} {value:.4f}" if isinstance(value, float) else f"{key:40s} {value}")
+    return 0
+
+
+def _flatten(tree, prefix=""):
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flatten(value, name + ".")
+        else:
+            yield name, value
+
+
+def _cmd_export(args) -> int:
+    from uldl_studio.core.edits import EditJournal, apply_edits
+    from uldl_studio.core.export import write_soft_labels
+    from uldl_studio.core.run import Run
+
+    run = Run.open(args.run)
+    if not run.has_results:
+        raise CliError(f"{args.run}: the run has no completed epoch yet; train it first")
+    table = run.samples()
+    journal_path = Path(args.run) / "edits.jsonl"
+    if journal_path.exists():
+        table = apply_edits(table, EditJournal(journal_path))
+    write_soft_labels(table, args.out)
+    print(f"wrote {len(table)} rows to {args.out}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from uldl_studio.core.export import write_soft_labels
+    from uldl_studio.core.predict import predict
+    from uldl_studio.core.run import Run
+
+    run = Run.open(args.run)
+    table = _load(args)
+    result = predict(run, table, device=args.device)
+    write_soft_labels(result, args.out)
+    print(f"wrote {len(result)} rows to {args.out}")
+    return 0
+
+
+COMMANDS = {
+    "start": _cmd_start,
+    "demo": _cmd_demo,
+    "gui": _cmd_gui,
+    "demo-data": _cmd_demo_data,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "export": _cmd_export,
+    "predict": _cmd_predict,
+}
