@@ -174,11 +174,6 @@ def _cmd_train(args) -> int:
     else:
         if (run_dir / "config.json").exists():
             raise CliError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
-        table = _load(args)
-        if args.label_noise:
-            from uldl_studio.core.noise import inject_label_noise
-
-            table = inject_label_noise(table, args.label_noise, seed=args.noise_seed)
         fields = dict(method=args.method, device=args.device, seed=args.seed,
                       neighbors=args.neighbors, va=args.va)
         if args.epochs is not None:
@@ -188,6 +183,11 @@ def _cmd_train(args) -> int:
             config = TrainConfig(**fields)
         except TypeError as exc:
             raise CliError(f"bad --set option: {exc}") from exc
+        table = _load(args)
+        if args.label_noise:
+            from uldl_studio.core.noise import inject_label_noise
+
+            table = inject_label_noise(table, args.label_noise, seed=args.noise_seed)
         dataset_info = {"path": "demo" if args.data == "demo" else str(Path(args.data).resolve()),
                         "format": args.fmt, "limit": args.limit, "single_label": args.single_label,
                         "seed": args.seed, "label_noise": args.label_noise, "noise_seed": args.noise_seed}

@@ -1,0 +1,267 @@
+"""core.training: fit() end to end on tiny data, reproducibility, resume, cancel, kill, corruption."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from uldl_studio.core.run import Run
+from uldl_studio.core.table import DatasetError, d_columns, make_table, p_columns
+from uldl_studio.core.training import Progress, TrainConfig, fit, load_checkpoint
+
+pytestmark = pytest.mark.timeout(240)
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[2]
+
+# Tiny everything: 32 px, width 8, small calibration MLP — each fit takes a few seconds.
+TINY = dict(image_size=32, width=8, calib_hidden=[32, 16], batch_size=32, progress_every=2, num_threads=1)
+
+
+def tiny_demo(n=300, seed=0, size=32):
+    """(table, images uint8 (n, 1, size, size)) from the in-memory demo generator."""
+    from uldl_studio.core.datasets.demo import DEMO_CLASSES, generate_demo
+
+    images, frame = generate_demo(n=n, seed=seed, size=64)
+    frame["path"] = [f"/nowhere/{s}.png" for s in frame["sample_id"]]
+    table = make_table(frame, DEMO_CLASSES, "/nowhere", "demo")
+    x = torch.as_tensor(images[:, None]).float()
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
+    return table, x.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return tiny_demo()
+
+
+def run_fit(table, images, run_dir, **overrides):
+    config = TrainConfig(**{**TINY, "epochs": 2, **overrides})
+    return list(fit(table, config, run_dir, images=images)), config
+
+
+def test_ldlva_end_to_end(demo, tmp_path):
+    table, images = demo
+    progress, config = run_fit(table, images, tmp_path / "run", va="circumplex")
+    phases = [p.phase for p in progress]
+    assert phases[0] == "load" and phases[-1] == "done"
+    assert "warmup" in phases and "train" in phases and phases.count("epoch_end") == 2
+    assert all(isinstance(p, Progress) for p in progress)
+    for name in ("config.json", "samples.csv", "history.csv", "checkpoint.pt", "neighbors.npz", "features.npy"):
+        assert (tmp_path / "run" / name).exists(), name
+    run = Run.open(tmp_path / "run")
+    assert run.has_results and run.config == config and run.classes == table.attrs["classes"]
+    samples = run.samples()
+    assert len(samples) == len(table) and list(samples["sample_id"]) == list(table["sample_id"])
+    train = samples[samples["split"] == "train"]
+    d = train[d_columns(run.classes)].to_numpy()
+    p = samples[p_columns(run.classes)].to_numpy()
+    assert np.allclose(d.sum(1), 1) and (d >= 0).all()
+    assert np.allclose(p.sum(1), 1)
+    lam = train["lambda"].to_numpy()
+    assert ((lam >= 0) & (lam <= 1)).all()
+    assert samples.loc[samples["split"] != "train", "lambda"].isna().all()
+    assert np.isfinite(samples[["valence", "arousal", "x2d", "y2d"]].to_numpy()).all()
+    assert "valence_given" in samples  # circumplex differs from the demo's own V-A columns
+    nb = run.neighbors()
+    assert nb["indices"].shape == (len(train), 8)
+    assert np.allclose(nb["contribution"], nb["zeta"] * nb["similarity"], atol=1e-6)
+    history = run.history()
+    assert list(history["epoch"]) == [1, 2] and list(history["phase"]) == ["warmup", "train"]
+    assert run.features().shape == (len(table), 32)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["lambda_raw"].shape == (len(train),)
+
+
+def test_ce_is_lambda_zero(demo, tmp_path):
+    table, images = demo
+    run_fit(table, images, tmp_path / "ce", method="ce", epochs=1)
+    samples = Run.open(tmp_path / "ce").samples()
+    train = samples[samples["split"] == "train"]
+    assert (train["lambda"] == 0).all()
+    onehot = np.eye(7)[train["label"]]
+    assert np.allclose(train[d_columns(samples.attrs["classes"])].to_numpy(), onehot)
+    assert not (tmp_path / "ce" / "neighbors.npz").exists()
+
+
+def test_same_seed_same_lambda_bit_for_bit(demo, tmp_path):
+    table, images = demo
+    run_fit(table, images, tmp_path / "a", va="columns")
+    run_fit(table, images, tmp_path / "b", va="columns")
+    a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    assert torch.equal(a["lambda_raw"], b["lambda_raw"])
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    c, _ = run_fit(table, images, tmp_path / "c", va="columns", seed=1)
+    assert not torch.equal(a["lambda_raw"], load_checkpoint(tmp_path / "c")["lambda_raw"])
+
+
+def _assert_same_state(a, b):
+    for key in ("lambda_raw", "centres", "bank_probs", "bank_features", "baseline"):
+        assert torch.equal(a[key], b[key]), key
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["epoch"] == b["epoch"] and a["step"] == b["step"]
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+
+
+def test_resume_equals_uninterrupted(demo, tmp_path):
+    table, images = demo
+    config = TrainConfig(**TINY, epochs=3, va="columns")
+    list(fit(table, config, tmp_path / "straight", images=images))
+
+    # stop right after epoch 2 (cancel is checked before the first batch of epoch 3)
+    stop = threading.Event()
+    phases = []
+    for p in fit(table, config, tmp_path / "resumed", images=images, cancel=stop):
+        phases.append(p.phase)
+        if p.phase == "epoch_end" and p.epoch == 2:
+            stop.set()
+    assert phases[-1] == "cancelled"
+    assert load_checkpoint(tmp_path / "resumed")["epoch"] == 2
+    progress = list(fit(table, config, tmp_path / "resumed", images=images, resume=True))
+    assert [p.epoch for p in progress if p.phase == "epoch_end"] == [3]
+    _assert_same_state(load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed"))
+    assert len(Run.open(tmp_path / "resumed").history()) == 3
+
+
+def test_cancel_callable_mid_epoch(demo, tmp_path):
+    table, images = demo
+    calls = {"n": 0}
+
+    def cancel():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    progress = list(fit(table, TrainConfig(**TINY, epochs=2), tmp_path / "run", images=images, cancel=cancel))
+    assert progress[-1].phase == "cancelled" and progress[-1].epoch == 1
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # no epoch completed
+    # resume with nothing saved starts from scratch and finishes
+    progress = list(fit(table, TrainConfig(**TINY, epochs=2), tmp_path / "run", images=images, resume=True))
+    assert progress[-1].phase == "done" and load_checkpoint(tmp_path / "run")["epoch"] == 2
+
+
+def test_exact_neighbours_and_l1(demo, tmp_path):
+    table, images = demo
+    run_fit(table, images, tmp_path / "exact", neighbors="exact", similarity="l1", va="columns")
+    samples = Run.open(tmp_path / "exact").samples()
+    d = samples.loc[samples["split"] == "train", d_columns(samples.attrs["classes"])].to_numpy()
+    assert np.allclose(d.sum(1), 1)
+
+
+def test_unsure_rows_start_high_and_budget_caps_mean_lambda(demo, tmp_path):
+    table, images = demo
+    table = table.copy()
+    table["unsure"] = False
+    unsure_ids = table.index[table["split"] == "train"][:10]
+    table.loc[unsure_ids, "unsure"] = True
+    run_fit(table, images, tmp_path / "run", epochs=1)  # warm-up capped: one LDLVA epoch
+    samples = Run.open(tmp_path / "run").samples()
+    lam = samples.set_index("sample_id")["lambda"]
+    unsure = lam[table.loc[unsure_ids, "sample_id"]]
+    others = lam[table.loc[(table["split"] == "train") & ~table["unsure"], "sample_id"]]
+    assert unsure.min() > others.max()
+    run_fit(table, images, tmp_path / "budget", epochs=2, lambda_budget=0.1)
+    ckpt = load_checkpoint(tmp_path / "budget")
+    assert torch.sigmoid(ckpt["lambda_raw"]).mean() <= 0.1 + 1e-4
+
+
+def test_retrain_keeps_lambda_prev(demo, tmp_path):
+    table, images = demo
+    run_fit(table, images, tmp_path / "run", epochs=1)
+    first = Run.open(tmp_path / "run").samples()
+    assert first["lambda_prev"].isna().all()
+    run_fit(table, images, tmp_path / "run", epochs=1, lambda_lr=5.0)
+    second = Run.open(tmp_path / "run").samples()
+    train = second["split"] == "train"
+    assert np.array_equal(second.loc[train, "lambda_prev"].to_numpy(), first.loc[train, "lambda"].to_numpy())
+
+
+def test_corrupt_checkpoint_is_reported_and_previous_kept(demo, tmp_path):
+    table, images = demo
+    run_fit(table, images, tmp_path / "run", epochs=2)
+    run_dir = tmp_path / "run"
+    prev = (run_dir / "checkpoint.prev.pt").read_bytes()
+    data = (run_dir / "checkpoint.pt").read_bytes()
+    (run_dir / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="corrupt or truncated.*checkpoint.prev.pt"):
+        load_checkpoint(run_dir)
+    with pytest.raises(DatasetError, match="checkpoint.pt"):
+        list(fit(table, TrainConfig(**TINY, epochs=2), run_dir, images=images, resume=True))
+    assert (run_dir / "checkpoint.prev.pt").read_bytes() == prev  # untouched
+    assert torch.load(run_dir / "checkpoint.prev.pt", weights_only=True)["epoch"] == 1
+
+
+def test_config_round_trip_and_validation():
+    config = TrainConfig(epochs=3, delta=0.4, va_centroids={"fear": [-0.5, 0.7]}, lambda_budget=0.3)
+    import json
+
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(TypeError, match="method"):
+        TrainConfig(method="nope")
+    with pytest.raises(ValueError, match="lambda_init"):
+        TrainConfig(lambda_init=1.0)
+    with pytest.warns(UserWarning, match="unknown"):
+        TrainConfig.from_dict({"epochs": 2, "from_the_future": 1})
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, time, torch
+    sys.path.insert(0, {tests!r})
+    torch.set_num_threads(1)
+    from test_training import tiny_demo, TINY
+    from uldl_studio.core.training import TrainConfig, fit
+    table, images = tiny_demo()
+    config = TrainConfig(**TINY, epochs=3, va="columns")
+    for p in fit(table, config, sys.argv[1], images=images):
+        if p.phase == "train" and p.epoch == 2 and p.batch >= 4:
+            print("IN-EPOCH-2", flush=True)
+            time.sleep(60)  # killed here, in the middle of epoch 2
+""")
+
+
+def test_sigkill_during_epoch_then_resume(demo, tmp_path):
+    table, images = demo
+    config = TrainConfig(**TINY, epochs=3, va="columns")
+    list(fit(table, config, tmp_path / "straight", images=images))
+
+    run_dir = tmp_path / "killed"
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(run_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        line = proc.stdout.readline()
+        assert "IN-EPOCH-2" in line, proc.stderr.read()
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    assert load_checkpoint(run_dir)["epoch"] == 1  # the last completed epoch survived
+    assert not list(run_dir.glob(".*.tmp"))
+    list(fit(table, config, run_dir, images=images, resume=True))
+    _assert_same_state(load_checkpoint(tmp_path / "straight"), load_checkpoint(run_dir))
+
+
+def test_demo_constructed_distributions_beat_one_hot(tmp_path):
+    """After a tiny train, d is closer to the demo's true distributions than the given labels."""
+    from uldl_studio.core.metrics import intersection, kl_divergence
+
+    table, images = tiny_demo(n=700, seed=1)
+    list(fit(table, TrainConfig(**TINY, epochs=3, va="columns"), tmp_path / "run", images=images))
+    samples = Run.open(tmp_path / "run").samples()
+    classes = samples.attrs["classes"]
+    train = samples[samples["split"] == "train"]
+    ref = train[[f"ref_{c}" for c in classes]].to_numpy()
+    d = train[d_columns(classes)].to_numpy()
+    onehot = np.eye(len(classes))[train["label"]]
+    inter_d, inter_l = intersection(ref, d), intersection(ref, onehot)
+    kl_d, kl_l = kl_divergence(ref, d), kl_divergence(ref, onehot)
+    print(f"demo: intersection d {inter_d:.3f} vs one-hot {inter_l:.3f}; KL d {kl_d:.3f} vs one-hot {kl_l:.3f}")
+    assert inter_d > inter_l + 0.02
+    assert kl_d < kl_l

@@ -1,0 +1,355 @@
+"""Inspector for the current sample: image, labels, λ, V-A, d / p / reference bars, and the
+K neighbours that built d with their similarity s, calibration ζ and contribution c."""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QColor, QFont, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
+    QToolButton, QVBoxLayout, QWidget,
+)
+
+from uldl_studio.core.table import d_columns, p_columns, ref_columns
+
+IMAGE_SIZE = 160
+NEIGHBOUR_SIZE = 56
+SERIES = (  # (column prefix, legend name, colour)
+    ("d", "d (constructed)", "#ff7f0e"),
+    ("p", "p (prediction)", "#1f77b4"),
+    ("ref", "reference", "#7f7f7f"),
+)
+
+
+def array_to_pixmap(image: np.ndarray, size: int | None = None) -> QPixmap:
+    """uint8 HxW or HxWx3 array -> QPixmap (copied), optionally scaled to ``size``."""
+    image = np.ascontiguousarray(image)
+    if image.ndim == 2:
+        h, w = image.shape
+        qimage = QImage(image.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+    else:
+        h, w = image.shape[:2]
+        qimage = QImage(image.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    pixmap = QPixmap.fromImage(qimage)
+    if size is not None and (w != size or h != size):
+        pixmap = pixmap.scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio,
+                               Qt.TransformationMode.SmoothTransformation)
+    return pixmap
+
+
+def short_name(name: str) -> str:
+    return name[:3]
+
+
+class NeighbourTile(QToolButton):
+    """One neighbour: thumbnail, class and s / ζ / c."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+        self.setAutoRaise(True)
+        self.setIconSize(pg.QtCore.QSize(NEIGHBOUR_SIZE, NEIGHBOUR_SIZE))
+        font = self.font()
+        font.setPointSizeF(max(6.5, font.pointSizeF() - 1.5))
+        self.setFont(font)
+        self.row: int | None = None
+
+
+class DistributionChart(pg.PlotWidget):
+    """Grouped bars: d, p and (when present) the reference distribution per class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setBackground("w")
+        self.setMinimumHeight(170)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setMenuEnabled(False)
+        self.showGrid(y=True, alpha=0.25)
+        self.setYRange(0, 1.0, padding=0.02)
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).setTextPen("#333")
+            self.getAxis(axis).setPen("#888")
+        self.getAxis("left").setWidth(30)
+        self.legend = self.addLegend(offset=(-5, 5), labelTextColor="#333", labelTextSize="8pt",
+                                     brush=pg.mkBrush(255, 255, 255, 200))
+        self.bars: dict[str, pg.BarGraphItem] = {}
+        self.empty_text = pg.TextItem("no training results yet", color="#777", anchor=(0.5, 0.5))
+        self.addItem(self.empty_text)
+        self.empty_text.setPos(0.5, 0.5)
+        self._classes: list[str] = []
+
+    def set_distributions(self, classes: list[str], series: dict[str, np.ndarray]) -> None:
+        """``series``: prefix ('d' | 'p' | 'ref') -> (m,) distribution."""
+        for item in self.bars.values():
+            self.removeItem(item)
+        self.bars.clear()
+        self.legend.clear()
+        m = len(classes)
+        if classes != self._classes:
+            self._classes = list(classes)
+            self.getAxis("bottom").setTicks([[(i, short_name(c)) for i, c in enumerate(classes)]])
+        present = [s for s in SERIES if s[0] in series]
+        self.empty_text.setVisible(not present)
+        if not present:
+            self.setXRange(-0.5, max(m, 1) - 0.5)
+            self.empty_text.setPos((m - 1) / 2 if m else 0.5, 0.5)
+            return
+        width = 0.8 / len(present)
+        for j, (prefix, name, colour) in enumerate(present):
+            x = np.arange(m) - 0.4 + width * (j + 0.5)
+            bar = pg.BarGraphItem(x=x, height=np.asarray(series[prefix], dtype=float), width=width * 0.95,
+                                  brush=pg.mkBrush(colour), pen=pg.mkPen(None))
+            self.addItem(bar)
+            self.legend.addItem(bar, name)
+            self.bars[prefix] = bar
+        self.setXRange(-0.5, m - 0.5, padding=0.01)
+        top = max(float(np.nanmax(series[p])) for p, _, _ in present)
+        self.setYRange(0, max(0.2, min(1.0, top * 1.1 + 0.05)), padding=0)
+
+
+class Inspector(QWidget):
+    """Shows one row of the project's table.  ``neighbourActivated(row)``: a neighbour was clicked."""
+
+    neighbourActivated = Signal(int)
+
+    def __init__(self, project, thumbnails=None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self.thumbnails = thumbnails  # core.images.ThumbnailCache (lazy when None)
+        self.row: int | None = None
+        self._neighbors = None       # dict from Run.neighbors(), cached per run/results
+        self._neighbors_loaded = False
+        self._train_rows: np.ndarray | None = None
+
+        self.image = QLabel()
+        self.image.setFixedSize(IMAGE_SIZE, IMAGE_SIZE)
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image.setFrameShape(QFrame.Shape.StyledPanel)
+        self.image.setStyleSheet("background: #222; color: #bbb;")
+
+        self.title = QLabel("No sample selected")
+        bold = QFont(self.title.font())
+        bold.setBold(True)
+        bold.setPointSizeF(bold.pointSizeF() + 1)
+        self.title.setFont(bold)
+        self.title.setWordWrap(True)
+        self.fields: dict[str, QLabel] = {}
+        form = QFormLayout()
+        form.setVerticalSpacing(2)
+        for key, caption in (("label", "Given label"), ("state", "State"), ("lambda", "λ"),
+                             ("va", "Valence, arousal"), ("pred", "Predicted"), ("split", "Split")):
+            value = QLabel("–")
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            value.setWordWrap(True)
+            self.fields[key] = value
+            form.addRow(caption, value)
+        info = QVBoxLayout()
+        info.addWidget(self.title)
+        info.addLayout(form)
+        info.addStretch(1)
+        top = QHBoxLayout()
+        top.addWidget(self.image, 0, Qt.AlignmentFlag.AlignTop)
+        top.addLayout(info, 1)
+
+        self.chart = DistributionChart()
+
+        self.neighbour_box = QGroupBox("Neighbours that built d (s · ζ = c)")
+        self.neighbour_grid = QGridLayout(self.neighbour_box)
+        self.neighbour_grid.setSpacing(2)
+        self.neighbour_note = QLabel("available after training")
+        self.neighbour_note.setStyleSheet("color: #777;")
+        self.neighbour_grid.addWidget(self.neighbour_note, 0, 0)
+        self.tiles: list[NeighbourTile] = []
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.chart, 1)
+        layout.addWidget(self.neighbour_box)
+
+        project.tableReset.connect(self._on_results)
+        project.resultsChanged.connect(self._on_results)
+        project.editsChanged.connect(self._on_edits)
+
+    # -- data access ---------------------------------------------------------------------
+    def _cache(self):
+        if self.thumbnails is None:
+            from uldl_studio.core.images import ThumbnailCache
+
+            self.thumbnails = ThumbnailCache()
+        return self.thumbnails
+
+    def _pixmap(self, row: int, size: int) -> QPixmap | None:
+        table = self.project.table
+        pixels = table["pixels"].iat[row] if "pixels" in table else None
+        if not isinstance(pixels, str):
+            pixels = None
+        try:
+            image = self._cache().get(str(table["path"].iat[row]), pixels, size=size)
+        except Exception:  # a bad image must not break the inspector
+            return None
+        return array_to_pixmap(image, size)
+
+    def _neighbour_data(self):
+        if not self._neighbors_loaded:
+            self._neighbors_loaded = True
+            self._neighbors = None
+            run = self.project.run
+            if run is not None:
+                try:
+                    self._neighbors = run.neighbors()
+                except Exception:
+                    self._neighbors = None
+            table = self.project.table
+            self._train_rows = np.flatnonzero(table["split"].to_numpy() == "train") if table is not None else None
+        return self._neighbors
+
+    # -- slots ---------------------------------------------------------------------------
+    @Slot()
+    def _on_results(self) -> None:
+        self._neighbors_loaded = False
+        self._neighbors = None
+        if self.row is not None and self.row >= len(self.project):
+            self.row = None
+        self.refresh()
+
+    @Slot(object)
+    def _on_edits(self, rows) -> None:
+        if self.row is not None and (len(rows) == 0 or self.row in set(np.asarray(rows).tolist())):
+            self.refresh()
+
+    @Slot(int)
+    def set_row(self, row: int | None) -> None:
+        if row is not None and row < 0:
+            row = None
+        self.row = row
+        self.refresh()
+
+    def refresh(self) -> None:
+        table = self.project.table
+        row = self.row
+        if table is None or row is None or row >= len(table):
+            self._show_empty()
+            return
+        classes = self.project.classes
+        rec = table.iloc[row]
+        self.title.setText(str(rec["sample_id"]))
+        self.title.setToolTip(str(rec["path"]))
+        pixmap = self._pixmap(row, IMAGE_SIZE)
+        if pixmap is None:
+            self.image.setPixmap(QPixmap())
+            self.image.setText("image\nunreadable")
+        else:
+            self.image.setPixmap(pixmap)
+
+        label = int(rec["label"])
+        text = classes[label]
+        edited = bool(rec.get("edited", False)) if "edited" in table else False
+        if edited and "label_given" in table and int(rec["label_given"]) != label:
+            text += f"  (was {classes[int(rec['label_given'])]})"
+        self.fields["label"].setText(f"<b>{text}</b>  [key {label + 1}]")
+        states = []
+        if edited:
+            states.append("<span style='color:#d35400'>✎ edited</span>")
+        if bool(rec.get("unsure", False)) if "unsure" in table else False:
+            states.append("<span style='color:#8e44ad'>? unsure</span>")
+        if rec["sample_id"] in self.project.reviewed_ids() and not edited:
+            states.append("reviewed")
+        self.fields["state"].setText(", ".join(states) if states else "as given")
+        lam = rec["lambda"] if "lambda" in table else np.nan
+        lam_text = "–" if not np.isfinite(lam) else f"{lam:.3f}"
+        if "lambda_prev" in table and np.isfinite(rec["lambda_prev"]) and np.isfinite(lam):
+            lam_text += f"  (Δ {lam - rec['lambda_prev']:+.3f})"
+        self.fields["lambda"].setText(lam_text)
+        va = [rec[c] if c in table else np.nan for c in ("valence", "arousal")]
+        self.fields["va"].setText("–" if not np.all(np.isfinite(va)) else f"{va[0]:+.2f}, {va[1]:+.2f}")
+        self.fields["split"].setText(str(rec["split"]))
+
+        series: dict[str, np.ndarray] = {}
+        for prefix, cols in (("d", d_columns(classes)), ("p", p_columns(classes)),
+                             ("ref", ref_columns(classes))):
+            if all(c in table for c in cols):
+                values = rec[cols].to_numpy(dtype=np.float64)
+                if np.all(np.isfinite(values)):
+                    series[prefix] = values
+        if "p" in series:
+            k = int(np.argmax(series["p"]))
+            self.fields["pred"].setText(f"{classes[k]} ({series['p'][k]:.2f})")
+        else:
+            self.fields["pred"].setText("–")
+        self.chart.set_distributions(classes, series)
+        self._show_neighbours(row)
+
+    def _show_empty(self) -> None:
+        self.title.setText("No sample selected")
+        self.image.setPixmap(QPixmap())
+        self.image.setText("click a point\nor a thumbnail")
+        for value in self.fields.values():
+            value.setText("–")
+        self.chart.set_distributions(self.project.classes, {})
+        self._set_tiles([])
+        self.neighbour_note.setText("")
+
+    def _show_neighbours(self, row: int) -> None:
+        data = self._neighbour_data()
+        table = self.project.table
+        if data is None or self._train_rows is None:
+            self._set_tiles([])
+            self.neighbour_note.setText("available after training" if self.project.run is None
+                                        else "no neighbour file in this run")
+            return
+        positions = np.flatnonzero(self._train_rows == row)
+        if len(positions) == 0:
+            self._set_tiles([])
+            self.neighbour_note.setText(f"{table['split'].iat[row]} samples have no constructed d "
+                                        "(only training samples do)")
+            return
+        pos = int(positions[0])
+        indices = np.asarray(data["indices"])[pos]
+        s = np.asarray(data.get("similarity", data.get("s")))[pos] if data.get("similarity", data.get("s")) is not None else None
+        zeta = np.asarray(data["zeta"])[pos] if "zeta" in data else None
+        c = np.asarray(data.get("contribution", data.get("c")))[pos] if data.get("contribution", data.get("c")) is not None else None
+        classes = self.project.classes
+        items = []
+        for j, idx in enumerate(indices):
+            if idx < 0 or idx >= len(self._train_rows):
+                continue
+            nrow = int(self._train_rows[idx])
+            parts = []
+            if s is not None:
+                parts.append(f"s {s[j]:.2f}")
+            if zeta is not None:
+                parts.append(f"ζ {zeta[j]:.2f}")
+            if c is not None:
+                parts.append(f"c {c[j]:.2f}")
+            items.append((nrow, classes[int(table['label'].iat[nrow])], parts))
+        self.neighbour_note.setText("" if items else "no neighbours")
+        self._set_tiles(items)
+
+    def _set_tiles(self, items) -> None:
+        while len(self.tiles) < len(items):
+            tile = NeighbourTile(self.neighbour_box)
+            tile.clicked.connect(self._on_tile_clicked)
+            self.tiles.append(tile)
+        columns = 4
+        for i, tile in enumerate(self.tiles):
+            if i < len(items):
+                nrow, name, parts = items[i]
+                tile.row = nrow
+                pixmap = self._pixmap(nrow, NEIGHBOUR_SIZE)
+                tile.setIcon(pixmap if pixmap is not None else QPixmap())
+                tile.setText(f"{name}\n{parts[0] if parts else ''}\n{'  '.join(parts[1:])}")
+                tile.setToolTip(f"{self.project.table['sample_id'].iat[nrow]}\n" + "\n".join(parts))
+                self.neighbour_grid.addWidget(tile, 1 + i // columns, i % columns)
+                tile.show()
+            else:
+                tile.hide()
+                tile.row = None
+        self.neighbour_note.setVisible(True)
+
+    @Slot()
+    def _on_tile_clicked(self) -> None:
+        tile = self.sender()
+        if isinstance(tile, NeighbourTile) and tile.row is not None:
+            self.neighbourActivated.emit(tile.row)

@@ -1,0 +1,402 @@
+"""Training panel (settings, Start/Stop, progress with ETA, live curves) and the session that
+runs ``core.training.fit`` on a worker thread.
+
+The panel is a view: it turns its fields into a config dict and shows the progress records
+the :class:`TrainingSession` forwards.  The session owns the thread; the worker never touches
+a widget and emits copies (DESIGN.md §4).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+    QProgressBar, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from uldl_studio.qt.workers import JobThread, ProgressThrottle, copy_progress
+
+# Panel fields -> TrainConfig fields.  Values the panel does not show keep TrainConfig's
+# defaults; ``extra_config`` (tests, advanced users) overrides anything.
+PANEL_DEFAULTS: dict[str, Any] = {
+    "method": "ldlva", "epochs": 8, "device": "auto", "k": 8, "delta": None,
+    "similarity": "l2", "gamma": 0.01, "neighbors": "bank",
+}
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def train_config_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults for the fields the panel shows (falls back to PANEL_DEFAULTS)."""
+    try:
+        from uldl_studio.core.training import TrainConfig
+    except ImportError:
+        return dict(PANEL_DEFAULTS)
+    defaults = dict(PANEL_DEFAULTS)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in defaults and f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+    return defaults
+
+
+def make_train_config(values: dict[str, Any]):
+    """A TrainConfig from ``values``; keys TrainConfig does not know are ignored."""
+    from uldl_studio.core.training import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in values.items() if k in names})
+
+
+# ================================================================== session (no widgets)
+class TrainingSession(QObject):
+    """Runs one ``fit`` at a time on a :class:`JobThread`.
+
+    Signals:
+        started(str run_dir)
+        progress(object): a copy of a core Progress, throttled to every N batches
+        epochResults(object, object): (Run, samples DataFrame) read by the worker after an epoch
+        finished(str): "done" | "cancelled" | "failed"
+        failed(str): one-line error message
+    """
+
+    started = Signal(str)
+    progress = Signal(object)
+    epochResults = Signal(object, object)
+    finished = Signal(str)
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None, *, emit_every: int = 5) -> None:
+        super().__init__(parent)
+        self.emit_every = emit_every
+        self.thread: JobThread | None = None
+        self.run_dir: Path | None = None
+        self.last_progress = None
+
+    @property
+    def is_running(self) -> bool:
+        return self.thread is not None and self.thread.isRunning()
+
+    def start(self, table, config, run_dir: str | Path, *, resume: bool = False) -> None:
+        """``table``: a SampleTable, or a callable returning one (called on the worker thread,
+        e.g. ``run.training_table`` which re-reads the dataset)."""
+        if self.is_running:
+            raise RuntimeError("training is already running")
+        self.run_dir = Path(run_dir)
+        self.last_progress = None
+        run_dir = self.run_dir
+        every = self.emit_every
+
+        def job(cancel):
+            from uldl_studio.core.run import Run
+            from uldl_studio.core.training import Progress, fit
+
+            throttle = ProgressThrottle(every)
+            last = None
+            yield ("progress", Progress("load", epochs=config.epochs, message="reading the dataset"))
+            data = table() if callable(table) else table
+            for item in fit(data, config, run_dir, cancel=cancel, resume=resume):
+                last = item
+                if throttle(item):
+                    yield ("progress", copy_progress(item))
+                if getattr(item, "phase", "") == "epoch_end":
+                    # Read the results here, off the GUI thread; the GUI gets its own copy.
+                    run = Run.open(run_dir)
+                    yield ("epoch", run, run.samples())
+            return getattr(last, "phase", "done")
+
+        thread = JobThread(job, self, name="training")
+        thread.yielded.connect(self._on_yielded)
+        thread.failed.connect(self._on_failed)
+        thread.finished.connect(self._on_thread_finished)
+        self.thread = thread
+        thread.start()
+        self.started.emit(str(run_dir))
+
+    def stop(self) -> None:
+        """Ask the worker to stop; fit honours it between batches."""
+        if self.thread is not None:
+            self.thread.cancel()
+
+    def stop_and_wait(self, timeout_ms: int = 60_000) -> bool:
+        if self.thread is None:
+            return True
+        return self.thread.stop_and_wait(timeout_ms)
+
+    @Slot(object)
+    def _on_yielded(self, item) -> None:
+        if item[0] == "progress":
+            self.last_progress = item[1]
+            self.progress.emit(item[1])
+        elif item[0] == "epoch":
+            self.epochResults.emit(item[1], item[2])
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.failed.emit(message)
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        thread = self.thread
+        if thread is None:
+            return
+        if thread.outcome == "failed":
+            outcome = "failed"
+        elif thread.outcome == "cancelled" or thread.cancel_event.is_set():
+            outcome = "cancelled"
+        else:
+            outcome = "done"
+        self.thread = None
+        thread.deleteLater()
+        self.finished.emit(outcome)
+
+
+# ================================================================== the panel
+class CurvePlot(pg.PlotWidget):
+    """A small live curve (x = fractional epoch)."""
+
+    def __init__(self, title: str, colour: str, y_range: tuple[float, float] | None = None) -> None:
+        super().__init__()
+        self.setBackground("w")
+        self.setTitle(title, color="#333", size="9pt")
+        self.setMinimumHeight(110)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.showGrid(x=True, y=True, alpha=0.25)
+        for axis in ("left", "bottom"):
+            ax = self.getAxis(axis)
+            ax.setTextPen("#333")
+            ax.setPen("#888")
+        self.getAxis("left").setWidth(38)
+        if y_range is not None:
+            self.setYRange(*y_range, padding=0.02)
+        self.curve = self.plot([], [], pen=pg.mkPen(colour, width=2))
+        self._x: list[float] = []
+        self._y: list[float] = []
+
+    def clear_points(self) -> None:
+        self._x.clear()
+        self._y.clear()
+        self.curve.setData([], [])
+
+    def add_point(self, x: float, y: float | None) -> None:
+        if y is None or not math.isfinite(float(y)):
+            return
+        self._x.append(float(x))
+        self._y.append(float(y))
+        self.curve.setData(np.asarray(self._x), np.asarray(self._y))
+
+    @property
+    def points(self) -> int:
+        return len(self._x)
+
+
+class TrainingPanel(QWidget):
+    """Training settings, Start/Stop, progress and live curves.
+
+    Emits ``startRequested(dict)`` with the config values and ``stopRequested()``; the main
+    window runs the :class:`TrainingSession`.  ``extra_config`` is merged into every config.
+    """
+
+    startRequested = Signal(dict)
+    stopRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.extra_config: dict[str, Any] = {}
+        defaults = train_config_defaults()
+
+        self.method = QComboBox()
+        self.method.addItem("LDLVA (label distributions)", "ldlva")
+        self.method.addItem("Cross-entropy (baseline)", "ce")
+        self.epochs = QSpinBox(minimum=1, maximum=500)
+        self.device = QComboBox()
+        for d in ("auto", "cpu", "cuda"):
+            self.device.addItem(d, d)
+        self.k = QSpinBox(minimum=1, maximum=64)
+        self.k.setToolTip("K: neighbours in valence-arousal space that build each distribution")
+        self.delta = QDoubleSpinBox(minimum=0.0, maximum=10.0, singleStep=0.05, decimals=3)
+        # 0 shows "auto": TrainConfig.delta = None picks the median V-A distance to the K neighbours.
+        self.delta.setSpecialValueText("auto")
+        self.delta.setToolTip("δ: scale of the similarity s = exp(-dist² / δ²) in V-A space "
+                              "(auto: median distance to the K neighbours)")
+        self.similarity = QComboBox()
+        self.similarity.addItem("L2 (Gaussian)", "l2")
+        self.similarity.addItem("L1 (published code)", "l1")
+        self.gamma = QDoubleSpinBox(minimum=0.0, maximum=10.0, singleStep=0.005, decimals=4)
+        self.gamma.setToolTip("γ: weight of the discriminative loss L_D")
+        self.neighbors = QComboBox()
+        self.neighbors.addItem("memory bank (fast)", "bank")
+        self.neighbors.addItem("exact (K extra passes)", "exact")
+        self.set_values(defaults)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Method", self.method)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Device", self.device)
+        form.addRow("Neighbours K", self.k)
+        form.addRow("δ (similarity)", self.delta)
+        form.addRow("Distance", self.similarity)
+        form.addRow("γ (L_D weight)", self.gamma)
+        form.addRow("Neighbour outputs", self.neighbors)
+        settings_box = QGroupBox("Settings")
+        settings_box.setLayout(form)
+
+        self.start_button = QPushButton("Start training")
+        self.start_button.setObjectName("startTraining")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.start_button.clicked.connect(self._on_start_clicked)
+        self.stop_button.clicked.connect(self._on_stop_clicked)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button, 2)
+        buttons.addWidget(self.stop_button, 1)
+
+        self.run_label = QLabel("Run: new run (created on start)")
+        self.run_label.setWordWrap(True)
+        self.run_label.setStyleSheet("color: #555;")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.setFormat("idle")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        self.loss_plot = CurvePlot("loss", "#d62728")
+        self.accuracy_plot = CurvePlot("accuracy (train)", "#1f77b4")
+        self.lambda_plot = CurvePlot("mean λ", "#9467bd")
+        curves = QVBoxLayout()
+        curves.setSpacing(2)
+        for plot in (self.loss_plot, self.accuracy_plot, self.lambda_plot):
+            curves.addWidget(plot)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(settings_box)
+        layout.addLayout(buttons)
+        layout.addWidget(self.run_label)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status)
+        layout.addLayout(curves, 1)
+        self.setMinimumWidth(260)
+        self._running = False
+
+    # -- values --------------------------------------------------------------------------
+    def values(self) -> dict[str, Any]:
+        """The panel's config values (TrainConfig field names), ``extra_config`` merged."""
+        values = {
+            "method": self.method.currentData(),
+            "epochs": self.epochs.value(),
+            "device": self.device.currentData(),
+            "k": self.k.value(),
+            "delta": float(self.delta.value()) or None,
+            "similarity": self.similarity.currentData(),
+            "gamma": float(self.gamma.value()),
+            "neighbors": self.neighbors.currentData(),
+        }
+        values.update(self.extra_config)
+        return values
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        def pick(combo: QComboBox, value) -> None:
+            i = combo.findData(value)
+            if i >= 0:
+                combo.setCurrentIndex(i)
+
+        if "method" in values:
+            pick(self.method, values["method"])
+        if "epochs" in values:
+            self.epochs.setValue(int(values["epochs"]))
+        if "device" in values:
+            pick(self.device, values["device"])
+        if "k" in values:
+            self.k.setValue(int(values["k"]))
+        if "delta" in values:
+            self.delta.setValue(float(values["delta"] or 0.0))
+        if "similarity" in values:
+            pick(self.similarity, values["similarity"])
+        if values.get("gamma") is not None:
+            self.gamma.setValue(float(values["gamma"]))
+        if "neighbors" in values:
+            pick(self.neighbors, values["neighbors"])
+
+    def set_run_text(self, text: str) -> None:
+        self.run_label.setText(text)
+
+    # -- state ---------------------------------------------------------------------------
+    def set_running(self, running: bool) -> None:
+        self._running = running
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        for w in (self.method, self.epochs, self.device, self.k, self.delta, self.similarity,
+                  self.gamma, self.neighbors):
+            w.setEnabled(not running)
+
+    def set_can_start(self, can: bool, why: str = "") -> None:
+        if not self._running:
+            self.start_button.setEnabled(can)
+        self.start_button.setToolTip(why)
+
+    def reset_curves(self) -> None:
+        for plot in (self.loss_plot, self.accuracy_plot, self.lambda_plot):
+            plot.clear_points()
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("starting…")
+
+    @Slot(object)
+    def show_progress(self, p) -> None:
+        """Show one Progress record (GUI thread)."""
+        epochs = max(1, int(getattr(p, "epochs", 1) or 1))
+        epoch = int(getattr(p, "epoch", 0) or 0)
+        batches = int(getattr(p, "batches", 0) or 0)
+        batch = int(getattr(p, "batch", 0) or 0)
+        phase = getattr(p, "phase", "")
+        within = batch / batches if batches else (1.0 if phase == "epoch_end" else 0.0)
+        # Epochs are counted from 1 in Progress; epoch 0 is the load/warm-up stage.
+        x = max(0.0, (epoch - 1) + within) if epoch >= 1 else within
+        fraction = min(1.0, x / epochs)
+        if phase == "done":
+            fraction = 1.0
+        self.progress_bar.setValue(int(round(fraction * 1000)))
+        eta = format_duration(getattr(p, "eta_seconds", None))
+        if phase == "done":
+            text = f"done · {epochs} epochs · {format_duration(getattr(p, 'seconds', None))}"
+        elif phase == "cancelled":
+            text = f"stopped at epoch {epoch}/{epochs}"
+        elif phase == "load":
+            text = "loading images…"
+        else:
+            text = f"epoch {epoch}/{epochs} · batch {batch}/{batches} · ETA {eta}"
+        self.progress_bar.setFormat(text)
+        message = getattr(p, "message", "") or ""
+        if message:
+            self.status.setText(message)
+        if phase in ("train", "warmup", "epoch_end"):
+            self.loss_plot.add_point(x, getattr(p, "loss", None))
+            self.accuracy_plot.add_point(x, getattr(p, "accuracy", None))
+            if phase != "warmup":
+                self.lambda_plot.add_point(x, getattr(p, "mean_lambda", None))
+
+    # -- buttons -------------------------------------------------------------------------
+    @Slot()
+    def _on_start_clicked(self) -> None:
+        self.startRequested.emit(self.values())
+
+    @Slot()
+    def _on_stop_clicked(self) -> None:
+        self.stop_button.setEnabled(False)
+        self.progress_bar.setFormat("stopping after this batch…")
+        self.stopRequested.emit()

@@ -1,0 +1,59 @@
+"""UMAP of a run's learned features, computed off the GUI thread and cached in RUN/umap.npy.
+
+umap-learn is imported inside the job: its first import compiles numba code for tens of
+seconds, which must never happen on the GUI thread (or at start-up).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from uldl_studio.core.atomic import atomic_open
+
+UMAP_FILE = "umap.npy"
+FEATURES_FILE = "features.npy"
+
+
+def cached_umap(run_dir: str | Path, n_rows: int) -> np.ndarray | None:
+    """RUN/umap.npy when it matches ``n_rows`` and is newer than RUN/features.npy."""
+    run_dir = Path(run_dir)
+    umap_path, features_path = run_dir / UMAP_FILE, run_dir / FEATURES_FILE
+    if not umap_path.exists():
+        return None
+    if features_path.exists() and features_path.stat().st_mtime > umap_path.stat().st_mtime:
+        return None  # retrained since: stale
+    try:
+        coords = np.load(umap_path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if coords.shape != (n_rows, 2) or not np.isfinite(coords).all():
+        return None
+    return coords
+
+
+def compute_umap(run_dir: str | Path, cancel: threading.Event | None = None, *, seed: int = 0,
+                 n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
+    """2-D UMAP of RUN/features.npy, written to RUN/umap.npy (atomically). Runs on a worker."""
+    run_dir = Path(run_dir)
+    features_path = run_dir / FEATURES_FILE
+    if not features_path.exists():
+        raise FileNotFoundError(f"{features_path}: the run has no features (train at least one epoch)")
+    features = np.load(features_path, allow_pickle=False).astype(np.float32)
+    if cancel is not None and cancel.is_set():
+        return np.empty((0, 2))
+    n = len(features)
+    if n < 4:
+        coords = np.zeros((n, 2), dtype=np.float32)
+    else:
+        import umap  # lazy: numba compilation on first import
+
+        if cancel is not None and cancel.is_set():
+            return np.empty((0, 2))
+        reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist,
+                            random_state=seed, n_jobs=1)
+        coords = reducer.fit_transform(features).astype(np.float32)
+    with atomic_open(run_dir / UMAP_FILE, "wb", encoding=None) as handle:
+        np.save(handle, coords)
+    return coords
