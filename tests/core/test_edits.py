@@ -318,11 +318,14 @@ def test_recover_keeps_valid_later_lines_and_a_backup(jpath):
     # b's relabel is lost; c's relabel, its undo and d's mark (later lines) are kept
     assert journal.labels() == {"a": 1}
     assert journal.unsure() == {"d"}
-    assert journal.can_redo
+    assert journal.undo_depth == 2 and not journal.can_redo  # [a's relabel, d's mark]
     assert (jpath.parent / "edits.jsonl.corrupt-1").read_bytes() == damaged
+    journal.undo()
+    journal.undo()
+    assert journal.labels() == {} and journal.unsure() == set()
     journal.redo()
     journal.close()
-    assert reopen(jpath).labels() == {"a": 1, "c": 3}
+    assert state(reopen(jpath)) == ({"a": 1}, set(), 1, 1, 7)  # the rewritten file opens cleanly
 
 
 def test_undo_of_a_lost_command_is_skipped_in_recovery(jpath):

@@ -40,7 +40,7 @@ CLASS_SETS: dict[str, tuple[str, ...]] = {
     "rafdb": RAFDB_CLASSES,
     "affectnet": AFFECTNET_CLASSES,
     "fer2013": FER2013_CLASSES,
-    "demo": FERPLUS_CLASSES,
+    "demo": ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear"),
 }
 
 SYNONYMS: dict[str, str] = {

@@ -124,7 +124,7 @@ def read_affectnet_csv(csv_path: Path, root: Path, split: str) -> pd.DataFrame:
     out["label"] = code.where(keep, 0).astype(np.int64).to_numpy()
     for col in OPTIONAL:
         if col in cols:
-            values = pd.to_numeric(frame[cols[col]].str.strip(), errors="coerce").to_numpy(np.float64)
+            values = pd.to_numeric(frame[cols[col]].str.strip(), errors="coerce").to_numpy(np.float64, copy=True)
             missing = values == -2  # AffectNet's "not annotated"
             wrong = keep & ~missing & ~(np.abs(values) <= 1)  # NaN, text and out of range
             if wrong.any():

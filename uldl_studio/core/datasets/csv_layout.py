@@ -236,7 +236,7 @@ def load_csv(path: str | Path, *, single_label: str = "majority", seed: int = 0)
     for col in ("valence", "arousal"):
         if col in cols:
             raw = frame[cols[col]].astype(str).str.strip()
-            values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+            values = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64, copy=True)
             wrong = keep & ~(np.abs(values) <= 1)
             if wrong.any():
                 warn(f"{csv_path}: {int(wrong.sum())} rows have a {col} that is empty, NaN, not a number or "
