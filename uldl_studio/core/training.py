@@ -385,32 +385,34 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     if config.num_threads:
         torch.set_num_threads(int(config.num_threads))
     device = resolve_device(config.device)
+    from .run import ensure_run
+
+    yield Progress("load", epochs=config.epochs, message=f"loading {len(table)} images",
+                   seconds=time.perf_counter() - started)
+    if images is None:
+        from .images import drop_bad_images, load_images
+
+        images, problems = load_images(table, config.image_size, config.channels)
+        if problems:  # train on the readable rows; DatasetWarning names the bad files
+            keep = np.ones(len(table), dtype=bool)
+            keep[[p.row for p in problems]] = False
+            table = drop_bad_images(table, problems)
+            images = images[keep]
+            validate_table(table)
+    images = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    n = len(table)
+    if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != n:
+        raise ValueError(f"images must be uint8 (N={n}, C, H, W), got {tuple(images.shape)} {images.dtype}")
     split = table["split"].to_numpy()
     train_rows = np.flatnonzero(split == "train")
     if len(train_rows) == 0:
         raise DatasetError(f"{table.attrs.get('root', 'dataset')}: no training samples (split 'train' is empty)")
-    n, n_train = len(table), len(train_rows)
+    n_train = len(train_rows)
     labels_all = torch.as_tensor(table["label"].to_numpy(np.int64).copy(), device=device)
     train_rows_t = torch.as_tensor(train_rows, device=device)
     train_labels = labels_all[train_rows_t]
     ids_digest = _ids_digest(table["sample_id"].iloc[train_rows])
-
-    from .run import Run, ensure_run
-
     ensure_run(run_dir, config, table)
-
-    yield Progress("load", epochs=config.epochs, message=f"loading {n} images",
-                   seconds=time.perf_counter() - started)
-    if images is None:
-        from .images import load_images
-
-        images, problems = load_images(table, config.image_size, config.channels)
-        if problems:
-            warnings.warn(f"{len(problems)} image(s) could not be read and train as blank images "
-                          f"(first: {problems[0].path}: {problems[0].reason})")
-    images = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-    if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != n:
-        raise ValueError(f"images must be uint8 (N={n}, C, H, W), got {tuple(images.shape)} {images.dtype}")
     if device.type == "cuda":
         images = images.to(device)
 

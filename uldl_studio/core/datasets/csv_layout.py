@@ -224,7 +224,7 @@ def load_csv(path: str | Path, *, single_label: str = "majority", seed: int = 0)
             warn_dropped(csv_path, "unknown split (expected train, valid or test)", rows[unknown], total=total,
                          detail=f"first bad value: {raw_split[unknown].iloc[0]!r}")
         keep &= ~unknown
-        split = split.fillna("").to_numpy(dtype=object)
+        split = np.array(split.fillna("").tolist(), dtype=object)
         blank = split == ""
         if blank.any():
             split[blank] = hash_split(out["sample_id"][blank].tolist())

@@ -1,0 +1,98 @@
+"""Seconds per epoch of `ce`, `ldlva --neighbors bank` and `ldlva --neighbors exact` on the same data.
+
+Each method runs in its own subprocess (fair peak memory: ru_maxrss of that process; on CUDA
+also torch.cuda.max_memory_allocated). Every run trains 1 warm-up epoch (plain CE, identical
+for all three) plus --epochs measured epochs; the reported time is the mean training time of
+the measured epochs (the per-epoch evaluation pass and file writing are excluded, being the
+same for all methods). Prints ratios to ce, e.g. `bank 1.07x`.
+
+    python bench/overhead.py --data demo --limit 2000
+    python bench/overhead.py --data ../shared/data/ferplus --limit 3000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODES = {"ce": {"method": "ce"}, "bank": {"method": "ldlva", "neighbors": "bank"},
+         "exact": {"method": "ldlva", "neighbors": "exact"}}
+
+
+def worker(args) -> None:
+    import resource
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from uldl_studio.core.datasets import load_dataset
+    from uldl_studio.core.images import load_images
+    from uldl_studio.core.training import TrainConfig, fit
+
+    table = load_dataset(args.data, fmt=args.format, limit=args.limit,
+                         single_label="sample" if args.data != "demo" else "majority")
+    table = table[table["split"] == "train"].reset_index(drop=True) if args.train_only else table
+    config = TrainConfig(**MODES[args.worker], epochs=1 + args.epochs, warmup_epochs=1,
+                         batch_size=args.batch_size, device=args.device, num_threads=args.threads,
+                         va=args.va, progress_every=10_000)
+    images, _ = load_images(table, config.image_size, config.channels)
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        for _ in fit(table, config, run_dir, images=images):
+            pass
+        total = time.perf_counter() - start
+        import pandas as pd
+
+        history = pd.read_csv(Path(run_dir) / "history.csv")
+    measured = history[history["epoch"] > 1]["seconds"].tolist()
+    out = {"mode": args.worker, "n_train": int((table["split"] == "train").sum()),
+           "epoch_seconds": sum(measured) / len(measured), "total_seconds": total,
+           "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available() and config.device != "cpu":
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        out["device"] = torch.cuda.get_device_name()
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="demo", help="'demo' or a dataset path")
+    parser.add_argument("--format", default="auto")
+    parser.add_argument("--limit", type=int, default=2000, help="first N samples per split")
+    parser.add_argument("--epochs", type=int, default=1, help="measured epochs after the warm-up epoch")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--va", default="auto")
+    parser.add_argument("--modes", default="ce,bank,exact")
+    parser.add_argument("--train-only", action="store_true", help="drop valid/test rows (faster)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    results = {}
+    for mode in args.modes.split(","):
+        cmd = [sys.executable, __file__, "--worker", mode] + [a for a in sys.argv[1:]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if proc.returncode != 0 or not line:
+            sys.exit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+        results[mode] = json.loads(line[0][7:])
+        r = results[mode]
+        print(f"{mode:6s} {r['epoch_seconds']:8.2f} s/epoch  ({r['n_train']} train samples, "
+              f"{r['n_train'] / r['epoch_seconds']:.0f} img/s)  peak RSS {r['max_rss_mb']:.0f} MB"
+              + (f"  CUDA peak {r['cuda_peak_mb']:.0f} MB on {r['device']}" if "cuda_peak_mb" in r else ""),
+              flush=True)
+    if "ce" in results:
+        base = results["ce"]["epoch_seconds"]
+        print("ratios to ce: " + "  ".join(f"{m} {r['epoch_seconds'] / base:.2f}x" for m, r in results.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Training panel and session: fit runs on a worker thread, progress reaches the panel,
+Stop is honoured between batches, results are read back after each epoch."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+
+def test_panel_values_roundtrip(qtbot, settings_dir):
+    from uldl_studio.qt.training_panel import TrainingPanel, make_train_config
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.set_values({"method": "ce", "epochs": 3, "k": 5, "delta": 0.4, "gamma": 0.02,
+                      "neighbors": "exact", "similarity": "l1", "device": "cpu"})
+    values = panel.values()
+    assert values["method"] == "ce" and values["epochs"] == 3 and values["k"] == 5
+    assert values["delta"] == pytest.approx(0.4) and values["gamma"] == pytest.approx(0.02)
+    assert values["neighbors"] == "exact" and values["similarity"] == "l1"
+    panel.set_values({"delta": None})
+    assert panel.values()["delta"] is None          # "auto"
+    assert panel.delta.text() == "auto"
+    config = make_train_config({**panel.values(), "not_a_field": 1})
+    assert config.method == "ce" and config.k == 5
+
+
+def test_progress_updates_bar_and_curves(qtbot):
+    from uldl_studio.core.training import Progress
+    from uldl_studio.qt.training_panel import TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    panel.reset_curves()
+    panel.show_progress(Progress("train", 1, 4, 5, 10, loss=1.5, accuracy=0.4, mean_lambda=0.2, eta_seconds=75))
+    assert panel.progress_bar.value() == 125            # 0.5 epoch of 4
+    assert "ETA 1:15" in panel.progress_bar.format()
+    assert panel.loss_plot.points == 1 and panel.lambda_plot.points == 1
+    panel.show_progress(Progress("done", 4, 4))
+    assert panel.progress_bar.value() == 1000
+
+
+def test_session_trains_one_epoch_and_loads_results(qtbot, tmp_path, demo_table, tiny_config):
+    from uldl_studio.qt.training_panel import TrainingSession, make_train_config
+
+    session = TrainingSession(emit_every=1)
+    config = make_train_config({**tiny_config, "epochs": 1})
+    progress, epochs = [], []
+    session.progress.connect(progress.append)
+    session.epochResults.connect(lambda run, samples: epochs.append((run, samples)))
+    main_thread = threading.get_ident()
+    seen_threads = []
+    session.progress.connect(lambda p: seen_threads.append(threading.get_ident()))
+    with qtbot.waitSignal(session.finished, timeout=100_000) as blocker:
+        session.start(demo_table, config, tmp_path / "run")
+    assert blocker.args == ["done"]
+    assert not session.is_running
+    assert set(seen_threads) == {main_thread}        # slots ran on the GUI thread
+    phases = [p.phase for p in progress]
+    assert "epoch_end" in phases and phases[-1] == "done"
+    assert len(epochs) == 1
+    run, samples = epochs[0]
+    assert len(samples) == len(demo_table) and "lambda" in samples
+    assert run.has_results
+
+
+def test_stop_is_honoured(qtbot, tmp_path, demo_table, tiny_config):
+    from uldl_studio.qt.training_panel import TrainingSession, make_train_config
+
+    session = TrainingSession(emit_every=1)
+    config = make_train_config({**tiny_config, "epochs": 50, "batch_size": 8})
+    with qtbot.waitSignal(session.progress, timeout=60_000,
+                          check_params_cb=lambda p: p.phase in ("train", "warmup") and p.batch >= 1):
+        session.start(demo_table, config, tmp_path / "run")
+    with qtbot.waitSignal(session.finished, timeout=30_000) as blocker:
+        session.stop()
+    assert blocker.args == ["cancelled"]
+    assert session.last_progress.phase == "cancelled"
+    assert session.last_progress.epoch < 50
+
+
+def test_failure_is_reported_not_raised(qtbot, tmp_path, tiny_config):
+    import pandas as pd
+
+    from uldl_studio.core.table import make_table
+    from uldl_studio.qt.training_panel import TrainingSession, make_train_config
+
+    table = make_table(pd.DataFrame({"sample_id": ["a"], "path": ["/nope.png"], "split": ["test"],
+                                     "label": [0]}), ["neutral", "happiness"], "/", "csv")
+    session = TrainingSession()
+    with qtbot.waitSignals([session.failed, session.finished], timeout=30_000):
+        session.start(table, make_train_config({**tiny_config, "epochs": 1}), tmp_path / "run")
+    assert not session.is_running

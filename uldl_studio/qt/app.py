@@ -1,0 +1,144 @@
+"""GUI entry point: ``run_gui`` (called by ``uldl-studio``, ``uldl-studio demo``, ``uldl-studio gui``)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from uldl_studio.qt.settings import APPLICATION, ORGANISATION, StudioSettings
+
+
+def ensure_app() -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+    app.setOrganizationName(ORGANISATION)
+    app.setApplicationName(APPLICATION)
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(antialias=True)
+    return app
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / "config.json").is_file()
+
+
+def wait_for(signals, timeout_s: float) -> bool:
+    """Run the event loop until one of ``signals`` fires (True) or the timeout passes (False)."""
+    loop = QEventLoop()
+    fired = []
+
+    def done(*args):
+        fired.append(True)
+        loop.quit()
+
+    for signal in signals:
+        signal.connect(done)
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    for signal in signals:
+        try:
+            signal.disconnect(done)
+        except (RuntimeError, TypeError):
+            pass
+    return bool(fired)
+
+
+def settle(seconds: float = 0.5) -> None:
+    """Process events for a while so that layouts, plots and thumbnails are painted."""
+    app = QApplication.instance()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        time.sleep(0.01)
+
+
+def open_path(window, path: str, fmt: str = "auto") -> None:
+    if str(path) == "demo":
+        window.open_demo()
+    elif is_run_dir(path):
+        window.open_run(path)
+    else:
+        window.open_dataset(path, fmt)
+
+
+def save_screenshot(window, file: str | Path) -> None:
+    settle(0.8)
+    window.repaint()
+    settle(0.2)
+    Path(file).parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(file)):
+        raise OSError(f"{file}: could not write the screenshot")
+
+
+def run_gui(path: str | None = None, *, demo: bool = False, screenshot: str | None = None,
+            fmt: str = "auto") -> int:
+    """Start the GUI.
+
+    - no path, not demo: the start screen;
+    - ``demo=True``: the main window on the built-in demo (training starts on a click);
+    - ``path``: the main window on a dataset folder/CSV or a run directory (a run selects its
+      most ambiguous sample);
+    - ``screenshot=FILE``: build the window with ``path`` (or the demo) loaded, save a picture
+      of it to FILE and return 0 without entering the event loop (1 on an error, printed).
+    """
+    app = ensure_app()
+    from uldl_studio.qt.main_window import MainWindow
+
+    settings = StudioSettings()
+    if screenshot:
+        window = MainWindow(settings)
+        window.resize(1600, 1000)
+        window.show()
+        if path is None and not demo:
+            settle(0.5)
+        else:
+            open_path(window, "demo" if demo and path is None else path, fmt)
+            if not wait_for([window.projectLoaded, window.loadFailed], timeout_s=600):
+                print(f"uldl-studio: {path}: timed out while loading", file=sys.stderr)
+                return 1
+        failed = window.map_message.isVisible() and window.map_message.text().startswith("Could not open")
+        try:
+            save_screenshot(window, screenshot)
+        except OSError as exc:
+            print(f"uldl-studio: {exc}", file=sys.stderr)
+            return 1
+        window.close()
+        if failed:
+            print(f"uldl-studio: {window.map_message.text()}", file=sys.stderr)
+            return 1
+        return 0
+
+    if demo or path is not None:
+        window = MainWindow(settings)
+        window.show()
+        open_path(window, "demo" if demo and path is None else path, fmt)
+        return app.exec()
+
+    from uldl_studio.qt.start_screen import StartScreen
+
+    start = StartScreen(settings)
+    state = {"window": None}
+
+    def main_window() -> MainWindow:
+        if state["window"] is None:
+            state["window"] = MainWindow(settings)
+        window = state["window"]
+        window.show()
+        start.hide()
+        return window
+
+    start.demoChosen.connect(lambda: main_window().open_demo())
+    start.runChosen.connect(lambda p: main_window().open_run(p))
+    start.datasetChosen.connect(lambda table, source: main_window().show_table(table, source))
+    geometry = settings.window_geometry("start")
+    if geometry is not None:
+        start.restoreGeometry(geometry)
+    start.show()
+    code = app.exec()
+    settings.save_window("start", start.saveGeometry())
+    return code

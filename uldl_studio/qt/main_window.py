@@ -1,0 +1,904 @@
+"""The main window: map (centre), grid, inspector and training panel in docks; toolbar with
+map mode, colour mode, point size, filters, export and predict.
+
+It wires views to the :class:`~uldl_studio.qt.project.Project` model and to workers; it owns
+no sample state itself (DESIGN.md §4).  Views of the map/grid engineer are embedded through
+the small ``_map_*`` / ``_grid_*`` / selection adapter methods at the bottom.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication, QComboBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu,
+    QMessageBox, QPushButton, QScrollArea, QSlider, QToolBar, QToolButton, QVBoxLayout, QWidget,
+)
+
+from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog, export_soft_labels
+from uldl_studio.qt.inspector import Inspector
+from uldl_studio.qt.project import Project
+from uldl_studio.qt.relabel import RelabelController
+from uldl_studio.qt.settings import StudioSettings
+from uldl_studio.qt.training_panel import TrainingPanel, TrainingSession, make_train_config
+from uldl_studio.qt.umap_worker import cached_umap, compute_umap
+from uldl_studio.qt.workers import JobThread
+
+MAP_MODES = (("va", "Valence–arousal"), ("umap", "UMAP of features"))
+COLOUR_MODES = (("lambda", "λ (uncertainty)"), ("label", "given label"), ("pred", "predicted label"),
+                ("entropy", "entropy of d"), ("lambda_change", "λ change since last run"))
+
+
+def default_runs_dir() -> Path:
+    env = os.environ.get("ULDL_STUDIO_RUNS")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("uldl-studio")) / "runs"
+
+
+def entropy(distributions: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(distributions, dtype=np.float64), 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=1)
+
+
+class MainWindow(QMainWindow):
+    """Signals for tests and the app: ``projectLoaded()``, ``loadFailed(str)``,
+    ``trainingFinished(str outcome)``, ``epochLoaded(int epoch)``, ``umapReady()``."""
+
+    projectLoaded = Signal()
+    loadFailed = Signal(str)
+    trainingFinished = Signal(str)
+    epochLoaded = Signal(int)
+    umapReady = Signal()
+
+    def __init__(self, settings: StudioSettings | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings or StudioSettings()
+        self.setWindowTitle("ULDL Studio")
+        self.project = Project(self)
+        self.session = TrainingSession(self)
+        # Tests replace this: returns True when the user agrees to stop training and close.
+        self.confirm_close: Callable[[], bool] = self._ask_close_while_training
+        self.next_run_dir: Path | None = None  # where the next new run goes (None: runs folder)
+        self._load_thread: JobThread | None = None
+        self._umap_thread: JobThread | None = None
+        self._umap_coords: np.ndarray | None = None
+        self._dataset_table = None  # the dataset as loaded in this session (for retraining)
+        self._epoch_seen = 0
+        self._closing = False
+
+        from uldl_studio.core.images import ThumbnailCache
+
+        self.thumbnails = ThumbnailCache(cache_dir=os.environ.get("ULDL_STUDIO_THUMBS"))
+        self._build_views()
+        self._build_docks()
+        self._build_actions()
+        self._build_toolbar()
+        self._build_menus()
+        self._connect()
+        self.statusBar().showMessage("Open a dataset, a run or the demo (File menu).")
+        self._restore_layout()
+        self._update_enabled()
+
+    # ================================================================ construction
+    def _build_views(self) -> None:
+        from uldl_studio.qt.grid_view import GridView
+        from uldl_studio.qt.map_view import MapView
+        from uldl_studio.qt.selection_model import SelectionModel
+
+        self.selection = SelectionModel(self)
+        self.map_view = MapView(self.selection)
+        self.grid_view = GridView(self.selection, thumbnails=self.thumbnails)
+        self.inspector = Inspector(self.project, self.thumbnails)
+        self.training_panel = TrainingPanel()
+
+        self.filter_banner = QLabel()
+        self.filter_banner.setObjectName("filterBanner")
+        self.filter_banner.setStyleSheet("background: #fff3cd; color: #664d03; padding: 4px 8px;"
+                                         "border-bottom: 1px solid #e0c36a;")
+        self.filter_banner.setTextFormat(Qt.TextFormat.RichText)
+        self.filter_banner.hide()
+        self.clear_filters_button = QPushButton("Clear filters")
+        self.clear_filters_button.setFlat(True)
+        self.clear_filters_button.hide()
+        self.map_message = QLabel()
+        self.map_message.setStyleSheet("color: #555; padding: 2px 8px;")
+        self.map_message.hide()
+        banner_row = QHBoxLayout()
+        banner_row.setContentsMargins(0, 0, 0, 0)
+        banner_row.addWidget(self.filter_banner, 1)
+        banner_row.addWidget(self.clear_filters_button)
+        centre = QWidget()
+        layout = QVBoxLayout(centre)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(banner_row)
+        layout.addWidget(self.map_message)
+        layout.addWidget(self.map_view, 1)
+        self.setCentralWidget(centre)
+
+    def _build_docks(self) -> None:
+        def dock(title: str, name: str, widget: QWidget, area, scroll: bool = False) -> QDockWidget:
+            d = QDockWidget(title, self)
+            d.setObjectName(name)
+            if scroll:
+                holder = QScrollArea()
+                holder.setWidgetResizable(True)
+                holder.setWidget(widget)
+                holder.setFrameShape(QScrollArea.Shape.NoFrame)
+                widget = holder
+            d.setWidget(widget)
+            self.addDockWidget(area, d)
+            return d
+
+        self.training_dock = dock("Training", "trainingDock", self.training_panel,
+                                  Qt.DockWidgetArea.LeftDockWidgetArea, scroll=True)
+        self.inspector_dock = dock("Inspector", "inspectorDock", self.inspector,
+                                   Qt.DockWidgetArea.RightDockWidgetArea, scroll=True)
+        self.grid_dock = dock("Samples", "gridDock", self.grid_view, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([self.training_dock, self.inspector_dock], [290, 400], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.grid_dock], [250], Qt.Orientation.Vertical)
+
+    def _build_actions(self) -> None:
+        self.open_dataset_action = QAction("Open &dataset…", self, shortcut=QKeySequence("Ctrl+O"))
+        self.open_dataset_action.triggered.connect(self.choose_dataset)
+        self.open_run_action = QAction("Open &run…", self, shortcut=QKeySequence("Ctrl+Shift+O"))
+        self.open_run_action.triggered.connect(self.choose_run)
+        self.open_demo_action = QAction("Open the &demo", self)
+        self.open_demo_action.triggered.connect(lambda: self.open_demo())
+        self.export_action = QAction("&Export soft labels…", self, shortcut=QKeySequence("Ctrl+E"))
+        self.export_action.triggered.connect(self.show_export_dialog)
+        self.predict_action = QAction("&Predict another dataset…", self)
+        self.predict_action.triggered.connect(self.show_predict_dialog)
+        self.quit_action = QAction("&Quit", self, shortcut=QKeySequence("Ctrl+Q"))
+        self.quit_action.triggered.connect(self.close)
+        self.relabel = RelabelController(
+            self.project, self,
+            current=self.current_row, set_current=self.set_current_row,
+            selection=self.selected_rows, order=self.grid_order, visible=self.visible_mask)
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("View", self)
+        bar.setObjectName("viewToolbar")
+        bar.setIconSize(QSize(16, 16))
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        self.toolbar = bar
+
+        bar.addWidget(QLabel(" Map "))
+        self.map_mode_combo = QComboBox()
+        for key, text in MAP_MODES:
+            self.map_mode_combo.addItem(text, key)
+        bar.addWidget(self.map_mode_combo)
+        bar.addWidget(QLabel("  Colour "))
+        self.colour_combo = QComboBox()
+        for key, text in COLOUR_MODES:
+            self.colour_combo.addItem(text, key)
+        bar.addWidget(self.colour_combo)
+        bar.addWidget(QLabel("  Size "))
+        self.point_size_slider = QSlider(Qt.Orientation.Horizontal)
+        self.point_size_slider.setRange(2, 20)
+        self.point_size_slider.setValue(int(self.settings.value("point_size", 6)))
+        self.point_size_slider.setFixedWidth(90)
+        bar.addWidget(self.point_size_slider)
+        bar.addSeparator()
+
+        # Filters: classes (menu of checkable actions) and λ range.
+        self.class_filter_button = QToolButton()
+        self.class_filter_button.setText("Classes ▾")
+        self.class_filter_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.class_filter_menu = QMenu(self)
+        self.class_filter_button.setMenu(self.class_filter_menu)
+        self.class_filter_actions: list[QAction] = []
+        bar.addWidget(self.class_filter_button)
+        bar.addWidget(QLabel("  λ "))
+        from superqt import QLabeledDoubleRangeSlider
+
+        self.lambda_slider = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
+        self.lambda_slider.setRange(0.0, 1.0)
+        self.lambda_slider.setSingleStep(0.01)
+        self.lambda_slider.setDecimals(2)
+        self.lambda_slider.setValue((0.0, 1.0))
+        self.lambda_slider.setFixedWidth(230)
+        self.lambda_slider.setToolTip("show only samples with λ in this range")
+        bar.addWidget(self.lambda_slider)
+        bar.addSeparator()
+        bar.addAction(self.export_action)
+        bar.addAction(self.predict_action)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.open_dataset_action)
+        file_menu.addAction(self.open_run_action)
+        file_menu.addAction(self.open_demo_action)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        file_menu.addAction(self.export_action)
+        file_menu.addAction(self.predict_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        r = self.relabel
+        for act in (r.undo_action, r.redo_action, None, r.accept_action, r.previous_action, r.next_action,
+                    r.unsure_action, None, r.relabel_selection_action, r.unsure_selection_action):
+            if act is None:
+                edit_menu.addSeparator()
+            else:
+                edit_menu.addAction(act)
+        self.label_menu = edit_menu.addMenu("Label current as")
+        self.selection_label_menu = edit_menu.addMenu("Relabel selection as")
+        for a in r.label_actions:
+            self.label_menu.addAction(a)
+        for a in r.selection_label_actions:
+            self.selection_label_menu.addAction(a)
+        view_menu = self.menuBar().addMenu("&View")
+        for d in (self.training_dock, self.inspector_dock, self.grid_dock):
+            view_menu.addAction(d.toggleViewAction())
+        view_menu.addAction(self.toolbar.toggleViewAction())
+
+    def _connect(self) -> None:
+        p = self.project
+        p.tableReset.connect(self._on_table_reset)
+        p.resultsChanged.connect(self._on_results_changed)
+        p.editsChanged.connect(self._on_edits_changed)
+        p.runChanged.connect(self._on_run_changed)
+        self.relabel.statusMessage.connect(self._show_status)
+        self.selection.currentChanged.connect(self._on_current_changed)
+        self.selection.selectionChanged.connect(self._update_counts)
+        self.inspector.neighbourActivated.connect(self.set_current_row)
+        self.map_mode_combo.currentIndexChanged.connect(self._on_map_mode)
+        self.colour_combo.currentIndexChanged.connect(self._recolour)
+        self.point_size_slider.valueChanged.connect(self._on_point_size)
+        self.lambda_slider.valueChanged.connect(self._apply_filters)
+        self.clear_filters_button.clicked.connect(self.clear_filters)
+        self.training_panel.startRequested.connect(self.start_training)
+        self.training_panel.stopRequested.connect(self.stop_training)
+        self.session.progress.connect(self.training_panel.show_progress)
+        self.session.epochResults.connect(self._on_epoch_results)
+        self.session.finished.connect(self._on_training_finished)
+        self.session.failed.connect(self._on_training_failed)
+        self.counts_label = QLabel()
+        self.statusBar().addPermanentWidget(self.counts_label)
+
+    # ================================================================ opening
+    def open_demo(self, n: int | None = None, seed: int = 0) -> None:
+        """Load the built-in demo on a worker (the first time writes its images)."""
+        n = int(n or os.environ.get("ULDL_STUDIO_DEMO_N", 3000))
+
+        def job(cancel):
+            from uldl_studio.core.datasets.demo import load_demo
+
+            return ("dataset", load_demo(n=n, seed=seed), {"kind": "demo", "path": "demo", "format": "demo"})
+
+        self._load(job, "the demo dataset (the first time draws its faces)")
+
+    def open_dataset(self, path: str, fmt: str = "auto") -> None:
+        path = str(path)
+
+        def job(cancel):
+            import warnings
+
+            from uldl_studio.core.datasets import detect_format, load_dataset
+
+            detected = detect_format(path) if fmt == "auto" else fmt
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                table = load_dataset(path, fmt=detected)
+            return ("dataset", table, {"kind": "dataset", "path": path, "format": detected})
+
+        self._load(job, path)
+
+    def open_run(self, path: str) -> None:
+        path = str(path)
+
+        def job(cancel):
+            from uldl_studio.core.run import Run
+
+            run = Run.open(path)
+            samples = run.samples() if run.has_results else None
+            dataset = None
+            if samples is None:  # a run without a finished epoch: show its dataset
+                dataset = run.load_dataset()
+            return ("run", run, samples, dataset)
+
+        self._load(job, path)
+
+    def show_table(self, table, source: dict) -> None:
+        """Show an already loaded dataset (start screen preview)."""
+        self._on_loaded(("dataset", table, source))
+
+    def _load(self, job, what: str) -> None:
+        if self.session.is_running:
+            self._show_status("Stop training before opening something else.")
+            return
+        if self._load_thread is not None:
+            self._load_thread.stop_and_wait()
+        self._show_status(f"Loading {what} …")
+        self.map_message.setText(f"Loading {what} …")
+        self.map_message.show()
+        thread = JobThread(job, self, name="load")
+        thread.succeeded.connect(self._on_loaded)
+        thread.failed.connect(self._on_load_failed)
+        thread.finished.connect(thread.deleteLater)
+        self._load_thread = thread
+        thread.start()
+
+    @Slot(object)
+    def _on_loaded(self, result) -> None:
+        self._load_thread = None
+        self.map_message.hide()
+        self._stop_umap()
+        self._umap_coords = None
+        if self.project.journal is not None:
+            self.project.journal.close()
+        if result[0] == "dataset":
+            _, table, source = result
+            self._dataset_table = table
+            self.project.set_dataset(table, source)
+            self.settings.add_recent(source["path"], source["kind"], source.get("format", "auto"))
+            name = "demo" if source["kind"] == "demo" else Path(source["path"]).name
+            self.setWindowTitle(f"ULDL Studio — {name}")
+            self._show_status(f"{len(table)} samples loaded. Press “Start training” to learn λ.")
+        else:
+            _, run, samples, dataset = result
+            self._dataset_table = None
+            if samples is None:
+                self._dataset_table = dataset
+                self.project.set_dataset(dataset, {"kind": "run", "path": str(run.path)})
+                self.project.run = None
+                self._show_status(f"{run.path}: no finished epoch yet; start training to continue it.")
+                self.next_run_dir = Path(run.path)
+            else:
+                self.project.set_run(run, samples, source={"kind": "run", "path": str(run.path)})
+                row = self.most_ambiguous_row()
+                if row is not None:
+                    self.set_current_row(row)
+                self._show_status(f"Run {run.path.name}: {len(samples)} samples; the most ambiguous is selected.")
+            self.settings.add_recent(str(run.path), "run")
+            self.setWindowTitle(f"ULDL Studio — run {Path(run.path).name}")
+        self.projectLoaded.emit()
+
+    @Slot(str)
+    def _on_load_failed(self, message: str) -> None:
+        self._load_thread = None
+        self.map_message.setText(f"Could not open: {message}")
+        self.map_message.show()
+        self._show_status(f"Could not open: {message}")
+        self.loadFailed.emit(message)
+
+    @Slot()
+    def choose_dataset(self) -> None:
+        start = self.settings.value("last_folder", str(Path.home()))
+        path = QFileDialog.getExistingDirectory(self, "Open dataset folder", start)
+        if path:
+            self.settings.set_value("last_folder", str(Path(path).parent))
+            self.open_dataset(path)
+
+    @Slot()
+    def choose_run(self) -> None:
+        start = self.settings.value("last_folder", str(Path.home()))
+        path = QFileDialog.getExistingDirectory(self, "Open run directory", start)
+        if path:
+            self.open_run(path)
+
+    @Slot()
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for item in self.settings.recent_projects():
+            text = "demo" if item["kind"] == "demo" else item["path"]
+            act = self.recent_menu.addAction(f"[{item['kind']}] {text}")
+            act.triggered.connect(lambda checked=False, it=item: self.open_recent(it))
+        if not self.recent_menu.actions():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def open_recent(self, item: dict) -> None:
+        if item["kind"] == "demo":
+            self.open_demo()
+        elif item["kind"] == "run":
+            self.open_run(item["path"])
+        else:
+            self.open_dataset(item["path"], item.get("format", "auto"))
+
+    # ================================================================ project -> views
+    @Slot()
+    def _on_table_reset(self) -> None:
+        keep_ids = getattr(self, "_keep_selection", None)
+        self.selection.reset(len(self.project))
+        self._rebuild_class_filter()
+        self._map_load()
+        self._grid_load()
+        self._apply_filters()
+        if keep_ids:
+            rows = self.project.rows_of(keep_ids[0])
+            self._set_selection(rows)
+            cur = self.project.row_of(keep_ids[1]) if keep_ids[1] is not None else None
+            if cur is not None:
+                self.set_current_row(cur)
+        self._keep_selection = None
+        self.inspector.set_row(self.current_row())
+        self._update_enabled()
+        self._update_counts()
+
+    @Slot()
+    def _on_results_changed(self) -> None:
+        self._map_load()
+        self._grid_refresh()
+        self._apply_filters()
+        self._update_enabled()
+        self._update_counts()
+
+    @Slot(object)
+    def _on_edits_changed(self, rows) -> None:
+        self._map_set_edited()
+        self._grid_refresh(rows)
+        if self.colour_combo.currentData() == "label":
+            self._recolour()
+        self._update_counts()
+
+    @Slot()
+    def _on_run_changed(self) -> None:
+        run = self.project.run
+        if run is None:
+            self.training_panel.set_run_text("Run: a new run folder is created when training starts.")
+        else:
+            self.training_panel.set_run_text(f"Run: {run.path}\nStarting again retrains this run "
+                                             "with your edits (unsure → high λ).")
+            self.training_panel.set_values(run.config.to_dict())
+        self._update_enabled()
+
+    @Slot()
+    def _on_current_changed(self, *args) -> None:
+        self.inspector.set_row(self.current_row())
+
+    def _update_enabled(self) -> None:
+        has = self.project.has_results
+        self.export_action.setEnabled(has)
+        self.predict_action.setEnabled(self.project.run is not None and has)
+        self.training_panel.set_can_start(self.project.is_open,
+                                          "" if self.project.is_open else "open a dataset first")
+        self.relabel.update_enabled()
+        for i in range(self.colour_combo.count()):
+            key = self.colour_combo.itemData(i)
+            needs = {"lambda": has, "pred": has, "entropy": has,
+                     "lambda_change": has and np.isfinite(self.project.column("lambda_prev")).any()}
+            self.colour_combo.model().item(i).setEnabled(needs.get(key, True))
+        if not has and self.colour_combo.currentData() != "label":
+            self.colour_combo.setCurrentIndex(self.colour_combo.findData("label"))
+        elif has and getattr(self, "_first_results", True):
+            self._first_results = False
+            self.colour_combo.setCurrentIndex(self.colour_combo.findData("lambda"))
+
+    @Slot()
+    def _update_counts(self, *args) -> None:
+        if not self.project.is_open:
+            self.counts_label.setText("")
+            return
+        n = len(self.project)
+        shown = int(self.visible_mask().sum())
+        edited = int(self.project.flag("edited").sum())
+        unsure = int(self.project.flag("unsure").sum())
+        parts = [f"{n} samples"]
+        if shown != n:
+            parts.append(f"{shown} shown")
+        parts.append(f"{len(self.selected_rows())} selected")
+        parts.append(f"{edited} edited")
+        if unsure:
+            parts.append(f"{unsure} unsure")
+        self.counts_label.setText(" · ".join(parts) + "  ")
+
+    @Slot(str)
+    def _show_status(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+
+    # ================================================================ map data
+    def map_coordinates(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """x, y of the current map mode, or None (with a message) when unavailable."""
+        mode = self.map_mode_combo.currentData()
+        if mode == "umap":
+            if self._umap_coords is not None and len(self._umap_coords) == len(self.project):
+                return self._umap_coords[:, 0], self._umap_coords[:, 1]
+            return None
+        x = self.project.column("valence").astype(np.float64)
+        y = self.project.column("arousal").astype(np.float64)
+        if not (np.isfinite(x).any() and np.isfinite(y).any()):
+            return None
+        return x, y
+
+    def colour_values(self) -> tuple[str, np.ndarray]:
+        """(kind, values): kind "categorical" (ints) or "continuous" (floats) for the colour mode."""
+        mode = self.colour_combo.currentData()
+        classes = self.project.classes
+        table = self.project.table
+        if mode == "label" or table is None:
+            return "categorical", self.project.column("label").astype(np.int64)
+        if mode == "pred":
+            cols = [f"p_{c}" for c in classes]
+            if all(c in table for c in cols):
+                return "categorical", table[cols].to_numpy().argmax(axis=1)
+            return "categorical", self.project.column("label").astype(np.int64)
+        if mode == "entropy":
+            cols = [f"d_{c}" for c in classes]
+            if all(c in table for c in cols):
+                return "continuous", entropy(table[cols].to_numpy())
+        if mode == "lambda_change":
+            return "diverging", self.project.lambda_change()
+        return "continuous", self.project.column("lambda").astype(np.float64)
+
+    def visible_mask(self) -> np.ndarray:
+        n = len(self.project)
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        mask = np.ones(n, dtype=bool)
+        hidden = {i for i, a in enumerate(self.class_filter_actions) if not a.isChecked()}
+        if hidden:
+            mask &= ~np.isin(self.project.column("label").astype(np.int64), list(hidden))
+        low, high = self.lambda_slider.value()
+        if self.project.has_results and (low > 0.0 or high < 1.0):
+            lam = self.project.column("lambda").astype(np.float64)
+            # Samples without λ (valid/test) are hidden by a λ filter.
+            mask &= np.isfinite(lam) & (lam >= low - 1e-12) & (lam <= high + 1e-12)
+        return mask
+
+    def most_ambiguous_row(self) -> int | None:
+        lam = self.project.column("lambda").astype(np.float64)
+        if len(lam) == 0 or not np.isfinite(lam).any():
+            return None
+        return int(np.nanargmax(lam))
+
+    # ================================================================ toolbar slots
+    def _rebuild_class_filter(self) -> None:
+        self.class_filter_menu.clear()
+        self.class_filter_actions = []
+        for i, name in enumerate(self.project.classes):
+            act = QAction(f"{i + 1}  {name}", self, checkable=True, checked=True)
+            act.toggled.connect(self._apply_filters)
+            self.class_filter_menu.addAction(act)
+            self.class_filter_actions.append(act)
+        self.class_filter_menu.addSeparator()
+        self.class_filter_menu.addAction("Show all classes", self.clear_class_filter)
+
+    def set_class_filter(self, visible_classes) -> None:
+        visible = set(int(c) for c in visible_classes)
+        for i, act in enumerate(self.class_filter_actions):
+            act.blockSignals(True)
+            act.setChecked(i in visible)
+            act.blockSignals(False)
+        self._apply_filters()
+
+    @Slot()
+    def clear_class_filter(self) -> None:
+        self.set_class_filter(range(len(self.class_filter_actions)))
+
+    @Slot()
+    def clear_filters(self) -> None:
+        self.lambda_slider.blockSignals(True)
+        self.lambda_slider.setValue((0.0, 1.0))
+        self.lambda_slider.blockSignals(False)
+        self.clear_class_filter()
+
+    @Slot()
+    def _apply_filters(self, *args) -> None:
+        if not self.project.is_open:
+            return
+        mask = self.visible_mask()
+        parts = []
+        hidden = [a for a in self.class_filter_actions if not a.isChecked()]
+        if hidden:
+            shown = [self.project.classes[i] for i, a in enumerate(self.class_filter_actions) if a.isChecked()]
+            parts.append("classes: " + (", ".join(shown) if shown else "none"))
+        low, high = self.lambda_slider.value()
+        if self.project.has_results and (low > 0.0 or high < 1.0):
+            parts.append(f"λ in [{low:.2f}, {high:.2f}]")
+        if parts:
+            self.filter_banner.setText(f"<b>Filter</b> — {' · '.join(parts)} — showing {int(mask.sum())} "
+                                       f"of {len(mask)} samples")
+        self.filter_banner.setVisible(bool(parts))
+        self.clear_filters_button.setVisible(bool(parts))
+        self._map_set_visible(mask)
+        self._grid_set_visible(mask)
+        self._update_counts()
+
+    @Slot()
+    def _on_map_mode(self, *args) -> None:
+        if self.map_mode_combo.currentData() == "umap" and self._umap_coords is None:
+            self.request_umap()
+        self._map_load()
+
+    @Slot()
+    def _recolour(self, *args) -> None:
+        self._map_colour()
+
+    @Slot(int)
+    def _on_point_size(self, size: int) -> None:
+        self.settings.set_value("point_size", int(size))
+        self._map_point_size(size)
+
+    # ================================================================ UMAP
+    def request_umap(self) -> None:
+        run = self.project.run
+        if run is None or not self.project.has_results:
+            self.map_message.setText("UMAP needs learned features: train first.")
+            self.map_message.show()
+            return
+        cached = cached_umap(run.path, len(self.project))
+        if cached is not None:
+            self._umap_coords = cached
+            self.umapReady.emit()
+            return
+        if self._umap_thread is not None:
+            return
+        self.map_message.setText("Computing the UMAP of the learned features… (the first time "
+                                  "also compiles UMAP, which takes a while). The map switches when it is ready.")
+        self.map_message.show()
+        run_dir = run.path
+        thread = JobThread(lambda cancel: compute_umap(run_dir, cancel), self, name="umap")
+        thread.succeeded.connect(self._on_umap)
+        thread.failed.connect(self._on_umap_failed)
+        thread.finished.connect(self._on_umap_thread_done)
+        self._umap_thread = thread
+        thread.start()
+
+    @Slot(object)
+    def _on_umap(self, coords) -> None:
+        if coords is None or len(coords) != len(self.project):
+            return
+        self._umap_coords = np.asarray(coords)
+        self.map_message.hide()
+        if self.map_mode_combo.currentData() == "umap":
+            self._map_load()
+        self.umapReady.emit()
+
+    @Slot(str)
+    def _on_umap_failed(self, message: str) -> None:
+        self.map_message.setText(f"UMAP failed: {message}")
+        self.map_message.show()
+
+    @Slot()
+    def _on_umap_thread_done(self) -> None:
+        if self._umap_thread is not None:
+            self._umap_thread.deleteLater()
+        self._umap_thread = None
+
+    def _stop_umap(self) -> None:
+        if self._umap_thread is not None:
+            self._umap_thread.stop_and_wait()
+
+    # ================================================================ training
+    def _new_run_dir(self) -> Path:
+        if self.next_run_dir is not None:
+            return Path(self.next_run_dir)
+        source = self.project.source
+        name = "demo" if source.get("kind") == "demo" else Path(source.get("path", "dataset")).name
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "dataset"
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path(self.settings.value("runs_dir", str(default_runs_dir())))
+        return base / f"{name}-{stamp}"
+
+    @Slot(dict)
+    def start_training(self, values: dict | None = None) -> None:
+        if self.session.is_running or not self.project.is_open:
+            return
+        values = dict(values if values is not None else self.training_panel.values())
+        try:
+            config = make_train_config(values)
+        except (TypeError, ValueError) as exc:
+            QMessageBox.warning(self, "Training settings", str(exc))
+            return
+        run = self.project.run
+        if run is not None:
+            run_dir = Path(run.path)
+            if self._dataset_table is not None:
+                # Same dataset as in memory: apply the journal here (fast) rather than re-reading it.
+                from uldl_studio.core.edits import apply_edits
+
+                table = apply_edits(self._dataset_table, self.project.journal)
+            else:
+                table = run.training_table  # re-reads the dataset on the worker
+        else:
+            run_dir = self._new_run_dir()
+            table = self._dataset_table if self._dataset_table is not None else self.project.base_table
+        self.next_run_dir = None
+        self._remember_panel(values)
+        self._epoch_seen = 0
+        self.training_panel.reset_curves()
+        self.training_panel.set_running(True)
+        self.training_panel.set_run_text(f"Run: {run_dir}")
+        self._show_status(f"Training into {run_dir} …")
+        self.session.start(table, config, run_dir)
+
+    @Slot()
+    def stop_training(self) -> None:
+        if self.session.is_running:
+            self.session.stop()
+            self._show_status("Stopping after the current batch…")
+
+    @Slot(object, object)
+    def _on_epoch_results(self, run, samples) -> None:
+        if self._closing:
+            return
+        ids = (self.project.sample_ids(self.selected_rows()), None)
+        cur = self.current_row()
+        if cur is not None:
+            ids = (ids[0], self.project.table["sample_id"].iat[cur])
+        self._keep_selection = ids
+        self._umap_coords = None
+        self.project.set_run(run, samples, source={"kind": "run", "path": str(run.path)})
+        self._keep_selection = None
+        if self.current_row() is None:
+            row = self.most_ambiguous_row()
+            if row is not None:
+                self.set_current_row(row)
+        if self.map_mode_combo.currentData() == "umap":
+            self.request_umap()
+        self._epoch_seen += 1
+        progress = self.session.last_progress
+        self.epochLoaded.emit(int(getattr(progress, "epoch", self._epoch_seen) or self._epoch_seen))
+
+    @Slot(str)
+    def _on_training_finished(self, outcome: str) -> None:
+        self.training_panel.set_running(False)
+        if outcome == "cancelled":
+            self.training_panel.progress_bar.setFormat("stopped — the last finished epoch is saved")
+            self._show_status("Training stopped; the last finished epoch is saved in the run.")
+        elif outcome == "done":
+            self.training_panel.progress_bar.setValue(1000)
+            self._show_status("Training finished.")
+        if self.project.run is not None:
+            self.settings.add_recent(str(self.project.run.path), "run")
+            self._on_run_changed()
+        self._update_enabled()
+        self.trainingFinished.emit(outcome)
+
+    @Slot(str)
+    def _on_training_failed(self, message: str) -> None:
+        self.training_panel.status.setText(f"<span style='color:#b00020'>Training failed: {message}</span>")
+        self._show_status(f"Training failed: {message}")
+
+    def _remember_panel(self, values: dict) -> None:
+        keep = {k: values[k] for k in ("method", "epochs", "device", "k", "delta", "similarity", "gamma",
+                                       "neighbors") if k in values}
+        self.settings.set_value("training", keep)
+
+    # ================================================================ export / predict
+    def _export_dir(self) -> Path:
+        run = self.project.run
+        return Path(self.settings.value("export_folder", str(run.path if run else Path.home())))
+
+    @Slot()
+    def show_export_dialog(self) -> None:
+        dialog = ExportDialog(self.project, self.selected_rows(), self._export_dir(), self)
+        if dialog.exec() and dialog.written is not None:
+            path = dialog.path_edit.text()
+            self.settings.set_value("export_folder", str(Path(path).parent))
+            self._show_status(f"Wrote {dialog.written} rows to {path}")
+
+    def export_csv(self, path: str | Path, selection_only: bool = False) -> int:
+        """Export without a dialog (tests, scripts)."""
+        rows = self.selected_rows() if selection_only else None
+        return export_soft_labels(self.project, path, rows)
+
+    @Slot()
+    def show_predict_dialog(self) -> PredictDialog | None:
+        if self.project.run is None:
+            return None
+        dialog = PredictDialog(self.project.run, self._export_dir(), self)
+        dialog.finishedWith.connect(lambda outcome, info: self._show_status(
+            f"Predicted {info['rows']} samples → {info['path']}" if outcome == "done" else f"Predict: {outcome}"))
+        dialog.open()
+        return dialog
+
+    # ================================================================ closing / layout
+    def _ask_close_while_training(self) -> bool:
+        answer = QMessageBox.question(
+            self, "Training is running",
+            "Training is still running. Stop it and close? The last finished epoch is kept in the run.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        if self.session.is_running:
+            if not self.confirm_close():
+                event.ignore()
+                return
+            self._closing = True
+            self._show_status("Stopping training…")
+            self.session.stop_and_wait()
+        self._closing = True
+        for thread in (self._load_thread, self._umap_thread):
+            if thread is not None:
+                thread.stop_and_wait()
+        if self.project.journal is not None:
+            self.project.journal.close()
+        self.settings.save_window("main", self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        super().closeEvent(event)
+
+    def _restore_layout(self) -> None:
+        geometry = self.settings.window_geometry("main")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1600, 1000)
+        state = self.settings.window_state("main")
+        if state is not None:
+            self.restoreState(state)
+        training = self.settings.value("training")
+        if isinstance(training, dict):
+            self.training_panel.set_values(training)
+
+    # ================================================================ selection adapter
+    def current_row(self) -> int | None:
+        row = self.selection.current
+        return None if row is None or row < 0 or row >= len(self.project) else int(row)
+
+    @Slot(int)
+    def set_current_row(self, row: int) -> None:
+        self.selection.set_current(int(row))
+
+    def selected_rows(self) -> np.ndarray:
+        return np.asarray(self.selection.selected, dtype=np.int64)
+
+    def _set_selection(self, rows) -> None:
+        # Selection changes are not undoable here: Ctrl+Z belongs to the edit journal.
+        self.selection.set_selection(np.asarray(rows, dtype=np.int64), undoable=False)
+
+    def grid_order(self) -> np.ndarray:
+        return np.asarray(self.grid_view.order(), dtype=np.int64)
+
+    # ================================================================ map / grid adapters
+    def _map_load(self) -> None:
+        if not self.project.is_open:
+            return
+        coords = self.map_coordinates()
+        if coords is None:
+            mode = self.map_mode_combo.currentData()
+            self.map_message.setText("UMAP is being computed…" if mode == "umap" and self._umap_thread
+                                     else "No valence-arousal for this dataset yet: training places "
+                                          "every sample (pseudo valence-arousal).")
+            self.map_message.show()
+            n = len(self.project)
+            coords = (np.full(n, np.nan), np.full(n, np.nan))
+        elif self._load_thread is None and self._umap_thread is None:
+            self.map_message.hide()
+        self.map_view.set_data(coords[0], coords[1], self.project.table["sample_id"].to_numpy())
+        self._map_colour()
+        self._map_set_edited()
+        self._map_point_size(self.point_size_slider.value())
+
+    def _map_colour(self) -> None:
+        if not self.project.is_open:
+            return
+        kind, values = self.colour_values()
+        if kind == "categorical":
+            self.map_view.set_categories(values, self.project.classes)
+        else:
+            self.map_view.set_values(values, diverging=(kind == "diverging"))
+
+    def _map_set_edited(self) -> None:
+        if self.project.is_open:
+            self.map_view.set_edited(self.project.flag("edited") | self.project.flag("unsure"))
+
+    def _map_set_visible(self, mask) -> None:
+        self.map_view.set_visible(mask)
+
+    def _map_point_size(self, size: int) -> None:
+        self.map_view.set_point_size(size)
+
+    def _grid_load(self) -> None:
+        self.grid_view.set_table(self.project.table)
+
+    def _grid_refresh(self, rows=None) -> None:
+        self.grid_view.set_table(self.project.table)
+
+    def _grid_set_visible(self, mask) -> None:
+        self.grid_view.set_visible(mask)

@@ -1,0 +1,78 @@
+"""Colours shared by the views: one colour per emotion class, colour maps for λ and entropy.
+
+Brushes are built once and reused (DESIGN.md §4: pyqtgraph draws 300k points fast only when
+they share a few QBrush objects).  Continuous values are binned into ``N_BINS`` colours.
+
+Note: build colours with ``QColor(r, g, b, a)``, not ``pg.mkBrush``/``QColor.setAlpha`` in
+per-point loops: with PySide6 6.12 on Python 3.11 every call of a method returning None
+drops a reference to None (see the map view's report), and they are slow anyway.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QBrush, QColor
+
+N_BINS = 64
+
+# Colour-blind-friendly (Okabe-Ito based) colour per canonical class; stable across datasets.
+CLASS_RGB: dict[str, tuple[int, int, int]] = {
+    "neutral": (136, 136, 136),
+    "happiness": (230, 159, 0),
+    "surprise": (86, 180, 233),
+    "sadness": (0, 114, 178),
+    "anger": (213, 94, 0),
+    "disgust": (0, 158, 115),
+    "fear": (204, 121, 167),
+    "contempt": (150, 110, 60),
+}
+_EXTRA_RGB = [(240, 228, 66), (0, 0, 0), (120, 60, 200), (60, 200, 200)]
+MISSING_RGB = (190, 190, 190)
+
+HIGHLIGHT_RGB = (255, 40, 40)      # selection ring
+CURRENT_RGB = (20, 20, 20)         # current-sample marker
+EDITED_RGB = (20, 20, 20)          # edited-sample marker
+BACKGROUND = "w"
+FOREGROUND = (60, 60, 60)
+
+COLORMAPS = {"lambda": "viridis", "entropy": "inferno", "lambda_change": "CET-D1"}
+
+
+def class_rgb(name: str, index: int = 0) -> tuple[int, int, int]:
+    return CLASS_RGB.get(name, _EXTRA_RGB[index % len(_EXTRA_RGB)])
+
+
+def class_colors(classes: Sequence[str], alpha: int = 255) -> list[QColor]:
+    return [QColor(*class_rgb(c, i), alpha) for i, c in enumerate(classes)]
+
+
+def class_brushes(classes: Sequence[str], alpha: int = 255) -> list[QBrush]:
+    return [QBrush(c) for c in class_colors(classes, alpha)]
+
+
+def colormap(kind: str) -> pg.ColorMap:
+    """The pyqtgraph colour map used for a continuous colour mode."""
+    return pg.colormap.get(COLORMAPS.get(kind, kind))
+
+
+def colormap_brushes(kind: str, n: int = N_BINS, alpha: int = 255) -> list[QBrush]:
+    lut = colormap(kind).getLookupTable(0.0, 1.0, nPts=n, alpha=False)
+    return [QBrush(QColor(int(r), int(g), int(b), alpha)) for r, g, b in lut]
+
+
+def missing_brush(alpha: int = 255) -> QBrush:
+    return QBrush(QColor(*MISSING_RGB, alpha))
+
+
+def bin_values(values: np.ndarray, lo: float, hi: float, n: int = N_BINS) -> np.ndarray:
+    """Codes 0..n-1 for values in [lo, hi] (clipped); code ``n`` for NaN (missing colour)."""
+    values = np.asarray(values, dtype=np.float64)
+    span = (hi - lo) or 1.0
+    with np.errstate(invalid="ignore"):
+        scaled = np.clip((values - lo) / span, 0.0, 1.0) * (n - 1) + 0.5
+    codes = np.full(values.shape, n, dtype=np.intp)
+    finite = np.isfinite(scaled)
+    codes[finite] = scaled[finite].astype(np.intp)
+    return codes
