@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import random
 import signal
 import subprocess
@@ -38,10 +39,13 @@ from uldl_studio.core.edits import EditJournal
 
 IDS = [f"s{i}" for i in range(10)] + ["ü, \"quoted\""]
 
+def say(text):  # one write() per line: a kill never leaves half a line in the pipe
+    os.write(1, (text + "\n").encode("utf-8"))
+
 def edit_loop(path, seed):
     rng = random.Random(seed)
     journal = EditJournal(path)
-    print(f"READY {len(journal)}", flush=True)
+    say(f"READY {len(journal)}")
     while True:
         r = rng.random()
         ids = rng.sample(IDS, rng.randint(1, 4))
@@ -53,7 +57,7 @@ def edit_loop(path, seed):
             op = ["undo"]
         else:
             op = ["redo"]
-        print("OP " + json.dumps(op), flush=True)
+        say("OP " + json.dumps(op))
         if op[0] == "relabel":
             journal.relabel(op[1], op[2])
         elif op[0] == "unsure":
@@ -62,24 +66,23 @@ def edit_loop(path, seed):
             journal.undo()
         else:
             journal.redo()
-        print(f"ACK {len(journal)}", flush=True)
+        say(f"ACK {len(journal)}")
         if rng.random() < 0.2:  # mostly bursts, sometimes a pause
             time.sleep(rng.random() * 0.003)
 
 for command in sys.stdin:
     path, seed = command.split("\t")
-    sys.stdout.flush()
     pid = os.fork()
     if pid == 0:
         try:
-            print(f"PID {os.getpid()}", flush=True)
+            say(f"PID {os.getpid()}")
             edit_loop(path, int(seed))
         except BaseException as exc:
-            print(f"ERROR {exc!r}", flush=True)
+            say(f"ERROR {exc!r}")
         finally:
             os._exit(3)
     _, status = os.waitpid(pid, 0)
-    print(f"DONE {status}", flush=True)
+    say(f"DONE {status}")
 """
 
 
@@ -161,10 +164,21 @@ def test_model_agrees_with_journal(tmp_path):
         assert journal_state(journal) == model.state()
 
 
-def _read_line(proc) -> str:
-    line = proc.stdout.readline()
-    assert line, f"helper process ended early: {proc.stderr.read() if proc.poll() is not None else ''}"
-    return line.rstrip("\n")
+def _line_reader(proc):
+    """Lines of the helper's stdout, read by a thread so that a hang fails in seconds."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: ([lines.put(line) for line in proc.stdout], lines.put("")),
+                     daemon=True).start()
+
+    def read_line() -> str:
+        try:
+            line = lines.get(timeout=20)
+        except queue.Empty:
+            raise AssertionError("no output from the editor for 20 s") from None
+        assert line, f"helper process ended early: {proc.stderr.read() if proc.poll() is not None else ''}"
+        return line.rstrip("\n")
+
+    return read_line
 
 
 @pytest.mark.timeout(120)
@@ -176,6 +190,7 @@ def test_sigkill_at_random_points_loses_no_acknowledged_edit(tmp_path):
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, encoding="utf-8", bufsize=1,
     )
+    read_line = _line_reader(proc)
     model = Model()
     strategies = {"acks": 0, "in-flight": 0, "timer": 0}
     torn = 0
@@ -183,7 +198,7 @@ def test_sigkill_at_random_points_loses_no_acknowledged_edit(tmp_path):
         for round_no in range(30):
             proc.stdin.write(f"{path}\t{rng.randrange(1 << 30)}\n")
             proc.stdin.flush()
-            pid = int(_read_line(proc).split()[1])
+            pid = int(read_line().split()[1])
             strategy = rng.choice(list(strategies))
             strategies[strategy] += 1
             target = rng.randint(0, 25)
@@ -193,7 +208,7 @@ def test_sigkill_at_random_points_loses_no_acknowledged_edit(tmp_path):
                 timer.start()
             lines, acks, killed = [], 0, False
             while True:
-                line = _read_line(proc)
+                line = read_line()
                 if line.startswith("DONE"):
                     status = int(line.split()[1])
                     break

@@ -59,7 +59,12 @@ def trained_run_dir(tmp_path_factory, demo_table):
     from uldl_studio.core.training import TrainConfig, fit
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"
-    for _ in fit(demo_table, TrainConfig(**TINY_CONFIG, epochs=1), run_dir):
+    table = demo_table.copy()
+    # As MainWindow.open_demo does for a small demo: record the cached folder as the generic
+    # CSV layout, so that Run.training_table() re-reads these 300 samples (fmt "demo" would
+    # regenerate the default 3000-sample demo).
+    table.attrs = {**demo_table.attrs, "format": "csv"}
+    for _ in fit(table, TrainConfig(**TINY_CONFIG, epochs=1), run_dir):
         pass
     return run_dir
 

@@ -91,7 +91,7 @@ def run_gui(path: str | None = None, *, demo: bool = False, screenshot: str | No
 
     settings = StudioSettings()
     if screenshot:
-        window = MainWindow(settings)
+        window = MainWindow(settings, restore_layout=False)
         window.resize(1600, 1000)
         window.show()
         if path is None and not demo:

@@ -72,8 +72,9 @@ class DistributionChart(pg.PlotWidget):
             self.getAxis(axis).setTextPen("#333")
             self.getAxis(axis).setPen("#888")
         self.getAxis("left").setWidth(30)
-        self.legend = self.addLegend(offset=(-5, 5), labelTextColor="#333", labelTextSize="8pt",
-                                     brush=pg.mkBrush(255, 255, 255, 200))
+        # One legend row above the bars (the y range leaves room for it), never over them.
+        self.legend = self.addLegend(offset=(5, 1), labelTextColor="#333", labelTextSize="8pt",
+                                     colCount=3, brush=pg.mkBrush(255, 255, 255, 220))
         self.bars: dict[str, pg.BarGraphItem] = {}
         self.empty_text = pg.TextItem("no training results yet", color="#777", anchor=(0.5, 0.5))
         self.addItem(self.empty_text)
@@ -106,7 +107,7 @@ class DistributionChart(pg.PlotWidget):
             self.bars[prefix] = bar
         self.setXRange(-0.5, m - 0.5, padding=0.01)
         top = max(float(np.nanmax(series[p])) for p, _, _ in present)
-        self.setYRange(0, max(0.2, min(1.0, top * 1.1 + 0.05)), padding=0)
+        self.setYRange(0, max(0.3, min(1.0, top)) * 1.25, padding=0)
 
 
 class Inspector(QWidget):
@@ -163,14 +164,24 @@ class Inspector(QWidget):
         self.neighbour_grid.addWidget(self.neighbour_note, 0, 0)
         self.tiles: list[NeighbourTile] = []
 
+        self.hint = QLabel("")
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: #666;")
+
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.chart, 1)
         layout.addWidget(self.neighbour_box)
+        layout.addWidget(self.hint)
 
         project.tableReset.connect(self._on_results)
         project.resultsChanged.connect(self._on_results)
         project.editsChanged.connect(self._on_edits)
+
+    def set_hint(self, text: str) -> None:
+        """A line of help under the inspector (the relabel keys)."""
+        self.hint.setText(text)
+        self.hint.setVisible(bool(text))
 
     # -- data access ---------------------------------------------------------------------
     def _cache(self):

@@ -3,7 +3,7 @@ map mode, colour mode, point size, filters, export and predict.
 
 It wires views to the :class:`~uldl_studio.qt.project.Project` model and to workers; it owns
 no sample state itself (DESIGN.md §4).  Views of the map/grid engineer are embedded through
-the small ``_map_*`` / ``_grid_*`` / selection adapter methods at the bottom.
+the selection / grid adapter methods at the bottom.
 """
 from __future__ import annotations
 
@@ -30,11 +30,6 @@ from uldl_studio.qt.training_panel import TrainingPanel, TrainingSession, make_t
 from uldl_studio.qt.umap_worker import cached_umap, compute_umap
 from uldl_studio.qt.workers import JobThread
 
-MAP_MODES = (("va", "Valence–arousal"), ("umap", "UMAP of features"))
-COLOUR_MODES = (("lambda", "λ (uncertainty)"), ("label", "given label"), ("pred", "predicted label"),
-                ("entropy", "entropy of d"), ("lambda_change", "λ change since last run"))
-
-
 def default_runs_dir() -> Path:
     env = os.environ.get("ULDL_STUDIO_RUNS")
     if env:
@@ -42,11 +37,6 @@ def default_runs_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("uldl-studio")) / "runs"
-
-
-def entropy(distributions: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(distributions, dtype=np.float64), 1e-12, 1.0)
-    return -(p * np.log(p)).sum(axis=1)
 
 
 class MainWindow(QMainWindow):
@@ -59,7 +49,9 @@ class MainWindow(QMainWindow):
     epochLoaded = Signal(int)
     umapReady = Signal()
 
-    def __init__(self, settings: StudioSettings | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, settings: StudioSettings | None = None, parent: QWidget | None = None, *,
+                 restore_layout: bool = True) -> None:
+        """``restore_layout=False``: ignore the saved geometry and dock layout (screenshots)."""
         super().__init__(parent)
         self.settings = settings or StudioSettings()
         self.setWindowTitle("ULDL Studio")
@@ -74,6 +66,7 @@ class MainWindow(QMainWindow):
         self._dataset_table = None  # the dataset as loaded in this session (for retraining)
         self._epoch_seen = 0
         self._closing = False
+        self._results_shown = False
 
         from uldl_studio.core.images import ThumbnailCache
 
@@ -85,45 +78,58 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         self.statusBar().showMessage("Open a dataset, a run or the demo (File menu).")
-        self._restore_layout()
+        self._restore_layout(restore_layout)
         self._update_enabled()
 
     # ================================================================ construction
     def _build_views(self) -> None:
-        from uldl_studio.qt.grid_view import GridView
         from uldl_studio.qt.map_view import MapView
         from uldl_studio.qt.selection_model import SelectionModel
 
+        # No undo stack for selections: Ctrl+Z belongs to the annotator's edit journal.
         self.selection = SelectionModel(self)
+        # The map brings its own control bar (box/lasso/pan, map mode, colour mode, point
+        # size) and filter banner; the window's toolbar adds the filters, export and predict.
         self.map_view = MapView(self.selection)
-        self.grid_view = GridView(self.selection, thumbnails=self.thumbnails)
+        self.map_view.thumbnail_provider = self._thumbnail_pixmap
+        for name in ("left", "bottom"):  # V-A is in [-1, 1]: no "(x0.001)" SI scaling
+            self.map_view.plot_item.getAxis(name).enableAutoSIPrefix(False)
+        self.grid_view = self._make_grid_view()
         self.inspector = Inspector(self.project, self.thumbnails)
         self.training_panel = TrainingPanel()
 
-        self.filter_banner = QLabel()
-        self.filter_banner.setObjectName("filterBanner")
-        self.filter_banner.setStyleSheet("background: #fff3cd; color: #664d03; padding: 4px 8px;"
-                                         "border-bottom: 1px solid #e0c36a;")
-        self.filter_banner.setTextFormat(Qt.TextFormat.RichText)
-        self.filter_banner.hide()
-        self.clear_filters_button = QPushButton("Clear filters")
-        self.clear_filters_button.setFlat(True)
-        self.clear_filters_button.hide()
         self.map_message = QLabel()
-        self.map_message.setStyleSheet("color: #555; padding: 2px 8px;")
+        self.map_message.setObjectName("mapMessage")
+        self.map_message.setWordWrap(True)
+        self.map_message.setStyleSheet("background: #e7f1ff; color: #084298; padding: 4px 8px;")
         self.map_message.hide()
-        banner_row = QHBoxLayout()
-        banner_row.setContentsMargins(0, 0, 0, 0)
-        banner_row.addWidget(self.filter_banner, 1)
-        banner_row.addWidget(self.clear_filters_button)
         centre = QWidget()
         layout = QVBoxLayout(centre)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addLayout(banner_row)
         layout.addWidget(self.map_message)
         layout.addWidget(self.map_view, 1)
         self.setCentralWidget(centre)
+
+    def _make_grid_view(self) -> QWidget:
+        try:
+            from uldl_studio.qt.grid_view import GridView
+        except ImportError:  # the grid is written in parallel; keep the window usable without it
+            placeholder = QLabel("The thumbnail grid is not available in this build.")
+            placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            return placeholder
+        grid = GridView(self.selection)
+        grid.thumbnail_provider = lambda row: self._thumbnail_pixmap(row, 128)
+        return grid
+
+    def _thumbnail_pixmap(self, row: int, size: int = 96):
+        from uldl_studio.qt.inspector import array_to_pixmap
+
+        table = self.project.table
+        pixels = table["pixels"].iat[row] if "pixels" in table else None
+        image = self.thumbnails.get(str(table["path"].iat[row]), pixels if isinstance(pixels, str) else None,
+                                    size=size)
+        return array_to_pixmap(image, size)
 
     def _build_docks(self) -> None:
         def dock(title: str, name: str, widget: QWidget, area, scroll: bool = False) -> QDockWidget:
@@ -168,33 +174,16 @@ class MainWindow(QMainWindow):
             selection=self.selected_rows, order=self.grid_order, visible=self.visible_mask)
 
     def _build_toolbar(self) -> None:
-        bar = QToolBar("View", self)
-        bar.setObjectName("viewToolbar")
+        bar = QToolBar("Filters and export", self)
+        bar.setObjectName("mainToolbar")
         bar.setIconSize(QSize(16, 16))
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
         self.toolbar = bar
 
-        bar.addWidget(QLabel(" Map "))
-        self.map_mode_combo = QComboBox()
-        for key, text in MAP_MODES:
-            self.map_mode_combo.addItem(text, key)
-        bar.addWidget(self.map_mode_combo)
-        bar.addWidget(QLabel("  Colour "))
-        self.colour_combo = QComboBox()
-        for key, text in COLOUR_MODES:
-            self.colour_combo.addItem(text, key)
-        bar.addWidget(self.colour_combo)
-        bar.addWidget(QLabel("  Size "))
-        self.point_size_slider = QSlider(Qt.Orientation.Horizontal)
-        self.point_size_slider.setRange(2, 20)
-        self.point_size_slider.setValue(int(self.settings.value("point_size", 6)))
-        self.point_size_slider.setFixedWidth(90)
-        bar.addWidget(self.point_size_slider)
-        bar.addSeparator()
-
-        # Filters: classes (menu of checkable actions) and λ range.
+        bar.addWidget(QLabel(" Filter: "))
         self.class_filter_button = QToolButton()
         self.class_filter_button.setText("Classes ▾")
+        self.class_filter_button.setToolTip("show only samples whose (edited) label is one of these")
         self.class_filter_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.class_filter_menu = QMenu(self)
         self.class_filter_button.setMenu(self.class_filter_menu)
@@ -208,9 +197,17 @@ class MainWindow(QMainWindow):
         self.lambda_slider.setSingleStep(0.01)
         self.lambda_slider.setDecimals(2)
         self.lambda_slider.setValue((0.0, 1.0))
-        self.lambda_slider.setFixedWidth(230)
+        # Edit boxes with the current low/high at the ends; no labels over the handles (they
+        # do not fit in a toolbar's height).
+        self.lambda_slider.setHandleLabelPosition(QLabeledDoubleRangeSlider.LabelPosition.NoLabel)
+        self.lambda_slider.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.LabelIsValue)
+        self.lambda_slider.setFixedWidth(260)
         self.lambda_slider.setToolTip("show only samples with λ in this range")
         bar.addWidget(self.lambda_slider)
+        bar.addSeparator()
+        bar.addAction(self.relabel.undo_action)
+        bar.addAction(self.relabel.redo_action)
+        bar.addAction(self.relabel.relabel_selection_action)
         bar.addSeparator()
         bar.addAction(self.export_action)
         bar.addAction(self.predict_action)
@@ -245,6 +242,7 @@ class MainWindow(QMainWindow):
         for d in (self.training_dock, self.inspector_dock, self.grid_dock):
             view_menu.addAction(d.toggleViewAction())
         view_menu.addAction(self.toolbar.toggleViewAction())
+        view_menu.addAction("Show &all points", self.map_view.reset_view)
 
     def _connect(self) -> None:
         p = self.project
@@ -256,11 +254,11 @@ class MainWindow(QMainWindow):
         self.selection.currentChanged.connect(self._on_current_changed)
         self.selection.selectionChanged.connect(self._update_counts)
         self.inspector.neighbourActivated.connect(self.set_current_row)
-        self.map_mode_combo.currentIndexChanged.connect(self._on_map_mode)
-        self.colour_combo.currentIndexChanged.connect(self._recolour)
-        self.point_size_slider.valueChanged.connect(self._on_point_size)
+        self.map_view.coordinatesRequested.connect(self._on_coordinates_requested)
+        self.map_view.filterChanged.connect(self._on_map_filter_changed)
+        self.map_view.size_spin.valueChanged.connect(lambda v: self.settings.set_value("point_size", int(v)))
+        self.map_view.set_point_size(int(self.settings.value("point_size", 5)))
         self.lambda_slider.valueChanged.connect(self._apply_filters)
-        self.clear_filters_button.clicked.connect(self.clear_filters)
         self.training_panel.startRequested.connect(self.start_training)
         self.training_panel.stopRequested.connect(self.stop_training)
         self.session.progress.connect(self.training_panel.show_progress)
@@ -276,9 +274,17 @@ class MainWindow(QMainWindow):
         n = int(n or os.environ.get("ULDL_STUDIO_DEMO_N", 3000))
 
         def job(cancel):
+            import inspect
+
             from uldl_studio.core.datasets.demo import load_demo
 
-            return ("dataset", load_demo(n=n, seed=seed), {"kind": "demo", "path": "demo", "format": "demo"})
+            table = load_demo(n=n, seed=seed)
+            if n != inspect.signature(load_demo).parameters["n"].default:
+                # load_dataset(..., fmt="demo") regenerates the default-size demo, so a run of
+                # another size must record its cached folder as what it is on disk: the generic
+                # CSV layout.  Otherwise retraining (Run.training_table) reads other samples.
+                table.attrs = {**table.attrs, "format": "csv"}
+            return ("dataset", table, {"kind": "demo", "path": "demo", "format": "demo"})
 
         self._load(job, "the demo dataset (the first time draws its faces)")
 
@@ -412,38 +418,49 @@ class MainWindow(QMainWindow):
     # ================================================================ project -> views
     @Slot()
     def _on_table_reset(self) -> None:
-        keep_ids = getattr(self, "_keep_selection", None)
+        keep = getattr(self, "_keep_selection", None)
         self.selection.reset(len(self.project))
         self._rebuild_class_filter()
-        self._map_load()
-        self._grid_load()
-        self._apply_filters()
-        if keep_ids:
-            rows = self.project.rows_of(keep_ids[0])
-            self._set_selection(rows)
-            cur = self.project.row_of(keep_ids[1]) if keep_ids[1] is not None else None
+        self._reset_filter_widgets()
+        self.map_view.set_table(self.project.table)
+        self._grid_set_table()
+        if keep:
+            self._set_selection(self.project.rows_of(keep[0]))
+            cur = self.project.row_of(keep[1]) if keep[1] is not None else None
             if cur is not None:
                 self.set_current_row(cur)
-        self._keep_selection = None
+        self._after_results()
         self.inspector.set_row(self.current_row())
-        self._update_enabled()
         self._update_counts()
 
     @Slot()
     def _on_results_changed(self) -> None:
-        self._map_load()
+        self.map_view.refresh_values(self.project.table)
         self._grid_refresh()
-        self._apply_filters()
-        self._update_enabled()
+        self._after_results()
         self._update_counts()
+
+    def _after_results(self) -> None:
+        """Pick a colour mode that shows the results, hide stale messages, enable actions."""
+        if self.project.has_results and not self._results_shown:
+            self._results_shown = True
+            self.map_view.set_color_mode("lambda")
+        if not self.project.has_results:
+            self._results_shown = False
+        if self.project.is_open and not self.map_view.available_coordinate_modes():
+            self._show_map_message("No valence-arousal for this dataset yet: training places every "
+                                   "sample (pseudo valence-arousal from the warm-up predictions).")
+        elif self._load_thread is None and self._umap_thread is None:
+            self.map_message.hide()
+        self._update_enabled()
 
     @Slot(object)
     def _on_edits_changed(self, rows) -> None:
-        self._map_set_edited()
+        # Same rows, new labels/edited/unsure: recolour and mark, keep the view.
+        self.map_view.refresh_values(self.project.table)
         self._grid_refresh(rows)
-        if self.colour_combo.currentData() == "label":
-            self._recolour()
         self._update_counts()
+        self._update_enabled()
 
     @Slot()
     def _on_run_changed(self) -> None:
@@ -464,19 +481,16 @@ class MainWindow(QMainWindow):
         has = self.project.has_results
         self.export_action.setEnabled(has)
         self.predict_action.setEnabled(self.project.run is not None and has)
+        self.lambda_slider.setEnabled(has)
+        self.class_filter_button.setEnabled(self.project.is_open)
         self.training_panel.set_can_start(self.project.is_open,
                                           "" if self.project.is_open else "open a dataset first")
         self.relabel.update_enabled()
-        for i in range(self.colour_combo.count()):
-            key = self.colour_combo.itemData(i)
-            needs = {"lambda": has, "pred": has, "entropy": has,
-                     "lambda_change": has and np.isfinite(self.project.column("lambda_prev")).any()}
-            self.colour_combo.model().item(i).setEnabled(needs.get(key, True))
-        if not has and self.colour_combo.currentData() != "label":
-            self.colour_combo.setCurrentIndex(self.colour_combo.findData("label"))
-        elif has and getattr(self, "_first_results", True):
-            self._first_results = False
-            self.colour_combo.setCurrentIndex(self.colour_combo.findData("lambda"))
+        m = len(self.project.classes)
+        self.inspector.set_hint(
+            f"Keys: 1–{m} relabel · Ctrl+1–{m} relabel selection · Enter accept, next ambiguous · "
+            "←/→ previous/next · Space unsure · Ctrl+Z undo" if self.project.can_edit else
+            ("Train (or open a run) to relabel: edits are saved in the run." if self.project.is_open else ""))
 
     @Slot()
     def _update_counts(self, *args) -> None:
@@ -484,70 +498,29 @@ class MainWindow(QMainWindow):
             self.counts_label.setText("")
             return
         n = len(self.project)
-        shown = int(self.visible_mask().sum())
-        edited = int(self.project.flag("edited").sum())
+        parts = [f"{n:,} samples", f"{len(self.selected_rows()):,} selected",
+                 f"{int(self.project.flag('edited').sum()):,} edited"]
         unsure = int(self.project.flag("unsure").sum())
-        parts = [f"{n} samples"]
-        if shown != n:
-            parts.append(f"{shown} shown")
-        parts.append(f"{len(self.selected_rows())} selected")
-        parts.append(f"{edited} edited")
         if unsure:
-            parts.append(f"{unsure} unsure")
+            parts.append(f"{unsure:,} unsure")
+        if self.project.run is not None:
+            parts.append(f"run {Path(self.project.run.path).name}")
         self.counts_label.setText(" · ".join(parts) + "  ")
 
     @Slot(str)
     def _show_status(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
 
-    # ================================================================ map data
-    def map_coordinates(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """x, y of the current map mode, or None (with a message) when unavailable."""
-        mode = self.map_mode_combo.currentData()
-        if mode == "umap":
-            if self._umap_coords is not None and len(self._umap_coords) == len(self.project):
-                return self._umap_coords[:, 0], self._umap_coords[:, 1]
-            return None
-        x = self.project.column("valence").astype(np.float64)
-        y = self.project.column("arousal").astype(np.float64)
-        if not (np.isfinite(x).any() and np.isfinite(y).any()):
-            return None
-        return x, y
+    def _show_map_message(self, text: str) -> None:
+        self.map_message.setText(text)
+        self.map_message.show()
 
-    def colour_values(self) -> tuple[str, np.ndarray]:
-        """(kind, values): kind "categorical" (ints) or "continuous" (floats) for the colour mode."""
-        mode = self.colour_combo.currentData()
-        classes = self.project.classes
-        table = self.project.table
-        if mode == "label" or table is None:
-            return "categorical", self.project.column("label").astype(np.int64)
-        if mode == "pred":
-            cols = [f"p_{c}" for c in classes]
-            if all(c in table for c in cols):
-                return "categorical", table[cols].to_numpy().argmax(axis=1)
-            return "categorical", self.project.column("label").astype(np.int64)
-        if mode == "entropy":
-            cols = [f"d_{c}" for c in classes]
-            if all(c in table for c in cols):
-                return "continuous", entropy(table[cols].to_numpy())
-        if mode == "lambda_change":
-            return "diverging", self.project.lambda_change()
-        return "continuous", self.project.column("lambda").astype(np.float64)
-
+    # ================================================================ queries
     def visible_mask(self) -> np.ndarray:
-        n = len(self.project)
-        if n == 0:
+        """Rows that pass the map's filter (classes, λ range)."""
+        if not self.project.is_open:
             return np.zeros(0, dtype=bool)
-        mask = np.ones(n, dtype=bool)
-        hidden = {i for i, a in enumerate(self.class_filter_actions) if not a.isChecked()}
-        if hidden:
-            mask &= ~np.isin(self.project.column("label").astype(np.int64), list(hidden))
-        low, high = self.lambda_slider.value()
-        if self.project.has_results and (low > 0.0 or high < 1.0):
-            lam = self.project.column("lambda").astype(np.float64)
-            # Samples without λ (valid/test) are hidden by a λ filter.
-            mask &= np.isfinite(lam) & (lam >= low - 1e-12) & (lam <= high + 1e-12)
-        return mask
+        return np.asarray(self.map_view.filter_selection().mask(self.project.table), dtype=bool)
 
     def most_ambiguous_row(self) -> int | None:
         lam = self.project.column("lambda").astype(np.float64)
@@ -555,7 +528,7 @@ class MainWindow(QMainWindow):
             return None
         return int(np.nanargmax(lam))
 
-    # ================================================================ toolbar slots
+    # ================================================================ filters
     def _rebuild_class_filter(self) -> None:
         self.class_filter_menu.clear()
         self.class_filter_actions = []
@@ -565,7 +538,16 @@ class MainWindow(QMainWindow):
             self.class_filter_menu.addAction(act)
             self.class_filter_actions.append(act)
         self.class_filter_menu.addSeparator()
-        self.class_filter_menu.addAction("Show all classes", self.clear_class_filter)
+        self.class_filter_menu.addAction("Show all classes", self.clear_filters)
+
+    def _reset_filter_widgets(self) -> None:
+        self.lambda_slider.blockSignals(True)
+        self.lambda_slider.setValue((0.0, 1.0))
+        self.lambda_slider.blockSignals(False)
+        for act in self.class_filter_actions:
+            act.blockSignals(True)
+            act.setChecked(True)
+            act.blockSignals(False)
 
     def set_class_filter(self, visible_classes) -> None:
         visible = set(int(c) for c in visible_classes)
@@ -575,93 +557,82 @@ class MainWindow(QMainWindow):
             act.blockSignals(False)
         self._apply_filters()
 
-    @Slot()
-    def clear_class_filter(self) -> None:
-        self.set_class_filter(range(len(self.class_filter_actions)))
+    def set_lambda_filter(self, low: float, high: float) -> None:
+        self.lambda_slider.setValue((float(low), float(high)))  # emits -> _apply_filters
 
     @Slot()
     def clear_filters(self) -> None:
-        self.lambda_slider.blockSignals(True)
-        self.lambda_slider.setValue((0.0, 1.0))
-        self.lambda_slider.blockSignals(False)
-        self.clear_class_filter()
+        self._reset_filter_widgets()
+        self._apply_filters()
 
     @Slot()
     def _apply_filters(self, *args) -> None:
+        """Toolbar widgets -> the map's filter (which draws the banner) and the grid."""
         if not self.project.is_open:
             return
-        mask = self.visible_mask()
-        parts = []
-        hidden = [a for a in self.class_filter_actions if not a.isChecked()]
-        if hidden:
-            shown = [self.project.classes[i] for i, a in enumerate(self.class_filter_actions) if a.isChecked()]
-            parts.append("classes: " + (", ".join(shown) if shown else "none"))
+        checked = [i for i, a in enumerate(self.class_filter_actions) if a.isChecked()]
+        classes = None if len(checked) == len(self.class_filter_actions) else set(checked)
         low, high = self.lambda_slider.value()
-        if self.project.has_results and (low > 0.0 or high < 1.0):
-            parts.append(f"λ in [{low:.2f}, {high:.2f}]")
-        if parts:
-            self.filter_banner.setText(f"<b>Filter</b> — {' · '.join(parts)} — showing {int(mask.sum())} "
-                                       f"of {len(mask)} samples")
-        self.filter_banner.setVisible(bool(parts))
-        self.clear_filters_button.setVisible(bool(parts))
-        self._map_set_visible(mask)
-        self._grid_set_visible(mask)
+        lam_range = (low, high) if self.project.has_results and (low > 0.0 or high < 1.0) else None
+        self._applying_filter = True
+        try:
+            self.map_view.set_filter(classes, lam_range)
+        finally:
+            self._applying_filter = False
+        self._grid_set_visible(self.visible_mask())
         self._update_counts()
 
-    @Slot()
-    def _on_map_mode(self, *args) -> None:
-        if self.map_mode_combo.currentData() == "umap" and self._umap_coords is None:
-            self.request_umap()
-        self._map_load()
-
-    @Slot()
-    def _recolour(self, *args) -> None:
-        self._map_colour()
-
-    @Slot(int)
-    def _on_point_size(self, size: int) -> None:
-        self.settings.set_value("point_size", int(size))
-        self._map_point_size(size)
+    @Slot(object, object)
+    def _on_map_filter_changed(self, classes, lam_range) -> None:
+        """The map changed its filter itself (its banner's Clear button, a new table)."""
+        if getattr(self, "_applying_filter", False):
+            return
+        self.lambda_slider.blockSignals(True)
+        self.lambda_slider.setValue(tuple(lam_range) if lam_range is not None else (0.0, 1.0))
+        self.lambda_slider.blockSignals(False)
+        for i, act in enumerate(self.class_filter_actions):
+            act.blockSignals(True)
+            act.setChecked(classes is None or i in classes)
+            act.blockSignals(False)
+        self._grid_set_visible(self.visible_mask())
+        self._update_counts()
 
     # ================================================================ UMAP
+    @Slot(str)
+    def _on_coordinates_requested(self, mode: str) -> None:
+        if mode == "umap":
+            self.request_umap()
+
     def request_umap(self) -> None:
+        """Show the UMAP map: from RUN/umap.npy when fresh, else computed on a worker."""
         run = self.project.run
         if run is None or not self.project.has_results:
-            self.map_message.setText("UMAP needs learned features: train first.")
-            self.map_message.show()
+            self._show_map_message("The UMAP map needs learned features: train first.")
             return
         cached = cached_umap(run.path, len(self.project))
         if cached is not None:
-            self._umap_coords = cached
-            self.umapReady.emit()
+            self._on_umap(cached)
             return
         if self._umap_thread is not None:
             return
-        self.map_message.setText("Computing the UMAP of the learned features… (the first time "
-                                  "also compiles UMAP, which takes a while). The map switches when it is ready.")
-        self.map_message.show()
+        self._show_map_message("Computing the UMAP of the learned features… (the first time also "
+                               "compiles UMAP, which takes a while). The map switches when it is ready.")
         run_dir = run.path
         thread = JobThread(lambda cancel: compute_umap(run_dir, cancel), self, name="umap")
         thread.succeeded.connect(self._on_umap)
-        thread.failed.connect(self._on_umap_failed)
+        thread.failed.connect(lambda message: self._show_map_message(f"UMAP failed: {message}"))
         thread.finished.connect(self._on_umap_thread_done)
         self._umap_thread = thread
         thread.start()
 
     @Slot(object)
     def _on_umap(self, coords) -> None:
-        if coords is None or len(coords) != len(self.project):
+        if coords is None or len(coords) != len(self.project) or self._closing:
             return
         self._umap_coords = np.asarray(coords)
         self.map_message.hide()
-        if self.map_mode_combo.currentData() == "umap":
-            self._map_load()
+        self.map_view.set_coordinates("umap", self._umap_coords)
         self.umapReady.emit()
-
-    @Slot(str)
-    def _on_umap_failed(self, message: str) -> None:
-        self.map_message.setText(f"UMAP failed: {message}")
-        self.map_message.show()
 
     @Slot()
     def _on_umap_thread_done(self) -> None:
@@ -738,8 +709,8 @@ class MainWindow(QMainWindow):
             row = self.most_ambiguous_row()
             if row is not None:
                 self.set_current_row(row)
-        if self.map_mode_combo.currentData() == "umap":
-            self.request_umap()
+        if self.map_view.coordinate_mode == "umap":
+            self.request_umap()  # new features: the cached UMAP is stale
         self._epoch_seen += 1
         progress = self.session.last_progress
         self.epochLoaded.emit(int(getattr(progress, "epoch", self._epoch_seen) or self._epoch_seen))
@@ -823,13 +794,13 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         super().closeEvent(event)
 
-    def _restore_layout(self) -> None:
-        geometry = self.settings.window_geometry("main")
+    def _restore_layout(self, restore: bool = True) -> None:
+        geometry = self.settings.window_geometry("main") if restore else None
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
             self.resize(1600, 1000)
-        state = self.settings.window_state("main")
+        state = self.settings.window_state("main") if restore else None
         if state is not None:
             self.restoreState(state)
         training = self.settings.value("training")
@@ -852,53 +823,24 @@ class MainWindow(QMainWindow):
         # Selection changes are not undoable here: Ctrl+Z belongs to the edit journal.
         self.selection.set_selection(np.asarray(rows, dtype=np.int64), undoable=False)
 
+    # ================================================================ grid adapters
     def grid_order(self) -> np.ndarray:
-        return np.asarray(self.grid_view.order(), dtype=np.int64)
+        """Rows in the grid's order (what ←/→ walk through)."""
+        rows = getattr(self.grid_view, "rows", None)
+        if callable(rows):
+            return np.asarray(rows(), dtype=np.int64)
+        return np.flatnonzero(self.visible_mask())
 
-    # ================================================================ map / grid adapters
-    def _map_load(self) -> None:
-        if not self.project.is_open:
-            return
-        coords = self.map_coordinates()
-        if coords is None:
-            mode = self.map_mode_combo.currentData()
-            self.map_message.setText("UMAP is being computed…" if mode == "umap" and self._umap_thread
-                                     else "No valence-arousal for this dataset yet: training places "
-                                          "every sample (pseudo valence-arousal).")
-            self.map_message.show()
-            n = len(self.project)
-            coords = (np.full(n, np.nan), np.full(n, np.nan))
-        elif self._load_thread is None and self._umap_thread is None:
-            self.map_message.hide()
-        self.map_view.set_data(coords[0], coords[1], self.project.table["sample_id"].to_numpy())
-        self._map_colour()
-        self._map_set_edited()
-        self._map_point_size(self.point_size_slider.value())
-
-    def _map_colour(self) -> None:
-        if not self.project.is_open:
-            return
-        kind, values = self.colour_values()
-        if kind == "categorical":
-            self.map_view.set_categories(values, self.project.classes)
-        else:
-            self.map_view.set_values(values, diverging=(kind == "diverging"))
-
-    def _map_set_edited(self) -> None:
-        if self.project.is_open:
-            self.map_view.set_edited(self.project.flag("edited") | self.project.flag("unsure"))
-
-    def _map_set_visible(self, mask) -> None:
-        self.map_view.set_visible(mask)
-
-    def _map_point_size(self, size: int) -> None:
-        self.map_view.set_point_size(size)
-
-    def _grid_load(self) -> None:
-        self.grid_view.set_table(self.project.table)
+    def _grid_set_table(self) -> None:
+        if hasattr(self.grid_view, "set_table"):
+            self.grid_view.set_table(self.project.table)
 
     def _grid_refresh(self, rows=None) -> None:
-        self.grid_view.set_table(self.project.table)
+        if hasattr(self.grid_view, "refresh_values"):
+            self.grid_view.refresh_values(self.project.table)
+        elif hasattr(self.grid_view, "set_table"):
+            self.grid_view.set_table(self.project.table)
 
     def _grid_set_visible(self, mask) -> None:
-        self.grid_view.set_visible(mask)
+        if hasattr(self.grid_view, "set_filter_mask"):
+            self.grid_view.set_filter_mask(mask)

@@ -22,7 +22,10 @@ def _as_rows(rows) -> np.ndarray:
     arr = np.asarray(rows)
     if arr.dtype == bool:
         return np.flatnonzero(arr).astype(np.int64)
-    return np.unique(arr.astype(np.int64, copy=False).ravel())
+    arr = arr.astype(np.int64, copy=False).ravel()
+    if arr.size < 2 or bool(np.all(arr[1:] > arr[:-1])):  # already sorted unique (from a mask)
+        return arr.copy()
+    return np.unique(arr)
 
 
 def combine(old: np.ndarray, rows: np.ndarray, mode: str) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, QSize, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
     QProgressBar, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
@@ -167,11 +167,15 @@ class TrainingSession(QObject):
 class CurvePlot(pg.PlotWidget):
     """A small live curve (x = fractional epoch)."""
 
-    def __init__(self, title: str, colour: str, y_range: tuple[float, float] | None = None) -> None:
+    def __init__(self, title: str, colour: str, min_span: float | None = None) -> None:
+        """``min_span``: the y axis shows at least this range (a nearly flat mean λ would
+        otherwise be blown up into noise with unreadable tick labels)."""
         super().__init__()
+        self.min_span = min_span
         self.setBackground("w")
         self.setTitle(title, color="#333", size="9pt")
-        self.setMinimumHeight(110)
+        self.setMinimumHeight(100)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
         self.showGrid(x=True, y=True, alpha=0.25)
@@ -180,11 +184,14 @@ class CurvePlot(pg.PlotWidget):
             ax.setTextPen("#333")
             ax.setPen("#888")
         self.getAxis("left").setWidth(38)
-        if y_range is not None:
-            self.setYRange(*y_range, padding=0.02)
+        for axis in ("left", "bottom"):
+            self.getAxis(axis).enableAutoSIPrefix(False)
         self.curve = self.plot([], [], pen=pg.mkPen(colour, width=2))
         self._x: list[float] = []
         self._y: list[float] = []
+
+    def sizeHint(self):  # noqa: N802 - three small plots share the panel's height
+        return QSize(220, 130)
 
     def clear_points(self) -> None:
         self._x.clear()
@@ -197,6 +204,14 @@ class CurvePlot(pg.PlotWidget):
         self._x.append(float(x))
         self._y.append(float(y))
         self.curve.setData(np.asarray(self._x), np.asarray(self._y))
+        if self.min_span is not None:
+            lo, hi = min(self._y), max(self._y)
+            if hi - lo < self.min_span:
+                mid = (lo + hi) / 2
+                lo, hi = max(0.0, mid - self.min_span / 2), mid + self.min_span / 2
+                self.setYRange(lo, hi, padding=0.05)
+            else:
+                self.enableAutoRange(axis="y")
 
     @property
     def points(self) -> int:
@@ -219,8 +234,9 @@ class TrainingPanel(QWidget):
         defaults = train_config_defaults()
 
         self.method = QComboBox()
-        self.method.addItem("LDLVA (label distributions)", "ldlva")
-        self.method.addItem("Cross-entropy (baseline)", "ce")
+        self.method.addItem("LDLVA", "ldlva")
+        self.method.addItem("CE (baseline)", "ce")
+        self.method.setToolTip("LDLVA: learns λ and label distributions; CE: plain cross-entropy")
         self.epochs = QSpinBox(minimum=1, maximum=500)
         self.device = QComboBox()
         for d in ("auto", "cpu", "cuda"):
@@ -234,12 +250,14 @@ class TrainingPanel(QWidget):
                               "(auto: median distance to the K neighbours)")
         self.similarity = QComboBox()
         self.similarity.addItem("L2 (Gaussian)", "l2")
-        self.similarity.addItem("L1 (published code)", "l1")
+        self.similarity.addItem("L1 (published)", "l1")
         self.gamma = QDoubleSpinBox(minimum=0.0, maximum=10.0, singleStep=0.005, decimals=4)
         self.gamma.setToolTip("γ: weight of the discriminative loss L_D")
         self.neighbors = QComboBox()
-        self.neighbors.addItem("memory bank (fast)", "bank")
-        self.neighbors.addItem("exact (K extra passes)", "exact")
+        self.neighbors.addItem("bank (fast)", "bank")
+        self.neighbors.addItem("exact (slow)", "exact")
+        self.neighbors.setToolTip("neighbour outputs f(x_k): a memory bank of each sample's latest "
+                                  "output, or K extra forward passes per sample as published")
         self.set_values(defaults)
 
         form = QFormLayout()
@@ -247,11 +265,11 @@ class TrainingPanel(QWidget):
         form.addRow("Method", self.method)
         form.addRow("Epochs", self.epochs)
         form.addRow("Device", self.device)
-        form.addRow("Neighbours K", self.k)
-        form.addRow("δ (similarity)", self.delta)
+        form.addRow("K", self.k)
+        form.addRow("δ", self.delta)
         form.addRow("Distance", self.similarity)
-        form.addRow("γ (L_D weight)", self.gamma)
-        form.addRow("Neighbour outputs", self.neighbors)
+        form.addRow("γ", self.gamma)
+        form.addRow("Neighbours", self.neighbors)
         settings_box = QGroupBox("Settings")
         settings_box.setLayout(form)
 
@@ -277,8 +295,8 @@ class TrainingPanel(QWidget):
         self.status.setWordWrap(True)
 
         self.loss_plot = CurvePlot("loss", "#d62728")
-        self.accuracy_plot = CurvePlot("accuracy (train)", "#1f77b4")
-        self.lambda_plot = CurvePlot("mean λ", "#9467bd")
+        self.accuracy_plot = CurvePlot("accuracy (train)", "#1f77b4", min_span=0.1)
+        self.lambda_plot = CurvePlot("mean λ", "#9467bd", min_span=0.1)
         curves = QVBoxLayout()
         curves.setSpacing(2)
         for plot in (self.loss_plot, self.accuracy_plot, self.lambda_plot):

@@ -1,0 +1,260 @@
+"""GUI scale benchmark: 300,000 points in the map and the grid, ULDL Studio vs a naive baseline.
+
+Each interaction is timed on a real (offscreen) QApplication from the call until
+``processEvents()`` has delivered the repaint of the shown window, so drawing is included
+(the script counts the paints of the point items to make sure each timed call drew).
+
+    QT_QPA_PLATFORM=offscreen python bench/gui_scale.py [--n 300000] [--repeat 3]
+
+Ours: ``MapView`` (one vectorised ``PaletteScatterItem``, numpy predicates from
+``core.selection``) and ``GridView`` (index-array list model).  Naive: a stock
+``pg.ScatterPlotItem`` fed a per-point brush list built with ``pg.mkBrush`` every time, a
+Python loop for box/lasso tests, and a ``QStandardItemModel`` with one item per grid row.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# PySide6 6.12 on Python 3.11 drops a reference to None/True/False on every call of a
+# method that returns one of them (it assumes the immortal objects of Python 3.12).  The
+# naive baseline makes ~10^6 such calls (pg.mkBrush -> QColor.setAlpha), enough to free
+# None and abort the interpreter; give the singletons a huge reference count first.
+if sys.version_info < (3, 12):
+    for _obj in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(_obj)).value += 1 << 40
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyqtgraph as pg  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
+from PySide6.QtGui import QPolygonF, QStandardItem, QStandardItemModel  # noqa: E402
+from PySide6.QtWidgets import QApplication, QListView  # noqa: E402
+
+from uldl_studio.core.classes import FERPLUS_CLASSES, centroid_matrix  # noqa: E402
+from uldl_studio.qt import palette  # noqa: E402
+from uldl_studio.qt.grid_view import GridView  # noqa: E402
+from uldl_studio.qt.map_view import MapView  # noqa: E402
+from uldl_studio.qt.selection_model import SelectionModel  # noqa: E402
+
+
+def synthetic_table(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    classes = list(FERPLUS_CLASSES)
+    m = len(classes)
+    label = rng.integers(0, m, n)
+    va = centroid_matrix(classes)[label] + rng.normal(scale=0.2, size=(n, 2))
+    d = rng.dirichlet(np.full(m, 0.5), n)
+    p = rng.dirichlet(np.full(m, 0.5), n)
+    cols = {"sample_id": [f"s{i:06d}" for i in range(n)], "path": "", "split": "train",
+            "label": label, "valence": va[:, 0], "arousal": va[:, 1],
+            "lambda": rng.beta(2, 5, n)}
+    for j, c in enumerate(classes):
+        cols[f"d_{c}"] = d[:, j]
+        cols[f"p_{c}"] = p[:, j]
+    table = pd.DataFrame(cols)
+    table.attrs["classes"] = classes
+    return table
+
+
+def lasso_polygon(k: int = 200) -> np.ndarray:
+    theta = np.linspace(0, 2 * np.pi, k, endpoint=False)
+    radius = 0.55 + 0.15 * np.sin(5 * theta)
+    return np.c_[-0.3 + radius * np.cos(theta), 0.3 + radius * np.sin(theta)]
+
+
+BOX = (-0.9, -0.1, 0.0, 0.9)  # x0, y0, x1, y1
+
+
+PAINTS = {"big": 0}
+_stock_paint = pg.ScatterPlotItem.paint
+
+
+def _counting_paint(self, painter, option, widget):
+    if len(self.data) >= 1000:
+        PAINTS["big"] += 1
+    return _stock_paint(self, painter, option, widget)
+
+
+pg.ScatterPlotItem.paint = _counting_paint  # PaletteScatterItem inherits it
+UNPAINTED: list[str] = []
+
+
+def timed(app, widget, fn, name: str = "", expect_paint: bool = True) -> float:
+    app.processEvents()
+    before = PAINTS["big"]
+    start = time.perf_counter()
+    fn()
+    # the items' update() requests are posted; processEvents delivers them and the shown
+    # window paints (once) before it returns, so the time includes drawing (PAINTS checks it)
+    app.processEvents()
+    elapsed = time.perf_counter() - start
+    if expect_paint and PAINTS["big"] == before:
+        UNPAINTED.append(name)
+    return elapsed
+
+
+def bench_ours(app, table, repeat):
+    model = SelectionModel()
+    map_view = MapView(model)
+    map_view.resize(1000, 700)
+    map_view.show()
+    grid = GridView(model)
+    grid.resize(600, 700)
+    grid.show()
+    grid.set_table(table)
+    model.reset(len(table))
+    app.processEvents()
+    results = {}
+
+    def load():
+        map_view.set_table(table)
+
+    def recolour():
+        map_view.set_color_mode("given")
+        map_view.set_color_mode("lambda")
+
+    def recolour_only():  # timed part: given -> lambda
+        map_view.set_color_mode("lambda")
+
+    times = {k: [] for k in ("load", "recolour", "box", "lasso", "grid")}
+    for _ in range(repeat):
+        map_view.set_table(None)
+        app.processEvents()
+        times["load"].append(timed(app, map_view, load, "load"))
+        map_view.set_color_mode("given")
+        app.processEvents()
+        times["recolour"].append(timed(app, map_view, recolour_only, "recolour"))
+        model.clear()
+        # the grid is linked: its update is part of neither map timing, so block it here
+        model.selectionChanged.disconnect(grid._update_rows)
+        times["box"].append(timed(app, map_view, lambda: map_view.select_box(*BOX), "box"))
+        times["lasso"].append(timed(app, map_view, lambda: map_view.select_polygon(lasso_polygon()), "lasso"))
+        model.selectionChanged.connect(grid._update_rows)
+        times["grid"].append(timed(app, grid, grid._update_rows, "grid", expect_paint=False))
+    for key, values in times.items():
+        results[key] = statistics.median(values)
+    results["_selected"] = len(model)
+    results["_grid_rows"] = grid.model.rowCount()
+    # full listing of the lasso selection (no cap), reported for transparency
+    grid.set_max_items(None)
+    results["grid_all"] = timed(app, grid, grid._update_rows, "grid", expect_paint=False)
+    results["_grid_all_rows"] = grid.model.rowCount()
+    map_view.close()
+    grid.close()
+    return results
+
+
+def bench_naive(app, table):
+    x = table["valence"].to_numpy()
+    y = table["arousal"].to_numpy()
+    lam = table["lambda"].to_numpy()
+    labels = table["label"].to_numpy()
+    class_rgb = [palette.class_rgb(c, i) for i, c in enumerate(table.attrs["classes"])]
+    lut = palette.colormap("lambda").getLookupTable(0.0, 1.0, nPts=256, alpha=False)
+
+    widget = pg.PlotWidget(background="w")
+    widget.resize(1000, 700)
+    widget.show()
+    scatter = pg.ScatterPlotItem(size=5, pen=None, symbol="o")
+    highlight = pg.ScatterPlotItem(size=9, pen=pg.mkPen(255, 40, 40), brush=None, symbol="o")
+    widget.addItem(scatter)
+    widget.addItem(highlight)
+    app.processEvents()
+    results = {}
+
+    def load():
+        brushes = [pg.mkBrush(*class_rgb[int(c)]) for c in labels]
+        scatter.setData(x, y, brush=brushes, pen=None)
+        widget.autoRange()
+
+    def recolour():
+        brushes = [pg.mkBrush(*lut[int(v * 255)]) for v in lam]
+        scatter.setBrush(brushes)
+
+    results["load"] = timed(app, widget, load, "naive load")
+    results["recolour"] = timed(app, widget, recolour, "naive recolour")
+
+    selected = []
+
+    def box():
+        x0, y0, x1, y1 = BOX
+        rows = [i for i in range(len(x)) if x0 <= x[i] <= x1 and y0 <= y[i] <= y1]
+        selected[:] = rows
+        highlight.setData([x[i] for i in rows], [y[i] for i in rows])
+
+    def lasso():
+        poly = QPolygonF([QPointF(px, py) for px, py in lasso_polygon()])
+        rows = [i for i in range(len(x))
+                if poly.containsPoint(QPointF(x[i], y[i]), Qt.FillRule.OddEvenFill)]
+        selected[:] = rows
+        highlight.setData([x[i] for i in rows], [y[i] for i in rows])
+
+    results["box"] = timed(app, widget, box, "naive box")
+    results["lasso"] = timed(app, widget, lasso, "naive lasso")
+
+    view = QListView()
+    view.setViewMode(QListView.ViewMode.IconMode)
+    view.resize(600, 700)
+    view.show()
+    classes = table.attrs["classes"]
+    ids = table["sample_id"].tolist()
+
+    def grid():
+        rows = sorted(selected, key=lambda r: -lam[r])
+        model = QStandardItemModel()
+        for r in rows:
+            item = QStandardItem(f"{classes[labels[r]]}\nλ {lam[r]:.2f}")
+            item.setToolTip(ids[r])
+            model.appendRow(item)
+        view.setModel(model)
+        view._model = model
+
+    results["grid"] = timed(app, view, grid, "naive grid", expect_paint=False)
+    results["_selected"] = len(selected)
+    widget.close()
+    view.close()
+    return results
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args(argv)
+    app = QApplication.instance() or QApplication([])
+    table = synthetic_table(args.n)
+    print(f"{args.n:,} points, window 1000x700 offscreen, Qt {pg.Qt.QtVersion}, "
+          f"pyqtgraph {pg.__version__}; times include a forced repaint")
+    ours = bench_ours(app, table, args.repeat)
+    naive = None if args.skip_naive else bench_naive(app, table)
+    print(f"lasso: {len(lasso_polygon())}-vertex polygon; box and lasso select "
+          f"{ours['_selected']:,} (lasso) points; grid lists the first "
+          f"{ours['_grid_rows']:,} of them (Show all: {ours['_grid_all_rows']:,})")
+    print()
+    print(f"{'interaction':<34}{'ours (ms)':>12}{'naive (ms)':>14}{'naive/ours':>12}")
+    labels = {"load": "load into map (setData)", "recolour": "recolour by λ",
+              "box": "box select + highlight", "lasso": "lasso select + highlight",
+              "grid": "grid update with selection"}
+    for key, label in labels.items():
+        o = ours[key] * 1e3
+        if naive is None:
+            print(f"{label:<34}{o:>12.1f}{'-':>14}{'-':>12}")
+        else:
+            nv = naive[key] * 1e3
+            print(f"{label:<34}{o:>12.1f}{nv:>14.1f}{nv / o:>11.0f}x")
+    print(f"{'grid, all rows listed (Show all)':<34}{ours['grid_all'] * 1e3:>12.1f}")
+    print(f"(ours: median of {args.repeat}; naive: one run)")
+    if UNPAINTED:
+        print(f"WARNING: no repaint of the points was seen in: {sorted(set(UNPAINTED))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Inspector: image, labels, λ, V-A, the d / p / reference bars and the K neighbours."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def project_with_run(qtbot, run_dir):
+    from uldl_studio.core.run import Run
+    from uldl_studio.qt.project import Project
+
+    project = Project()
+    project.set_run(Run.open(run_dir))
+    yield project
+    project.journal.close()
+
+
+def test_shows_a_training_sample(qtbot, project_with_run):
+    from uldl_studio.qt.inspector import Inspector
+
+    project = project_with_run
+    inspector = Inspector(project)
+    qtbot.addWidget(inspector)
+    inspector.resize(420, 700)
+    inspector.show()
+    train_row = int(np.flatnonzero(project.table["split"].to_numpy() == "train")[3])
+    inspector.set_row(train_row)
+    rec = project.table.iloc[train_row]
+    assert inspector.title.text() == rec["sample_id"]
+    assert project.classes[int(rec["label"])] in inspector.fields["label"].text()
+    assert inspector.fields["lambda"].text().startswith(f"{rec['lambda']:.3f}")
+    assert not inspector.image.pixmap().isNull()
+    # d, p and the demo's reference distribution as three bar series.
+    assert set(inspector.chart.bars) == {"d", "p", "ref"}
+    heights = inspector.chart.bars["d"].opts["height"]
+    assert np.allclose(heights, rec[[f"d_{c}" for c in project.classes]].to_numpy(float))
+    # The K neighbours that built d, with s, ζ and c.
+    shown = [t for t in inspector.tiles if t.row is not None]
+    k = project.run.config.k
+    assert len(shown) == k
+    assert "s " in shown[0].text() and "ζ" in shown[0].text() and "c " in shown[0].text()
+    with qtbot.waitSignal(inspector.neighbourActivated) as blocker:
+        shown[0].click()
+    assert blocker.args == [shown[0].row]
+
+
+def test_edit_state_and_test_rows(qtbot, project_with_run):
+    from uldl_studio.qt.inspector import Inspector
+
+    project = project_with_run
+    inspector = Inspector(project)
+    qtbot.addWidget(inspector)
+    test_row = int(np.flatnonzero(project.table["split"].to_numpy() == "test")[0])
+    inspector.set_row(test_row)
+    assert "only training samples" in inspector.neighbour_note.text()
+    given = int(project.table["label"].iat[test_row])
+    new = (given + 1) % len(project.classes)
+    project.relabel([test_row], [new])
+    assert "edited" in inspector.fields["state"].text()
+    assert f"was {project.classes[given]}" in inspector.fields["label"].text()
+    project.mark_unsure([test_row], True)
+    assert "unsure" in inspector.fields["state"].text()
+    inspector.set_row(None)
+    assert inspector.title.text() == "No sample selected"
+
+
+def test_dataset_without_results(qtbot, demo_table):
+    from uldl_studio.qt.inspector import Inspector
+    from uldl_studio.qt.project import Project
+
+    project = Project()
+    project.set_dataset(demo_table, {"kind": "demo", "path": "demo"})
+    inspector = Inspector(project)
+    qtbot.addWidget(inspector)
+    inspector.set_row(0)
+    assert set(inspector.chart.bars) == {"ref"}          # only the reference before training
+    assert inspector.fields["lambda"].text() == "–"
+    assert "after training" in inspector.neighbour_note.text()

@@ -1,0 +1,378 @@
+"""The real main window, offscreen: open the demo, train a tiny epoch on the worker, select
+with a box, relabel with a key, undo, export and read the CSV back; Stop; closing while
+training; retraining from edits; UMAP plumbing; start screen; ``run_gui --screenshot``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PySide6.QtCore import Qt
+
+pytestmark = pytest.mark.timeout(120)
+
+SCREENSHOT = Path(os.environ.get("ULDL_STUDIO_TEST_SCREENSHOT", "/tmp/main_window.png"))
+
+
+@pytest.fixture
+def window(qtbot, settings_dir, tiny_config):
+    from uldl_studio.qt.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.confirm_close = lambda: True
+    win.training_panel.extra_config = dict(tiny_config)
+    win.resize(1500, 950)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    if win.session.is_running:
+        win.session.stop_and_wait()
+    win.close()
+
+
+def open_demo(qtbot, win):
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_demo(n=300)
+    assert len(win.project) == 300
+
+
+def train(qtbot, win, run_dir, epochs=1, expect="done"):
+    win.next_run_dir = run_dir
+    win.training_panel.epochs.setValue(epochs)
+    with qtbot.waitSignal(win.trainingFinished, timeout=100_000) as blocker:
+        qtbot.mouseClick(win.training_panel.start_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == [expect]
+
+
+def press(qtbot, win, key, modifiers=Qt.KeyboardModifier.NoModifier):
+    win.activateWindow()
+    qtbot.keyClick(win, key, modifiers)
+
+
+def test_demo_train_select_relabel_undo_export(qtbot, window, tmp_path):
+    from uldl_studio.core.export import read_soft_labels
+
+    win = window
+    open_demo(qtbot, win)
+    assert not win.project.has_results
+    assert not win.export_action.isEnabled()
+
+    train(qtbot, win, tmp_path / "run")
+    assert win.project.has_results and win.project.run is not None
+    assert win.map_view.color_mode == "lambda"
+    assert win.export_action.isEnabled()
+    assert win.training_panel.loss_plot.points > 0
+    assert win.current_row() is not None                      # the most ambiguous sample
+    assert win.inspector.title.text() == win.project.table["sample_id"].iat[win.current_row()]
+
+    # Box selection through the map's API: everything with positive valence.
+    xy = win.map_view.coordinates()
+    rows = win.map_view.select_box(0.0, -2.0, 2.0, 2.0)
+    assert rows.size > 0
+    expected = np.flatnonzero((xy[:, 0] >= 0) & np.isfinite(xy).all(axis=1))
+    assert set(rows.tolist()) == set(expected.tolist())
+    assert set(win.selected_rows().tolist()) == set(rows.tolist())
+    assert set(win.grid_view.rows().tolist()) == set(rows.tolist())   # the grid follows
+
+    # Relabel the current sample with a number key, then undo with Ctrl+Z.
+    row = int(rows[0])
+    win.set_current_row(row)
+    given = int(win.project.table["label"].iat[row])
+    new = (given + 1) % len(win.project.classes)
+    press(qtbot, win, Qt.Key(Qt.Key.Key_1 + new))
+    assert int(win.project.table["label"].iat[row]) == new
+    assert win.map_view._edited[row]                               # shown as edited in the map
+    assert "✎" in win.grid_view.model.data(win.grid_view.model.index(win.grid_view.model.position_of(row)))
+    assert "edited" in win.inspector.fields["state"].text()
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert int(win.project.table["label"].iat[row]) == given
+    assert not win.map_view._edited[row]
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert int(win.project.table["label"].iat[row]) == new
+
+    # Bulk relabel of the selection (one undoable edit), then export all and the selection.
+    press(qtbot, win, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert (win.project.table["label"].to_numpy()[rows] == 0).all()
+    out = tmp_path / "soft_labels.csv"
+    assert win.export_csv(out) == 300
+    back = read_soft_labels(out)
+    assert len(back) == 300
+    back = back.set_index("sample_id").loc[win.project.table["sample_id"]]
+    assert (back["label"].to_numpy() == win.project.table["label"].to_numpy()).all()
+    assert back["edited"].to_numpy().astype(bool).sum() == int(win.project.flag("edited").sum()) > 0
+    classes = win.project.classes
+    d = back[[f"d_{c}" for c in classes]].to_numpy()
+    assert np.allclose(d.sum(axis=1), 1.0)
+    assert np.array_equal(back["lambda"].to_numpy(), win.project.table["lambda"].to_numpy(), equal_nan=True)
+    part = tmp_path / "selection.csv"
+    assert win.export_csv(part, selection_only=True) == rows.size
+    assert set(read_soft_labels(part)["sample_id"]) == set(win.project.sample_ids(rows))
+
+    # The export dialog writes the same file when accepted.
+    from uldl_studio.qt.export_dialogs import ExportDialog
+
+    dialog = ExportDialog(win.project, win.selected_rows(), tmp_path, win)
+    qtbot.addWidget(dialog)
+    assert dialog.selection_button.isChecked()
+    dialog.path_edit.setText(str(tmp_path / "dialog.csv"))
+    dialog.accept()
+    assert dialog.written == rows.size and (tmp_path / "dialog.csv").exists()
+
+    # Filters: λ range and classes hide points, shown in the map's banner.
+    lam = win.project.column("lambda").astype(float)
+    cut = float(np.nanmedian(lam))
+    win.set_lambda_filter(cut, 1.0)
+    assert win.map_view.banner.isVisibleTo(win.map_view)
+    assert win.map_view.shown_rows.size == int((np.isfinite(lam) & (lam >= cut - 0.005)).sum()) or \
+        win.map_view.shown_rows.size < 300
+    win.set_class_filter([0])
+    assert (win.project.table["label"].to_numpy()[win.map_view.shown_rows] == 0).all()
+    win.clear_filters()
+    assert not win.map_view.banner.isVisibleTo(win.map_view)
+
+    # Screenshot of the demo after training, for the README and a human look.
+    from uldl_studio.qt.app import save_screenshot
+
+    win.selection.set_selection(np.empty(0, dtype=np.int64), undoable=False)
+    win.set_current_row(win.most_ambiguous_row())
+    save_screenshot(win, SCREENSHOT)
+    assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_stop_is_honoured(qtbot, window, tmp_path):
+    win = window
+    open_demo(qtbot, win)
+    win.next_run_dir = tmp_path / "run"
+    win.training_panel.extra_config["batch_size"] = 8
+    win.training_panel.epochs.setValue(40)
+    with qtbot.waitSignal(win.session.progress, timeout=60_000,
+                          check_params_cb=lambda p: p.phase in ("train", "warmup") and p.batch >= 2):
+        qtbot.mouseClick(win.training_panel.start_button, Qt.MouseButton.LeftButton)
+    assert win.training_panel.stop_button.isEnabled()
+    with qtbot.waitSignal(win.trainingFinished, timeout=30_000) as blocker:
+        qtbot.mouseClick(win.training_panel.stop_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["cancelled"]
+    assert win.training_panel.start_button.isEnabled()
+    assert "stopped" in win.training_panel.progress_bar.format()
+
+
+def test_close_while_training_asks_then_stops(qtbot, settings_dir, tiny_config, tmp_path):
+    from uldl_studio.qt.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.training_panel.extra_config = {**tiny_config, "batch_size": 8}
+    win.show()
+    open_demo(qtbot, win)
+    win.next_run_dir = tmp_path / "run"
+    win.training_panel.epochs.setValue(40)
+    with qtbot.waitSignal(win.session.progress, timeout=60_000,
+                          check_params_cb=lambda p: p.phase in ("train", "warmup")):
+        win.start_training()
+    asked = []
+    win.confirm_close = lambda: asked.append(1) or False      # "No": keep training
+    assert not win.close()
+    assert win.isVisible() and win.session.is_running and asked == [1]
+    thread = win.session.thread
+    win.confirm_close = lambda: asked.append(2) or True       # "Yes": stop and close
+    assert win.close()
+    assert asked == [1, 2]
+    assert not thread.isRunning()
+    assert not win.session.is_running or win.session.thread is None or not win.session.thread.isRunning()
+
+
+def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, run_dir):
+    win = window
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_run(str(run_dir))
+    lam = win.project.column("lambda").astype(float)
+    assert win.current_row() == int(np.nanargmax(lam))
+    row = win.current_row()
+    # Edit, mark unsure, then retrain the same run: it learns from the edited labels.
+    press(qtbot, win, Qt.Key.Key_Space)
+    assert win.project.flag("unsure")[row]
+    target = (int(win.project.table["label"].iat[row]) + 1) % len(win.project.classes)
+    win.relabel.relabel_current(target)
+    sid = win.project.table["sample_id"].iat[row]
+    assert "retrains this run" in win.training_panel.run_label.text()
+    with qtbot.waitSignal(win.trainingFinished, timeout=100_000) as blocker:
+        win.start_training()
+    assert blocker.args == ["done"]
+    samples = pd.read_csv(run_dir / "samples.csv")
+    assert len(samples) == 300                                         # the same dataset, re-read
+    assert np.isfinite(samples["lambda_prev"]).any()                   # λ moved since the last run
+    trained = samples.set_index("sample_id").loc[sid]
+    assert int(trained["label"]) == target                            # trained on the edit
+    # The edit is still shown (journal applied on top of the new results).
+    assert int(win.project.table["label"].iat[win.project.row_of(sid)]) == target
+    assert "lambda_change" in win.map_view.available_color_modes()
+    win.map_view.set_color_mode("lambda_change")
+    assert win.map_view.color_mode == "lambda_change"
+
+
+def test_umap_plumbing_and_cache(qtbot, window, run_dir, monkeypatch):
+    """The UMAP job runs on a worker and lands in the map (a fast stand-in for umap-learn)."""
+    import uldl_studio.qt.main_window as mw
+
+    def fake_umap(path, cancel=None):
+        feats = np.load(Path(path) / "features.npy").astype(np.float32)
+        coords = feats[:, :2] - feats[:, :2].mean(axis=0)
+        np.save(Path(path) / "umap.npy", coords)
+        return coords
+
+    monkeypatch.setattr(mw, "compute_umap", fake_umap)
+    win = window
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_run(str(run_dir))
+    with qtbot.waitSignal(win.umapReady, timeout=30_000):
+        win.map_view.set_coordinates("umap")
+    assert win.map_view.coordinate_mode == "umap"
+    assert np.isfinite(win.map_view.coordinates()).all()
+    assert (run_dir / "umap.npy").exists()
+
+
+def test_dataset_without_va_shows_message(qtbot, window, tmp_path):
+    from uldl_studio.core.datasets.demo import write_demo
+
+    folder = write_demo(tmp_path / "demo-data", n=60)
+    csv = next(Path(folder).glob("*.csv")) if Path(folder).is_dir() else Path(folder)
+    frame = pd.read_csv(csv)
+    frame = frame.drop(columns=[c for c in ("valence", "arousal") if c in frame])
+    frame.to_csv(csv, index=False)
+    win = window
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_dataset(str(csv.parent))
+    assert len(win.project) == 60
+    assert win.map_message.isVisibleTo(win)
+    assert "valence-arousal" in win.map_message.text()
+
+
+def test_open_errors_are_messages(qtbot, window, tmp_path):
+    win = window
+    with qtbot.waitSignal(win.loadFailed, timeout=30_000) as blocker:
+        win.open_dataset(str(tmp_path / "missing"))
+    assert "missing" in blocker.args[0]
+    assert "Could not open" in win.map_message.text()
+    with qtbot.waitSignal(win.loadFailed, timeout=30_000):
+        win.open_run(str(tmp_path))
+
+
+def test_settings_persist_recent_and_geometry(qtbot, settings_dir, run_dir):
+    from uldl_studio.qt.main_window import MainWindow
+    from uldl_studio.qt.settings import StudioSettings
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_run(str(run_dir))
+    win.resize(900, 520)   # the offscreen screen is small: restoreGeometry clamps the width
+    win.grid_dock.hide()
+    qtbot.wait(50)
+    win.close()
+    settings = StudioSettings()
+    recent = settings.recent_projects()
+    assert recent[0]["kind"] == "run" and recent[0]["path"] == str(run_dir.resolve())
+    assert settings.window_geometry("main") is not None
+    assert list(Path(settings_dir).rglob("*.ini"))                   # stored in the temp folder
+    again = MainWindow()
+    qtbot.addWidget(again)
+    assert again.height() == 520
+    assert again.grid_dock.isHidden() and not again.inspector_dock.isHidden()   # dock layout restored
+
+
+def test_start_screen_preview_and_open(qtbot, settings_dir, tmp_path):
+    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.qt.start_screen import StartScreen
+
+    folder = write_demo(tmp_path / "demo-data", n=60)
+    screen = StartScreen()
+    qtbot.addWidget(screen)
+    screen.show()
+    with qtbot.waitSignal(screen.previewReady, timeout=60_000):
+        screen.preview_path(str(folder))
+    assert "format <b>csv</b>" in screen.preview_summary.text()
+    assert "60 samples" in screen.preview_summary.text()
+    assert screen.counts_table.rowCount() >= 1 and screen.counts_table.columnCount() == 7
+    assert screen.thumbnail_row.count() > 1
+    with qtbot.waitSignal(screen.datasetChosen) as blocker:
+        qtbot.mouseClick(screen.open_preview_button, Qt.MouseButton.LeftButton)
+    table, source = blocker.args
+    assert len(table) == 60 and source["format"] == "csv"
+    # An unreadable folder gives a message, not a crash.
+    with qtbot.waitSignal(screen.previewFailed, timeout=30_000):
+        screen.preview_path(str(tmp_path))
+    assert screen.preview_error.text()
+    assert not screen.open_preview_button.isEnabled()
+    with qtbot.waitSignal(screen.demoChosen):
+        qtbot.mouseClick(screen.demo_button, Qt.MouseButton.LeftButton)
+
+
+def test_run_gui_screenshot(qtbot, settings_dir, run_dir, tmp_path):
+    from uldl_studio.qt.app import run_gui
+
+    shot = tmp_path / "run.png"
+    assert run_gui(str(run_dir), screenshot=str(shot)) == 0
+    assert shot.stat().st_size > 10_000
+    from PySide6.QtGui import QImage
+
+    image = QImage(str(shot))
+    assert image.width() >= 1000 and image.height() >= 600
+    assert run_gui(str(tmp_path / "nope"), screenshot=str(tmp_path / "bad.png")) == 1
+
+
+def test_real_umap_on_worker_keeps_gui_responsive(qtbot, window, run_dir):
+    """umap-learn itself, imported inside the worker (its first import compiles for a while)."""
+    import time
+
+    win = window
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_run(str(run_dir))
+    ticks = []
+    from PySide6.QtCore import QTimer
+
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(50)
+    with qtbot.waitSignal(win.umapReady, timeout=110_000):
+        win.map_view.set_coordinates("umap")
+        assert win.map_message.isVisibleTo(win) and "UMAP" in win.map_message.text()
+    timer.stop()
+    assert win.map_view.coordinate_mode == "umap"
+    assert (run_dir / "umap.npy").exists()
+    gaps = np.diff(ticks)
+    assert len(ticks) > 5 and gaps.max() < 2.0        # the event loop kept running
+
+
+def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_path):
+    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.export import read_soft_labels
+
+    folder = write_demo(tmp_path / "other", n=60, seed=3)
+    win = window
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_run(str(run_dir))
+    assert win.predict_action.isEnabled()
+    dialog = win.show_predict_dialog()
+    qtbot.addWidget(dialog)
+    dialog.data_edit.setText(str(folder))
+    dialog.out_edit.setText(str(tmp_path / "pred.csv"))
+    with qtbot.waitSignal(dialog.finishedWith, timeout=60_000) as blocker:
+        dialog.start()
+        assert dialog.progress is not None and dialog.progress.isVisible()
+    assert blocker.args[0] == "done", blocker.args
+    back = read_soft_labels(tmp_path / "pred.csv")
+    assert len(back) == 60
+    # Cancelled right away: nothing is written.
+    dialog = win.show_predict_dialog()
+    qtbot.addWidget(dialog)
+    dialog.data_edit.setText(str(folder))
+    dialog.out_edit.setText(str(tmp_path / "cancelled.csv"))
+    with qtbot.waitSignal(dialog.finishedWith, timeout=60_000) as blocker:
+        dialog.start()
+        dialog.progress.cancel()
+    assert blocker.args[0] == "cancelled"
+    assert not (tmp_path / "cancelled.csv").exists()

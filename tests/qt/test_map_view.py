@@ -1,0 +1,282 @@
+"""MapView with real (offscreen) mouse events: colours, box/lasso selection, filter, hover."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QColor, QMouseEvent, QPixmap, QUndoStack
+from PySide6.QtWidgets import QApplication
+
+from uldl_studio.core.classes import FERPLUS_CLASSES
+from uldl_studio.qt.map_view import COLOR_MODES, MapView, PaletteScatterItem
+from uldl_studio.qt.selection_model import SelectionModel
+
+pytestmark = pytest.mark.timeout(60)
+
+CLASSES = list(FERPLUS_CLASSES)
+
+
+def grid_table(side: int = 20) -> pd.DataFrame:
+    """side×side points on a 0.1 grid in [-0.95, 0.95]²; λ and labels deterministic."""
+    coords = np.linspace(-0.95, 0.95, side)
+    vv, aa = np.meshgrid(coords, coords)
+    n = side * side
+    rng = np.random.default_rng(1)
+    m = len(CLASSES)
+    table = pd.DataFrame({
+        "sample_id": [f"img{i:04d}" for i in range(n)],
+        "path": [f"/nowhere/img{i:04d}.png" for i in range(n)],
+        "split": "train",
+        "label": np.arange(n) % m,
+        "valence": vv.ravel(),
+        "arousal": aa.ravel(),
+        "lambda": np.linspace(0, 1, n),
+        "x2d": rng.normal(size=n),
+        "y2d": rng.normal(size=n),
+    })
+    d = rng.dirichlet(np.ones(m), n)
+    p = rng.dirichlet(np.ones(m), n)
+    for j, c in enumerate(CLASSES):
+        table[f"d_{c}"] = d[:, j]
+        table[f"p_{c}"] = p[:, j]
+    table.attrs["classes"] = CLASSES
+    return table
+
+
+def thumb(row: int) -> QPixmap:
+    pm = QPixmap(48, 48)
+    pm.fill(QColor.fromHsv((row * 47) % 360, 180, 220))
+    return pm
+
+
+@pytest.fixture
+def table():
+    return grid_table()
+
+
+@pytest.fixture
+def view(qtbot, table):
+    undo = QUndoStack()
+    model = SelectionModel(undo_stack=undo)
+    widget = MapView(model)
+    widget._undo = undo  # keep alive with the widget
+    widget.thumbnail_provider = thumb
+    widget.resize(800, 620)
+    qtbot.addWidget(widget)
+    widget.show()
+    qtbot.waitExposed(widget)
+    widget.set_table(table)
+    model.reset(len(table))
+    widget.view_box.setRange(xRange=(-1.05, 1.05), yRange=(-1.05, 1.05), padding=0)
+    QApplication.processEvents()
+    return widget
+
+
+def to_viewport(view: MapView, x: float, y: float) -> QPoint:
+    scene = view.view_box.mapViewToScene(QPointF(x, y))
+    return view.plot.mapFromScene(scene)
+
+
+def send_mouse(view, kind, pos: QPoint, button, buttons, modifiers=Qt.KeyboardModifier.NoModifier):
+    viewport = view.plot.viewport()
+    event = QMouseEvent(kind, QPointF(pos), QPointF(viewport.mapToGlobal(pos)), button, buttons, modifiers)
+    QApplication.sendEvent(viewport, event)
+
+
+def drag(qtbot, view, path_data, modifiers=Qt.KeyboardModifier.NoModifier):
+    """Real press / move… / release events along data-coordinate points.
+
+    pyqtgraph drops moves closer than 10 ms apart (mouseRateLimit), hence the waits.
+    """
+    left = Qt.MouseButton.LeftButton
+    points = [to_viewport(view, x, y) for x, y in path_data]
+    send_mouse(view, QEvent.Type.MouseButtonPress, points[0], left, left, modifiers)
+    for p in points[1:]:
+        qtbot.wait(15)
+        send_mouse(view, QEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, left, modifiers)
+    qtbot.wait(15)
+    send_mouse(view, QEvent.Type.MouseButtonRelease, points[-1], left, Qt.MouseButton.NoButton, modifiers)
+    QApplication.processEvents()
+
+
+def inside_box(table, x0, x1, y0, y1):
+    v, a = table["valence"].to_numpy(), table["arousal"].to_numpy()
+    return np.flatnonzero((v > x0) & (v < x1) & (a > y0) & (a < y1))
+
+
+def test_loads_points_and_switches_colour_modes(view, table):
+    assert len(view.points.data) == len(table)
+    assert view.shown_rows.tolist() == list(range(len(table)))
+    for mode in COLOR_MODES:
+        view.set_color_mode(mode)
+        QApplication.processEvents()
+        assert view.color_mode == mode
+        assert len(view.points.data) == len(table)
+    view.set_color_mode("lambda")
+    assert view.colorbar.isVisible() and not view.legend.isVisible()
+    view.set_color_mode("given")
+    assert view.legend.isVisible() and not view.colorbar.isVisible()
+    view.set_point_size(9)
+    view.set_coordinates("features")
+    assert np.allclose(view.points.data["x"].min(), table["x2d"].min())
+    view.set_coordinates("va")
+    view.grab().save("/tmp/map_view_given.png")
+
+
+def test_categorical_colours_match_labels(view, table):
+    view.set_color_mode("given")
+    item = view.points
+    # each drawn point's brush is the palette entry of its row's label
+    rows = view.shown_rows
+    xy_to_row = {(x, y): r for r, (x, y) in zip(rows, view.coordinates()[rows])}
+    brushes = item._palette
+    for k in range(0, len(item.data), 37):
+        row = xy_to_row[(item.data["x"][k], item.data["y"][k])]
+        assert item.data["brush"][k] is brushes[table["label"].iloc[row]]
+
+
+def test_box_drag_selects_exactly_the_points_inside(qtbot, view, table):
+    box = (-0.52, 0.31, -0.21, 0.42)  # x0, x1, y0, y1 — between grid lines
+    drag(qtbot, view, [(box[0], box[2]), (0.0, 0.0), (box[1], box[3])])
+    expected = inside_box(table, *box)
+    assert expected.size > 10
+    assert view.selection_model.selected.tolist() == expected.tolist()
+    assert len(view.selection_marks.data) == expected.size
+
+    # Shift adds a second box
+    box2 = (0.52, 0.81, 0.52, 0.81)
+    drag(qtbot, view, [(box2[0], box2[2]), (box2[1], box2[3])], Qt.KeyboardModifier.ShiftModifier)
+    both = np.union1d(expected, inside_box(table, *box2))
+    assert view.selection_model.selected.tolist() == both.tolist()
+
+    # Alt removes a box from it
+    box3 = (-0.12, 0.31, -0.21, 0.42)
+    drag(qtbot, view, [(box3[0], box3[2]), (box3[1], box3[3])], Qt.KeyboardModifier.AltModifier)
+    remaining = np.setdiff1d(both, inside_box(table, *box3))
+    assert view.selection_model.selected.tolist() == remaining.tolist()
+
+    # the gesture is undoable through the stack
+    view._undo.undo()
+    assert view.selection_model.selected.tolist() == both.tolist()
+    view._undo.undo()
+    assert view.selection_model.selected.tolist() == expected.tolist()
+    view._undo.redo()
+    assert view.selection_model.selected.tolist() == both.tolist()
+
+
+def test_lasso_selects_points_in_the_polygon(qtbot, view, table):
+    view.set_interaction_mode("lasso")
+    # an L shape, all edges between grid lines: = box A ∪ box B
+    lasso = [(-0.62, -0.62), (0.41, -0.62), (0.41, -0.11), (-0.11, -0.11), (-0.11, 0.52), (-0.62, 0.52)]
+    drag(qtbot, view, lasso)
+    expected = np.union1d(inside_box(table, -0.62, 0.41, -0.62, -0.11),
+                          inside_box(table, -0.62, -0.11, -0.11, 0.52))
+    assert view.selection_model.selected.tolist() == expected.tolist()
+    view.grab().save("/tmp/map_view_lasso.png")
+
+
+def test_pan_mode_does_not_select(qtbot, view):
+    view.set_interaction_mode("pan")
+    before = view.view_box.viewRange()
+    drag(qtbot, view, [(0.0, 0.0), (0.3, 0.3)])
+    assert len(view.selection_model) == 0
+    assert view.view_box.viewRange() != before
+
+
+def test_click_picks_nearest_point(qtbot, view, table):
+    row = 123
+    x, y = table.loc[row, ["valence", "arousal"]]
+    pos = to_viewport(view, x + 0.01, y - 0.01)
+    qtbot.mouseClick(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    assert view.selection_model.current == row
+    assert len(view.current_mark.data) == 1
+    assert view.row_at(5.0, 5.0) == -1
+
+
+def test_hover_shows_thumbnail_card(qtbot, view, table):
+    row = 77
+    x, y = table.loc[row, ["valence", "arousal"]]
+    with qtbot.waitSignal(view.hovered, timeout=2000) as blocker:
+        send_mouse(view, QEvent.Type.MouseMove, to_viewport(view, x, y),
+                   Qt.MouseButton.NoButton, Qt.MouseButton.NoButton)
+    assert blocker.args == [row]
+    assert view.hover_card_visible()
+    assert not view._hover_card.image.pixmap().isNull()
+    assert "img0077" in view._hover_card.text.text()
+
+
+def test_filter_banner(qtbot, view, table):
+    anger, fear = CLASSES.index("anger"), CLASSES.index("fear")
+    with qtbot.waitSignal(view.filterChanged):
+        view.set_filter({fear, anger}, (0.6, 1.0))
+    keep = table["label"].isin([anger, fear]) & (table["lambda"] >= 0.6)
+    shown = int(keep.sum())
+    assert view.banner.isVisible()
+    assert view.banner_text() == f"Filtered: anger, fear · λ 0.6–1.0 · {shown:,} of {len(table):,} shown"
+    assert view.shown_rows.tolist() == np.flatnonzero(keep).tolist()
+    assert len(view.points.data) == shown
+    # gestures only pick shown points
+    view.select_box(-2, -2, 2, 2)
+    assert view.selection_model.selected.tolist() == np.flatnonzero(keep).tolist()
+    view.set_color_mode("lambda")
+    QApplication.processEvents()
+    view.grab().save("/tmp/map_view.png")
+    with qtbot.waitSignal(view.filterChanged) as blocker:
+        qtbot.mouseClick(view.banner_clear, Qt.MouseButton.LeftButton)
+    assert blocker.args == [None, None]
+    assert not view.banner.isVisible()
+    assert len(view.points.data) == len(table)
+
+
+def test_edited_marks_and_refresh_keep_view(view, table):
+    view.set_edited(np.array([1, 2, 3]))
+    assert len(view.edited_marks.data) == 3
+    view.view_box.setRange(xRange=(0, 0.5), yRange=(0, 0.5), padding=0)
+    before = view.view_box.viewRange()
+    new = table.copy()
+    new.attrs = dict(table.attrs)
+    new["lambda"] = 1 - new["lambda"]
+    new["edited"] = False
+    new.loc[[5, 6], "edited"] = True
+    view.set_color_mode("lambda")
+    view.refresh_values(new)
+    assert np.allclose(view.view_box.viewRange(), before)
+    assert len(view.edited_marks.data) == 2
+
+
+def test_umap_request_and_provided_coordinates(qtbot, view, table):
+    with qtbot.waitSignal(view.coordinatesRequested) as blocker:
+        view.set_coordinates("umap")
+    assert blocker.args == ["umap"] and view.coordinate_mode == "va"
+    xy = np.c_[np.arange(len(table)), np.zeros(len(table))]
+    view.set_coordinates("umap", xy)
+    assert view.coordinate_mode == "umap"
+    assert view.points.data["x"].max() == len(table) - 1
+
+
+def test_palette_item_draws_like_stock_scatter(qtbot):
+    """The vectorised item renders the same pixels as pyqtgraph's per-point brush path."""
+    import pyqtgraph as pg
+
+    brushes = [pg.mkBrush(255, 0, 0), pg.mkBrush(0, 160, 0), pg.mkBrush(0, 0, 255)]
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0, 1, 300), rng.uniform(0, 1, 300)
+    codes = rng.integers(0, 3, 300)
+    images = []
+    for fast in (True, False):
+        widget = pg.PlotWidget(background="w")
+        qtbot.addWidget(widget)
+        widget.resize(300, 300)
+        if fast:
+            item = PaletteScatterItem(brushes, size=7)
+            item.set_points(x, y, codes)
+        else:
+            item = pg.ScatterPlotItem(size=7, pen=None, symbol="o")
+            item.setData(x, y, brush=[brushes[c] for c in codes])
+        widget.addItem(item)
+        widget.setRange(xRange=(0, 1), yRange=(0, 1))
+        widget.show()
+        qtbot.waitExposed(widget)
+        images.append(widget.grab().toImage())
+    assert images[0] == images[1]

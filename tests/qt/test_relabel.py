@@ -1,0 +1,127 @@
+"""Keyboard relabelling: number keys, Enter (accept + next ambiguous), arrows, Space (unsure),
+bulk relabel of a selection as one undoable edit, Ctrl+Z / Ctrl+Shift+Z through the journal."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QWidget
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def rig(qtbot, run_dir):
+    from uldl_studio.core.run import Run
+    from uldl_studio.qt.project import Project
+    from uldl_studio.qt.relabel import RelabelController
+    from uldl_studio.qt.selection_model import SelectionModel
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    project = Project(window)
+    selection = SelectionModel(window)
+    run = Run.open(run_dir)
+    project.set_run(run)
+    selection.reset(len(project))
+    order = np.arange(len(project))
+    controller = RelabelController(
+        project, window,
+        current=lambda: None if selection.current < 0 else selection.current,
+        set_current=selection.set_current,
+        selection=lambda: selection.selected,
+        order=lambda: order,
+        visible=lambda: np.ones(len(project), dtype=bool))
+    window.show()
+    window.activateWindow()
+    qtbot.waitExposed(window)
+    yield window, project, selection, controller
+    project.journal.close()
+
+
+def test_number_key_relabels_current_and_undo_redo(qtbot, rig):
+    window, project, selection, controller = rig
+    row = 5
+    selection.set_current(row)
+    given = int(project.table["label"].iat[row])
+    new = (given + 1) % len(project.classes)
+    with qtbot.waitSignal(project.editsChanged):
+        qtbot.keyClick(window, Qt.Key(Qt.Key.Key_1 + new))
+    assert int(project.table["label"].iat[row]) == new
+    assert bool(project.table["edited"].iat[row])
+    sid = project.table["sample_id"].iat[row]
+    # On disk before the view heard of it: a fresh journal sees it.
+    from uldl_studio.core.edits import EditJournal
+
+    assert EditJournal(project.journal.path).labels()[sid] == new
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert int(project.table["label"].iat[row]) == given
+    assert not bool(project.table["edited"].iat[row])
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert int(project.table["label"].iat[row]) == new
+
+
+def test_bulk_relabel_is_one_undo_step(qtbot, rig):
+    window, project, selection, controller = rig
+    rows = np.array([1, 2, 3, 10])
+    selection.set_selection(rows)
+    target = 2
+    qtbot.keyClick(window, Qt.Key(Qt.Key.Key_1 + target), Qt.KeyboardModifier.ControlModifier)
+    assert (project.table["label"].to_numpy()[rows] == target).all()
+    assert project.journal.undo_depth == 1
+    controller.undo()
+    assert (project.table["label"].to_numpy()[rows] == project.table["label_given"].to_numpy()[rows]).all()
+    # The dialog route, with the question answered by the test.
+    controller.ask_class = lambda classes: 0
+    controller.relabel_selection_dialog()
+    assert (project.table["label"].to_numpy()[rows] == 0).all()
+
+
+def test_enter_accepts_and_moves_to_most_ambiguous(qtbot, rig):
+    window, project, selection, controller = rig
+    lam = project.column("lambda").astype(float)
+    order = np.argsort(-np.nan_to_num(lam, nan=-1))
+    first, second = int(order[0]), int(order[1])
+    selection.set_current(first)
+    qtbot.keyClick(window, Qt.Key.Key_Return)
+    sid = project.table["sample_id"].iat[first]
+    assert sid in project.reviewed_ids()                  # accepted = reviewed
+    assert not bool(project.table["edited"].iat[first])   # ... but not edited
+    assert selection.current == second
+    qtbot.keyClick(window, Qt.Key.Key_Return)
+    third = int(order[2])
+    assert selection.current == third
+
+
+def test_arrows_and_space(qtbot, rig):
+    window, project, selection, controller = rig
+    selection.set_current(7)
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    assert selection.current == 8
+    qtbot.keyClick(window, Qt.Key.Key_Left)
+    qtbot.keyClick(window, Qt.Key.Key_Left)
+    assert selection.current == 6
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert bool(project.table["unsure"].iat[6])
+    assert project.table["sample_id"].iat[6] in project.journal.unsure()
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert not bool(project.table["unsure"].iat[6])
+
+
+def test_edits_need_a_run(qtbot, demo_table):
+    from uldl_studio.qt.project import Project
+    from uldl_studio.qt.relabel import RelabelController
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    project = Project(window)
+    project.set_dataset(demo_table, {"kind": "demo", "path": "demo"})
+    messages = []
+    controller = RelabelController(project, window, current=lambda: 0, set_current=lambda r: None,
+                                   selection=lambda: np.array([], dtype=np.int64),
+                                   order=lambda: np.arange(len(project)),
+                                   visible=lambda: np.ones(len(project), dtype=bool))
+    controller.statusMessage.connect(messages.append)
+    controller.relabel_current(1)
+    assert messages and "train" in messages[-1]
+    assert not project.flag("edited").any()

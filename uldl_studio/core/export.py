@@ -1,0 +1,370 @@
+"""Soft-label files: the writer and the validating reader (DESIGN.md §3).
+
+CSV columns, in this order::
+
+    sample_id, path, split, label, label_name, edited, valence, arousal, lambda,
+    d_<class>…, p_<class>…
+
+* ``label`` is the label after the annotator's edits (``core.edits.apply_edits``), ``edited``
+  says whether it differs from the dataset's label; ``label_name`` is ``classes[label]``.
+* ``d_<class>`` is the constructed (training) distribution, ``p_<class>`` the model's
+  prediction. A table without ``d_`` columns (no training results) gets the one-hot of
+  ``label``; rows whose ``d`` is all NaN (samples no distribution was constructed for) get
+  it too. A table without ``p_`` columns, or rows with all-NaN ``p``, get ``d``.
+* Missing ``edited`` → False; missing ``valence``/``arousal``/``lambda`` → NaN.
+* Floats are written with ``repr`` (the shortest string that reads back as the same
+  float64), so ``read_soft_labels(write_soft_labels(t))`` gives bit-identical values. NaN is
+  an empty field. ``edited`` is ``True``/``False``.
+* Each distribution sums to 1: a row off by more than 1e-9 but at most 1e-3 (float32 drift)
+  is renormalised; a row further off, or with negative / non-finite entries, is an error.
+  Rows within 1e-9 are written untouched (lossless).
+
+The file is written atomically (``core.atomic``): a crash or error half-way leaves the
+previous file as it was. A ``.json`` path writes the JSON flavour instead:
+``{"format": "uldl-soft-labels", "version": 1, "classes": [...], "columns": [...],
+"rows": [[...], ...]}`` with NaN as ``null``; ``read_soft_labels`` reads both.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from uldl_studio.core.atomic import atomic_open
+from uldl_studio.core.table import SPLITS, DatasetError, classes_of, d_columns, p_columns
+
+__all__ = ["write_soft_labels", "read_soft_labels", "soft_label_columns", "FIXED_COLUMNS"]
+
+FIXED_COLUMNS = ("sample_id", "path", "split", "label", "label_name", "edited", "valence", "arousal", "lambda")
+_FLOAT_FIXED = ("valence", "arousal", "lambda")
+_RENORMALISE_ABOVE = 1e-9  # rows closer to 1 than this are written untouched
+_WRITE_TOLERANCE = 1e-3    # further off than this: an error, not drift
+_READ_TOLERANCE = 1e-6
+_JSON_FORMAT = "uldl-soft-labels"
+
+
+def soft_label_columns(classes: Sequence[str]) -> list[str]:
+    """The exact column order of a soft-label file for ``classes``."""
+    return [*FIXED_COLUMNS, *d_columns(classes), *p_columns(classes)]
+
+
+# -- writing ------------------------------------------------------------------------------
+def _float_text(value: float) -> str:
+    return "" if math.isnan(value) else repr(value)
+
+
+def _distribution(table: pd.DataFrame, columns: list[str], fallback: np.ndarray, what: str) -> np.ndarray:
+    """(n, m) float64 distribution from ``columns``; all-NaN rows take ``fallback``'s row."""
+    values = table[columns].to_numpy(np.float64, copy=True)
+    empty = np.isnan(values).all(axis=1)
+    values[empty] = fallback[empty]
+    ids = table["sample_id"].to_numpy()
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"row {row + 1} ({ids[row]!r}): {what} has NaN or infinite entries")
+    bad = (values < 0).any(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"row {row + 1} ({ids[row]!r}): {what} has negative entries")
+    sums = values.sum(axis=1)
+    off = np.abs(sums - 1.0)
+    bad = off > _WRITE_TOLERANCE
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"row {row + 1} ({ids[row]!r}): {what} sums to {sums[row]!r}, not 1")
+    drift = off > _RENORMALISE_ABOVE
+    values[drift] /= sums[drift, None]
+    return values
+
+
+def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The table as the export columns (validated, filled, renormalised)."""
+    classes = classes_of(table)
+    if not classes:
+        raise ValueError("the table has no classes")
+    missing = [c for c in ("sample_id", "path", "split", "label") if c not in table]
+    if missing:
+        raise ValueError(f"the table lacks columns {missing}")
+    n, m = len(table), len(classes)
+    out = pd.DataFrame(index=pd.RangeIndex(n))
+    for col in ("sample_id", "path", "split"):
+        out[col] = table[col].astype(str).to_numpy()
+    ids = out["sample_id"].to_numpy()
+    if (out["sample_id"] == "").any():
+        raise ValueError(f"row {int(np.flatnonzero(out['sample_id'] == '')[0]) + 1}: empty sample_id")
+    if out["sample_id"].duplicated().any():
+        row = int(np.flatnonzero(out["sample_id"].duplicated().to_numpy())[0])
+        raise ValueError(f"row {row + 1}: duplicate sample_id {ids[row]!r}")
+    bad_split = ~out["split"].isin(SPLITS).to_numpy()
+    if bad_split.any():
+        row = int(np.flatnonzero(bad_split)[0])
+        raise ValueError(f"row {row + 1} ({ids[row]!r}): split {out['split'][row]!r} is not one of {SPLITS}")
+    label = table["label"].to_numpy()
+    if label.dtype.kind not in "iu":
+        raise ValueError(f"label column must hold ints, not {label.dtype}")
+    label = label.astype(np.int64)
+    bad = (label < 0) | (label >= m)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"row {row + 1} ({ids[row]!r}): label {label[row]} is outside 0..{m - 1}")
+    out["label"] = label
+    out["label_name"] = np.asarray(classes, dtype=object)[label]
+    out["edited"] = (table["edited"].fillna(False).to_numpy(dtype=bool) if "edited" in table
+                     else np.zeros(n, dtype=bool))
+    for col in _FLOAT_FIXED:
+        values = table[col].to_numpy(np.float64) if col in table else np.full(n, np.nan)
+        low = 0.0 if col == "lambda" else -1.0
+        bad = ~np.isnan(values) & ~((values >= low) & (values <= 1.0))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"row {row + 1} ({ids[row]!r}): {col} {values[row]!r} is outside [{low:g}, 1]")
+        out[col] = values
+    one_hot = np.eye(m, dtype=np.float64)[label]
+    dcols, pcols = d_columns(classes), p_columns(classes)
+    for cols, kind in ((dcols, "d"), (pcols, "p")):
+        present = [c for c in cols if c in table]
+        if present and len(present) != m:
+            raise ValueError(f"the table has only some {kind}_ columns; missing {[c for c in cols if c not in table]}")
+    d = _distribution(table, dcols, one_hot, "d") if dcols[0] in table else one_hot
+    p = _distribution(table, pcols, d, "p") if pcols[0] in table else d.copy()
+    out[dcols] = d
+    out[pcols] = p
+    return out, classes
+
+
+def _rows(frame: pd.DataFrame, classes: Sequence[str]) -> Iterator[list[str]]:
+    floats = frame[[*_FLOAT_FIXED, *d_columns(classes), *p_columns(classes)]].to_numpy(np.float64)
+    strings = frame[["sample_id", "path", "split", "label_name"]].to_numpy(dtype=object)
+    labels = frame["label"].to_numpy()
+    edited = frame["edited"].to_numpy()
+    for i in range(len(frame)):
+        sid, path, split, name = strings[i]
+        values = [_float_text(v) for v in floats[i].tolist()]
+        yield [sid, path, split, str(int(labels[i])), name, "True" if edited[i] else "False", *values]
+
+
+def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
+    """Write ``table``'s soft labels to ``path`` (CSV, or JSON for ``*.json``), atomically.
+
+    Raises ``DatasetError`` naming the file, the row and the reason when the table cannot be
+    written as a valid soft-label file; the previous file (if any) is then left untouched.
+    """
+    path = Path(path)
+    try:
+        frame, classes = _export_frame(table)
+    except ValueError as exc:  # DatasetError included (a table without classes)
+        raise DatasetError(f"{path}: cannot export: {exc}") from exc
+    columns = soft_label_columns(classes)
+    if path.suffix.lower() == ".json":
+        with atomic_open(path, "w", encoding="utf-8") as handle:
+            handle.write(f'{{"format": "{_JSON_FORMAT}", "version": 1, "classes": ')
+            handle.write(json.dumps(list(classes), ensure_ascii=False))
+            handle.write(', "columns": ' + json.dumps(columns, ensure_ascii=False) + ', "rows": [')
+            for i, row in enumerate(_rows(frame, classes)):
+                cells = [*row[:3], int(row[3]), row[4], row[5] == "True",
+                         *(None if v == "" else float(v) for v in row[6:])]
+                handle.write(("," if i else "") + "\n" + json.dumps(cells, ensure_ascii=False, allow_nan=False))
+            handle.write("\n]}\n")
+        return
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(columns)
+        for row in _rows(frame, classes):
+            writer.writerow(row)
+
+
+# -- reading ------------------------------------------------------------------------------
+class _Bad(Exception):
+    def __init__(self, row: int, reason: str) -> None:
+        super().__init__(reason)
+        self.row, self.reason = row, reason
+
+
+def _first(mask: np.ndarray) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if len(hits) else None
+
+
+def _parse_floats(cells: list[str], column: str, allow_nan: bool) -> np.ndarray:
+    values = np.empty(len(cells), dtype=np.float64)
+    for i, text in enumerate(cells):
+        text = text.strip()
+        if text == "" or text.lower() == "nan":
+            if not allow_nan:
+                raise _Bad(i, f"{column} is empty (a probability is required)")
+            values[i] = math.nan
+            continue
+        try:
+            values[i] = float(text)  # correctly rounded: repr() text reads back exactly
+        except ValueError:
+            raise _Bad(i, f"{column} {text!r} is not a number") from None
+    return values
+
+
+def _read_csv_cells(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    first_line = text.split("\n", 1)[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows, lines = [], []
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DatasetError(f"{path}: empty file (no header)")
+        line = reader.line_num + 1
+        for row in reader:
+            if row:  # a blank line is not a sample
+                rows.append(row)
+                lines.append(line)
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise DatasetError(f"{path}: row {len(rows) + 1} (line {line}): malformed CSV ({exc})") from None
+    return [h.strip() for h in header], rows, lines
+
+
+def _read_json_cells(path: Path) -> tuple[list[str], list[list], list[int]]:
+    try:
+        doc = json.loads(path.read_text("utf-8-sig"))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: not a soft-label JSON file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != _JSON_FORMAT:
+        raise DatasetError(f"{path}: not a soft-label JSON file (no \"format\": \"{_JSON_FORMAT}\")")
+    if doc.get("version") != 1:
+        raise DatasetError(f"{path}: soft-label JSON version {doc.get('version')!r} is not supported (1)")
+    columns, rows = doc.get("columns"), doc.get("rows")
+    if not isinstance(columns, list) or not isinstance(rows, list):
+        raise DatasetError(f"{path}: soft-label JSON lacks \"columns\" or \"rows\"")
+    cells = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise DatasetError(f"{path}: row {i + 1}: not a list")
+        cells.append(["" if v is None else (("True" if v else "False") if isinstance(v, bool) else
+                                            (repr(v) if isinstance(v, float) else str(v))) for v in row])
+    return [str(c) for c in columns], cells, [i + 1 for i in range(len(rows))]
+
+
+def read_soft_labels(path: str | Path) -> pd.DataFrame:
+    """Read and validate a soft-label CSV (or JSON) file.
+
+    Checks the header (names the missing columns), types, ranges (λ in [0, 1] or empty,
+    valence/arousal in [-1, 1] or empty, probabilities in [0, 1], each distribution summing to
+    1 within 1e-6), ``label`` within the classes and ``label_name == classes[label]``.
+    Raises ``DatasetError`` naming the file, the first bad row (1-based data row and its line
+    in the file) and the reason. The frame has the columns in the order above (extra columns
+after them, kept as strings), ``attrs["classes"]``
+    from the ``d_`` columns, ``attrs["root"]`` = the file and ``attrs["format"]`` =
+    ``"soft-labels"``. A UTF-8 BOM and ``;`` as the
+    delimiter are accepted.
+    """
+    path = Path(path)
+    is_json = path.suffix.lower() == ".json"
+    header, rows, lines = (_read_json_cells if is_json else _read_csv_cells)(path)
+    where = "entry" if is_json else "line"
+
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise DatasetError(f"{path}: header: duplicate columns {duplicated}")
+    classes = [h[2:] for h in header if h.startswith("d_")]
+    if not classes:
+        raise DatasetError(f"{path}: header: no d_<class> columns (is this a soft-label file?)")
+    missing = [c for c in soft_label_columns(classes) if c not in header]
+    if missing:
+        raise DatasetError(f"{path}: header: missing columns {missing}")
+    p_classes = [h[2:] for h in header if h.startswith("p_")]
+    if p_classes != classes:
+        raise DatasetError(f"{path}: header: p_ columns {p_classes} do not match d_ columns {classes}")
+
+    position = {name: i for i, name in enumerate(header)}
+    width = len(header)
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise DatasetError(f"{path}: row {i + 1} ({where} {lines[i]}): {len(row)} fields, expected {width}")
+    columns = list(zip(*rows)) if rows else [() for _ in header]
+
+    def cells(name: str) -> list[str]:
+        return list(columns[position[name]])
+
+    def fail(row: int, reason: str) -> DatasetError:
+        return DatasetError(f"{path}: row {row + 1} ({where} {lines[row]}): {reason}")
+
+    n, m = len(rows), len(classes)
+    out: dict[str, object] = {}
+    try:
+        for name in ("sample_id", "path", "split", "label_name"):
+            out[name] = np.asarray(cells(name), dtype=object)
+        sample_ids = out["sample_id"]
+        if (row := _first(sample_ids == "")) is not None:
+            raise _Bad(row, "empty sample_id")
+        if (row := _first(pd.Series(sample_ids, dtype=object).duplicated().to_numpy())) is not None:
+            raise _Bad(row, f"duplicate sample_id {sample_ids[row]!r}")
+        if (row := _first(~np.isin(out["split"], SPLITS))) is not None:
+            raise _Bad(row, f"split {out['split'][row]!r} is not one of {', '.join(SPLITS)}")
+        labels = np.empty(n, dtype=np.int64)
+        for i, text in enumerate(cells("label")):
+            try:
+                labels[i] = int(text.strip())
+            except ValueError:
+                raise _Bad(i, f"label {text!r} is not an integer") from None
+        if (row := _first((labels < 0) | (labels >= m))) is not None:
+            raise _Bad(row, f"label {labels[row]} is outside 0..{m - 1} ({m} classes)")
+        names = np.asarray(classes, dtype=object)[labels] if n else np.empty(0, dtype=object)
+        if (row := _first(names != out["label_name"])) is not None:
+            raise _Bad(row, f"label_name {out['label_name'][row]!r} does not match label {labels[row]} "
+                            f"({classes[labels[row]]!r})")
+        out["label"] = labels
+        edited = np.empty(n, dtype=bool)
+        for i, text in enumerate(cells("edited")):
+            key = text.strip().lower()
+            if key in ("true", "1"):
+                edited[i] = True
+            elif key in ("false", "0", ""):
+                edited[i] = False
+            else:
+                raise _Bad(i, f"edited {text!r} is not True or False")
+        out["edited"] = edited
+        for name in _FLOAT_FIXED:
+            values = _parse_floats(cells(name), name, allow_nan=True)
+            low = 0.0 if name == "lambda" else -1.0
+            if (row := _first(~np.isnan(values) & ~((values >= low) & (values <= 1.0)))) is not None:
+                raise _Bad(row, f"{name} {values[row]!r} is outside [{low:g}, 1]")
+            out[name] = values
+        for prefix in ("d", "p"):
+            block = np.column_stack([_parse_floats(cells(f"{prefix}_{c}"), f"{prefix}_{c}", allow_nan=False)
+                                     for c in classes]) if n else np.empty((0, m))
+            bad = ~((block >= 0.0) & (block <= 1.0))
+            if (row := _first(bad.any(axis=1))) is not None:
+                col = int(np.flatnonzero(bad[row])[0])
+                raise _Bad(row, f"{prefix}_{classes[col]} {block[row, col]!r} is not a probability in [0, 1]")
+            sums = block.sum(axis=1)
+            if (row := _first(np.abs(sums - 1.0) > _READ_TOLERANCE)) is not None:
+                raise _Bad(row, f"the {prefix}_ columns sum to {sums[row]!r}, not 1")
+            for j, c in enumerate(classes):
+                out[f"{prefix}_{c}"] = block[:, j]
+    except _Bad as bad:
+        raise fail(bad.row, bad.reason) from None
+
+    order = [*soft_label_columns(classes), *(h for h in header if h not in out)]
+    frame = pd.DataFrame({name: (out[name] if name in out else np.asarray(cells(name), dtype=object))
+                          for name in order})
+    for name in ("sample_id", "path", "split", "label_name"):
+        frame[name] = frame[name].astype(object)
+    frame.attrs = {"classes": classes, "root": str(path), "format": "soft-labels"}
+    return frame

@@ -1,0 +1,448 @@
+"""Thumbnail grid of the current selection (or of all samples when nothing is selected).
+
+A ``QListView`` in icon mode over ``SampleGridModel``, a list model that holds only an index
+array (no per-row objects or widgets), so 300k rows cost one ``np.ndarray``.  Thumbnails are
+asked for only when the view paints an item; missing ones are fetched in small batches on
+the next event-loop turn through ``thumbnail_provider(row) -> QPixmap | None`` and cached.
+
+A Python list model costs Qt about 1 µs per row whenever the view lays items out (QListView
+creates an index per row and each index() calls the Python ``rowCount``), so 300k rows take
+~0.4 s per change.  The grid therefore lists the first ``max_items`` rows of the sort order
+(default 20,000: the most ambiguous ones) with a "Show all" button; the rest of the
+selection is still selected.
+
+Linking: the shared ``SelectionModel``'s selection decides which rows are listed; clicking
+an item (or moving with the keyboard) sets ``selection_model.current``, and a current row set
+elsewhere (the map, relabel navigation) is selected and scrolled to here.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from PySide6.QtCore import (
+    QAbstractListModel, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QSize, Qt, QTimer,
+    Signal, Slot,
+)
+from PySide6.QtGui import QBrush, QColor, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QListView, QPushButton, QSlider, QVBoxLayout,
+    QWidget,
+)
+
+from uldl_studio.qt.selection_model import SelectionModel
+
+SORT_KEYS = ("lambda", "entropy", "disagreement", "sample_id")
+SORT_LABELS = {
+    "lambda": "λ (most ambiguous first)",
+    "entropy": "entropy of d (highest first)",
+    "disagreement": "disagreement 1 − p[given] (highest first)",
+    "sample_id": "sample id",
+}
+ROW_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def sort_order(table: pd.DataFrame, key: str) -> np.ndarray:
+    """Row order of the whole table for a sort key (descending scores, NaN last)."""
+    n = len(table)
+    classes = list(table.attrs.get("classes", []))
+    if key == "sample_id":
+        return np.argsort(table["sample_id"].to_numpy().astype(str), kind="stable")
+    if key == "lambda":
+        score = table["lambda"].to_numpy(np.float64) if "lambda" in table else np.full(n, np.nan)
+    elif key == "entropy":
+        cols = [f"d_{c}" for c in classes]
+        if classes and all(c in table for c in cols):
+            dist = table[cols].to_numpy(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                score = -np.where(dist > 0, dist * np.log(np.where(dist > 0, dist, 1.0)), 0.0).sum(axis=1)
+        else:
+            score = np.full(n, np.nan)
+    elif key == "disagreement":
+        cols = [f"p_{c}" for c in classes]
+        if classes and all(c in table for c in cols):
+            probs = table[cols].to_numpy(np.float64)
+            labels = np.clip(table["label"].to_numpy(np.int64), 0, len(classes) - 1)
+            score = 1.0 - probs[np.arange(n), labels]
+        else:
+            score = np.full(n, np.nan)
+    else:
+        raise ValueError(f"unknown sort key {key!r}; expected one of {SORT_KEYS}")
+    score = np.where(np.isfinite(score), -score, np.inf)  # descending, NaN last
+    return np.argsort(score, kind="stable")
+
+
+class SampleGridModel(QAbstractListModel):
+    """List model over table rows given as an index array (display order)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.table: pd.DataFrame | None = None
+        self.rows = np.empty(0, dtype=np.int64)
+        self.thumbnail_provider: Callable[[int], QPixmap | None] | None = None
+        self.icon_size = 96
+        self._classes: list[str] = []
+        self._labels = np.empty(0, dtype=np.int64)
+        self._lambda: np.ndarray | None = None
+        self._edited = np.empty(0, dtype=bool)
+        self._ids = np.empty(0, dtype=object)
+        self._raw: OrderedDict[int, QPixmap | None] = OrderedDict()    # row -> provider pixmap
+        self._scaled: OrderedDict[int, QPixmap] = OrderedDict()        # row -> icon-size pixmap
+        self.cache_size = 4000
+        self._pending: dict[int, QPersistentModelIndex] = {}
+        self._fetch_timer = QTimer(self)
+        self._fetch_timer.setSingleShot(True)
+        self._fetch_timer.setInterval(0)
+        self._fetch_timer.timeout.connect(self._fetch_pending)
+        self._placeholder = self._make_placeholder()
+
+    # -- content -------------------------------------------------------------------------
+    def set_table(self, table: pd.DataFrame | None) -> None:
+        self.beginResetModel()
+        self.table = table
+        self._raw.clear()
+        self._scaled.clear()
+        self._pending.clear()
+        self._read_columns()
+        self.rows = np.empty(0, dtype=np.int64)
+        self.endResetModel()
+
+    def refresh_values(self, table: pd.DataFrame) -> None:
+        """Same rows, new values: labels, λ, edits (thumbnails stay cached)."""
+        self.table = table
+        self._read_columns()
+        if self.rows.size:
+            self.dataChanged.emit(self.index(0), self.index(self.rows.size - 1))
+
+    def _read_columns(self) -> None:
+        table = self.table
+        if table is None:
+            self._classes, self._labels, self._lambda = [], np.empty(0, np.int64), None
+            self._edited, self._ids = np.empty(0, bool), np.empty(0, object)
+            return
+        self._classes = list(table.attrs.get("classes", []))
+        self._labels = table["label"].to_numpy(np.int64)
+        self._lambda = table["lambda"].to_numpy(np.float64) if "lambda" in table else None
+        self._edited = (table["edited"].fillna(False).to_numpy(bool) if "edited" in table
+                        else np.zeros(len(table), bool))
+        self._ids = table["sample_id"].to_numpy()
+
+    def set_rows(self, rows: np.ndarray) -> None:
+        self.beginResetModel()
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self._pending.clear()
+        self.endResetModel()
+
+    def set_icon_size(self, px: int) -> None:
+        if px == self.icon_size:
+            return
+        self.icon_size = int(px)
+        self._scaled.clear()
+        self._placeholder = self._make_placeholder()
+        if self.rows.size:
+            self.dataChanged.emit(self.index(0), self.index(self.rows.size - 1),
+                                  [Qt.ItemDataRole.DecorationRole])
+
+    def invalidate_thumbnails(self) -> None:
+        self._raw.clear()
+        self._scaled.clear()
+        if self.rows.size:
+            self.dataChanged.emit(self.index(0), self.index(self.rows.size - 1),
+                                  [Qt.ItemDataRole.DecorationRole])
+
+    def position_of(self, row: int) -> int:
+        """Position of a table row in the list, or -1."""
+        hits = np.flatnonzero(self.rows == row)
+        return int(hits[0]) if hits.size else -1
+
+    # -- Qt model API --------------------------------------------------------------------
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else int(self.rows.size)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or index.row() >= self.rows.size:
+            return None
+        row = int(self.rows[index.row()])
+        if role == Qt.ItemDataRole.DisplayRole:
+            label = int(self._labels[row])
+            name = self._classes[label] if label < len(self._classes) else str(label)
+            text = f"✎ {name}" if self._edited[row] else name
+            if self._lambda is not None and np.isfinite(self._lambda[row]):
+                text += f"\nλ {self._lambda[row]:.2f}"
+            return text
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._thumbnail(row, index)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            text = str(self._ids[row])
+            if self._edited[row]:
+                text += " (edited)"
+            return text
+        if role == Qt.ItemDataRole.ForegroundRole and self._edited[row]:
+            return QBrush(QColor(160, 30, 90))
+        if role == ROW_ROLE:
+            return row
+        return None
+
+    # -- thumbnails ----------------------------------------------------------------------
+    def _make_placeholder(self) -> QPixmap:
+        pm = QPixmap(self.icon_size, self.icon_size)
+        pm.fill(QColor(225, 225, 225))
+        return pm
+
+    def _thumbnail(self, row: int, index) -> QPixmap:
+        pm = self._scaled.get(row)
+        if pm is not None:
+            self._scaled.move_to_end(row)
+            return pm
+        if row in self._raw:
+            return self._scale(row, self._raw[row])
+        if self.thumbnail_provider is not None and row not in self._pending:
+            self._pending[row] = QPersistentModelIndex(index)
+            self._fetch_timer.start()
+        return self._placeholder
+
+    def _scale(self, row: int, raw: QPixmap | None) -> QPixmap:
+        if raw is None or raw.isNull():
+            pm = self._placeholder
+        else:
+            pm = raw.scaled(self.icon_size, self.icon_size, Qt.AspectRatioMode.KeepAspectRatio,
+                            Qt.TransformationMode.SmoothTransformation)
+        self._scaled[row] = pm
+        while len(self._scaled) > self.cache_size:
+            self._scaled.popitem(last=False)
+        return pm
+
+    @Slot()
+    def _fetch_pending(self, batch: int = 48) -> None:
+        """Fetch a batch of visible thumbnails; reschedule while some are left."""
+        done = 0
+        while self._pending and done < batch:
+            row, pidx = self._pending.popitem()
+            try:
+                raw = self.thumbnail_provider(row) if self.thumbnail_provider else None
+            except Exception:  # an unreadable image shows the placeholder
+                raw = None
+            self._raw[row] = raw
+            while len(self._raw) > self.cache_size:
+                self._raw.popitem(last=False)
+            self._scale(row, raw)
+            done += 1
+            if pidx.isValid():
+                idx = self.index(pidx.row())
+                self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+        if self._pending:
+            self._fetch_timer.start()
+
+
+class GridView(QWidget):
+    """Thumbnails of the selected samples (all samples when nothing is selected).
+
+    Args:
+        selection_model: shared selection (one is created when None).
+        parent: Qt parent.
+
+    Attributes: ``thumbnail_provider`` (property; ``callable(row) -> QPixmap | None``),
+    ``list_view`` (QListView), ``model`` (SampleGridModel).
+
+    Signals:
+        sortKeyChanged(str)
+        activated(int): a row was double-clicked or Enter was pressed on it.
+    """
+
+    sortKeyChanged = Signal(str)
+    activated = Signal(int)
+
+    def __init__(self, selection_model: SelectionModel | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.selection_model = selection_model if selection_model is not None else SelectionModel(self)
+        self._table: pd.DataFrame | None = None
+        self._sort_key = "lambda"
+        self._orders: dict[str, np.ndarray] = {}
+        self._syncing = False
+        self.max_items: int | None = 20_000
+        self._total_rows = 0
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 2, 4, 2)
+        bar.addWidget(QLabel("Sort:", self))
+        self.sort_combo = QComboBox(self)
+        for key in SORT_KEYS:
+            self.sort_combo.addItem(SORT_LABELS[key], key)
+        self.sort_combo.activated.connect(lambda i: self.set_sort_key(self.sort_combo.itemData(i)))
+        bar.addWidget(self.sort_combo)
+        bar.addWidget(QLabel("Size:", self))
+        self.size_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.size_slider.setRange(32, 192)
+        self.size_slider.setValue(96)
+        self.size_slider.setFixedWidth(120)
+        self.size_slider.valueChanged.connect(self.set_thumbnail_size)
+        bar.addWidget(self.size_slider)
+        bar.addStretch(1)
+        self.info_label = QLabel(self)
+        bar.addWidget(self.info_label)
+        self.show_all_button = QPushButton("Show all", self)
+        self.show_all_button.setToolTip("List every row (slower for very large selections)")
+        self.show_all_button.clicked.connect(lambda: self.set_max_items(None))
+        self.show_all_button.hide()
+        bar.addWidget(self.show_all_button)
+        layout.addLayout(bar)
+
+        self.model = SampleGridModel(self)
+        self.list_view = QListView(self)
+        self.list_view.setViewMode(QListView.ViewMode.IconMode)
+        self.list_view.setMovement(QListView.Movement.Static)
+        self.list_view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list_view.setUniformItemSizes(True)
+        self.list_view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.list_view.setBatchSize(2000)
+        self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list_view.setWordWrap(True)
+        self.list_view.setSpacing(4)
+        self.list_view.setModel(self.model)
+        self.list_view.selectionModel().currentChanged.connect(self._on_view_current)
+        self.list_view.activated.connect(
+            lambda idx: self.activated.emit(int(idx.data(ROW_ROLE))) if idx.isValid() else None)
+        layout.addWidget(self.list_view, 1)
+        self._apply_sizes(96)
+
+        self.selection_model.selectionChanged.connect(self._update_rows)
+        self.selection_model.currentChanged.connect(self._on_model_current)
+        self._update_info()
+
+    # -- public API ----------------------------------------------------------------------
+    @property
+    def thumbnail_provider(self):
+        return self.model.thumbnail_provider
+
+    @thumbnail_provider.setter
+    def thumbnail_provider(self, provider: Callable[[int], QPixmap | None] | None) -> None:
+        self.model.thumbnail_provider = provider
+        self.model.invalidate_thumbnails()
+
+    @property
+    def sort_key(self) -> str:
+        return self._sort_key
+
+    def set_table(self, table: pd.DataFrame | None) -> None:
+        self._table = table
+        self._orders.clear()
+        self.model.set_table(table)
+        self._update_rows()
+
+    def refresh_values(self, table: pd.DataFrame) -> None:
+        """Same rows, new λ/d/p/edits: re-sort and refresh text, keep cached thumbnails."""
+        if self._table is None or len(table) != len(self._table):
+            self.set_table(table)
+            return
+        self._table = table
+        self._orders.clear()
+        self.model.refresh_values(table)
+        self._update_rows()
+
+    def set_sort_key(self, key: str) -> None:
+        if key not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {key!r}; expected one of {SORT_KEYS}")
+        if key == self._sort_key:
+            return
+        self._sort_key = key
+        self.sort_combo.setCurrentIndex(self.sort_combo.findData(key))
+        self._update_rows()
+        self.sortKeyChanged.emit(key)
+
+    @Slot(int)
+    def set_thumbnail_size(self, px: int) -> None:
+        if self.size_slider.value() != px:
+            self.size_slider.setValue(px)  # re-enters through valueChanged
+            return
+        self._apply_sizes(px)
+
+    def set_max_items(self, n: int | None) -> None:
+        """List at most ``n`` rows (None: all)."""
+        self.max_items = n
+        self._update_rows()
+
+    def rows(self) -> np.ndarray:
+        """Table rows in display order."""
+        return self.model.rows
+
+    # -- internals -------------------------------------------------------------------------
+    def _apply_sizes(self, px: int) -> None:
+        self.list_view.setIconSize(QSize(px, px))
+        text_height = 2 * self.fontMetrics().height() + 6
+        self.list_view.setGridSize(QSize(max(px, 72) + 12, px + text_height + 8))
+        self.model.set_icon_size(px)
+
+    def _order(self) -> np.ndarray:
+        order = self._orders.get(self._sort_key)
+        if order is None:
+            order = sort_order(self._table, self._sort_key)
+            self._orders[self._sort_key] = order
+        return order
+
+    @Slot()
+    def _update_rows(self) -> None:
+        if self._table is None:
+            self.model.set_rows(np.empty(0, dtype=np.int64))
+            self._update_info()
+            return
+        order = self._order()
+        selected = self.selection_model.selected
+        if selected.size:
+            mask = np.zeros(len(self._table), dtype=bool)
+            mask[selected[selected < len(self._table)]] = True
+            rows = order[mask[order]]
+        else:
+            rows = order
+        self._total_rows = rows.size
+        if self.max_items is not None and rows.size > self.max_items:
+            rows = rows[: self.max_items]
+        self.model.set_rows(rows)
+        self._select_current(scroll=False)
+        self._update_info()
+
+    def _update_info(self) -> None:
+        n = self.model.rows.size
+        total = 0 if self._table is None else len(self._table)
+        what = "selected" if self.selection_model.has_selection() else "all"
+        if not total:
+            self.info_label.setText("no data")
+        elif n < self._total_rows:
+            self.info_label.setText(f"first {n:,} of {self._total_rows:,} samples ({what})")
+        else:
+            self.info_label.setText(f"{n:,} samples ({what})")
+        self.show_all_button.setVisible(n < self._total_rows)
+
+    @Slot(object, object)
+    def _on_view_current(self, current, _previous) -> None:
+        if self._syncing or not current.isValid():
+            return
+        self.selection_model.set_current(int(self.model.rows[current.row()]))
+
+    @Slot(int)
+    def _on_model_current(self, _row: int) -> None:
+        self._select_current(scroll=True)
+
+    def _select_current(self, scroll: bool) -> None:
+        row = self.selection_model.current
+        pos = self.model.position_of(row) if row >= 0 else -1
+        self._syncing = True
+        try:
+            sel = self.list_view.selectionModel()
+            if pos < 0:
+                sel.clearSelection()
+                return
+            index = self.model.index(pos)
+            sel.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            if scroll:
+                self.list_view.scrollTo(index)
+        finally:
+            self._syncing = False
+
+
+__all__ = ["GridView", "SampleGridModel", "SORT_KEYS", "sort_order", "ROW_ROLE"]
