@@ -14,21 +14,12 @@ Python loop for box/lasso tests, and a ``QStandardItemModel`` with one item per 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import statistics
 import sys
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-# PySide6 6.12 on Python 3.11 drops a reference to None/True/False on every call of a
-# method that returns one of them (it assumes the immortal objects of Python 3.12).  The
-# naive baseline makes ~10^6 such calls (pg.mkBrush -> QColor.setAlpha), enough to free
-# None and abort the interpreter; give the singletons a huge reference count first.
-if sys.version_info < (3, 12):
-    for _obj in (None, True, False):
-        ctypes.c_ssize_t.from_address(id(_obj)).value += 1 << 40
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -232,7 +223,7 @@ def main(argv=None) -> None:
     app = QApplication.instance() or QApplication([])
     table = synthetic_table(args.n)
     print(f"{args.n:,} points, window 1000x700 offscreen, Qt {pg.Qt.QtVersion}, "
-          f"pyqtgraph {pg.__version__}; times include a forced repaint")
+          f"pyqtgraph {pg.__version__}; times include the repaint; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     ours = bench_ours(app, table, args.repeat)
     naive = None if args.skip_naive else bench_naive(app, table)
     print(f"lasso: {len(lasso_polygon())}-vertex polygon; box and lasso select "

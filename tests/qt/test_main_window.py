@@ -373,6 +373,8 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
     dialog.out_edit.setText(str(tmp_path / "cancelled.csv"))
     with qtbot.waitSignal(dialog.finishedWith, timeout=60_000) as blocker:
         dialog.start()
-        dialog.progress.cancel()
+        from PySide6.QtWidgets import QPushButton
+
+        qtbot.mouseClick(dialog.progress.findChild(QPushButton), Qt.MouseButton.LeftButton)
     assert blocker.args[0] == "cancelled"
     assert not (tmp_path / "cancelled.csv").exists()

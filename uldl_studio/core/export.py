@@ -78,7 +78,7 @@ def _distribution(table: pd.DataFrame, columns: list[str], fallback: np.ndarray,
     bad = off > _WRITE_TOLERANCE
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"row {row + 1} ({ids[row]!r}): {what} sums to {sums[row]!r}, not 1")
+        raise ValueError(f"row {row + 1} ({ids[row]!r}): {what} sums to {float(sums[row])!r}, not 1")
     drift = off > _RENORMALISE_ABOVE
     values[drift] /= sums[drift, None]
     return values
@@ -124,7 +124,7 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         bad = ~np.isnan(values) & ~((values >= low) & (values <= 1.0))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"row {row + 1} ({ids[row]!r}): {col} {values[row]!r} is outside [{low:g}, 1]")
+            raise ValueError(f"row {row + 1} ({ids[row]!r}): {col} {float(values[row])!r} is outside [{low:g}, 1]")
         out[col] = values
     one_hot = np.eye(m, dtype=np.float64)[label]
     dcols, pcols = d_columns(classes), p_columns(classes)
@@ -137,6 +137,13 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     out[dcols] = d
     out[pcols] = p
     return out, classes
+
+
+def _csv_field(text: str) -> str:
+    """RFC 4180 quoting; unlike ``csv.writer`` with a ``\n`` terminator it also quotes a lone ``\r``."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _rows(frame: pd.DataFrame, classes: Sequence[str]) -> Iterator[list[str]]:
@@ -174,10 +181,9 @@ def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
             handle.write("\n]}\n")
         return
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-        writer.writerow(columns)
+        handle.write(",".join(_csv_field(c) for c in columns) + "\n")
         for row in _rows(frame, classes):
-            writer.writerow(row)
+            handle.write(",".join(_csv_field(c) for c in row) + "\n")
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -344,7 +350,7 @@ after them, kept as strings), ``attrs["classes"]``
             values = _parse_floats(cells(name), name, allow_nan=True)
             low = 0.0 if name == "lambda" else -1.0
             if (row := _first(~np.isnan(values) & ~((values >= low) & (values <= 1.0)))) is not None:
-                raise _Bad(row, f"{name} {values[row]!r} is outside [{low:g}, 1]")
+                raise _Bad(row, f"{name} {float(values[row])!r} is outside [{low:g}, 1]")
             out[name] = values
         for prefix in ("d", "p"):
             block = np.column_stack([_parse_floats(cells(f"{prefix}_{c}"), f"{prefix}_{c}", allow_nan=False)
@@ -352,10 +358,10 @@ after them, kept as strings), ``attrs["classes"]``
             bad = ~((block >= 0.0) & (block <= 1.0))
             if (row := _first(bad.any(axis=1))) is not None:
                 col = int(np.flatnonzero(bad[row])[0])
-                raise _Bad(row, f"{prefix}_{classes[col]} {block[row, col]!r} is not a probability in [0, 1]")
+                raise _Bad(row, f"{prefix}_{classes[col]} {float(block[row, col])!r} is not a probability in [0, 1]")
             sums = block.sum(axis=1)
             if (row := _first(np.abs(sums - 1.0) > _READ_TOLERANCE)) is not None:
-                raise _Bad(row, f"the {prefix}_ columns sum to {sums[row]!r}, not 1")
+                raise _Bad(row, f"the {prefix}_ columns sum to {float(sums[row])!r}, not 1")
             for j, c in enumerate(classes):
                 out[f"{prefix}_{c}"] = block[:, j]
     except _Bad as bad:

@@ -221,12 +221,13 @@ class PredictDialog(QDialog):
     @Slot(object)
     def _on_progress(self, item) -> None:
         done, total, text = item
-        if self.progress is None:
+        progress = self.progress  # setValue of a modal progress dialog processes events
+        if progress is None:
             return
+        progress.setLabelText(f"{text}…")
         if total:
-            self.progress.setRange(0, int(total))
-            self.progress.setValue(int(done))
-        self.progress.setLabelText(f"{text}…")
+            progress.setRange(0, int(total))
+            progress.setValue(int(done))
 
     def _end(self, outcome: str, info) -> None:
         self.outcome = outcome
