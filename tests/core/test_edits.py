@@ -69,6 +69,11 @@ def test_single_label_for_many_and_duplicates(jpath):
     assert journal.labels() == {"a": 3, "b": 2}
     journal.undo()
     assert journal.labels() == {"a": 4, "b": 4}
+    journal.relabel("abc", np.int64(2))  # one id given as a plain string, a numpy label
+    journal.mark_unsure("abc")
+    assert journal.labels()["abc"] == 2 and journal.unsure() == {"abc"}
+    journal.relabel(["a", "b"], np.array([5, 6]))
+    assert journal.labels()["b"] == 6
 
 
 def test_new_edit_after_undo_clears_redo(jpath):
@@ -338,8 +343,12 @@ def test_undo_of_a_lost_command_is_skipped_in_recovery(jpath):
     jpath.write_bytes(lines[0] + b"{broken\n" + lines[2])
     with pytest.raises(JournalError, match="line 2: damaged"):
         EditJournal(jpath)
-    with pytest.warns(JournalWarning, match="line 3: skipping a damaged edit .*undo of command 2"):
+    with pytest.warns(JournalWarning) as record:
         journal = EditJournal(jpath, recover=True)
+    messages = [str(w.message) for w in record]
+    assert any("line 2: skipping a damaged edit" in m for m in messages)
+    assert any("line 3: skipping a damaged edit" in m and "undo of command 2" in m for m in messages)
+    assert any("skipped 2 damaged line(s) (2, 3)" in m for m in messages)
     assert journal.labels() == {"a": 1} and journal.undo_depth == 1
 
 

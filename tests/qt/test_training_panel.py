@@ -83,6 +83,7 @@ def test_stop_is_honoured(qtbot, tmp_path, demo_table, tiny_config):
     assert session.last_progress.epoch < 50
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 def test_failure_is_reported_not_raised(qtbot, tmp_path, tiny_config):
     import pandas as pd
 

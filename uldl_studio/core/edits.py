@@ -378,7 +378,7 @@ class EditJournal:
         label it already has is recorded too (the annotator confirmed it: it appears in
         ``labels()``); a command that changes nothing at all is not journaled.
         """
-        ids = [str(s) for s in sample_ids]
+        ids = [sample_ids] if isinstance(sample_ids, str) else [str(s) for s in sample_ids]
         if isinstance(labels, Iterable) and not isinstance(labels, (str, bytes)):
             values = list(labels)
         else:
@@ -404,6 +404,8 @@ class EditJournal:
     def mark_unsure(self, sample_ids: Iterable[str], unsure: bool = True) -> None:
         """Mark (or with ``unsure=False`` clear) samples as unsure: ONE undoable command."""
         value = bool(unsure)
+        if isinstance(sample_ids, str):
+            sample_ids = [sample_ids]
         with self._lock:
             ids = list(dict.fromkeys(str(s) for s in sample_ids if (str(s) in self._unsure) != value))
             if not ids:

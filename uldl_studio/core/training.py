@@ -413,7 +413,7 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     train_labels = labels_all[train_rows_t]
     ids_digest = _ids_digest(table["sample_id"].iloc[train_rows])
     ensure_run(run_dir, config, table)
-    if device.type == "cuda":
+    if device.type == "cuda" and images.numel() <= 4 * 2 ** 30:  # ≤ 4 GiB: keep the dataset on the GPU
         images = images.to(device)
 
     unsure = np.zeros(n_train, dtype=bool)
@@ -545,7 +545,7 @@ def _forward_rows(model: LDLNet, images: torch.Tensor, rows: torch.Tensor, devic
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
-            x = to_float(images[chunk].to(device))
+            x = to_float(images[chunk.to(images.device)].to(device, non_blocking=True))
             with autocast():
                 logits, v = model(x)
             probs.append(torch.softmax(logits.float(), -1))
@@ -588,7 +588,7 @@ def _train_step(state: _State, config: TrainConfig, idx, images, train_rows_t, t
                 generator, warm: bool, device, autocast, scaler) -> dict:
     rows = train_rows_t[idx]
     y = train_labels[idx]
-    batch = images[rows]
+    batch = images[rows.to(images.device)]
     x = augment_batch(batch.to(device), generator, erase_p=config.erase_p) if config.augment else to_float(batch.to(device))
     model = state.model
     with autocast():

@@ -355,6 +355,11 @@ class MainWindow(QMainWindow):
             name = "demo" if source["kind"] == "demo" else Path(source["path"]).name
             self.setWindowTitle(f"ULDL Studio — {name}")
             self._show_status(f"{len(table)} samples loaded. Press “Start training” to learn λ.")
+            self.training_panel.reset_curves()
+            self.training_panel.progress_bar.setFormat("idle")
+            order = self.grid_order()
+            if len(order):
+                self.set_current_row(int(order[0]))
         else:
             _, run, samples, dataset = result
             self._dataset_table = None
@@ -366,6 +371,10 @@ class MainWindow(QMainWindow):
                 self.next_run_dir = Path(run.path)
             else:
                 self.project.set_run(run, samples, source={"kind": "run", "path": str(run.path)})
+                try:
+                    self.training_panel.show_history(run.history())
+                except Exception:  # noqa: BLE001 - a damaged history must not block opening
+                    self.training_panel.reset_curves()
                 row = self.most_ambiguous_row()
                 if row is not None:
                     self.set_current_row(row)
@@ -488,8 +497,8 @@ class MainWindow(QMainWindow):
         self.relabel.update_enabled()
         m = len(self.project.classes)
         self.inspector.set_hint(
-            f"Keys: 1–{m} relabel · Ctrl+1–{m} relabel selection · Enter accept, next ambiguous · "
-            "←/→ previous/next · Space unsure · Ctrl+Z undo" if self.project.can_edit else
+            f"Keys: 1–{m} relabel · Ctrl+1–{m} selection · Enter accept → next ambiguous · "
+            "←/→ · Space unsure · Ctrl+Z undo" if self.project.can_edit else
             ("Train (or open a run) to relabel: edits are saved in the run." if self.project.is_open else ""))
 
     @Slot()

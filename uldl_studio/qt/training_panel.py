@@ -186,7 +186,9 @@ class CurvePlot(pg.PlotWidget):
         self.getAxis("left").setWidth(38)
         for axis in ("left", "bottom"):
             self.getAxis(axis).enableAutoSIPrefix(False)
-        self.curve = self.plot([], [], pen=pg.mkPen(colour, width=2))
+        # Symbols too: a run's history may have a single point (no line to draw).
+        self.curve = self.plot([], [], pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4,
+                               symbolPen=None, symbolBrush=colour)
         self._x: list[float] = []
         self._y: list[float] = []
 
@@ -204,6 +206,9 @@ class CurvePlot(pg.PlotWidget):
         self._x.append(float(x))
         self._y.append(float(y))
         self.curve.setData(np.asarray(self._x), np.asarray(self._y))
+        wanted = "o" if len(self._x) <= 60 else None  # dots only while they are few
+        if self.curve.opts["symbol"] != wanted:
+            self.curve.setSymbol(wanted)
         if self.min_span is not None:
             lo, hi = min(self._y), max(self._y)
             if hi - lo < self.min_span:
@@ -373,6 +378,26 @@ class TrainingPanel(QWidget):
             plot.clear_points()
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("starting…")
+
+    def show_history(self, history) -> None:
+        """Show a finished run's per-epoch history (``Run.history()``) when it is opened."""
+        self.reset_curves()
+        if history is None or len(history) == 0 or "epoch" not in history:
+            self.progress_bar.setFormat("idle")
+            return
+        for _, row in history.iterrows():
+            x = float(row["epoch"])
+            self.loss_plot.add_point(x, row.get("loss"))
+            self.accuracy_plot.add_point(x, row.get("train_accuracy"))
+            if row.get("phase", "train") != "warmup":
+                self.lambda_plot.add_point(x, row.get("mean_lambda"))
+        epochs = int(history["epoch"].max())
+        self.progress_bar.setValue(1000)
+        valid = history["valid_accuracy"].iloc[-1] if "valid_accuracy" in history else float("nan")
+        text = f"run: {epochs} epoch(s) trained"
+        if math.isfinite(valid):
+            text += f" · valid acc {valid:.3f}"
+        self.progress_bar.setFormat(text)
 
     @Slot(object)
     def show_progress(self, p) -> None:
