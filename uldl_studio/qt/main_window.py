@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication, QComboBox, QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu,
-    QMessageBox, QPushButton, QScrollArea, QSlider, QToolBar, QToolButton, QVBoxLayout, QWidget,
+    QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu,
+    QMessageBox, QScrollArea, QToolBar, QToolButton, QVBoxLayout, QWidget,
 )
 
 from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog, export_soft_labels
