@@ -192,3 +192,14 @@ def test_faces_are_learnable(full):
     chance = np.bincount(y[2000:]).max() / len(y[2000:])
     assert held_out > 0.55, held_out
     assert held_out > 2.5 * chance
+
+
+def test_load_dataset_reads_a_written_demo_of_any_size(tmp_path):
+    from uldl_studio.core.datasets import load_dataset
+
+    write_demo(tmp_path / "small", n=40, seed=3)
+    table = load_dataset(tmp_path / "small", fmt="demo")
+    assert len(table) == 40
+    assert table.attrs["format"] == "demo"
+    again = load_dataset(tmp_path / "small" / "labels.csv", fmt="demo")
+    assert table["label"].tolist() == again["label"].tolist()

@@ -46,9 +46,11 @@ def load_dataset(path: str | Path, fmt: str = "auto", *, single_label: str = "ma
     if limit is not None and int(limit) < 0:
         raise DatasetError(f"limit must be a positive number of samples per split, got {limit}")
     if str(path) == "demo" or fmt == "demo":
-        from uldl_studio.core.datasets.demo import load_demo
+        from uldl_studio.core.datasets.demo import load_demo, read_demo
 
-        table = load_demo(seed=seed)
+        # "demo" is the built-in default; a path with fmt="demo" is a demo written to disk
+        # (any size), read back as it was written.
+        table = load_demo(seed=seed) if str(path) == "demo" else read_demo(path)
         return limit_per_split(table, limit)
     if fmt == "auto":
         fmt = detect_format(path)

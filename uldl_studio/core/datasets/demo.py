@@ -375,6 +375,15 @@ def load_demo(n: int = 3000, seed: int = 0, cache_dir: str | Path | None = None)
     return _read_demo_csv(csv_path)
 
 
+def read_demo(path: str | Path) -> pd.DataFrame:
+    """Read a demo written by ``write_demo`` (its folder or its ``labels.csv``)."""
+    path = Path(path)
+    csv_path = path / "labels.csv" if path.is_dir() else path
+    if not csv_path.is_file():
+        raise DatasetError(f"{csv_path}: no demo labels here (expected the labels.csv written by demo-data)")
+    return _read_demo_csv(csv_path)
+
+
 def _read_demo_csv(csv_path: Path) -> pd.DataFrame:
     root = csv_path.parent
     try:
