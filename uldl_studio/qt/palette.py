@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor
 
 N_BINS = 64
@@ -32,6 +33,8 @@ _EXTRA_RGB = [(240, 228, 66), (0, 0, 0), (120, 60, 200), (60, 200, 200)]
 MISSING_RGB = (190, 190, 190)
 
 HIGHLIGHT_RGB = (255, 40, 40)      # selection ring
+DIM_KEEP = 0.25                    # share of its colour an unselected point keeps...
+DIM_TOWARDS = (236, 236, 236)      # ...mixed (opaque) with this light grey
 CURRENT_RGB = (20, 20, 20)         # current-sample marker
 EDITED_RGB = (20, 20, 20)          # edited-sample marker
 BACKGROUND = "w"
@@ -76,3 +79,18 @@ def bin_values(values: np.ndarray, lo: float, hi: float, n: int = N_BINS) -> np.
     finite = np.isfinite(scaled)
     codes[finite] = scaled[finite].astype(np.intp)
     return codes
+
+
+def dim_brush(brush: QBrush, keep: float = DIM_KEEP,
+              towards: tuple[int, int, int] = DIM_TOWARDS) -> QBrush:
+    """The faded, still opaque, variant of a brush: how unselected points are drawn while a
+    selection exists (selected points keep their colour and are drawn on top)."""
+    if brush.style() == Qt.BrushStyle.NoBrush:
+        return QBrush(brush)
+    c = brush.color()
+    mix = [int(round(v * keep + t * (1.0 - keep))) for v, t in zip((c.red(), c.green(), c.blue()), towards)]
+    return QBrush(QColor(mix[0], mix[1], mix[2], c.alpha()))
+
+
+def dim_brushes(brushes: Sequence[QBrush], keep: float = DIM_KEEP) -> list[QBrush]:
+    return [dim_brush(b, keep) for b in brushes]
