@@ -10,7 +10,12 @@ LDLVA's constructed distributions d and for the one-hot given labels; and the AU
 flagging "given label != crowd majority", next to cleanlab's self-confidence label-quality
 score computed from out-of-fold `ce` predictions (2 folds) on the same samples.
 
+Valid-split metrics are printed too (select configurations on valid, report test once).
+Images are decoded once and shared by every run.
+
     python bench/ferplus.py --epochs 8 [--limit N] [--set KEY=VALUE ...]
+    python bench/ferplus.py --limit 8000 --epochs 5 --sweep NAME "KEY=VALUE ..." [--sweep ...]
+        (sweep mode: ce once, then ldlva once per variant; valid metrics only)
 """
 from __future__ import annotations
 
@@ -46,9 +51,9 @@ def parse_overrides(pairs):
     return out
 
 
-def train(table, config, out_dir, label):
+def train(table, config, out_dir, label, images=None):
     started = time.perf_counter()
-    for progress in fit(table, config, out_dir):
+    for progress in fit(table, config, out_dir, images=images):
         if progress.phase == "epoch_end":
             print(f"  [{label}] epoch {progress.epoch}/{progress.epochs} loss {progress.loss:.3f} "
                   f"acc {progress.accuracy:.3f} mean λ {progress.mean_lambda:.3f} "
@@ -56,8 +61,8 @@ def train(table, config, out_dir, label):
     return Run.open(out_dir).samples(), time.perf_counter() - started
 
 
-def test_scores(samples, classes):
-    test = samples[samples["split"] == "test"]
+def split_scores(samples, classes, split="test"):
+    test = samples[samples["split"] == split]
     crowd = test[ref_columns(classes)].to_numpy(float)
     pred = test[p_columns(classes)].to_numpy(float)
     metrics = ldl_metrics(crowd, pred)
@@ -65,7 +70,50 @@ def test_scores(samples, classes):
             "kl": metrics["kl"], "intersection": metrics["intersection"]}
 
 
-def out_of_fold_probabilities(table, config, work, seed):
+def load_shared_images(table, config):
+    from uldl_studio.core.images import load_images
+
+    started = time.perf_counter()
+    images, problems = load_images(table, config.image_size, config.channels)
+    if problems:
+        raise SystemExit(f"{len(problems)} FER+ images could not be read (first: {problems[0].path})")
+    print(f"decoded {len(images)} images once in {time.perf_counter() - started:.0f}s", flush=True)
+    return images
+
+
+def train_diagnostics(samples, classes):
+    """Constructed d vs crowd on train, and AUROC of λ for given != crowd majority."""
+    part = samples[samples["split"].to_numpy() == "train"]
+    crowd = part[ref_columns(classes)].to_numpy(float)
+    given = part["label"].to_numpy()
+    constructed = part[d_columns(classes)].to_numpy(float)
+    lam = part["lambda"].to_numpy(float)
+    return {"d_inter": ldl_metrics(crowd, constructed)["intersection"],
+            "lambda_auroc": auroc(lam, given != crowd.argmax(1)), "mean_lambda": float(lam.mean())}
+
+
+def sweep(sampled, classes, variants, common, work, images):
+    ce_config = TrainConfig(method="ce", **common)
+    ce_samples, secs = train(sampled, ce_config, work / "ce", "ce", images)
+    rows = [("ce", "", split_scores(ce_samples, classes, "valid"), None, secs)]
+    for name, spec in variants:
+        overrides = parse_overrides(spec.split())
+        config = TrainConfig(method="ldlva", **common, **overrides)
+        samples, secs = train(sampled, config, work / f"ldlva-{name}", f"ldlva {name}", images)
+        rows.append((f"ldlva {name}", spec, split_scores(samples, classes, "valid"),
+                     train_diagnostics(samples, classes), secs))
+    print(f"\nValid split ({int((sampled['split'] == 'valid').sum())} images), {common['epochs']} epochs, "
+          f"seed {common['seed']}:")
+    print(f"{'run':24s} {'acc':>6s} {'KL':>6s} {'inter':>6s} {'λ AUROC':>8s} {'d inter':>8s} {'mean λ':>7s} "
+          f"{'time':>6s}  overrides")
+    for name, spec, score, diag, secs in rows:
+        extra = (f"{diag['lambda_auroc']:8.3f} {diag['d_inter']:8.3f} {diag['mean_lambda']:7.3f}" if diag
+                 else f"{'-':>8s} {'-':>8s} {'-':>7s}")
+        print(f"{name:24s} {score['accuracy']:6.3f} {score['kl']:6.3f} {score['intersection']:6.3f} {extra} "
+              f"{secs:5.0f}s  {spec}", flush=True)
+
+
+def out_of_fold_probabilities(table, config, work, seed, images=None):
     """`ce` predictions for every training sample from a model that never saw it (2 folds)."""
     train_rows = np.flatnonzero(table["split"].to_numpy() == "train")
     rng = np.random.default_rng(seed)
@@ -75,7 +123,8 @@ def out_of_fold_probabilities(table, config, work, seed):
         part = table.iloc[train_rows].copy()
         part.attrs = dict(table.attrs)
         part["split"] = np.where(fold == k, "valid", "train")
-        samples, _ = train(part, config, work / f"oof{k}", f"ce fold {k}")
+        samples, _ = train(part, config, work / f"oof{k}", f"ce fold {k}",
+                           None if images is None else images[train_rows])
         held = samples["split"].to_numpy() == "valid"
         probs[np.flatnonzero(fold == k)] = samples.loc[held, p_columns(classes_of(table))].to_numpy(float)
     return probs
@@ -90,6 +139,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-cleanlab", action="store_true")
     parser.add_argument("--set", action="append", default=[], help="TrainConfig override for ldlva, KEY=VALUE")
     parser.add_argument("--work", default=None, help="keep run directories here")
+    parser.add_argument("--sweep", nargs=2, action="append", default=[], metavar=("NAME", "OVERRIDES"),
+                        help='ldlva variant: NAME "KEY=VALUE KEY=VALUE" (sweep mode, valid split only)')
     args = parser.parse_args(argv)
     if not Path(args.data).exists():
         print(f"FER+ data not found at {args.data}; nothing to benchmark", file=sys.stderr)
@@ -104,21 +155,29 @@ def main(argv=None) -> int:
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="uldl-ferplus-"))
     common = dict(epochs=args.epochs, seed=args.seed, device="auto")
+    images = load_shared_images(sampled, TrainConfig(**common))
+    assert (sampled["path"].to_numpy() == majority["path"].to_numpy()).all(), "tables not row-aligned"
+    if args.sweep:
+        sweep(sampled, classes, args.sweep, common, work, images)
+        print(f"\nrun directories: {work}")
+        return 0
     ldlva_config = TrainConfig(method="ldlva", **common, **parse_overrides(args.set))
     ce_config = TrainConfig(method="ce", **common)
 
     rows, seconds = {}, {}
-    ce_samples, seconds["ce"] = train(sampled, ce_config, work / "ce", "ce")
-    ldlva_samples, seconds["ldlva"] = train(sampled, ldlva_config, work / "ldlva", "ldlva")
-    crowd_samples, seconds["ce-crowd"] = train(majority, ce_config, work / "ce-crowd", "ce-crowd")
-    rows["ce (one annotator)"] = test_scores(ce_samples, classes)
-    rows["ldlva (one annotator)"] = test_scores(ldlva_samples, classes)
-    rows["ce on crowd majority (ceiling)"] = test_scores(crowd_samples, classes)
+    print(f"ldlva config overrides: {parse_overrides(args.set) or 'none (TrainConfig defaults)'}")
+    ce_samples, seconds["ce"] = train(sampled, ce_config, work / "ce", "ce", images)
+    ldlva_samples, seconds["ldlva"] = train(sampled, ldlva_config, work / "ldlva", "ldlva", images)
+    crowd_samples, seconds["ce-crowd"] = train(majority, ce_config, work / "ce-crowd", "ce-crowd", images)
+    named = {"ce (one annotator)": ce_samples, "ldlva (one annotator)": ldlva_samples,
+             "ce on crowd majority (ceiling)": crowd_samples}
 
-    print(f"\nTest split ({counts.get('test', 0)} images), {args.epochs} epochs, seed {args.seed}:")
-    print(f"{'model':34s} {'acc':>7s} {'KL':>7s} {'inter':>7s} {'time':>7s}")
-    for (name, score), secs in zip(rows.items(), seconds.values()):
-        print(f"{name:34s} {score['accuracy']:7.3f} {score['kl']:7.3f} {score['intersection']:7.3f} {secs:6.0f}s")
+    for split in ("valid", "test"):
+        print(f"\n{split.capitalize()} split ({counts.get(split, 0)} images), {args.epochs} epochs, seed {args.seed}:")
+        print(f"{'model':34s} {'acc':>7s} {'KL':>7s} {'inter':>7s} {'time':>7s}")
+        for (name, samples), secs in zip(named.items(), seconds.values()):
+            score = split_scores(samples, classes, split)
+            print(f"{name:34s} {score['accuracy']:7.3f} {score['kl']:7.3f} {score['intersection']:7.3f} {secs:6.0f}s")
 
     train_mask = ldlva_samples["split"].to_numpy() == "train"
     train_part = ldlva_samples[train_mask]
@@ -141,9 +200,11 @@ def main(argv=None) -> int:
     if not args.skip_cleanlab:
         from cleanlab.rank import get_label_quality_scores
 
-        oof = out_of_fold_probabilities(sampled, ce_config, work, args.seed)
+        started = time.perf_counter()
+        oof = out_of_fold_probabilities(sampled, ce_config, work, args.seed, images)
         quality = get_label_quality_scores(given, oof, method="self_confidence")
-        print(f"  cleanlab self-confidence (2-fold) {auroc(1 - quality, noisy):.3f}")
+        print(f"  cleanlab self-confidence (2-fold) {auroc(1 - quality, noisy):.3f}   "
+              f"({time.perf_counter() - started:.0f}s for the two folds)")
     print(f"\nrun directories: {work}")
     return 0
 

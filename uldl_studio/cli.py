@@ -6,6 +6,7 @@ messages are instant.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -170,6 +171,8 @@ def _cmd_train(args) -> int:
     if args.resume:
         run = Run.open(run_dir)
         config = run.config
+        if args.epochs is not None:  # continue to a new total: the schedule stretches to it
+            config = dataclasses.replace(config, epochs=args.epochs)
         table = run.training_table()
     else:
         if (run_dir / "config.json").exists():

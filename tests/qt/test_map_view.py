@@ -280,3 +280,125 @@ def test_palette_item_draws_like_stock_scatter(qtbot):
         qtbot.waitExposed(widget)
         images.append(widget.grab().toImage())
     assert images[0] == images[1]
+
+
+def _render(qtbot, item, size=(400, 300), xr=(0, 1), yr=(0, 1)):
+    import pyqtgraph as pg
+
+    widget = pg.PlotWidget(background="w")
+    qtbot.addWidget(widget)
+    widget.resize(*size)
+    widget.addItem(item)
+    widget.setRange(xRange=xr, yRange=yr, padding=0)
+    widget.show()
+    qtbot.waitExposed(widget)
+    QApplication.processEvents()
+    return widget
+
+
+@pytest.mark.parametrize("size", [5, 6, 9])
+def test_occlusion_culling_is_pixel_identical(qtbot, monkeypatch, size):
+    """Leaving out points hidden under later opaque ones changes no pixel."""
+    import pyqtgraph as pg
+
+    brushes = [pg.mkBrush(230, 159, 0), pg.mkBrush(0, 114, 178), pg.mkBrush(0, 158, 115, 120)]
+    rng = np.random.default_rng(5)
+    n = 40_000
+    x = np.clip(rng.normal(0.5, 0.15, n), -0.1, 1.1)  # some points outside the view
+    y = np.clip(rng.normal(0.5, 0.15, n), -0.1, 1.1)
+    codes = rng.integers(0, 3, n)  # code 2 is translucent: never an occluder
+    on_top = rng.random(n) < 0.3
+    item = PaletteScatterItem(brushes, size=size)
+    item.set_points(x, y, codes, on_top=on_top)
+    widget = _render(qtbot, item)
+    culled = widget.grab().toImage()
+    stats = dict(item.paint_stats)
+    assert stats["points"] == n and stats["drawn"] < stats["in_view"] <= n
+    monkeypatch.setattr(PaletteScatterItem, "OCCLUSION_MIN_POINTS", 10**9)
+    item._frag_key = None
+    full = widget.grab().toImage()
+    assert item.paint_stats["drawn"] == stats["in_view"]
+    assert culled == full
+
+
+def test_on_top_points_are_drawn_last(qtbot):
+    import pyqtgraph as pg
+
+    red, blue = pg.mkBrush(255, 0, 0), pg.mkBrush(0, 0, 255)
+    item = PaletteScatterItem([red, blue], size=12)
+    item.set_points(np.array([0.5, 0.5]), np.array([0.5, 0.5]), np.array([0, 1]))
+    widget = _render(qtbot, item, size=(200, 200))
+
+    def centre():
+        QApplication.processEvents()
+        img = widget.grab().toImage()
+        pos = widget.plotItem.vb.mapViewToScene(QPointF(0.5, 0.5))
+        p = widget.mapFromScene(pos)
+        return img.pixelColor(p.x(), p.y()).name()
+
+    assert centre() == "#0000ff"  # the later point
+    item.set_codes(np.array([0, 1]), on_top=np.array([True, False]))
+    assert centre() == "#ff0000"
+    with pytest.raises(ValueError):
+        item.set_codes(np.array([0, 1]), on_top=np.array([True]))
+
+
+def test_selection_fades_the_rest_and_draws_selected_on_top(view, table):
+    item = view.points
+    n_brushes = view._n_brushes
+    assert item.on_top() is None and (item.codes() < n_brushes).all()
+    rows = view.select_box(-0.52, 0.31, -0.21, 0.42)
+    QApplication.processEvents()
+    xy_to_row = {(x, y): r for r, (x, y) in enumerate(view.coordinates())}
+    drawn_rows = np.array([xy_to_row[(x, y)] for x, y in zip(item.data["x"], item.data["y"])])
+    selected = np.isin(drawn_rows, rows)
+    assert item.on_top().tolist() == selected.tolist()
+    assert (item.codes()[selected] < n_brushes).all()
+    assert (item.codes()[~selected] >= n_brushes).all()  # the faded palette half
+    faded = item._palette[item.codes()[~selected][0]].color()
+    full = item._palette[item.codes()[~selected][0] - n_brushes].color()
+    assert faded.alpha() == 255 and faded != full  # opaque, lighter variant
+    view.selection_model.clear()
+    QApplication.processEvents()
+    assert item.on_top() is None and (item.codes() < n_brushes).all()
+    assert len(view.selection_marks.data) == 0
+
+
+def test_huge_selection_skips_the_rings(view, table, monkeypatch):
+    monkeypatch.setattr(MapView, "RING_LIMIT", 50)
+    rows = view.select_box(-2, -2, 2, 2)
+    assert rows.size == len(table)
+    assert len(view.selection_marks.data) == 0  # colour only
+    view.select_box(-0.52, -0.21, 0.31, 0.42)
+    assert 0 < len(view.selection_marks.data) <= 50
+
+
+def test_lasso_on_many_points_matches_the_core_predicate(qtbot):
+    from uldl_studio.core.selection import points_in_polygon
+
+    rng = np.random.default_rng(2)
+    n = 30_000
+    table = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "path": "", "split": "train",
+                          "label": rng.integers(0, 8, n), "valence": rng.uniform(-1, 1, n),
+                          "arousal": rng.uniform(-1, 1, n), "lambda": rng.random(n)})
+    table.attrs["classes"] = CLASSES
+    widget = MapView()
+    qtbot.addWidget(widget)
+    widget.set_table(table)
+    widget.selection_model.reset(n)
+    theta = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    poly = np.c_[0.6 * np.cos(theta) * (1 + 0.3 * np.sin(4 * theta)), 0.6 * np.sin(theta)]
+    rows = widget.select_polygon(poly)
+    expected = np.flatnonzero(points_in_polygon(table["valence"].to_numpy(),
+                                                table["arousal"].to_numpy(), poly))
+    assert rows.tolist() == expected.tolist()
+
+
+def test_recolouring_reuses_brushes(view):
+    """The symbol atlas is keyed by brush object: recolouring back and forth adds no sprites."""
+    for mode in ("lambda", "given", "lambda", "given"):
+        view.set_color_mode(mode)
+        QApplication.processEvents()
+        if mode == "given" and not hasattr(view, "_atlas_size"):
+            view._atlas_size = len(view.points.fragmentAtlas)
+    assert len(view.points.fragmentAtlas) == view._atlas_size

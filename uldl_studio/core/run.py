@@ -31,7 +31,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -217,18 +216,13 @@ class Run:
     def training_table(self) -> pd.DataFrame:
         """The table ``fit`` should train on: the dataset with the annotator's edits applied.
 
-        >>> EDITS HOOK: when RUN/edits.jsonl exists and core.edits is available, relabels and
-        >>> "unsure" marks are applied here (core.edits.apply_edits), so retraining a run
-        >>> learns from the edited labels and unsure rows start with a high λ.
+        Relabels and "unsure" marks in RUN/edits.jsonl are applied (``core.edits.apply_edits``),
+        so retraining a run learns from the edited labels and unsure rows start with a high λ.
         """
+        from .edits import EditJournal, apply_edits
+
         table = self.load_dataset()
         journal = self.path / "edits.jsonl"
         if journal.exists():
-            try:
-                from .edits import EditJournal, apply_edits
-            except ImportError:
-                warnings.warn(f"{journal}: edits found but core.edits is not available; training on the "
-                              "unedited labels")
-                return table
             table = apply_edits(table, EditJournal(journal))
         return table
