@@ -508,22 +508,15 @@ def test_limit_per_split(tmp_path):
     assert table.attrs["format"] == "csv"
 
 
-def test_demo_is_delegated(monkeypatch):
-    import sys
-    import types
+def test_demo_word_loads_the_builtin_demo(monkeypatch, tmp_path):
+    from uldl_studio.core.datasets.demo import load_demo
 
-    calls = {}
-    fake = types.ModuleType("uldl_studio.core.datasets.demo")
-
-    def load_demo(n=3000, seed=0):
-        calls["seed"] = seed
-        frame = pd.DataFrame({"sample_id": ["a", "b", "c"], "path": ["a", "b", "c"],
-                              "split": ["train", "train", "test"], "label": [0, 1, 0]})
-        from uldl_studio.core.table import make_table
-        return make_table(frame, FERPLUS_CLASSES, "demo", "demo")
-
-    fake.load_demo = load_demo
-    monkeypatch.setitem(sys.modules, "uldl_studio.core.datasets.demo", fake)
-    table = load_dataset("demo", seed=5, limit=1)
-    assert calls["seed"] == 5 and len(table) == 2
+    monkeypatch.setenv("ULDL_STUDIO_CACHE", str(tmp_path))
+    table = load_dataset("demo", seed=5, limit=10)
+    assert table.attrs["format"] == "demo"
+    assert table["split"].value_counts().to_dict() == {"train": 10, "valid": 10, "test": 10}
+    full = load_demo(seed=5)
+    first = full.groupby("split", sort=False).head(10)
+    assert table["sample_id"].tolist() == first["sample_id"].tolist()
+    assert table["label"].tolist() == first["label"].tolist()
     assert detect_format("demo") == "demo"
