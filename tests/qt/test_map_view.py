@@ -402,3 +402,26 @@ def test_recolouring_reuses_brushes(view):
         if mode == "given" and not hasattr(view, "_atlas_size"):
             view._atlas_size = len(view.points.fragmentAtlas)
     assert len(view.points.fragmentAtlas) == view._atlas_size
+
+
+def test_lambda_colour_scale_follows_the_data(qtbot):
+    """A narrow band of λ gets a colour range fitted to it, not the fixed 0–1."""
+    import numpy as np
+    import pandas as pd
+
+    from uldl_studio.qt.map_view import MapView
+
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({
+        "sample_id": [f"s{i}" for i in range(n)], "path": ["x"] * n, "split": ["train"] * n,
+        "label": rng.integers(0, 3, n), "valence": rng.uniform(-1, 1, n), "arousal": rng.uniform(-1, 1, n),
+        "lambda": rng.uniform(0.15, 0.35, n),
+    })
+    frame.attrs = {"classes": ["neutral", "happiness", "sadness"], "root": "x", "format": "csv"}
+    view = MapView()
+    qtbot.addWidget(view)
+    view.set_table(frame)
+    view.set_color_mode("lambda")
+    lo, hi = view._value_range
+    assert 0.14 < lo < 0.17 and 0.33 < hi < 0.36

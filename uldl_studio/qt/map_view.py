@@ -971,7 +971,8 @@ class MapView(QWidget):
         if not self._mode_available(mode):
             values, lo, hi = np.full(n, np.nan), 0.0, 1.0
         elif mode == "lambda":
-            values, lo, hi = table["lambda"].to_numpy(np.float64), 0.0, 1.0
+            values = table["lambda"].to_numpy(np.float64)
+            lo, hi = _spread_range(values, floor=0.0, ceiling=1.0)
         elif mode == "lambda_change":
             values = table["lambda"].to_numpy(np.float64) - table["lambda_prev"].to_numpy(np.float64)
             finite = np.abs(values[np.isfinite(values)])
@@ -1368,6 +1369,22 @@ class MapView(QWidget):
     def hideEvent(self, event):  # noqa: N802
         self._hover_card.hide()
         super().hideEvent(event)
+
+
+def _spread_range(values: np.ndarray, floor: float, ceiling: float, min_span: float = 0.05) -> tuple[float, float]:
+    """Colour range covering the 1st–99th percentile of the finite values.
+
+    λ often lives in a narrow band (e.g. 0.15–0.5); a fixed 0–1 scale would paint every point
+    the same colour, so the scale follows the data and the colour bar shows the real values.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return floor, ceiling
+    lo, hi = (float(q) for q in np.quantile(finite, (0.01, 0.99)))
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    return max(floor, lo), min(ceiling, hi)
 
 
 COLOR_CMAP = {"lambda": "lambda", "entropy": "entropy", "lambda_change": "lambda_change"}

@@ -29,8 +29,8 @@ import pandas as pd
 
 from uldl_studio.core.classes import AFFECTNET_CLASSES
 from uldl_studio.core.datasets.common import (
-    check_one_class, describe_folder, drop_missing_files, ensure_rows, existing_mask, read_csv_text,
-    require_columns, warn, warn_dropped,
+    check_one_class, describe_folder, drop_missing_files, ensure_rows, existing_mask, read_csv_columns,
+    warn, warn_dropped,
 )
 from uldl_studio.core.table import DatasetError, make_table
 
@@ -95,11 +95,8 @@ def choose_image_root(root: Path, csv_path: Path, rel_paths: pd.Series) -> Path:
 
 
 def read_affectnet_csv(csv_path: Path, root: Path, split: str) -> pd.DataFrame:
-    frame = read_csv_text(csv_path, wanted=REQUIRED + OPTIONAL)
-    cols = require_columns(frame, REQUIRED, csv_path, OPTIONAL)
+    frame, cols = read_csv_columns(csv_path, REQUIRED, OPTIONAL)
     total = len(frame)
-    if total == 0:
-        raise DatasetError(f"{csv_path}: empty CSV file (a header but no rows)")
     out = pd.DataFrame({
         "_row": np.arange(1, total + 1),
         "rel": frame[cols["subDirectory_filePath"]].astype(str).str.strip().str.replace("\\", "/", regex=False),

@@ -153,6 +153,19 @@ def require_columns(frame: pd.DataFrame, required: Sequence[str], file: str | Pa
     return {c: lower[c.lower()] for c in (*required, *optional) if c.lower() in lower}
 
 
+def read_csv_columns(path: Path, required: Sequence[str], optional: Sequence[str] = ()
+                     ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """``read_csv_text`` + ``require_columns``: (frame of strings, {wanted name: file's column}).
+
+    DatasetError for a missing/unreadable file, wrong columns, or a header without rows.
+    """
+    frame = read_csv_text(path, wanted=(*required, *optional))
+    columns = require_columns(frame, required, path, optional)
+    if len(frame) == 0:
+        raise DatasetError(f"{path}: empty CSV file (a header but no rows)")
+    return frame, columns
+
+
 def list_names(folder: Path) -> set[str]:
     """Names in ``folder`` (one ``os.scandir``, no per-file stat); empty set when missing."""
     try:
@@ -255,6 +268,6 @@ def describe_folder(path: Path, n: int = 8) -> str:
 
 __all__ = [
     "DatasetWarning", "DatasetError", "SPLITS", "IMAGE_EXTENSIONS", "warn_dropped", "warn",
-    "read_csv_text", "require_columns", "list_names", "existing_mask", "drop_missing_files",
+    "read_csv_text", "require_columns", "read_csv_columns", "list_names", "existing_mask", "drop_missing_files",
     "hash_split", "canonical_split", "check_one_class", "ensure_rows", "sample_from_counts",
 ]

@@ -38,7 +38,7 @@ import pandas as pd
 from uldl_studio.core.classes import CANONICAL, canonical_name
 from uldl_studio.core.datasets.common import (
     canonical_split, check_one_class, drop_missing_files, ensure_rows, first_rows, hash_split,
-    read_csv_text, read_text_head, require_columns, sample_from_counts, sniff_delimiter, warn, warn_dropped,
+    read_csv_columns, read_text_head, sample_from_counts, sniff_delimiter, warn, warn_dropped,
 )
 from uldl_studio.core.table import DatasetError, make_table, ref_columns
 
@@ -117,11 +117,8 @@ def load_csv(path: str | Path, *, single_label: str = "majority", seed: int = 0)
         raise DatasetError(f"single_label must be 'majority' or 'sample', got {single_label!r}")
     csv_path = find_csv(path).resolve()
     base = csv_path.parent
-    frame = read_csv_text(csv_path, wanted=REQUIRED + OPTIONAL)
-    cols = require_columns(frame, REQUIRED, csv_path, OPTIONAL)
+    frame, cols = read_csv_columns(csv_path, REQUIRED, OPTIONAL)
     total = len(frame)
-    if total == 0:
-        raise DatasetError(f"{csv_path}: empty CSV file (a header but no rows)")
     ref_cols = prefixed_classes(frame.columns, "ref_", csv_path)
     d_cols = prefixed_classes(frame.columns, "d_", csv_path, strict=False)
     rows = np.arange(1, total + 1)

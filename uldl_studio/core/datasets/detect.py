@@ -55,8 +55,7 @@ def _fer2013_header(path: Path) -> bool:
 def _is_fer2013(p: Path) -> bool:
     if p.is_file():
         return _fer2013_header(p)
-    return any(_fer2013_header(p / name) for name in ("fer2013.csv", "fer2013/fer2013.csv", "icml_face_data.csv",
-                                                       "train.csv"))
+    return any(_fer2013_header(p / name) for name in fer2013.CSV_NAMES)
 
 
 def _is_csv(p: Path) -> bool:

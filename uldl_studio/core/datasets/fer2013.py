@@ -17,13 +17,15 @@ import pandas as pd
 
 from uldl_studio.core.classes import FER2013_CLASSES
 from uldl_studio.core.datasets.common import (
-    canonical_split, check_one_class, ensure_rows, hash_split, read_csv_text, require_columns, warn_dropped,
+    canonical_split, check_one_class, ensure_rows, hash_split, read_csv_columns, warn_dropped,
 )
 from uldl_studio.core.table import DatasetError, make_table
 
 REQUIRED = ("emotion", "pixels")
 OPTIONAL = ("Usage",)
 USAGE = {"training": "train", "publictest": "valid", "privatetest": "test"}
+# Where a folder keeps its FER2013 CSV, in order of preference (also the signature for --format auto).
+CSV_NAMES = ("fer2013.csv", "fer2013/fer2013.csv", "icml_face_data.csv", "train.csv")
 
 
 def find_csv(path: str | Path) -> Path:
@@ -32,7 +34,7 @@ def find_csv(path: str | Path) -> Path:
         raise DatasetError(f"{path}: no such file or folder")
     if path.is_file():
         return path
-    for name in ("fer2013.csv", "fer2013/fer2013.csv", "icml_face_data.csv", "train.csv"):
+    for name in CSV_NAMES:
         if (path / name).is_file():
             return path / name
     raise DatasetError(f"{path}: not a FER2013 folder: expected fer2013.csv with columns emotion, pixels, Usage")
@@ -40,11 +42,8 @@ def find_csv(path: str | Path) -> Path:
 
 def load_fer2013(path: str | Path) -> pd.DataFrame:
     csv_path = find_csv(path).resolve()
-    frame = read_csv_text(csv_path, wanted=REQUIRED + OPTIONAL)
-    cols = require_columns(frame, REQUIRED, csv_path, OPTIONAL)
+    frame, cols = read_csv_columns(csv_path, REQUIRED, OPTIONAL)
     total = len(frame)
-    if total == 0:
-        raise DatasetError(f"{csv_path}: empty CSV file (a header but no rows)")
     rows = np.arange(total)
     out = pd.DataFrame({
         "_row": rows + 1,
