@@ -9,10 +9,12 @@ from typing import IO, Iterator
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None) -> Iterator[IO]:
+def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None,
+                *, durable: bool = True) -> Iterator[IO]:
     """Open a temporary file for writing; on success it replaces ``path`` atomically.
 
-    A crash or exception part-way leaves the previous ``path`` untouched.
+    A crash or exception part-way leaves the previous ``path`` untouched. ``durable=False``
+    skips the fsyncs (caches: the replace stays atomic, a power cut may lose the new file).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,10 +23,12 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     try:
         with os.fdopen(fd, mode, **({} if binary else {"encoding": encoding, "newline": newline})) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)

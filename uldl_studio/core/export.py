@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from uldl_studio.core.atomic import atomic_open
+from uldl_studio.core.datasets.common import sniff_delimiter
 from uldl_studio.core.table import SPLITS, DatasetError, classes_of, d_columns, p_columns
 
 __all__ = ["write_soft_labels", "read_soft_labels", "soft_label_columns", "FIXED_COLUMNS"]
@@ -225,8 +226,7 @@ def _read_csv_cells(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    first_line = text.split("\n", 1)[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    delimiter = sniff_delimiter(text.split("\n", 1)[0], FIXED_COLUMNS)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     rows, lines = [], []
     try:
@@ -277,8 +277,8 @@ def read_soft_labels(path: str | Path) -> pd.DataFrame:
     in the file) and the reason. The frame has the columns in the order above (extra columns
 after them, kept as strings), ``attrs["classes"]``
     from the ``d_`` columns, ``attrs["root"]`` = the file and ``attrs["format"]`` =
-    ``"soft-labels"``. A UTF-8 BOM and ``;`` as the
-    delimiter are accepted.
+    ``"soft-labels"``. A UTF-8 BOM and ``;`` (or TAB, ``|``) as the
+    delimiter are accepted (``datasets.common.sniff_delimiter``).
     """
     path = Path(path)
     is_json = path.suffix.lower() == ".json"

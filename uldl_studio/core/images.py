@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from uldl_studio.core.atomic import atomic_open
 from uldl_studio.core.datasets.common import DatasetWarning
 from uldl_studio.core.table import DatasetError
 
@@ -329,12 +329,9 @@ class ThumbnailCache:
         if self.cache_dir is None:
             return
         folder = self.cache_dir / key[:2]
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=folder)
-            with os.fdopen(fd, "wb") as handle:
+        try:  # atomic (no half-written PNG), not fsynced: a lost thumbnail is just decoded again
+            with atomic_open(folder / f"{key}.png", "wb", encoding=None, durable=False) as handle:
                 Image.fromarray(thumb).save(handle, format="PNG")
-            os.replace(tmp, folder / f"{key}.png")
         except OSError:
             pass  # the disk cache is an optimisation; a full or read-only disk must not break browsing
 

@@ -683,6 +683,7 @@ class MapView(QWidget):
             axis = self.colorbar.getAxis(name)
             axis.setPen(pg.mkPen(palette.FOREGROUND))
             axis.setTextPen(pg.mkPen(palette.FOREGROUND))
+            axis.enableAutoSIPrefix(False)  # show λ as 0.18…0.30, not 180…300 (×0.001)
         self._colorbar_in_layout = False
         self.legend = pg.LegendItem(offset=(-8, 8), brush=QBrush(QColor(255, 255, 255, 215)),
                                     pen=pg.mkPen(200, 200, 200), labelTextColor=palette.FOREGROUND)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from uldl_studio.core.atomic import atomic_open
 from uldl_studio.core.classes import centroid_matrix
 from uldl_studio.core.table import DatasetError, make_table, ref_columns
 
@@ -327,10 +328,9 @@ def write_demo(out_dir: str | Path, n: int = 3000, seed: int = 0, size: int = 64
     for col in ref_columns(DEMO_CLASSES):
         csv[col] = frame[col]
     csv_path = out_dir / "labels.csv"
-    tmp = out_dir / ".labels.csv.tmp"
     # float_format=None: pandas writes repr(float), the shortest exact round-trip form
-    csv.to_csv(tmp, index=False, float_format=None)
-    os.replace(tmp, csv_path)
+    with atomic_open(csv_path, "w", newline="") as handle:
+        csv.to_csv(handle, index=False, float_format=None)
     return csv_path
 
 
