@@ -12,7 +12,7 @@ from PIL import Image
 from uldl_studio.core.classes import centroid_matrix
 from uldl_studio.core.datasets import demo
 from uldl_studio.core.datasets.demo import DEMO_CLASSES, generate_demo, load_demo, write_demo
-from uldl_studio.core.table import classes_of, ref_columns, reference_distribution, validate_table
+from uldl_studio.core.table import READ_CSV_EXACT_FLOATS, classes_of, ref_columns, reference_distribution, validate_table
 
 REF = ref_columns(DEMO_CLASSES)
 
@@ -113,7 +113,7 @@ def test_write_demo_round_trip(tmp_path):
     images, frame = generate_demo(40, seed=2)
     csv_path = write_demo(tmp_path / "out", n=40, seed=2)
     assert csv_path == tmp_path / "out" / "labels.csv"
-    written = pd.read_csv(csv_path, **demo._READ_FLOATS_EXACT)
+    written = pd.read_csv(csv_path, **READ_CSV_EXACT_FLOATS)
     assert list(written.columns) == [
         "sample_id", "path", "label", "split", "valence", "arousal", "true_label", *REF,
     ]

@@ -153,3 +153,16 @@ def test_linked_with_map(qtbot, table):
     grid.list_view.setCurrentIndex(grid.model.index(0))
     assert model.current == int(grid.rows()[0])
     assert np.allclose(map_view.current_mark.data["x"], table["valence"].iloc[model.current])
+
+
+def test_filter_mask_hides_rows_and_combines_with_the_selection(grid, table):
+    """The window's filters (e.g. "edited only") reach the grid through set_filter_mask."""
+    order = np.argsort(-table["lambda"].to_numpy(), kind="stable")
+    keep = np.arange(len(table)) % 3 == 0
+    grid.set_filter_mask(keep)
+    assert grid.rows().tolist() == order[keep[order]].tolist()
+    grid.selection_model.set_selection(np.arange(30))
+    assert grid.rows().tolist() == [r for r in order.tolist() if r < 30 and r % 3 == 0]
+    grid.selection_model.set_selection(np.empty(0, dtype=np.int64))
+    grid.set_filter_mask(None)
+    assert grid.rows().tolist() == order.tolist()

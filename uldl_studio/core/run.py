@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_text
-from .table import DatasetError, classes_of, validate_table
+from .table import READ_CSV_EXACT_FLOATS, DatasetError, classes_of, validate_table
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -140,7 +140,7 @@ class Run:
             raise DatasetError(f"{self.path}: the run has no completed epoch yet (samples.csv missing)")
         try:
             frame = pd.read_csv(path, dtype={"sample_id": str, "path": str, "split": str},
-                                keep_default_na=True, na_values=[""])
+                                keep_default_na=True, na_values=[""], **READ_CSV_EXACT_FLOATS)
         except Exception as exc:  # noqa: BLE001
             raise DatasetError(f"{path}: unreadable per-sample table ({exc})") from exc
         for col in ("edited", "unsure"):

@@ -32,6 +32,9 @@ import pandas as pd
 
 SPLITS = ("train", "valid", "test")
 REQUIRED_COLUMNS = ("sample_id", "path", "split", "label")
+# ``pd.read_csv`` keywords that read repr-written floats back bit-exact (samples.csv, the demo's
+# labels.csv): pandas < 3 needs the round-trip parser, pandas 3 uses it by default.
+READ_CSV_EXACT_FLOATS: dict = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
 class DatasetError(ValueError):

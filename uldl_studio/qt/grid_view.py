@@ -262,6 +262,7 @@ class GridView(QWidget):
         self._sort_key = "lambda"
         self._orders: dict[str, np.ndarray] = {}
         self._syncing = False
+        self._filter: np.ndarray | None = None  # rows the window's filters keep (None: all)
         self.max_items: int | None = 20_000
         self._total_rows = 0
 
@@ -331,6 +332,7 @@ class GridView(QWidget):
 
     def set_table(self, table: pd.DataFrame | None) -> None:
         self._table = table
+        self._filter = None  # a mask of the previous table means nothing for this one
         self._orders.clear()
         self.model.set_table(table)
         self._update_rows()
@@ -361,6 +363,11 @@ class GridView(QWidget):
             self.size_slider.setValue(px)  # re-enters through valueChanged
             return
         self._apply_sizes(px)
+
+    def set_filter_mask(self, mask) -> None:
+        """Show only rows where ``mask`` (bool, one per table row) is True; None shows all."""
+        self._filter = None if mask is None else np.asarray(mask, dtype=bool).copy()
+        self._update_rows()
 
     def set_max_items(self, n: int | None) -> None:
         """List at most ``n`` rows (None: all)."""
@@ -399,6 +406,8 @@ class GridView(QWidget):
             rows = order[mask[order]]
         else:
             rows = order
+        if self._filter is not None and len(self._filter) == len(self._table):
+            rows = rows[self._filter[rows]]
         self._total_rows = rows.size
         if self.max_items is not None and rows.size > self.max_items:
             rows = rows[: self.max_items]

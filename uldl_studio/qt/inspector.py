@@ -38,6 +38,16 @@ def array_to_pixmap(image: np.ndarray, size: int | None = None) -> QPixmap:
     return pixmap
 
 
+def row_pixmap(cache, table, row: int, size: int) -> QPixmap:
+    """Thumbnail of ``table``'s row ``row`` (``core.images.ThumbnailCache``) as a QPixmap.
+
+    FER2013 rows decode their ``pixels`` string; an unreadable image gives the cache's placeholder.
+    """
+    pixels = table["pixels"].iat[row] if "pixels" in table else None
+    image = cache.get(str(table["path"].iat[row]), pixels if isinstance(pixels, str) else None, size=size)
+    return array_to_pixmap(image, size)
+
+
 def short_name(name: str) -> str:
     return name[:3]
 
@@ -192,15 +202,10 @@ class Inspector(QWidget):
         return self.thumbnails
 
     def _pixmap(self, row: int, size: int) -> QPixmap | None:
-        table = self.project.table
-        pixels = table["pixels"].iat[row] if "pixels" in table else None
-        if not isinstance(pixels, str):
-            pixels = None
         try:
-            image = self._cache().get(str(table["path"].iat[row]), pixels, size=size)
+            return row_pixmap(self._cache(), self.project.table, row, size)
         except Exception:  # a bad image must not break the inspector
             return None
-        return array_to_pixmap(image, size)
 
     def _neighbour_data(self):
         if not self._neighbors_loaded:

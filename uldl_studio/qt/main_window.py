@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog, export_soft_labels
-from uldl_studio.qt.inspector import Inspector
+from uldl_studio.qt.inspector import Inspector, row_pixmap
 from uldl_studio.qt.project import Project
 from uldl_studio.qt.relabel import RelabelController
 from uldl_studio.qt.settings import StudioSettings
@@ -112,24 +112,14 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(centre)
 
     def _make_grid_view(self) -> QWidget:
-        try:
-            from uldl_studio.qt.grid_view import GridView
-        except ImportError:  # the grid is written in parallel; keep the window usable without it
-            placeholder = QLabel("The thumbnail grid is not available in this build.")
-            placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            return placeholder
+        from uldl_studio.qt.grid_view import GridView
+
         grid = GridView(self.selection)
         grid.thumbnail_provider = lambda row: self._thumbnail_pixmap(row, 128)
         return grid
 
     def _thumbnail_pixmap(self, row: int, size: int = 96):
-        from uldl_studio.qt.inspector import array_to_pixmap
-
-        table = self.project.table
-        pixels = table["pixels"].iat[row] if "pixels" in table else None
-        image = self.thumbnails.get(str(table["path"].iat[row]), pixels if isinstance(pixels, str) else None,
-                                    size=size)
-        return array_to_pixmap(image, size)
+        return row_pixmap(self.thumbnails, self.project.table, row, size)
 
     def _build_docks(self) -> None:
         def dock(title: str, name: str, widget: QWidget, area, scroll: bool = False) -> QDockWidget:
@@ -835,21 +825,14 @@ class MainWindow(QMainWindow):
     # ================================================================ grid adapters
     def grid_order(self) -> np.ndarray:
         """Rows in the grid's order (what ←/→ walk through)."""
-        rows = getattr(self.grid_view, "rows", None)
-        if callable(rows):
-            return np.asarray(rows(), dtype=np.int64)
-        return np.flatnonzero(self.visible_mask())
+        return np.asarray(self.grid_view.rows(), dtype=np.int64)
 
     def _grid_set_table(self) -> None:
-        if hasattr(self.grid_view, "set_table"):
-            self.grid_view.set_table(self.project.table)
+        self.grid_view.set_table(self.project.table)
+        self.grid_view.set_filter_mask(self.visible_mask())
 
     def _grid_refresh(self, rows=None) -> None:
-        if hasattr(self.grid_view, "refresh_values"):
-            self.grid_view.refresh_values(self.project.table)
-        elif hasattr(self.grid_view, "set_table"):
-            self.grid_view.set_table(self.project.table)
+        self.grid_view.refresh_values(self.project.table)
 
     def _grid_set_visible(self, mask) -> None:
-        if hasattr(self.grid_view, "set_filter_mask"):
-            self.grid_view.set_filter_mask(mask)
+        self.grid_view.set_filter_mask(mask)

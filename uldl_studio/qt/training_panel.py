@@ -40,11 +40,9 @@ def format_duration(seconds: float | None) -> str:
 
 
 def train_config_defaults() -> dict[str, Any]:
-    """TrainConfig's defaults for the fields the panel shows (falls back to PANEL_DEFAULTS)."""
-    try:
-        from uldl_studio.core.training import TrainConfig
-    except ImportError:
-        return dict(PANEL_DEFAULTS)
+    """TrainConfig's defaults for the fields the panel shows (PANEL_DEFAULTS for the others)."""
+    from uldl_studio.core.training import TrainConfig
+
     defaults = dict(PANEL_DEFAULTS)
     for f in dataclasses.fields(TrainConfig):
         if f.name in defaults and f.default is not dataclasses.MISSING:

@@ -28,13 +28,11 @@ from PIL import Image, ImageDraw
 
 from uldl_studio.core.atomic import atomic_open
 from uldl_studio.core.classes import centroid_matrix
-from uldl_studio.core.table import DatasetError, make_table, ref_columns
+from uldl_studio.core.table import READ_CSV_EXACT_FLOATS, DatasetError, make_table, ref_columns
 
 DEMO_CLASSES: tuple[str, ...] = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
 DEMO_VERSION = "v1"  # bump when the generator's output changes (it names the cache folder)
 CACHE_ENV = "ULDL_STUDIO_CACHE"
-# pandas < 3 needs the round-trip float parser to read repr-written floats back bit-exact.
-_READ_FLOATS_EXACT = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 # Share of each dominant emotion (mildly imbalanced, like real datasets).
 CLASS_PRIOR = np.array([0.20, 0.19, 0.13, 0.13, 0.12, 0.10, 0.13])
@@ -387,7 +385,7 @@ def read_demo(path: str | Path) -> pd.DataFrame:
 def _read_demo_csv(csv_path: Path) -> pd.DataFrame:
     root = csv_path.parent
     try:
-        frame = pd.read_csv(csv_path, dtype={"sample_id": str, "path": str}, **_READ_FLOATS_EXACT)
+        frame = pd.read_csv(csv_path, dtype={"sample_id": str, "path": str}, **READ_CSV_EXACT_FLOATS)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{csv_path}: cannot read the demo labels ({exc})") from exc
     index = {name: j for j, name in enumerate(DEMO_CLASSES)}
