@@ -213,27 +213,6 @@ def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, 
     assert win.map_view.color_mode == "lambda_change"
 
 
-def test_umap_plumbing_and_cache(qtbot, window, run_dir, monkeypatch):
-    """The UMAP job runs on a worker and lands in the map (a fast stand-in for umap-learn)."""
-    import uldl_studio.qt.main_window as mw
-
-    def fake_umap(path, cancel=None):
-        feats = np.load(Path(path) / "features.npy").astype(np.float32)
-        coords = feats[:, :2] - feats[:, :2].mean(axis=0)
-        np.save(Path(path) / "umap.npy", coords)
-        return coords
-
-    monkeypatch.setattr(mw, "compute_umap", fake_umap)
-    win = window
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
-        win.open_run(str(run_dir))
-    with qtbot.waitSignal(win.umapReady, timeout=30_000):
-        win.map_view.set_coordinates("umap")
-    assert win.map_view.coordinate_mode == "umap"
-    assert np.isfinite(win.map_view.coordinates()).all()
-    assert (run_dir / "umap.npy").exists()
-
-
 def test_dataset_without_va_shows_message(qtbot, window, tmp_path):
     from uldl_studio.core.datasets.demo import write_demo
 
@@ -343,8 +322,19 @@ def test_real_umap_on_worker_keeps_gui_responsive(qtbot, window, run_dir):
     timer.stop()
     assert win.map_view.coordinate_mode == "umap"
     assert (run_dir / "umap.npy").exists()
+    assert np.isfinite(win.map_view.coordinates()).all()
     gaps = np.diff(ticks)
     assert len(ticks) > 5 and gaps.max() < 2.0        # the event loop kept running
+
+    # Reopening the run reuses the cached map instead of computing it again.
+    written = (run_dir / "umap.npy").stat().st_mtime_ns
+    win.map_view.set_coordinates("va")
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_run(str(run_dir))
+    with qtbot.waitSignal(win.umapReady, timeout=30_000):
+        win.request_umap()
+    assert (run_dir / "umap.npy").stat().st_mtime_ns == written
+    np.testing.assert_allclose(win.map_view.coordinates(), np.load(run_dir / "umap.npy"), rtol=1e-6)
 
 
 def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_path):
