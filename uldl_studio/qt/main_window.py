@@ -619,10 +619,14 @@ class MainWindow(QMainWindow):
         run_dir = run.path
         thread = JobThread(lambda cancel: compute_umap(run_dir, cancel), self, name="umap")
         thread.succeeded.connect(self._on_umap)
-        thread.failed.connect(lambda message: self._show_map_message(f"UMAP failed: {message}"))
+        thread.failed.connect(self._on_umap_failed)
         thread.finished.connect(self._on_umap_thread_done)
         self._umap_thread = thread
         thread.start()
+
+    @Slot(str)
+    def _on_umap_failed(self, message: str) -> None:
+        self._show_map_message(f"UMAP failed: {message}")
 
     @Slot(object)
     def _on_umap(self, coords) -> None:

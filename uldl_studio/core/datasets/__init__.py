@@ -43,7 +43,7 @@ def load_dataset(path: str | Path, fmt: str = "auto", *, single_label: str = "ma
         raise DatasetError(f"unknown dataset format {fmt!r}; expected auto or one of {', '.join(FORMATS)}")
     if single_label not in SINGLE_LABEL_MODES:
         raise DatasetError(f"single_label must be one of {', '.join(SINGLE_LABEL_MODES)}, got {single_label!r}")
-    if limit is not None and int(limit) < 0:
+    if limit is not None and int(limit) < 1:
         raise DatasetError(f"limit must be a positive number of samples per split, got {limit}")
     if str(path) == "demo" or fmt == "demo":
         from uldl_studio.core.datasets.demo import load_demo, read_demo
