@@ -8,40 +8,12 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QMouseEvent, QPixmap, QUndoStack
 from PySide6.QtWidgets import QApplication
 
-from uldl_studio.core.classes import FERPLUS_CLASSES
 from uldl_studio.qt.map_view import COLOR_MODES, MapView, PaletteScatterItem
 from uldl_studio.qt.selection_model import SelectionModel
 
 pytestmark = pytest.mark.timeout(60)
 
-CLASSES = list(FERPLUS_CLASSES)
-
-
-def grid_table(side: int = 20) -> pd.DataFrame:
-    """side×side points on a 0.1 grid in [-0.95, 0.95]²; λ and labels deterministic."""
-    coords = np.linspace(-0.95, 0.95, side)
-    vv, aa = np.meshgrid(coords, coords)
-    n = side * side
-    rng = np.random.default_rng(1)
-    m = len(CLASSES)
-    table = pd.DataFrame({
-        "sample_id": [f"img{i:04d}" for i in range(n)],
-        "path": [f"/nowhere/img{i:04d}.png" for i in range(n)],
-        "split": "train",
-        "label": np.arange(n) % m,
-        "valence": vv.ravel(),
-        "arousal": aa.ravel(),
-        "lambda": np.linspace(0, 1, n),
-        "x2d": rng.normal(size=n),
-        "y2d": rng.normal(size=n),
-    })
-    d = rng.dirichlet(np.ones(m), n)
-    p = rng.dirichlet(np.ones(m), n)
-    for j, c in enumerate(CLASSES):
-        table[f"d_{c}"] = d[:, j]
-        table[f"p_{c}"] = p[:, j]
-    table.attrs["classes"] = CLASSES
-    return table
+from synthetic import CLASSES, grid_table  # noqa: E402  (tests/qt/synthetic.py)
 
 
 def thumb(row: int) -> QPixmap:
