@@ -28,7 +28,8 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QListView, QPushButton, QSlider, QVBoxLayout,
+    QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QListView, QPushButton, QSlider, QStyledItemDelegate,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -236,6 +237,19 @@ class SampleGridModel(QAbstractListModel):
             self._fetch_timer.start()
 
 
+class _TileDelegate(QStyledItemDelegate):
+    """Every tile as tall as the grid cell, so the label's second line (λ) is not elided.
+
+    With uniform item sizes Qt sizes all tiles from the first one's text layout, which can
+    come out one line short; the grid cell already reserves room for two lines.
+    """
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802
+        view = self.parent()
+        cell, gap = view.gridSize(), 2 * view.spacing()
+        return QSize(cell.width() - gap, cell.height() - gap)
+
+
 class GridView(QWidget):
     """Thumbnails of the selected samples (all samples when nothing is selected).
 
@@ -306,6 +320,7 @@ class GridView(QWidget):
         self.list_view.setWordWrap(True)
         self.list_view.setSpacing(4)
         self.list_view.setModel(self.model)
+        self.list_view.setItemDelegate(_TileDelegate(self.list_view))
         self.list_view.selectionModel().currentChanged.connect(self._on_view_current)
         self.list_view.activated.connect(
             lambda idx: self.activated.emit(int(idx.data(ROW_ROLE))) if idx.isValid() else None)
