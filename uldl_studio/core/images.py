@@ -247,6 +247,20 @@ def drop_bad_images(table: pd.DataFrame, problems: list[ImageProblem]) -> pd.Dat
     return kept
 
 
+def load_readable_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
+                         progress=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Decode every row; rows whose image cannot be read are dropped (one DatasetWarning).
+
+    Returns the table of readable rows and their uint8 (N, C, size, size) images, aligned.
+    """
+    images, problems = load_images(table, size, channels, workers=workers, progress=progress)
+    if not problems:
+        return table, images
+    keep = np.ones(len(table), dtype=bool)
+    keep[[p.row for p in problems if 0 <= p.row < len(table)]] = False
+    return drop_bad_images(table, problems), images[keep]
+
+
 # --------------------------------------------------------------------------- thumbnails
 def default_thumbnail_dir() -> Path:
     from platformdirs import user_cache_dir

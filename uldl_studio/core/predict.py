@@ -23,7 +23,7 @@ from .table import DatasetError, classes_of, d_columns, p_columns
 def predict(run, table: pd.DataFrame, *, batch_size: int = 256, device: str = "auto",
             progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     from .augment import to_float
-    from .images import drop_bad_images, load_images
+    from .images import load_readable_images
     from .model import build_model
     from .training import TrainConfig, resolve_device
 
@@ -39,12 +39,7 @@ def predict(run, table: pd.DataFrame, *, batch_size: int = 256, device: str = "a
                            f"{run.path} (it was trained on {', '.join(run_classes)})")
     remap = np.array([run_classes.index(c) for c in table_classes], dtype=np.int64)
 
-    images, problems = load_images(table, config.image_size, config.channels)
-    if problems:
-        keep = np.ones(len(table), dtype=bool)
-        keep[[p.row for p in problems]] = False
-        table = drop_bad_images(table, problems)
-        images = images[keep]
+    table, images = load_readable_images(table, config.image_size, config.channels)
     if len(table) == 0:
         raise DatasetError(f"{table.attrs.get('root', 'dataset')}: no readable images to predict")
 

@@ -390,14 +390,12 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     yield Progress("load", epochs=config.epochs, message=f"loading {len(table)} images",
                    seconds=time.perf_counter() - started)
     if images is None:
-        from .images import drop_bad_images, load_images
+        from .images import load_readable_images
 
-        images, problems = load_images(table, config.image_size, config.channels)
-        if problems:  # train on the readable rows; DatasetWarning names the bad files
-            keep = np.ones(len(table), dtype=bool)
-            keep[[p.row for p in problems]] = False
-            table = drop_bad_images(table, problems)
-            images = images[keep]
+        n_rows = len(table)
+        # train on the readable rows; a DatasetWarning names the bad files
+        table, images = load_readable_images(table, config.image_size, config.channels)
+        if len(table) != n_rows:
             validate_table(table)
     images = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
     n = len(table)
