@@ -20,7 +20,7 @@ from .classes import canonical_name
 from .table import DatasetError, classes_of, d_columns, p_columns
 
 
-def predict(run, table: pd.DataFrame, *, batch_size: int = 256, device: str = "auto",
+def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "auto",
             progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     from .augment import to_float
     from .images import load_readable_images
