@@ -5,7 +5,10 @@ seconds, which must never happen on the GUI thread (or at start-up).
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,25 +38,47 @@ def cached_umap(run_dir: str | Path, n_rows: int) -> np.ndarray | None:
 
 def compute_umap(run_dir: str | Path, cancel: threading.Event | None = None, *, seed: int = 0,
                  n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
-    """2-D UMAP of RUN/features.npy, written to RUN/umap.npy (atomically). Runs on a worker."""
+    """2-D UMAP of RUN/features.npy, written to RUN/umap.npy (atomically). Runs on a worker.
+
+    umap-learn runs in a child process: its first use compiles numba code, and compiling in
+    a thread of the GUI process while the GUI thread collects garbage aborted the whole
+    interpreter (seen in the test suite). A child also leaves the GIL to the GUI and can be
+    killed at once when the job is cancelled.
+    """
     run_dir = Path(run_dir)
     features_path = run_dir / FEATURES_FILE
     if not features_path.exists():
         raise FileNotFoundError(f"{features_path}: the run has no features (train at least one epoch)")
-    features = np.load(features_path, allow_pickle=False).astype(np.float32)
-    if cancel is not None and cancel.is_set():
-        return np.empty((0, 2))
+    command = [sys.executable, "-m", "uldl_studio.qt.umap_worker", str(run_dir),
+               str(seed), str(n_neighbors), str(min_dist)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while child.poll() is None:
+        if cancel is not None and cancel.is_set():
+            child.kill()
+            child.wait()
+            return np.empty((0, 2))
+        time.sleep(0.05)
+    error = child.stderr.read() if child.stderr else ""
+    if child.returncode != 0:
+        last = error.strip().splitlines()[-1] if error.strip() else f"exit status {child.returncode}"
+        raise RuntimeError(f"UMAP of {features_path} failed: {last}")
+    return np.load(run_dir / UMAP_FILE, allow_pickle=False)
+
+
+def _umap_in_this_process(run_dir: Path, seed: int, n_neighbors: int, min_dist: float) -> None:
+    features = np.load(run_dir / FEATURES_FILE, allow_pickle=False).astype(np.float32)
     n = len(features)
     if n < 4:
         coords = np.zeros((n, 2), dtype=np.float32)
     else:
-        import umap  # lazy: numba compilation on first import
+        import umap  # numba compiles on first use: this is why it runs in its own process
 
-        if cancel is not None and cancel.is_set():
-            return np.empty((0, 2))
         reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist,
                             random_state=seed, n_jobs=1)
         coords = reducer.fit_transform(features).astype(np.float32)
     with atomic_open(run_dir / UMAP_FILE, "wb", encoding=None) as handle:
         np.save(handle, coords)
-    return coords
+
+
+if __name__ == "__main__":
+    _umap_in_this_process(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
