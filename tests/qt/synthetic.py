@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from PySide6.QtGui import QColor, QPixmap
 
 from uldl_studio.core.classes import FERPLUS_CLASSES
 
@@ -34,3 +35,10 @@ def grid_table(side: int = 20) -> pd.DataFrame:
         table[f"p_{c}"] = p[:, j]
     table.attrs["classes"] = CLASSES
     return table
+
+
+def thumb(row: int, size: int = 48, saturation: int = 180, value: int = 220) -> QPixmap:
+    """A stand-in thumbnail: a solid tile whose hue encodes the row."""
+    pm = QPixmap(size, size)
+    pm.fill(QColor.fromHsv((row * 47) % 360, saturation, value))
+    return pm

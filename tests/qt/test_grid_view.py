@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPixmap
 from PySide6.QtWidgets import QApplication
 
 from uldl_studio.qt.grid_view import GridView, sort_order
@@ -15,7 +14,7 @@ from uldl_studio.qt.selection_model import SelectionModel
 
 pytestmark = pytest.mark.timeout(60)
 
-from synthetic import CLASSES, grid_table  # noqa: E402  (tests/qt/synthetic.py)
+from synthetic import CLASSES, grid_table, thumb  # noqa: E402  (tests/qt/synthetic.py)
 
 
 class Provider:
@@ -24,9 +23,7 @@ class Provider:
 
     def __call__(self, row):
         self.calls.append(row)
-        pm = QPixmap(64, 64)
-        pm.fill(QColor.fromHsv((row * 47) % 360, 170, 210))
-        return pm
+        return thumb(row, size=64, saturation=170, value=210)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QColor, QMouseEvent, QPixmap, QUndoStack
+from PySide6.QtGui import QMouseEvent, QUndoStack
 from PySide6.QtWidgets import QApplication
 
 from uldl_studio.qt.map_view import COLOR_MODES, MapView, PaletteScatterItem
@@ -13,13 +13,7 @@ from uldl_studio.qt.selection_model import SelectionModel
 
 pytestmark = pytest.mark.timeout(60)
 
-from synthetic import CLASSES, grid_table  # noqa: E402  (tests/qt/synthetic.py)
-
-
-def thumb(row: int) -> QPixmap:
-    pm = QPixmap(48, 48)
-    pm.fill(QColor.fromHsv((row * 47) % 360, 180, 220))
-    return pm
+from synthetic import CLASSES, grid_table, thumb  # noqa: E402  (tests/qt/synthetic.py)
 
 
 @pytest.fixture
