@@ -25,6 +25,7 @@ def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "au
     from .augment import to_float
     from .images import load_readable_images
     from .model import build_model
+    from .precision import choose_precision
     from .training import TrainConfig, resolve_device
 
     ckpt = run.checkpoint()
@@ -46,12 +47,15 @@ def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "au
     dev = resolve_device(device)
     model = build_model(config.model_config(len(run_classes)))
     model.load_state_dict(ckpt["model"])
-    model.to(dev).eval()
+    # the run's own precision, so a trained sample gets the same p here as in samples.csv
+    precision = choose_precision(dev, config.amp, config.channels_last)
+    precision.prepare_model(model.to(dev)).eval()
     probs = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            x = to_float(torch.as_tensor(images[start:start + batch_size]).to(dev))
-            logits, _ = model(x)
+            x = precision.prepare_input(to_float(torch.as_tensor(images[start:start + batch_size]).to(dev)))
+            with precision.autocast():
+                logits, _ = model(x)
             probs.append(torch.softmax(logits.float(), -1).cpu().numpy().astype(np.float64))
             if progress is not None:
                 progress(min(start + batch_size, len(images)), len(images))

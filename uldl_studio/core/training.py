@@ -58,7 +58,6 @@ import os
 import threading
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -72,6 +71,7 @@ from . import ldl
 from .augment import augment_batch, to_float
 from .model import LDLNet, ModelConfig, build_model
 from .neighbors import knn
+from .precision import Precision, choose_precision
 from .table import DatasetError, classes_of, d_columns, p_columns, validate_table
 from .va import CircumplexVA, circumplex_points, resolve_provider
 
@@ -98,7 +98,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     device: str = "auto"                  # auto | cpu | cuda
-    amp: bool = True                      # mixed precision on CUDA only
+    amp: bool = True                      # mixed precision where native: CUDA, CPUs with AMX/AVX512-BF16
+    channels_last: bool = True            # NHWC convolutions (faster on oneDNN and cuDNN)
     seed: int = 0
     num_threads: int | None = None        # torch CPU threads (None: leave as is)
     progress_every: int = 10              # batches between Progress reports
@@ -418,12 +419,11 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     if "unsure" in table:
         unsure = table["unsure"].iloc[train_rows].fillna(False).astype(bool).to_numpy()
 
-    use_amp = device.type == "cuda" and config.amp
-    amp_dtype = torch.bfloat16 if (use_amp and torch.cuda.is_bf16_supported()) else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if (use_amp and amp_dtype == torch.float16) else None
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else nullcontext
+    precision = choose_precision(device, config.amp, config.channels_last)
+    scaler = torch.amp.GradScaler("cuda") if precision.needs_scaler else None
 
     state = _State(config, num_classes, n_train, unsure, device)
+    precision.prepare_model(state.model)
     if resume:
         ckpt = load_checkpoint(run_dir)
         if ckpt is not None:
@@ -452,7 +452,7 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
         if config.method == "ldlva" and not warm and state.neighbor_index is None:
             yield Progress("warmup", epoch, config.epochs, message="placing samples in valence-arousal space",
                            seconds=time.perf_counter() - started)
-            _prepare_ldlva(state, table, images, config, train_rows_t, device, autocast)
+            _prepare_ldlva(state, table, images, config, train_rows_t, device, precision)
         seed = _epoch_seed(config.seed, epoch)
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
@@ -472,7 +472,7 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
             out = _train_step(state, config, idx, images, train_rows_t, train_labels, onehot_train,
-                              generator, warm, device, autocast, scaler)
+                              generator, warm, device, precision, scaler)
             state.step += 1
             for key in ("loss", "loss_ce", "loss_d"):
                 sums[key] += out[key] * len(idx)
@@ -491,7 +491,7 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
         if config.method == "ldlva" and not warm and config.lambda_budget is not None:
             _apply_budget(state, config.lambda_budget)
         state.epoch = epoch
-        results = _evaluate_epoch(state, table, images, config, train_rows_t, train_labels, device, autocast, warm)
+        results = _evaluate_epoch(state, table, images, config, train_rows_t, train_labels, device, precision, warm)
         row = {"epoch": epoch, "phase": phase, "loss": sums["loss"] / sums["seen"],
                "loss_ce": sums["loss_ce"] / sums["seen"], "loss_d": sums["loss_d"] / sums["seen"],
                "train_accuracy": sums["correct"] / sums["seen"], "mean_lambda": _mean_lambda(state, config),
@@ -536,26 +536,26 @@ def _previous_lambda(run_dir: Path, table: pd.DataFrame, device) -> torch.Tensor
     return torch.as_tensor(values, device=device)
 
 
-def _forward_rows(model: LDLNet, images: torch.Tensor, rows: torch.Tensor, device, autocast,
+def _forward_rows(model: LDLNet, images: torch.Tensor, rows: torch.Tensor, device, precision: Precision,
                   batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """No-grad forward of ``rows`` (un-augmented) → float32 probs (R, m), features (R, V)."""
     probs, feats = [], []
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
-            x = to_float(images[chunk.to(images.device)].to(device, non_blocking=True))
-            with autocast():
+            x = precision.prepare_input(to_float(images[chunk.to(images.device)].to(device, non_blocking=True)))
+            with precision.autocast():
                 logits, v = model(x)
             probs.append(torch.softmax(logits.float(), -1))
             feats.append(v.float())
     return torch.cat(probs), torch.cat(feats)
 
 
-def _prepare_ldlva(state: _State, table, images, config: TrainConfig, train_rows_t, device, autocast) -> None:
+def _prepare_ldlva(state: _State, table, images, config: TrainConfig, train_rows_t, device, precision) -> None:
     """After warm-up: V-A points, K neighbours, similarities, bank initialisation."""
     state.model.eval()
     all_rows = torch.arange(len(table), device=device)
-    probs, feats = _forward_rows(state.model, images, all_rows, device, autocast, config.eval_batch_size)
+    probs, feats = _forward_rows(state.model, images, all_rows, device, precision, config.eval_batch_size)
     provider = resolve_provider(config.va, table, centroids=config.va_centroids, temperature=config.va_temperature)
     va = provider.points(table, probs.cpu().numpy().astype(np.float64))
     train_rows = train_rows_t.cpu().numpy()
@@ -583,13 +583,14 @@ def _prepare_ldlva(state: _State, table, images, config: TrainConfig, train_rows
 
 
 def _train_step(state: _State, config: TrainConfig, idx, images, train_rows_t, train_labels, onehot_train,
-                generator, warm: bool, device, autocast, scaler) -> dict:
+                generator, warm: bool, device, precision, scaler) -> dict:
     rows = train_rows_t[idx]
     y = train_labels[idx]
     batch = images[rows.to(images.device)]
     x = augment_batch(batch.to(device), generator, erase_p=config.erase_p) if config.augment else to_float(batch.to(device))
+    x = precision.prepare_input(x)
     model = state.model
-    with autocast():
+    with precision.autocast():
         logits, feats = model(x)
     logits, feats = logits.float(), feats.float()
     probs = torch.softmax(logits.detach(), -1)
@@ -605,9 +606,9 @@ def _train_step(state: _State, config: TrainConfig, idx, images, train_rows_t, t
             f_k, v_k = state.bank_probs[nb], state.bank_features[nb]
         else:
             b, k = nb.shape
-            f_k, v_k = _forward_rows(model, images, train_rows_t[nb.reshape(-1)], device, autocast, b * k)
+            f_k, v_k = _forward_rows(model, images, train_rows_t[nb.reshape(-1)], device, precision, b * k)
             f_k, v_k = f_k.reshape(b, k, -1), v_k.reshape(b, k, -1)
-        with autocast():
+        with precision.autocast():
             zeta = model.zeta(feats.detach(), v_k)
         c = ldl.contribution_degrees(zeta.float(), state.similarity[idx])
         d_tilde = ldl.aggregate_distribution(c, f_k)
@@ -679,12 +680,12 @@ def _apply_budget(state: _State, budget: float) -> None:
 
 @torch.no_grad()
 def _evaluate_epoch(state: _State, table, images, config: TrainConfig, train_rows_t, train_labels, device,
-                    autocast, warm: bool) -> dict:
+                    precision, warm: bool) -> dict:
     """Eval-mode pass over all rows → p, features; d, λ, neighbour weights for train rows."""
     model = state.model
     model.eval()
     n = len(table)
-    probs, feats = _forward_rows(model, images, torch.arange(n, device=device), device, autocast,
+    probs, feats = _forward_rows(model, images, torch.arange(n, device=device), device, precision,
                                  config.eval_batch_size)
     num_classes = probs.shape[1]
     onehot = F.one_hot(train_labels, num_classes).float()
@@ -704,7 +705,7 @@ def _evaluate_epoch(state: _State, table, images, config: TrainConfig, train_row
         for start in range(0, len(train_rows_t), config.eval_batch_size):
             sl = slice(start, start + config.eval_batch_size)
             nb = state.neighbor_index[sl]
-            with autocast():
+            with precision.autocast():
                 zetas.append(model.zeta(train_feats[sl], train_feats[nb]).float())
         zeta = torch.cat(zetas)
         c = ldl.contribution_degrees(zeta, state.similarity)
