@@ -170,6 +170,7 @@ def _cmd_train(args) -> int:
     run_dir = Path(args.out)
     if args.resume:
         run = Run.open(run_dir)
+        _check_resume_data(args.data, run)
         config = run.config
         if args.epochs is not None:  # continue to a new total: the schedule stretches to it
             config = dataclasses.replace(config, epochs=args.epochs)
@@ -198,6 +199,19 @@ def _cmd_train(args) -> int:
     _consume_with_progress(fit(table, config, run_dir, resume=args.resume), config)
     print(f"run written to {run_dir}")
     return 0
+
+
+def _check_resume_data(data: str, run) -> None:
+    """--resume continues a run on the dataset it was trained on; a different DATA is an error."""
+    recorded = run.dataset_path()  # DatasetError when the run's dataset moved or was deleted
+    if data == "demo" or recorded == "demo":
+        same = data == recorded
+    else:
+        given, recorded_path = Path(data).resolve(), Path(recorded).resolve()
+        same = given == recorded_path or given in recorded_path.parents
+    if not same:
+        raise CliError(f"{data}: --resume continues {run.path} on the dataset it was trained on "
+                       f"({recorded}); pass that as DATA, or train a new run with another --out")
 
 
 def _consume_with_progress(progress_iter, config) -> None:

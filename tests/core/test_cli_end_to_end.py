@@ -112,10 +112,14 @@ def test_predict_on_another_layout(trained_run, demo_folder, tmp_path):
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-6)
 
 
-def test_resume_continues_from_the_last_epoch(trained_run, tmp_path):
+def test_resume_continues_from_the_last_epoch(trained_run, demo_folder, tmp_path):
     run_copy = tmp_path / "run"
     shutil.copytree(trained_run, run_copy)
-    result = cli("train", "ignored", "--out", run_copy, "--resume", "--epochs", "3")
+    other = cli("train", tmp_path, "--out", run_copy, "--resume", "--epochs", "3", check=False)
+    assert other.returncode == 2 and "the dataset it was trained on" in other.stderr
+    assert str(demo_folder / "labels.csv") in other.stderr
+    assert len(Run.open(run_copy).history()) == 2  # nothing trained
+    result = cli("train", demo_folder, "--out", run_copy, "--resume", "--epochs", "3")
     assert "epoch 3/3" in result.stderr
     assert "epoch 1/3" not in result.stderr  # epochs 1 and 2 were not trained again
     history = Run.open(run_copy).history()

@@ -131,6 +131,42 @@ def test_resume_equals_uninterrupted(demo, tmp_path):
     assert len(Run.open(tmp_path / "resumed").history()) == 3
 
 
+def test_feature_space_neighbours_follow_the_backbone(demo, tmp_path):
+    table, images = demo
+    run_fit(table, images, tmp_path / "va", va="columns")
+    run_fit(table, images, tmp_path / "feat", va="columns", neighbor_space="features")
+    va_nb, feat_nb = Run.open(tmp_path / "va").neighbors(), Run.open(tmp_path / "feat").neighbors()
+    assert feat_nb["indices"].shape == va_nb["indices"].shape
+    assert (feat_nb["indices"] != va_nb["indices"]).mean() > 0.5  # a different geometry
+    # each train row's neighbours are its K most cosine-similar training features (warm-up model)
+    ckpt = load_checkpoint(tmp_path / "feat")
+    n_train = ckpt["lambda_raw"].shape[0]
+    assert ckpt["neighbor_index"].shape == (n_train, 8) and (ckpt["neighbor_index"] != torch.arange(n_train)[:, None]).all()
+    s = ckpt["similarity"]
+    assert ((s > 0) & (s <= 1)).all() and (s[:, :-1] >= s[:, 1:] - 1e-6).all()  # nearest first
+    samples = Run.open(tmp_path / "feat").samples()  # the map keeps the V-A points
+    assert np.allclose(samples["valence"], table["valence"])
+
+
+def test_neighbour_refresh_rebuilds_each_epoch_and_resumes(demo, tmp_path):
+    table, images = demo
+    config = TrainConfig(**TINY, epochs=3, va="circumplex", neighbor_refresh=True)
+    fixed = TrainConfig(**TINY, epochs=3, va="circumplex")
+    list(fit(table, fixed, tmp_path / "fixed", images=images))
+    stop = threading.Event()
+    for p in fit(table, config, tmp_path / "refresh", images=images, cancel=stop):
+        if p.phase == "epoch_end" and p.epoch == 2:
+            after_two = load_checkpoint(tmp_path / "refresh")
+            stop.set()
+    list(fit(table, config, tmp_path / "refresh", images=images, resume=True))
+    list(fit(table, config, tmp_path / "straight", images=images))
+    # epoch 2 was the first LDLVA epoch: its neighbours were rebuilt from epoch 2's model
+    assert not torch.equal(after_two["neighbor_index"], load_checkpoint(tmp_path / "fixed")["neighbor_index"])
+    _assert_same_state(load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "refresh"))
+    assert torch.equal(load_checkpoint(tmp_path / "straight")["neighbor_index"],
+                       load_checkpoint(tmp_path / "refresh")["neighbor_index"])
+
+
 def test_cancel_callable_mid_epoch(demo, tmp_path):
     table, images = demo
     calls = {"n": 0}

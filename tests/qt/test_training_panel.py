@@ -17,8 +17,10 @@ def test_panel_values_roundtrip(qtbot, settings_dir):
     panel = TrainingPanel()
     qtbot.addWidget(panel)
     panel.set_values({"method": "ce", "epochs": 3, "k": 5, "delta": 0.4, "gamma": 0.02,
-                      "neighbors": "exact", "similarity": "l1", "device": "cpu"})
+                      "neighbors": "exact", "similarity": "l1", "device": "cpu",
+                      "neighbor_space": "features", "neighbor_refresh": True})
     values = panel.values()
+    assert values["neighbor_space"] == "features" and values["neighbor_refresh"] is True
     assert values["method"] == "ce" and values["epochs"] == 3 and values["k"] == 5
     assert values["delta"] == pytest.approx(0.4) and values["gamma"] == pytest.approx(0.02)
     assert values["neighbors"] == "exact" and values["similarity"] == "l1"
@@ -27,6 +29,9 @@ def test_panel_values_roundtrip(qtbot, settings_dir):
     assert panel.delta.text() == "auto"
     config = make_train_config({**panel.values(), "not_a_field": 1})
     assert config.method == "ce" and config.k == 5
+    assert config.neighbor_space == "features" and config.neighbor_refresh
+    panel.set_running(True)
+    assert not panel.neighbor_space.isEnabled() and not panel.neighbor_refresh.isEnabled()
 
 
 def test_progress_updates_bar_and_curves(qtbot):

@@ -1,4 +1,5 @@
-"""K nearest neighbours of each training sample in valence-arousal space (DESIGN.md §1.1).
+"""K nearest neighbours of each training sample in valence-arousal space (DESIGN.md §1.1), or
+in the backbone's feature space (``TrainConfig.neighbor_space="features"``).
 
 Built once before LDLVA training starts (scikit-learn), never inside the training loop.
 """
@@ -22,7 +23,9 @@ def knn(points: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
     k = int(min(k, max(n - 1, 0)))
     if k == 0:
         return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float64)
-    search = NearestNeighbors(n_neighbors=k + 1).fit(points)
+    # trees win in V-A's 2-D; for feature vectors brute force (BLAS) is faster than a tree
+    algorithm = "auto" if points.shape[1] <= 3 else "brute"
+    search = NearestNeighbors(n_neighbors=k + 1, algorithm=algorithm).fit(points)
     distances, indices = search.kneighbors(points)
     # Remove self by index (with duplicates the self hit need not come first).
     is_self = indices == np.arange(n)[:, None]

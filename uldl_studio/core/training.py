@@ -10,6 +10,19 @@ Methods
   s_ik is fixed, and the memory bank is initialised. Each following batch builds
   d_i = (1-λ_i) l_i + λ_i d̃_i and minimises CE(d_i, f(x_i)) + γ L_D (``core.ldl``).
 
+Where the neighbours come from
+------------------------------
+- ``neighbor_space="va"`` (default, DESIGN.md §1.1): K nearest neighbours of the V-A points,
+  s_ik from the V-A distance.
+- ``neighbor_space="features"``: K nearest neighbours by cosine similarity of the eval-mode
+  backbone features (L2-normalised; s_ik from the Euclidean distance of the unit vectors, δ auto
+  as in V-A). The V-A points are still computed and shown on the map. Motivation: the circumplex
+  projection of 8 warm-up probabilities onto 2-D collapses (DESIGN.md §6, bench/RESULTS_ferplus.md).
+- ``neighbor_refresh=True``: after every LDLVA epoch, the samples are re-placed from that epoch's
+  evaluation pass and the neighbours and s_ik rebuilt for the next epoch (only when they can
+  change: circumplex V-A or feature space). The files of an epoch keep the neighbours it used;
+  the checkpoint carries the rebuilt ones, so a resumed run still equals an uninterrupted one.
+
 Neighbour predictions f(x_k), v_k
 ---------------------------------
 - ``bank`` (default): each train sample's latest softmax and feature, written back from the
@@ -42,6 +55,11 @@ SGD optimiser on a separate objective with four knobs (``TrainConfig``):
    are shifted down by one constant (ranking unchanged) until the mean equals the budget.
 λ enters L_D only as a detached weight: otherwise ½(1-λ)||v-μ||² rewards a larger λ for every
 sample regardless of its label.
+
+Precision (``core.precision``): bf16 autocast where the hardware has native bf16 (CUDA, and CPUs
+with AMX-BF16 / AVX512-BF16), fp16 with a GradScaler on older GPUs, fp32 elsewhere; channels-last
+convolutions. On this project's 2-core Xeon (AMX) a training epoch is 2.4× faster than fp32 NCHW
+(``bench/cpu_speed.py``).
 
 Reproducibility: every epoch reseeds the global torch RNG and a CPU ``torch.Generator`` (data
 order, augmentation) from (seed, epoch); the checkpoint carries everything else, so on CPU a
@@ -81,6 +99,7 @@ METHODS = ("ldlva", "ce")
 NEIGHBOR_MODES = ("bank", "exact")
 VA_MODES = ("auto", "columns", "circumplex")
 SIMILARITIES = ("l2", "l1")
+NEIGHBOR_SPACES = ("va", "features")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -120,6 +139,8 @@ class TrainConfig:
     va_temperature: float = 1.0           # circumplex: sharpen warm-up probabilities (T < 1)
     va_centroids: dict | None = None      # override core.classes.VA_CENTROIDS entries
     k: int = 8
+    neighbor_space: str = "va"            # va (DESIGN §1.1) | features (cosine, backbone features)
+    neighbor_refresh: bool = False        # re-place samples and rebuild neighbours after every epoch
     similarity: str = "l2"                # l2 | l1 (published)
     delta: float | None = None            # l2 scale δ; None: median V-A distance to the K neighbours
     l1_scale: float = ldl.PUBLISHED_L1_SCALE
@@ -137,7 +158,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         choices = {"method": METHODS, "neighbors": NEIGHBOR_MODES, "va": VA_MODES,
-                   "similarity": SIMILARITIES, "device": DEVICES, "arch": ("compact", "resnet18"),
+                   "similarity": SIMILARITIES, "device": DEVICES, "neighbor_space": NEIGHBOR_SPACES, "arch": ("compact", "resnet18"),
                    "lambda_baseline": ("class", "none")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -503,6 +524,10 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
                 if mask.any() else float("nan")
         state.history.append(row)
         _write_outputs(run_dir, table, state, results, config, train_rows)
+        if epoch < config.epochs and _needs_refresh(state, config, table):
+            # the next epoch's neighbours come from this epoch's model; written files keep the ones used
+            _place_and_link(state, table, config, torch.as_tensor(results["probs"], device=device),
+                            torch.as_tensor(results["features"], device=device), train_rows_t)
         save_checkpoint(run_dir, state.checkpoint(config, classes, ids_digest, scaler))
         yield Progress("epoch_end", epoch, config.epochs, batches, batches, loss=row["loss"],
                        loss_ce=row["loss_ce"], loss_d=row["loss_d"], accuracy=row["train_accuracy"],
@@ -556,22 +581,7 @@ def _prepare_ldlva(state: _State, table, images, config: TrainConfig, train_rows
     state.model.eval()
     all_rows = torch.arange(len(table), device=device)
     probs, feats = _forward_rows(state.model, images, all_rows, device, precision, config.eval_batch_size)
-    provider = resolve_provider(config.va, table, centroids=config.va_centroids, temperature=config.va_temperature)
-    va = provider.points(table, probs.cpu().numpy().astype(np.float64))
-    train_rows = train_rows_t.cpu().numpy()
-    index, dist = knn(va[train_rows], config.k)
-    if index.shape[1] == 0:
-        raise DatasetError("LDLVA needs at least 2 training samples")
-    if config.delta is not None:
-        delta = float(config.delta)
-    else:
-        delta = float(np.median(dist)) if np.median(dist) > 1e-6 else float(max(dist.mean(), 1e-3))
-    va_t = torch.as_tensor(va, dtype=torch.float32, device=device)
-    index_t = torch.as_tensor(index, device=device)
-    va_train = va_t[train_rows_t]
-    s = ldl.local_similarity(va_train, va_train[index_t], delta, config.similarity, config.l1_scale)
-    state.va, state.neighbor_index, state.similarity, state.delta = va_t, index_t, s.float(), delta
-    state.va_provider = provider.name
+    _place_and_link(state, table, config, probs, feats, train_rows_t)
     state.bank_probs = probs[train_rows_t].clone()
     state.bank_features = feats[train_rows_t].clone()
     # Centres start at the class means of the warm-up features.
@@ -580,6 +590,41 @@ def _prepare_ldlva(state: _State, table, images, config: TrainConfig, train_rows
     sums = torch.zeros_like(state.centres).index_add_(0, labels, state.bank_features)
     state.centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], state.centres)
     state.model.train()
+
+
+def _place_and_link(state: _State, table, config: TrainConfig, probs: torch.Tensor, feats: torch.Tensor,
+                    train_rows_t: torch.Tensor) -> None:
+    """V-A points of all rows, then K neighbours and s_ik of the train rows in the neighbour space."""
+    device = probs.device
+    provider = resolve_provider(config.va, table, centroids=config.va_centroids, temperature=config.va_temperature)
+    va = provider.points(table, probs.cpu().numpy().astype(np.float64))
+    train_rows = train_rows_t.cpu().numpy()
+    if config.neighbor_space == "features":
+        # cosine geometry: on unit vectors the Euclidean distance is a monotone function of it
+        unit = F.normalize(feats.float(), dim=1).cpu().numpy().astype(np.float64)
+        points = unit[train_rows]
+    else:
+        points = va[train_rows]
+    index, dist = knn(points, config.k)
+    if index.shape[1] == 0:
+        raise DatasetError("LDLVA needs at least 2 training samples")
+    if config.delta is not None:
+        delta = float(config.delta)
+    else:
+        delta = float(np.median(dist)) if np.median(dist) > 1e-6 else float(max(dist.mean(), 1e-3))
+    index_t = torch.as_tensor(index, device=device)
+    points_t = torch.as_tensor(points, dtype=torch.float32, device=device)
+    s = ldl.local_similarity(points_t, points_t[index_t], delta, config.similarity, config.l1_scale)
+    state.va = torch.as_tensor(va, dtype=torch.float32, device=device)
+    state.neighbor_index, state.similarity, state.delta = index_t, s.float(), delta
+    state.va_provider = provider.name
+
+
+def _needs_refresh(state: _State, config: TrainConfig, table) -> bool:
+    """Whether re-placing the samples can change the neighbours (they follow the model)."""
+    if not config.neighbor_refresh or state.neighbor_index is None:
+        return False
+    return config.neighbor_space == "features" or resolve_provider(config.va, table).name == "circumplex"
 
 
 def _train_step(state: _State, config: TrainConfig, idx, images, train_rows_t, train_labels, onehot_train,

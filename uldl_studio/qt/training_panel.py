@@ -16,7 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QSize, Signal, Slot
 from PySide6.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
     QProgressBar, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
 )
 
@@ -26,7 +26,8 @@ from uldl_studio.qt.workers import JobThread, ProgressThrottle, copy_progress
 # defaults; ``extra_config`` (tests, advanced users) overrides anything.
 PANEL_DEFAULTS: dict[str, Any] = {
     "method": "ldlva", "epochs": 8, "device": "auto", "k": 8, "delta": None,
-    "similarity": "l2", "gamma": 0.01, "neighbors": "bank",
+    "similarity": "l2", "gamma": 0.01, "neighbors": "bank", "neighbor_space": "va",
+    "neighbor_refresh": False,
 }
 
 
@@ -261,6 +262,14 @@ class TrainingPanel(QWidget):
         self.neighbors.addItem("exact (slow)", "exact")
         self.neighbors.setToolTip("neighbour outputs f(x_k): a memory bank of each sample's latest "
                                   "output, or K extra forward passes per sample as published")
+        self.neighbor_space = QComboBox()
+        self.neighbor_space.addItem("valence-arousal", "va")
+        self.neighbor_space.addItem("learned features", "features")
+        self.neighbor_space.setToolTip("where the K neighbours are searched: the V-A points shown on the "
+                                       "map, or the cosine similarity of the network's features")
+        self.neighbor_refresh = QCheckBox("rebuild every epoch")
+        self.neighbor_refresh.setToolTip("re-place the samples and rebuild the neighbours after every "
+                                         "epoch, from the model as it learns")
         self.set_values(defaults)
 
         form = QFormLayout()
@@ -273,6 +282,8 @@ class TrainingPanel(QWidget):
         form.addRow("Distance", self.similarity)
         form.addRow("γ", self.gamma)
         form.addRow("Neighbours", self.neighbors)
+        form.addRow("Neighbours in", self.neighbor_space)
+        form.addRow("", self.neighbor_refresh)
         settings_box = QGroupBox("Settings")
         settings_box.setLayout(form)
 
@@ -327,6 +338,8 @@ class TrainingPanel(QWidget):
             "similarity": self.similarity.currentData(),
             "gamma": float(self.gamma.value()),
             "neighbors": self.neighbors.currentData(),
+            "neighbor_space": self.neighbor_space.currentData(),
+            "neighbor_refresh": self.neighbor_refresh.isChecked(),
         }
         values.update(self.extra_config)
         return values
@@ -353,6 +366,10 @@ class TrainingPanel(QWidget):
             self.gamma.setValue(float(values["gamma"]))
         if "neighbors" in values:
             pick(self.neighbors, values["neighbors"])
+        if "neighbor_space" in values:
+            pick(self.neighbor_space, values["neighbor_space"])
+        if "neighbor_refresh" in values:
+            self.neighbor_refresh.setChecked(bool(values["neighbor_refresh"]))
 
     def set_run_text(self, text: str) -> None:
         self.run_label.setText(text)
@@ -363,7 +380,7 @@ class TrainingPanel(QWidget):
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         for w in (self.method, self.epochs, self.device, self.k, self.delta, self.similarity,
-                  self.gamma, self.neighbors):
+                  self.gamma, self.neighbors, self.neighbor_space, self.neighbor_refresh):
             w.setEnabled(not running)
 
     def set_can_start(self, can: bool, why: str = "") -> None:
