@@ -167,6 +167,38 @@ def test_neighbour_refresh_rebuilds_each_epoch_and_resumes(demo, tmp_path):
                        load_checkpoint(tmp_path / "refresh")["neighbor_index"])
 
 
+def test_lambda_evidence_baselines():
+    """class: minus a running mean per given label; global: minus one running mean; none: as is."""
+    from uldl_studio.core.training import _centre_evidence, _State
+
+    y = torch.tensor([0, 0, 1, 2])
+    evidence = torch.tensor([1.0, 3.0, -2.0, 6.0])
+    fresh = lambda: _State(TrainConfig(**TINY), 3, 4, np.zeros(4, bool), torch.device("cpu"))  # noqa: E731
+    assert torch.equal(_centre_evidence(fresh(), "none", y, evidence), evidence)
+    state = fresh()
+    # first batch: the baseline is the batch mean (per class / overall)
+    assert torch.allclose(_centre_evidence(state, "class", y, evidence), torch.tensor([-1.0, 1.0, 0.0, 0.0]))
+    state_global = fresh()
+    assert torch.allclose(_centre_evidence(state_global, "global", y, evidence), evidence - 2.0)
+    assert state_global.baseline_seen.tolist() == [True, False, False]
+    # second batch: running mean with momentum 0.9 (class 2 absent keeps its value)
+    second = torch.tensor([5.0, 5.0, 0.0, 0.0])
+    out = _centre_evidence(state, "class", torch.tensor([0, 0, 1, 1]), second)
+    assert torch.allclose(state.baseline, torch.tensor([0.9 * 2 + 0.1 * 5, 0.9 * -2 + 0.1 * 0, 6.0]))
+    assert torch.allclose(out, second - state.baseline[torch.tensor([0, 0, 1, 1])])
+    _centre_evidence(state_global, "global", y, second)
+    assert float(state_global.baseline[0]) == pytest.approx(0.9 * 2 + 0.1 * 2.5)
+
+
+def test_lambda_baseline_global_trains(demo, tmp_path):
+    table, images = demo
+    run_fit(table, images, tmp_path / "g", va="columns", lambda_baseline="global")
+    ckpt = load_checkpoint(tmp_path / "g")
+    assert bool(ckpt["baseline_seen"][0]) and not ckpt["baseline_seen"][1:].any()  # one shared slot
+    lam = torch.sigmoid(ckpt["lambda_raw"])
+    assert ((lam > 0) & (lam < 1)).all() and float(lam.std()) > 0
+
+
 def test_cancel_callable_mid_epoch(demo, tmp_path):
     table, images = demo
     calls = {"n": 0}
