@@ -15,7 +15,8 @@ Images are decoded once and shared by every run.
 
     python bench/ferplus.py --epochs 8 [--limit N] [--set KEY=VALUE ...]
     python bench/ferplus.py --limit 8000 --epochs 5 --sweep NAME "KEY=VALUE ..." [--sweep ...]
-        (sweep mode: ce once, then ldlva once per variant; valid metrics only)
+        (sweep mode: ce once, then ldlva once per variant; valid metrics only;
+         --sweep-skip-ce leaves out the ce row)
 """
 from __future__ import annotations
 
@@ -92,10 +93,12 @@ def train_diagnostics(samples, classes):
             "lambda_auroc": auroc(lam, given != crowd.argmax(1)), "mean_lambda": float(lam.mean())}
 
 
-def sweep(sampled, classes, variants, common, work, images):
-    ce_config = TrainConfig(method="ce", **common)
-    ce_samples, secs = train(sampled, ce_config, work / "ce", "ce", images)
-    rows = [("ce", "", split_scores(ce_samples, classes, "valid"), None, secs)]
+def sweep(sampled, classes, variants, common, work, images, with_ce=True):
+    rows = []
+    if with_ce:
+        ce_config = TrainConfig(method="ce", **common)
+        ce_samples, secs = train(sampled, ce_config, work / "ce", "ce", images)
+        rows.append(("ce", "", split_scores(ce_samples, classes, "valid"), None, secs))
     for name, spec in variants:
         overrides = parse_overrides(spec.split())
         config = TrainConfig(method="ldlva", **common, **overrides)
@@ -141,6 +144,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=None, help="keep run directories here")
     parser.add_argument("--sweep", nargs=2, action="append", default=[], metavar=("NAME", "OVERRIDES"),
                         help='ldlva variant: NAME "KEY=VALUE KEY=VALUE" (sweep mode, valid split only)')
+    parser.add_argument("--sweep-skip-ce", action="store_true",
+                        help="sweep mode: do not train the ce row (it is deterministic: reuse an earlier one)")
     args = parser.parse_args(argv)
     if not Path(args.data).exists():
         print(f"FER+ data not found at {args.data}; nothing to benchmark", file=sys.stderr)
@@ -158,7 +163,7 @@ def main(argv=None) -> int:
     images = load_shared_images(sampled, TrainConfig(**common))
     assert (sampled["path"].to_numpy() == majority["path"].to_numpy()).all(), "tables not row-aligned"
     if args.sweep:
-        sweep(sampled, classes, args.sweep, common, work, images)
+        sweep(sampled, classes, args.sweep, common, work, images, with_ce=not args.sweep_skip_ce)
         print(f"\nrun directories: {work}")
         return 0
     ldlva_config = TrainConfig(method="ldlva", **common, **parse_overrides(args.set))

@@ -151,7 +151,7 @@ def test_feature_space_neighbours_follow_the_backbone(demo, tmp_path):
 def test_neighbour_refresh_rebuilds_each_epoch_and_resumes(demo, tmp_path):
     table, images = demo
     config = TrainConfig(**TINY, epochs=3, va="circumplex", neighbor_refresh=True)
-    fixed = TrainConfig(**TINY, epochs=3, va="circumplex")
+    fixed = TrainConfig(**TINY, epochs=3, va="circumplex", neighbor_refresh=False)
     list(fit(table, fixed, tmp_path / "fixed", images=images))
     stop = threading.Event()
     for p in fit(table, config, tmp_path / "refresh", images=images, cancel=stop):

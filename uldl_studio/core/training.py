@@ -18,7 +18,7 @@ Where the neighbours come from
   backbone features (L2-normalised; s_ik from the Euclidean distance of the unit vectors, δ auto
   as in V-A). The V-A points are still computed and shown on the map. Motivation: the circumplex
   projection of 8 warm-up probabilities onto 2-D collapses (DESIGN.md §6, bench/RESULTS_ferplus.md).
-- ``neighbor_refresh=True``: after every LDLVA epoch, the samples are re-placed from that epoch's
+- ``neighbor_refresh=True`` (default): after every LDLVA epoch, the samples are re-placed from that epoch's
   evaluation pass and the neighbours and s_ik rebuilt for the next epoch (only when they can
   change: circumplex V-A or feature space). The files of an epoch keep the neighbours it used;
   the checkpoint carries the rebuilt ones, so a resumed run still equals an uninterrupted one.
@@ -44,13 +44,14 @@ SGD optimiser on a separate objective with four knobs (``TrainConfig``):
 
 1. per-sample scale: the λ objective is a *sum* over the batch, so every λ_i receives its own
    O(1) evidence g_i = CE(d̃_i, f_i) - CE(l_i, f_i) (with d̃ and f detached), at ``lambda_lr``;
-2. a baseline (``lambda_baseline="class"``): g_i minus a running mean of g over samples with
-   the same given label, so λ rises only for samples whose label fits *worse than their class
-   usually does* — the drift shared by all samples (self-confirmation) and class-level
-   difficulty cancel; ``"global"`` subtracts one running mean over all samples, cancelling
-   the shared drift but keeping class-level differences (on FER+ some given classes are mostly
-   wrong: 81 % of single-annotator "contempt" labels differ from the crowd, 9 % of "happiness");
-   ``"none"`` is the naive, published-style update;
+2. a baseline (``lambda_baseline``): g_i minus a running mean of g, so the drift shared by all
+   samples (self-confirmation) cancels. ``"global"`` (default) subtracts one running mean over
+   all samples and keeps class-level differences: on FER+ some given classes are mostly wrong
+   (81 % of single-annotator "contempt" labels differ from the crowd, 9 % of "happiness").
+   ``"class"`` subtracts a running mean per given label, so λ rises only for samples whose label
+   fits worse than their class usually does; on FER+ that erased the class-level signal and λ
+   ranked the disagreeing labels with AUROC 0.68 against 0.77 for ``"global"`` (12 000 images,
+   6 epochs, bench/RESULTS_ferplus.md). ``"none"`` is the naive, published-style update;
 3. a prior (``lambda_prior`` β): ½ β (raw_i - raw0_i)² pulls each raw λ back towards its
    initial value (``lambda_init``, or ``lambda_unsure_init`` for rows marked ``unsure``), so λ
    measures accumulated evidence rather than integrating noise;
@@ -144,7 +145,7 @@ class TrainConfig:
     va_centroids: dict | None = None      # override core.classes.VA_CENTROIDS entries
     k: int = 8
     neighbor_space: str = "va"            # va (DESIGN §1.1) | features (cosine, backbone features)
-    neighbor_refresh: bool = False        # re-place samples and rebuild neighbours after every epoch
+    neighbor_refresh: bool = True         # re-place samples and rebuild neighbours after every epoch
     similarity: str = "l2"                # l2 | l1 (published)
     delta: float | None = None            # l2 scale δ; None: median V-A distance to the K neighbours
     l1_scale: float = ldl.PUBLISHED_L1_SCALE
@@ -156,7 +157,7 @@ class TrainConfig:
     lambda_init: float = 0.2
     lambda_unsure_init: float = 0.8       # rows with unsure == True
     lambda_lr: float = 1.0
-    lambda_baseline: str = "class"        # class | global | none
+    lambda_baseline: str = "global"       # global | class | none (FER+ sweep: bench/RESULTS_ferplus.md)
     lambda_prior: float = 0.05            # β of ½β(raw - raw0)²
     lambda_budget: float | None = None    # cap on mean λ after each epoch
 

@@ -27,7 +27,7 @@ from uldl_studio.qt.workers import JobThread, ProgressThrottle, copy_progress
 PANEL_DEFAULTS: dict[str, Any] = {
     "method": "ldlva", "epochs": 8, "device": "auto", "k": 8, "delta": None,
     "similarity": "l2", "gamma": 0.01, "neighbors": "bank", "neighbor_space": "va",
-    "neighbor_refresh": False,
+    "neighbor_refresh": True,
 }
 
 
