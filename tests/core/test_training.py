@@ -277,6 +277,8 @@ def test_config_round_trip_and_validation():
         TrainConfig(lambda_init=1.0)
     with pytest.warns(UserWarning, match="unknown"):
         TrainConfig.from_dict({"epochs": 2, "from_the_future": 1})
+    # a run written before neighbor_refresh existed keeps its fixed neighbours when resumed
+    assert TrainConfig().neighbor_refresh and not TrainConfig.from_dict({"epochs": 2}).neighbor_refresh
 
 
 KILL_SCRIPT = textwrap.dedent("""

@@ -18,9 +18,9 @@ Where the neighbours come from
   backbone features (L2-normalised; s_ik from the Euclidean distance of the unit vectors, δ auto
   as in V-A). The V-A points are still computed and shown on the map. Motivation: the circumplex
   projection of 8 warm-up probabilities onto 2-D collapses (DESIGN.md §6, bench/RESULTS_ferplus.md).
-- ``neighbor_refresh=True`` (default): after every LDLVA epoch, the samples are re-placed from that epoch's
-  evaluation pass and the neighbours and s_ik rebuilt for the next epoch (only when they can
-  change: circumplex V-A or feature space). The files of an epoch keep the neighbours it used;
+- ``neighbor_refresh=True`` (default): after every LDLVA epoch, the samples are re-placed from
+  that epoch's evaluation pass and the neighbours and s_ik rebuilt for the next epoch (only when
+  they can change: circumplex V-A or feature space). The files of an epoch keep the neighbours it used;
   the checkpoint carries the rebuilt ones, so a resumed run still equals an uninterrupted one.
 
 Neighbour predictions f(x_k), v_k
@@ -106,6 +106,9 @@ SIMILARITIES = ("l2", "l1")
 NEIGHBOR_SPACES = ("va", "features")
 LAMBDA_BASELINES = ("class", "global", "none")
 DEVICES = ("auto", "cpu", "cuda")
+# Options whose default changed after runs were written without them: such a run keeps the
+# behaviour it was trained with when it is resumed or retrained.
+LEGACY_DEFAULTS = {"neighbor_refresh": False}
 
 
 class ConfigError(TypeError, ValueError):
@@ -163,8 +166,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         choices = {"method": METHODS, "neighbors": NEIGHBOR_MODES, "va": VA_MODES,
-                   "similarity": SIMILARITIES, "device": DEVICES, "neighbor_space": NEIGHBOR_SPACES, "arch": ("compact", "resnet18"),
-                   "lambda_baseline": LAMBDA_BASELINES}
+                   "similarity": SIMILARITIES, "device": DEVICES, "neighbor_space": NEIGHBOR_SPACES,
+                   "arch": ("compact", "resnet18"), "lambda_baseline": LAMBDA_BASELINES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -193,6 +196,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        data = {**LEGACY_DEFAULTS, **data}
         unknown = sorted(set(data) - known)
         if unknown:
             warnings.warn(f"ignoring unknown training options {unknown} (written by another version?)")
