@@ -53,6 +53,7 @@ def test_ldlva_end_to_end(demo, tmp_path):
     assert phases[0] == "load" and phases[-1] == "done"
     assert "warmup" in phases and "train" in phases and phases.count("epoch_end") == 2
     assert all(isinstance(p, Progress) for p in progress)
+    assert any(p.phase == "load" and "on cpu" in p.message for p in progress)  # says where and how it trains
     for name in ("config.json", "samples.csv", "history.csv", "checkpoint.pt", "neighbors.npz", "features.npy"):
         assert (tmp_path / "run" / name).exists(), name
     run = Run.open(tmp_path / "run")

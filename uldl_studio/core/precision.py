@@ -40,6 +40,13 @@ class Precision:
     def name(self) -> str:
         return "fp32" if self.dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
+    def describe(self) -> str:
+        """For progress messages, e.g. ``"bf16 autocast, channels-last"``."""
+        parts = ["fp32" if self.dtype is None else f"{self.name} autocast"]
+        if self.channels_last:
+            parts.append("channels-last")
+        return ", ".join(parts)
+
     @property
     def needs_scaler(self) -> bool:
         """fp16 gradients underflow without loss scaling; bf16 has fp32's range."""

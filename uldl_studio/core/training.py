@@ -454,6 +454,8 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
 
     state = _State(config, num_classes, n_train, unsure, device)
     precision.prepare_model(state.model)
+    yield Progress("load", epochs=config.epochs, seconds=time.perf_counter() - started,
+                   message=f"training {n_train} images on {device.type}: {precision.describe()}")
     if resume:
         ckpt = load_checkpoint(run_dir)
         if ckpt is not None:
