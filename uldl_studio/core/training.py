@@ -20,8 +20,9 @@ Where the neighbours come from
   projection of 8 warm-up probabilities onto 2-D collapses (DESIGN.md §6, bench/RESULTS_ferplus.md).
 - ``neighbor_refresh=True`` (default): after every LDLVA epoch, the samples are re-placed from
   that epoch's evaluation pass and the neighbours and s_ik rebuilt for the next epoch (only when
-  they can change: circumplex V-A or feature space). The files of an epoch keep the neighbours it used;
-  the checkpoint carries the rebuilt ones, so a resumed run still equals an uninterrupted one.
+  they can change: circumplex V-A or feature space). The files of an epoch keep the neighbours
+  it used; the checkpoint carries the rebuilt ones, so a resumed run still equals an
+  uninterrupted one.
 
 Neighbour predictions f(x_k), v_k
 ---------------------------------
@@ -535,7 +536,7 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
                 if mask.any() else float("nan")
         state.history.append(row)
         _write_outputs(run_dir, table, state, results, config, train_rows)
-        if epoch < config.epochs and _needs_refresh(state, config, table):
+        if epoch < config.epochs and _needs_refresh(state, config):
             # the next epoch's neighbours come from this epoch's model; written files keep the ones used
             _place_and_link(state, table, config, torch.as_tensor(results["probs"], device=device),
                             torch.as_tensor(results["features"], device=device), train_rows_t)
@@ -631,11 +632,11 @@ def _place_and_link(state: _State, table, config: TrainConfig, probs: torch.Tens
     state.va_provider = provider.name
 
 
-def _needs_refresh(state: _State, config: TrainConfig, table) -> bool:
+def _needs_refresh(state: _State, config: TrainConfig) -> bool:
     """Whether re-placing the samples can change the neighbours (they follow the model)."""
     if not config.neighbor_refresh or state.neighbor_index is None:
         return False
-    return config.neighbor_space == "features" or resolve_provider(config.va, table).name == "circumplex"
+    return config.neighbor_space == "features" or state.va_provider == "circumplex"
 
 
 def _train_step(state: _State, config: TrainConfig, idx, images, train_rows_t, train_labels, onehot_train,
