@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from worker_result import report, run_worker
+
 SETTINGS = {"fp32-nchw": {"amp": False, "channels_last": False},
             "fp32-nhwc": {"amp": False, "channels_last": True},
             "auto": {"amp": True, "channels_last": True}}
@@ -56,16 +58,7 @@ def worker(name: str, epochs: int) -> None:
            "n_train": int((table["split"] == "train").sum()), "n_rows": len(table),
            "train_seconds": float(history["seconds"].iloc[1:].mean()),
            "eval_seconds": sum(evals) / len(evals)}
-    print("RESULT " + json.dumps(out), flush=True)
-
-
-def run_worker(name: str, epochs: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--epochs", str(epochs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    line = [entry for entry in proc.stdout.splitlines() if entry.startswith("RESULT ")]
-    if proc.returncode != 0 or not line:
-        sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(line[0][7:])
+    report(out)
 
 
 def time_cli(name: str) -> float:
@@ -98,7 +91,7 @@ def main() -> None:
     # Interleaved repeats, fastest kept: on a shared machine other load only ever slows a run down.
     for _ in range(args.repeats):
         for name in SETTINGS:
-            new = run_worker(name, args.epochs)
+            new = run_worker([sys.executable, __file__, "--worker", name, "--epochs", str(args.epochs)], name)
             old = best.get(name)
             best[name] = new if old is None else {**new, **{k: min(new[k], old[k])
                                                             for k in ("train_seconds", "eval_seconds")}}

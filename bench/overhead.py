@@ -12,13 +12,12 @@ same for all methods). Prints ratios to ce, e.g. `bank 1.07x`.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from worker_result import report, run_worker
 
 MODES = {"ce": {"method": "ce"}, "bank": {"method": "ldlva", "neighbors": "bank"},
          "exact": {"method": "ldlva", "neighbors": "exact"}}
@@ -56,7 +55,7 @@ def worker(args) -> None:
     if torch.cuda.is_available() and config.device != "cpu":
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
         out["device"] = torch.cuda.get_device_name()
-    print("RESULT " + json.dumps(out), flush=True)
+    report(out)
 
 
 def main() -> None:
@@ -84,12 +83,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for mode in modes:
             cmd = [sys.executable, __file__, "--worker", mode] + [a for a in sys.argv[1:]]
-            proc = subprocess.run(cmd, capture_output=True, text=True,
-                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-            if proc.returncode != 0 or not line:
-                sys.exit(f"{mode} failed:\n{proc.stderr[-3000:]}")
-            new = json.loads(line[0][7:])
+            new = run_worker(cmd, mode)
             old = results.get(mode)
             if old is None or new["epoch_seconds"] < old["epoch_seconds"]:
                 new["max_rss_mb"] = max(new["max_rss_mb"], old["max_rss_mb"]) if old else new["max_rss_mb"]
