@@ -9,13 +9,15 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from uldl_studio.core import export
+from uldl_studio.core import export, scores
 from uldl_studio.core.edits import EditJournal, apply_edits
 from uldl_studio.core.export import read_soft_labels, soft_label_columns, write_soft_labels
 from uldl_studio.core.table import DatasetError, make_table
 
 CLASSES = ["neutral", "happiness", "surprise"]
-COLUMNS = ["sample_id", "path", "split", "label", "label_name", "edited", "valence", "arousal", "lambda",
+SCORE_COLUMNS = ["ambiguity", "lambda", "self_confidence", "margin", "aum", "confidence_mean", "variability",
+                 "knn_disagreement", "entropy"]
+COLUMNS = ["sample_id", "path", "split", "label", "label_name", "edited", "valence", "arousal", *SCORE_COLUMNS,
            "d_neutral", "d_happiness", "d_surprise", "p_neutral", "p_happiness", "p_surprise"]
 
 
@@ -39,6 +41,11 @@ def make(rows: int = 4, classes=CLASSES, results: bool = True, **extra) -> pd.Da
             for j, c in enumerate(classes):
                 table[f"{prefix}_{c}"] = dist[:, j]
     return table
+
+
+def expected(table: pd.DataFrame, col: str) -> np.ndarray:
+    """What the file must hold in ``col``: the table's own column, or the registered score."""
+    return table[col].to_numpy() if col in table else scores.values(table, col)
 
 
 def same_floats(a, b) -> bool:
@@ -72,7 +79,7 @@ def test_round_trip_is_bit_exact_and_idempotent(tmp_path):
     write_soft_labels(table, first)
     back = read_soft_labels(first)
     for col in COLUMNS[6:]:
-        assert same_floats(back[col], table[col]), col
+        assert same_floats(back[col], expected(table, col)), col
     write_soft_labels(back, second)
     assert first.read_bytes() == second.read_bytes()
 
@@ -188,7 +195,7 @@ def test_json_flavour_round_trip(tmp_path):
     back = read_soft_labels(out)
     assert list(back.columns) == COLUMNS
     for col in COLUMNS[6:]:
-        assert same_floats(back[col], table[col]), col
+        assert same_floats(back[col], expected(table, col)), col
     csv_back = tmp_path / "soft.csv"
     write_soft_labels(table, csv_back)
     pd.testing.assert_frame_equal(back, read_soft_labels(csv_back), check_exact=True)
@@ -251,7 +258,7 @@ def test_round_trip_property(tmp_path_factory, table, suffix):
     assert back["label"].tolist() == table["label"].tolist()
     assert back["edited"].tolist() == table["edited"].tolist()
     for col in soft_label_columns(classes)[6:]:
-        assert same_floats(back[col], table[col]), col
+        assert same_floats(back[col], expected(table, col)), col
 
 
 # -- reading: validation -------------------------------------------------------------------
@@ -304,9 +311,9 @@ def test_reader_reports_the_first_bad_row(good):
 
 
 def test_reader_names_missing_columns(good):
-    frame = pd.read_csv(good, dtype=str, keep_default_na=False).drop(columns=["lambda", "p_surprise"])
+    frame = pd.read_csv(good, dtype=str, keep_default_na=False).drop(columns=["lambda", "p_surprise"])  # scores are optional
     frame.to_csv(good, index=False)
-    with pytest.raises(DatasetError, match=r"soft.csv: header: missing columns \['lambda', 'p_surprise'\]"):
+    with pytest.raises(DatasetError, match=r"soft.csv: header: missing columns \['p_surprise'\]"):
         read_soft_labels(good)
 
 
@@ -332,7 +339,7 @@ def test_reader_wrong_field_count(good):
     lines = good.read_text("utf-8").split("\n")
     lines[4] += ",extra"
     good.write_text("\n".join(lines), "utf-8")
-    with pytest.raises(DatasetError, match=r"row 3 \(line 5\): 16 fields, expected 15"):
+    with pytest.raises(DatasetError, match=r"row 3 \(line 5\): 24 fields, expected 23"):
         read_soft_labels(good)
 
 

@@ -572,3 +572,33 @@ def apply_edits(table: "pd.DataFrame", journal: EditJournal) -> "pd.DataFrame":
     out["edited"] = label != given
     out["unsure"] = unsure
     return out
+
+
+JOURNAL_NAME = "edits.jsonl"
+
+
+def run_journal(run_dir: str | Path) -> EditJournal:
+    """The edit journal of a run directory (an empty one when nothing was edited yet)."""
+    return EditJournal(Path(run_dir) / JOURNAL_NAME)
+
+
+def without_edits(table: "pd.DataFrame") -> "pd.DataFrame":
+    """A copy of ``table`` shaped as ``apply_edits`` output for a journal with no edits."""
+    out = table.copy()
+    out.attrs = dict(table.attrs)
+    for col in ("edited", "unsure"):
+        if col not in out:
+            out[col] = False
+    return out
+
+
+def apply_run_edits(table: "pd.DataFrame", run_dir: str | Path) -> "pd.DataFrame":
+    """``table`` with the journal of ``run_dir`` applied (when the run has one)."""
+    path = Path(run_dir) / JOURNAL_NAME
+    if not path.exists():
+        return without_edits(table)
+    journal = EditJournal(path)
+    try:
+        return apply_edits(table, journal)
+    finally:
+        journal.close()

@@ -2,8 +2,13 @@
 
 CSV columns, in this order::
 
-    sample_id, path, split, label, label_name, edited, valence, arousal, lambda,
-    d_<class>…, p_<class>…
+    sample_id, path, split, label, label_name, edited, valence, arousal,
+    <exported scores>…, d_<class>…, p_<class>…
+
+The exported scores are the registered scores with ``exported=True`` (``core.scores``), in
+registration order: ``ambiguity, lambda, self_confidence, margin, aum, confidence_mean,
+variability, knn_disagreement, entropy``.  A score is the table's own column when it has one
+(a file read back), else computed from the table; NaN where it does not apply.
 
 * ``label`` is the label after the annotator's edits (``core.edits.apply_edits``), ``edited``
   says whether it differs from the dataset's label; ``label_name`` is ``classes[label]``.
@@ -11,7 +16,7 @@ CSV columns, in this order::
   prediction. A table without ``d_`` columns (no training results) gets the one-hot of
   ``label``; rows whose ``d`` is all NaN (samples no distribution was constructed for) get
   it too. A table without ``p_`` columns, or rows with all-NaN ``p``, get ``d``.
-* Missing ``edited`` → False; missing ``valence``/``arousal``/``lambda`` → NaN.
+* Missing ``edited`` → False; missing ``valence``/``arousal`` → NaN.
 * Floats are written with ``repr`` (the shortest string that reads back as the same
   float64), so ``read_soft_labels(write_soft_labels(t))`` gives bit-identical values. NaN is
   an empty field. ``edited`` is ``True``/``False``.
@@ -36,23 +41,46 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from uldl_studio.core import scores
 from uldl_studio.core.atomic import atomic_open
 from uldl_studio.core.datasets.common import sniff_delimiter
 from uldl_studio.core.table import SPLITS, DatasetError, classes_of, d_columns, p_columns
 
 __all__ = ["write_soft_labels", "read_soft_labels", "soft_label_columns", "FIXED_COLUMNS"]
 
-FIXED_COLUMNS = ("sample_id", "path", "split", "label", "label_name", "edited", "valence", "arousal", "lambda")
-_FLOAT_FIXED = ("valence", "arousal", "lambda")
+FIXED_COLUMNS = ("sample_id", "path", "split", "label", "label_name", "edited", "valence", "arousal")
+_FLOAT_FIXED = ("valence", "arousal")
+_RANGE_SLACK = 1e-9
 _RENORMALISE_ABOVE = 1e-9  # rows closer to 1 than this are written untouched
 _WRITE_TOLERANCE = 1e-3    # further off than this: an error, not drift
 _READ_TOLERANCE = 1e-6
 _JSON_FORMAT = "uldl-soft-labels"
 
 
-def soft_label_columns(classes: Sequence[str]) -> list[str]:
-    """The exact column order of a soft-label file for ``classes``."""
-    return [*FIXED_COLUMNS, *d_columns(classes), *p_columns(classes)]
+def score_columns() -> list[str]:
+    """The exported scores' columns, in registry order."""
+    return [s.name for s in scores.exported()]
+
+
+def soft_label_columns(classes: Sequence[str], score_names: Sequence[str] | None = None) -> list[str]:
+    """The exact column order of a soft-label file for ``classes`` (scores: all exported)."""
+    score_names = score_columns() if score_names is None else list(score_names)
+    return [*FIXED_COLUMNS, *score_names, *d_columns(classes), *p_columns(classes)]
+
+
+def _range_text(score: scores.Score) -> str:
+    lo, hi = score.value_range or (-math.inf, math.inf)
+    return f"[{lo:g}, {hi:g}]"
+
+
+def _out_of_range(values: np.ndarray, score: scores.Score) -> np.ndarray:
+    """Rows whose finite value lies outside the score's declared range (or is infinite)."""
+    bad = np.isinf(values)
+    if score.value_range is not None:
+        lo, hi = score.value_range
+        with np.errstate(invalid="ignore"):
+            bad |= (values < lo - _RANGE_SLACK) | (values > hi + _RANGE_SLACK)
+    return bad
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -121,11 +149,10 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                      else np.zeros(n, dtype=bool))
     for col in _FLOAT_FIXED:
         values = table[col].to_numpy(np.float64) if col in table else np.full(n, np.nan)
-        low = 0.0 if col == "lambda" else -1.0
-        bad = ~np.isnan(values) & ~((values >= low) & (values <= 1.0))
+        bad = ~np.isnan(values) & ~((values >= -1.0) & (values <= 1.0))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"row {row + 1} ({ids[row]!r}): {col} {float(values[row])!r} is outside [{low:g}, 1]")
+            raise ValueError(f"row {row + 1} ({ids[row]!r}): {col} {float(values[row])!r} is outside [-1, 1]")
         out[col] = values
     one_hot = np.eye(m, dtype=np.float64)[label]
     dcols, pcols = d_columns(classes), p_columns(classes)
@@ -137,6 +164,14 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     p = _distribution(table, pcols, d, "p") if pcols[0] in table else d.copy()
     out[dcols] = d
     out[pcols] = p
+    for score in scores.exported():
+        values = (table[score.name].to_numpy(np.float64) if score.name in table else score.values(table))
+        bad = _out_of_range(values, score)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"row {row + 1} ({ids[row]!r}): {score.name} {float(values[row])!r} is outside "
+                             f"{_range_text(score)}")
+        out[score.name] = values
     return out, classes
 
 
@@ -148,7 +183,7 @@ def _csv_field(text: str) -> str:
 
 
 def _rows(frame: pd.DataFrame, classes: Sequence[str]) -> Iterator[list[str]]:
-    floats = frame[[*_FLOAT_FIXED, *d_columns(classes), *p_columns(classes)]].to_numpy(np.float64)
+    floats = frame[[*_FLOAT_FIXED, *score_columns(), *d_columns(classes), *p_columns(classes)]].to_numpy(np.float64)
     strings = frame[["sample_id", "path", "split", "label_name"]].to_numpy(dtype=object)
     labels = frame["label"].to_numpy()
     edited = frame["edited"].to_numpy()
@@ -270,9 +305,10 @@ def _read_json_cells(path: Path) -> tuple[list[str], list[list], list[int]]:
 def read_soft_labels(path: str | Path) -> pd.DataFrame:
     """Read and validate a soft-label CSV (or JSON) file.
 
-    Checks the header (names the missing columns), types, ranges (λ in [0, 1] or empty,
-    valence/arousal in [-1, 1] or empty, probabilities in [0, 1], each distribution summing to
-    1 within 1e-6), ``label`` within the classes and ``label_name == classes[label]``.
+    Checks the header (names the missing columns; score columns are optional), types, ranges
+    (valence/arousal in [-1, 1] or empty, each registered score inside its declared range or
+    empty, probabilities in [0, 1], each distribution summing to 1 within 1e-6), ``label``
+    within the classes and ``label_name == classes[label]``.
     Raises ``DatasetError`` naming the file, the first bad row (1-based data row and its line
     in the file) and the reason. The frame has the columns in the order above (extra columns
 after them, kept as strings), ``attrs["classes"]``
@@ -291,7 +327,8 @@ after them, kept as strings), ``attrs["classes"]``
     classes = [h[2:] for h in header if h.startswith("d_")]
     if not classes:
         raise DatasetError(f"{path}: header: no d_<class> columns (is this a soft-label file?)")
-    missing = [c for c in soft_label_columns(classes) if c not in header]
+    present_scores = [name for name in score_columns() if name in header]
+    missing = [c for c in soft_label_columns(classes, present_scores) if c not in header]
     if missing:
         raise DatasetError(f"{path}: header: missing columns {missing}")
     p_classes = [h[2:] for h in header if h.startswith("p_")]
@@ -348,9 +385,14 @@ after them, kept as strings), ``attrs["classes"]``
         out["edited"] = edited
         for name in _FLOAT_FIXED:
             values = _parse_floats(cells(name), name, allow_nan=True)
-            low = 0.0 if name == "lambda" else -1.0
-            if (row := _first(~np.isnan(values) & ~((values >= low) & (values <= 1.0)))) is not None:
-                raise _Bad(row, f"{name} {float(values[row])!r} is outside [{low:g}, 1]")
+            if (row := _first(~np.isnan(values) & ~((values >= -1.0) & (values <= 1.0)))) is not None:
+                raise _Bad(row, f"{name} {float(values[row])!r} is outside [-1, 1]")
+            out[name] = values
+        for name in present_scores:
+            score = scores.get(name)
+            values = _parse_floats(cells(name), name, allow_nan=True)
+            if (row := _first(_out_of_range(values, score))) is not None:
+                raise _Bad(row, f"{name} {float(values[row])!r} is outside {_range_text(score)}")
             out[name] = values
         for prefix in ("d", "p"):
             block = np.column_stack([_parse_floats(cells(f"{prefix}_{c}"), f"{prefix}_{c}", allow_nan=False)
@@ -367,7 +409,7 @@ after them, kept as strings), ``attrs["classes"]``
     except _Bad as bad:
         raise fail(bad.row, bad.reason) from None
 
-    order = [*soft_label_columns(classes), *(h for h in header if h not in out)]
+    order = [*soft_label_columns(classes, present_scores), *(h for h in header if h not in out)]
     frame = pd.DataFrame({name: (out[name] if name in out else np.asarray(cells(name), dtype=object))
                           for name in order})
     for name in ("sample_id", "path", "split", "label_name"):

@@ -17,26 +17,6 @@ from uldl_studio.qt.workers import Cancelled, JobThread
 FORMAT_CHOICES = ("auto", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders")
 
 
-def export_soft_labels(project, path: str | Path, rows=None) -> int:
-    """Write the soft-label CSV of ``rows`` (all when None), edits applied; returns the count.
-
-    ``project.table`` is ``apply_edits(run.samples(), journal)`` (see Project), so the
-    ``label``/``edited`` columns carry the annotator's edits.
-    """
-    from uldl_studio.core.export import write_soft_labels
-
-    if not project.has_results:
-        raise ValueError("export needs training results: train a model (or open a run) first")
-    table = project.table
-    if rows is not None:
-        rows = np.sort(np.asarray(rows, dtype=np.int64))
-        part = table.iloc[rows].reset_index(drop=True)
-        part.attrs = dict(table.attrs)
-        table = part
-    write_soft_labels(table, path)
-    return len(table)
-
-
 def _path_row(edit: QLineEdit, button_text: str, browse) -> QHBoxLayout:
     row = QHBoxLayout()
     row.addWidget(edit, 1)
@@ -97,7 +77,7 @@ class ExportDialog(QDialog):
             return
         rows = self.selected_rows if self.selection_button.isChecked() else None
         try:
-            self.written = export_soft_labels(self.project, path, rows)
+            self.written = self.project.export(path, rows)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.error.setText(str(exc))
             return

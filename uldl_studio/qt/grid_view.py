@@ -11,8 +11,9 @@ creates an index per row and each index() calls the Python ``rowCount``), so 300
 (default 20,000: the most ambiguous ones) with a "Show all" button; the rest of the
 selection is still selected.
 
-Linking: the shared ``SelectionModel``'s selection decides which rows are listed; clicking
-an item (or moving with the keyboard) sets ``selection_model.current``, and a current row set
+Linking: the session's selection and filter decide which rows are listed, in the order of
+the chosen sort key (any registered score, worst first, or the sample id); clicking an item
+(or moving with the keyboard) sets the session's current sample, and a current row set
 elsewhere (the map, relabel navigation) is selected and scrolled to here.
 """
 from __future__ import annotations
@@ -33,46 +34,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from uldl_studio.qt.selection_model import SelectionModel
+from uldl_studio.core import scores
+from uldl_studio.qt.session_bridge import SessionBridge
 
-SORT_KEYS = ("lambda", "entropy", "disagreement", "sample_id")
-SORT_LABELS = {
-    "lambda": "λ (most ambiguous first)",
-    "entropy": "entropy of d (highest first)",
-    "disagreement": "disagreement 1 − p[given] (highest first)",
-    "sample_id": "sample id",
-}
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-def sort_order(table: pd.DataFrame, key: str) -> np.ndarray:
-    """Row order of the whole table for a sort key (descending scores, NaN last)."""
-    n = len(table)
-    classes = list(table.attrs.get("classes", []))
+def sort_keys() -> list[str]:
+    """Every registered score (worst first), then the sample id."""
+    return [*scores.names(), "sample_id"]
+
+
+def sort_label(key: str) -> str:
     if key == "sample_id":
-        return np.argsort(table["sample_id"].to_numpy().astype(str), kind="stable")
-    if key == "lambda":
-        score = table["lambda"].to_numpy(np.float64) if "lambda" in table else np.full(n, np.nan)
-    elif key == "entropy":
-        cols = [f"d_{c}" for c in classes]
-        if classes and all(c in table for c in cols):
-            dist = table[cols].to_numpy(np.float64)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                score = -np.where(dist > 0, dist * np.log(np.where(dist > 0, dist, 1.0)), 0.0).sum(axis=1)
-        else:
-            score = np.full(n, np.nan)
-    elif key == "disagreement":
-        cols = [f"p_{c}" for c in classes]
-        if classes and all(c in table for c in cols):
-            probs = table[cols].to_numpy(np.float64)
-            labels = np.clip(table["label"].to_numpy(np.int64), 0, len(classes) - 1)
-            score = 1.0 - probs[np.arange(n), labels]
-        else:
-            score = np.full(n, np.nan)
-    else:
-        raise ValueError(f"unknown sort key {key!r}; expected one of {SORT_KEYS}")
-    score = np.where(np.isfinite(score), -score, np.inf)  # descending, NaN last
-    return np.argsort(score, kind="stable")
+        return "sample id"
+    score = scores.get(key)
+    return f"{score.label} ({'highest' if score.bad == 'high' else 'lowest'} first)"
+
+
+def short_name(key: str) -> str:
+    return "λ" if key == "lambda" else key.replace("_", " ")
 
 
 class SampleGridModel(QAbstractListModel):
@@ -86,7 +67,8 @@ class SampleGridModel(QAbstractListModel):
         self.icon_size = 96
         self._classes: list[str] = []
         self._labels = np.empty(0, dtype=np.int64)
-        self._lambda: np.ndarray | None = None
+        self._score: np.ndarray | None = None
+        self._score_name = ""
         self._edited = np.empty(0, dtype=bool)
         self._ids = np.empty(0, dtype=object)
         self._raw: OrderedDict[int, QPixmap | None] = OrderedDict()    # row -> provider pixmap
@@ -120,15 +102,20 @@ class SampleGridModel(QAbstractListModel):
     def _read_columns(self) -> None:
         table = self.table
         if table is None:
-            self._classes, self._labels, self._lambda = [], np.empty(0, np.int64), None
+            self._classes, self._labels = [], np.empty(0, np.int64)
             self._edited, self._ids = np.empty(0, bool), np.empty(0, object)
             return
         self._classes = list(table.attrs.get("classes", []))
         self._labels = table["label"].to_numpy(np.int64)
-        self._lambda = table["lambda"].to_numpy(np.float64) if "lambda" in table else None
         self._edited = (table["edited"].fillna(False).to_numpy(bool) if "edited" in table
                         else np.zeros(len(table), bool))
         self._ids = table["sample_id"].to_numpy()
+
+    def set_score(self, name: str, values: np.ndarray | None) -> None:
+        """The score shown under each thumbnail (the sort key's)."""
+        self._score_name, self._score = short_name(name), values
+        if self.rows.size:
+            self.dataChanged.emit(self.index(0), self.index(self.rows.size - 1))
 
     def set_rows(self, rows: np.ndarray) -> None:
         self.beginResetModel()
@@ -170,8 +157,8 @@ class SampleGridModel(QAbstractListModel):
             label = int(self._labels[row])
             name = self._classes[label] if label < len(self._classes) else str(label)
             text = f"✎ {name}" if self._edited[row] else name
-            if self._lambda is not None and np.isfinite(self._lambda[row]):
-                text += f"\nλ {self._lambda[row]:.2f}"
+            if self._score is not None and row < len(self._score) and np.isfinite(self._score[row]):
+                text += f"\n{self._score_name} {self._score[row]:.2f}"
             return text
         if role == Qt.ItemDataRole.DecorationRole:
             return self._thumbnail(row, index)
@@ -251,10 +238,11 @@ class _TileDelegate(QStyledItemDelegate):
 
 
 class GridView(QWidget):
-    """Thumbnails of the selected samples (all samples when nothing is selected).
+    """Thumbnails of the selected samples (all samples when nothing is selected) that pass
+    the session's filter.
 
     Args:
-        selection_model: shared selection (one is created when None).
+        bridge: the session's Qt bridge (a new session is created when None).
         parent: Qt parent.
 
     Attributes: ``thumbnail_provider`` (property; ``callable(row) -> QPixmap | None``),
@@ -268,15 +256,13 @@ class GridView(QWidget):
     sortKeyChanged = Signal(str)
     activated = Signal(int)
 
-    def __init__(self, selection_model: SelectionModel | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(self, bridge: SessionBridge | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.selection_model = selection_model if selection_model is not None else SelectionModel(self)
-        self._table: pd.DataFrame | None = None
-        self._sort_key = "lambda"
+        self.bridge = bridge if bridge is not None else SessionBridge(self)
+        self.session = self.bridge.session
+        self._sort_key = "ambiguity"
         self._orders: dict[str, np.ndarray] = {}
         self._syncing = False
-        self._filter: np.ndarray | None = None  # rows the window's filters keep (None: all)
         self.max_items: int | None = 20_000
         self._total_rows = 0
 
@@ -287,8 +273,11 @@ class GridView(QWidget):
         bar.setContentsMargins(4, 2, 4, 2)
         bar.addWidget(QLabel("Sort:", self))
         self.sort_combo = QComboBox(self)
-        for key in SORT_KEYS:
-            self.sort_combo.addItem(SORT_LABELS[key], key)
+        for key in sort_keys():
+            self.sort_combo.addItem(sort_label(key), key)
+            if key != "sample_id":
+                self.sort_combo.setItemData(self.sort_combo.count() - 1, scores.get(key).tooltip,
+                                            Qt.ItemDataRole.ToolTipRole)
         self.sort_combo.activated.connect(lambda i: self.set_sort_key(self.sort_combo.itemData(i)))
         bar.addWidget(self.sort_combo)
         bar.addWidget(QLabel("Size:", self))
@@ -327,8 +316,13 @@ class GridView(QWidget):
         layout.addWidget(self.list_view, 1)
         self._apply_sizes(96)
 
-        self.selection_model.selectionChanged.connect(self._update_rows)
-        self.selection_model.currentChanged.connect(self._on_model_current)
+        bridge = self.bridge
+        bridge.selectionChanged.connect(self._update_rows)
+        bridge.filterChanged.connect(self._update_rows)
+        bridge.currentChanged.connect(self._on_model_current)
+        bridge.tableReset.connect(self._on_table_reset)
+        bridge.resultsChanged.connect(self._on_values_changed)
+        bridge.editsChanged.connect(self._on_values_changed)
         self._update_info()
 
     # -- public API ----------------------------------------------------------------------
@@ -345,26 +339,30 @@ class GridView(QWidget):
     def sort_key(self) -> str:
         return self._sort_key
 
-    def set_table(self, table: pd.DataFrame | None) -> None:
-        self._table = table
-        self._filter = None  # a mask of the previous table means nothing for this one
+    @property
+    def _table(self) -> pd.DataFrame | None:
+        return self.session.table
+
+    @Slot()
+    def _on_table_reset(self) -> None:
         self._orders.clear()
-        self.model.set_table(table)
+        self.model.set_table(self._table)
+        if self._sort_key != "sample_id" and self._table is not None \
+                and not np.isfinite(self.session.score(self._sort_key)).any():
+            self._sort_key = "ambiguity" if np.isfinite(self.session.score("ambiguity")).any() else "sample_id"
+            self.sort_combo.setCurrentIndex(self.sort_combo.findData(self._sort_key))
         self._update_rows()
 
-    def refresh_values(self, table: pd.DataFrame) -> None:
+    @Slot()
+    def _on_values_changed(self, *_args) -> None:
         """Same rows, new λ/d/p/edits: re-sort and refresh text, keep cached thumbnails."""
-        if self._table is None or len(table) != len(self._table):
-            self.set_table(table)
-            return
-        self._table = table
         self._orders.clear()
-        self.model.refresh_values(table)
+        self.model.refresh_values(self._table)
         self._update_rows()
 
     def set_sort_key(self, key: str) -> None:
-        if key not in SORT_KEYS:
-            raise ValueError(f"unknown sort key {key!r}; expected one of {SORT_KEYS}")
+        if key not in sort_keys():
+            raise ValueError(f"unknown sort key {key!r}; expected one of {sort_keys()}")
         if key == self._sort_key:
             return
         self._sort_key = key
@@ -378,11 +376,6 @@ class GridView(QWidget):
             self.size_slider.setValue(px)  # re-enters through valueChanged
             return
         self._apply_sizes(px)
-
-    def set_filter_mask(self, mask) -> None:
-        """Show only rows where ``mask`` (bool, one per table row) is True; None shows all."""
-        self._filter = None if mask is None else np.asarray(mask, dtype=bool).copy()
-        self._update_rows()
 
     def set_max_items(self, n: int | None) -> None:
         """List at most ``n`` rows (None: all)."""
@@ -403,7 +396,7 @@ class GridView(QWidget):
     def _order(self) -> np.ndarray:
         order = self._orders.get(self._sort_key)
         if order is None:
-            order = sort_order(self._table, self._sort_key)
+            order = self.session.sort_order(self._sort_key)
             self._orders[self._sort_key] = order
         return order
 
@@ -414,15 +407,17 @@ class GridView(QWidget):
             self._update_info()
             return
         order = self._order()
-        selected = self.selection_model.selected
+        self.model.set_score(self._sort_key, None if self._sort_key == "sample_id"
+                             else self.session.score(self._sort_key))
+        selected = self.session.selection
         if selected.size:
             mask = np.zeros(len(self._table), dtype=bool)
             mask[selected[selected < len(self._table)]] = True
             rows = order[mask[order]]
         else:
             rows = order
-        if self._filter is not None and len(self._filter) == len(self._table):
-            rows = rows[self._filter[rows]]
+        if self.session.filter.active:
+            rows = rows[self.session.visible_mask()[rows]]
         self._total_rows = rows.size
         if self.max_items is not None and rows.size > self.max_items:
             rows = rows[: self.max_items]
@@ -433,7 +428,7 @@ class GridView(QWidget):
     def _update_info(self) -> None:
         n = self.model.rows.size
         total = 0 if self._table is None else len(self._table)
-        what = "selected" if self.selection_model.has_selection() else "all"
+        what = "selected" if self.session.selection.size else "all"
         if not total:
             self.info_label.setText("no data")
         elif n < self._total_rows:
@@ -446,14 +441,14 @@ class GridView(QWidget):
     def _on_view_current(self, current, _previous) -> None:
         if self._syncing or not current.isValid():
             return
-        self.selection_model.set_current(int(self.model.rows[current.row()]))
+        self.session.set_current(int(self.model.rows[current.row()]))
 
     @Slot(int)
     def _on_model_current(self, _row: int) -> None:
         self._select_current(scroll=True)
 
     def _select_current(self, scroll: bool) -> None:
-        row = self.selection_model.current
+        row = self.session.current
         pos = self.model.position_of(row) if row >= 0 else -1
         self._syncing = True
         try:
@@ -469,4 +464,4 @@ class GridView(QWidget):
             self._syncing = False
 
 
-__all__ = ["GridView", "SampleGridModel", "SORT_KEYS", "sort_order", "ROW_ROLE"]
+__all__ = ["GridView", "SampleGridModel", "sort_keys", "ROW_ROLE"]

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QToolButton, QVBoxLayout, QWidget,
 )
 
+from uldl_studio.core import scores
 from uldl_studio.core.table import d_columns, p_columns, ref_columns
 
 IMAGE_SIZE = 160
@@ -121,13 +122,14 @@ class DistributionChart(pg.PlotWidget):
 
 
 class Inspector(QWidget):
-    """Shows one row of the project's table.  ``neighbourActivated(row)``: a neighbour was clicked."""
+    """Shows one row of the session's table, with every registered score that has a value.
+    ``neighbourActivated(row)``: a neighbour was clicked."""
 
     neighbourActivated = Signal(int)
 
-    def __init__(self, project, thumbnails=None, parent: QWidget | None = None) -> None:
+    def __init__(self, bridge, thumbnails=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.project = project
+        self.project = bridge.session
         self.thumbnails = thumbnails  # core.images.ThumbnailCache (lazy when None)
         self.row: int | None = None
         self._neighbors = None       # dict from Run.neighbors(), cached per run/results
@@ -156,6 +158,16 @@ class Inspector(QWidget):
             value.setWordWrap(True)
             self.fields[key] = value
             form.addRow(caption, value)
+        self.score_fields: dict[str, tuple[QLabel, QLabel]] = {}
+        for score in scores.registered():
+            if score.name == "lambda":
+                continue  # its own row above, with the change since the last run
+            caption, value = QLabel(score.label), QLabel("–")
+            caption.setToolTip(score.tooltip)
+            value.setToolTip(score.tooltip)
+            form.addRow(caption, value)
+            self.score_fields[score.name] = (caption, value)
+        self.fields["lambda"].setToolTip(scores.get("lambda").tooltip)
         info = QVBoxLayout()
         info.addWidget(self.title)
         info.addLayout(form)
@@ -184,9 +196,9 @@ class Inspector(QWidget):
         layout.addWidget(self.neighbour_box)
         layout.addWidget(self.hint)
 
-        project.tableReset.connect(self._on_results)
-        project.resultsChanged.connect(self._on_results)
-        project.editsChanged.connect(self._on_edits)
+        bridge.tableReset.connect(self._on_results)
+        bridge.resultsChanged.connect(self._on_results)
+        bridge.editsChanged.connect(self._on_edits)
 
     def set_hint(self, text: str) -> None:
         """A line of help under the inspector (the relabel keys)."""
@@ -281,6 +293,11 @@ class Inspector(QWidget):
         va = [rec[c] if c in table else np.nan for c in ("valence", "arousal")]
         self.fields["va"].setText("–" if not np.all(np.isfinite(va)) else f"{va[0]:+.2f}, {va[1]:+.2f}")
         self.fields["split"].setText(str(rec["split"]))
+        for name, (caption, value) in self.score_fields.items():
+            v = float(self.project.score(name)[row])
+            caption.setVisible(np.isfinite(v))
+            value.setVisible(np.isfinite(v))
+            value.setText(f"{v:.3f}")
 
         series: dict[str, np.ndarray] = {}
         for prefix, cols in (("d", d_columns(classes)), ("p", p_columns(classes)),
@@ -303,6 +320,9 @@ class Inspector(QWidget):
         self.image.setText("click a point\nor a thumbnail")
         for value in self.fields.values():
             value.setText("–")
+        for caption, value in self.score_fields.values():
+            caption.hide()
+            value.hide()
         self.chart.set_distributions(self.project.classes, {})
         self._set_tiles([])
         self.neighbour_note.setText("")

@@ -1,9 +1,10 @@
 """The main window: map (centre), grid, inspector and training panel in docks; toolbar with
 map mode, colour mode, point size, filters, export and predict.
 
-It wires views to the :class:`~uldl_studio.qt.project.Project` model and to workers; it owns
-no sample state itself (DESIGN.md §4).  Views of the map/grid engineer are embedded through
-the selection / grid adapter methods at the bottom.
+It creates the core session (``core.session.Session``: table with edits, run, journal,
+filter, selection, current sample) and its Qt bridge, hands the bridge to every view, and
+runs the workers (loading, UMAP, training).  It owns no sample state itself; see
+docs/architecture.md.
 """
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu,
+    QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu,
     QMessageBox, QScrollArea, QToolBar, QToolButton, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog, export_soft_labels
+from uldl_studio.core import scores
+from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog
 from uldl_studio.qt.inspector import Inspector, row_pixmap
-from uldl_studio.qt.project import Project
 from uldl_studio.qt.relabel import RelabelController
+from uldl_studio.qt.session_bridge import SessionBridge
 from uldl_studio.qt.settings import StudioSettings
 from uldl_studio.qt.training_panel import TrainingPanel, TrainingSession, make_train_config
 from uldl_studio.qt.umap_worker import cached_umap, compute_umap
@@ -55,8 +57,9 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.settings = settings or StudioSettings()
         self.setWindowTitle("ULDL Studio")
-        self.project = Project(self)
-        self.session = TrainingSession(self)
+        self.bridge = SessionBridge(self)
+        self.project = self.bridge.session  # the open project: core.session.Session
+        self.training = TrainingSession(self)
         # Tests replace this: returns True when the user agrees to stop training and close.
         self.confirm_close: Callable[[], bool] = self._ask_close_while_training
         self.next_run_dir: Path | None = None  # where the next new run goes (None: runs folder)
@@ -84,18 +87,16 @@ class MainWindow(QMainWindow):
     # ================================================================ construction
     def _build_views(self) -> None:
         from uldl_studio.qt.map_view import MapView
-        from uldl_studio.qt.selection_model import SelectionModel
 
         # No undo stack for selections: Ctrl+Z belongs to the annotator's edit journal.
-        self.selection = SelectionModel(self)
         # The map brings its own control bar (box/lasso/pan, map mode, colour mode, point
         # size) and filter banner; the window's toolbar adds the filters, export and predict.
-        self.map_view = MapView(self.selection)
+        self.map_view = MapView(self.bridge)
         self.map_view.thumbnail_provider = self._thumbnail_pixmap
         for name in ("left", "bottom"):  # V-A is in [-1, 1]: no "(x0.001)" SI scaling
             self.map_view.plot_item.getAxis(name).enableAutoSIPrefix(False)
         self.grid_view = self._make_grid_view()
-        self.inspector = Inspector(self.project, self.thumbnails)
+        self.inspector = Inspector(self.bridge, self.thumbnails)
         self.training_panel = TrainingPanel()
 
         self.map_message = QLabel()
@@ -114,7 +115,7 @@ class MainWindow(QMainWindow):
     def _make_grid_view(self) -> QWidget:
         from uldl_studio.qt.grid_view import GridView
 
-        grid = GridView(self.selection)
+        grid = GridView(self.bridge)
         grid.thumbnail_provider = lambda row: self._thumbnail_pixmap(row, 128)
         return grid
 
@@ -158,10 +159,8 @@ class MainWindow(QMainWindow):
         self.predict_action.triggered.connect(self.show_predict_dialog)
         self.quit_action = QAction("&Quit", self, shortcut=QKeySequence("Ctrl+Q"))
         self.quit_action.triggered.connect(self.close)
-        self.relabel = RelabelController(
-            self.project, self,
-            current=self.current_row, set_current=self.set_current_row,
-            selection=self.selected_rows, order=self.grid_order, visible=self.visible_mask)
+        self.relabel = RelabelController(self.bridge, self, order=self.grid_order,
+                                         sort_key=lambda: self.grid_view.sort_key)
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("Filters and export", self)
@@ -179,21 +178,27 @@ class MainWindow(QMainWindow):
         self.class_filter_button.setMenu(self.class_filter_menu)
         self.class_filter_actions: list[QAction] = []
         bar.addWidget(self.class_filter_button)
-        bar.addWidget(QLabel("  λ "))
         from superqt import QLabeledDoubleRangeSlider
 
-        self.lambda_slider = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
-        self.lambda_slider.setRange(0.0, 1.0)
-        self.lambda_slider.setSingleStep(0.01)
-        self.lambda_slider.setDecimals(2)
-        self.lambda_slider.setValue((0.0, 1.0))
+        self.range_score_combo = QComboBox()
+        for score in scores.registered():
+            self.range_score_combo.addItem(score.label, score.name)
+            self.range_score_combo.setItemData(self.range_score_combo.count() - 1, score.tooltip,
+                                               Qt.ItemDataRole.ToolTipRole)
+        self.range_score_combo.setToolTip("the score whose range the slider filters")
+        self.range_score_combo.setCurrentIndex(self.range_score_combo.findData("lambda"))
+        bar.addWidget(self.range_score_combo)
+        self.range_slider = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
+        self.range_slider.setSingleStep(0.01)
+        self.range_slider.setDecimals(2)
         # Edit boxes with the current low/high at the ends; no labels over the handles (they
         # do not fit in a toolbar's height).
-        self.lambda_slider.setHandleLabelPosition(QLabeledDoubleRangeSlider.LabelPosition.NoLabel)
-        self.lambda_slider.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.LabelIsValue)
-        self.lambda_slider.setFixedWidth(260)
-        self.lambda_slider.setToolTip("show only samples with λ in this range")
-        bar.addWidget(self.lambda_slider)
+        self.range_slider.setHandleLabelPosition(QLabeledDoubleRangeSlider.LabelPosition.NoLabel)
+        self.range_slider.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.LabelIsValue)
+        self.range_slider.setFixedWidth(260)
+        self.range_slider.setToolTip("show only samples whose score is in this range")
+        self._set_range_slider_bounds()
+        bar.addWidget(self.range_slider)
         bar.addSeparator()
         bar.addAction(self.relabel.undo_action)
         bar.addAction(self.relabel.redo_action)
@@ -235,26 +240,27 @@ class MainWindow(QMainWindow):
         view_menu.addAction("Show &all points", self.map_view.reset_view)
 
     def _connect(self) -> None:
-        p = self.project
-        p.tableReset.connect(self._on_table_reset)
-        p.resultsChanged.connect(self._on_results_changed)
-        p.editsChanged.connect(self._on_edits_changed)
-        p.runChanged.connect(self._on_run_changed)
+        b = self.bridge
+        b.tableReset.connect(self._on_table_reset)
+        b.resultsChanged.connect(self._on_results_changed)
+        b.editsChanged.connect(self._on_edits_changed)
+        b.runChanged.connect(self._on_run_changed)
+        b.filterChanged.connect(self._on_filter_changed)
+        b.currentChanged.connect(self._on_current_changed)
+        b.selectionChanged.connect(self._update_counts)
         self.relabel.statusMessage.connect(self._show_status)
-        self.selection.currentChanged.connect(self._on_current_changed)
-        self.selection.selectionChanged.connect(self._update_counts)
         self.inspector.neighbourActivated.connect(self.set_current_row)
         self.map_view.coordinatesRequested.connect(self._on_coordinates_requested)
-        self.map_view.filterChanged.connect(self._on_map_filter_changed)
         self.map_view.size_spin.valueChanged.connect(lambda v: self.settings.set_value("point_size", int(v)))
         self.map_view.set_point_size(int(self.settings.value("point_size", 5)))
-        self.lambda_slider.valueChanged.connect(self._apply_filters)
+        self.range_slider.valueChanged.connect(self._on_range_slider)
+        self.range_score_combo.currentIndexChanged.connect(self._on_range_score_changed)
         self.training_panel.startRequested.connect(self.start_training)
         self.training_panel.stopRequested.connect(self.stop_training)
-        self.session.progress.connect(self.training_panel.show_progress)
-        self.session.epochResults.connect(self._on_epoch_results)
-        self.session.finished.connect(self._on_training_finished)
-        self.session.failed.connect(self._on_training_failed)
+        self.training.progress.connect(self.training_panel.show_progress)
+        self.training.epochResults.connect(self._on_epoch_results)
+        self.training.finished.connect(self._on_training_finished)
+        self.training.failed.connect(self._on_training_failed)
         self.counts_label = QLabel()
         self.statusBar().addPermanentWidget(self.counts_label)
 
@@ -314,7 +320,7 @@ class MainWindow(QMainWindow):
         self._on_loaded(("dataset", table, source))
 
     def _load(self, job, what: str) -> None:
-        if self.session.is_running:
+        if self.training.is_running:
             self._show_status("Stop training before opening something else.")
             return
         if self._load_thread is not None:
@@ -418,11 +424,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_table_reset(self) -> None:
         keep = getattr(self, "_keep_selection", None)
-        self.selection.reset(len(self.project))
         self._rebuild_class_filter()
-        self._reset_filter_widgets()
-        self.map_view.set_table(self.project.table)
-        self._grid_set_table()
         if keep:
             self._set_selection(self.project.rows_of(keep[0]))
             cur = self.project.row_of(keep[1]) if keep[1] is not None else None
@@ -434,8 +436,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_results_changed(self) -> None:
-        self.map_view.refresh_values(self.project.table)
-        self._grid_refresh()
+        self._set_range_slider_bounds()
         self._after_results()
         self._update_counts()
 
@@ -443,7 +444,7 @@ class MainWindow(QMainWindow):
         """Pick a colour mode that shows the results, hide stale messages, enable actions."""
         if self.project.has_results and not self._results_shown:
             self._results_shown = True
-            self.map_view.set_color_mode("lambda")
+            self.map_view.set_color_mode(self.map_view.default_color_mode())
         if not self.project.has_results:
             self._results_shown = False
         if self.project.is_open and not self.map_view.available_coordinate_modes():
@@ -455,9 +456,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_edits_changed(self, rows) -> None:
-        # Same rows, new labels/edited/unsure: recolour and mark, keep the view.
-        self.map_view.refresh_values(self.project.table)
-        self._grid_refresh(rows)
+        # the views recolour themselves; the window's counts and actions follow
         self._update_counts()
         self._update_enabled()
 
@@ -480,7 +479,8 @@ class MainWindow(QMainWindow):
         has = self.project.has_results
         self.export_action.setEnabled(has)
         self.predict_action.setEnabled(self.project.run is not None and has)
-        self.lambda_slider.setEnabled(has)
+        self.range_slider.setEnabled(has)
+        self.range_score_combo.setEnabled(has)
         self.class_filter_button.setEnabled(self.project.is_open)
         self.training_panel.set_can_start(self.project.is_open,
                                           "" if self.project.is_open else "open a dataset first")
@@ -516,16 +516,12 @@ class MainWindow(QMainWindow):
 
     # ================================================================ queries
     def visible_mask(self) -> np.ndarray:
-        """Rows that pass the map's filter (classes, λ range)."""
-        if not self.project.is_open:
-            return np.zeros(0, dtype=bool)
-        return np.asarray(self.map_view.filter_selection().mask(self.project.table), dtype=bool)
+        """Rows that pass the session's filter (classes, score ranges)."""
+        return self.project.visible_mask()
 
     def most_ambiguous_row(self) -> int | None:
-        lam = self.project.column("lambda").astype(np.float64)
-        if len(lam) == 0 or not np.isfinite(lam).any():
-            return None
-        return int(np.nanargmax(lam))
+        return self.project.most_ambiguous(self.grid_view.sort_key if self.grid_view.sort_key != "sample_id"
+                                           else "ambiguity")
 
     # ================================================================ filters
     def _rebuild_class_filter(self) -> None:
@@ -533,67 +529,73 @@ class MainWindow(QMainWindow):
         self.class_filter_actions = []
         for i, name in enumerate(self.project.classes):
             act = QAction(f"{i + 1}  {name}", self, checkable=True, checked=True)
-            act.toggled.connect(self._apply_filters)
+            act.toggled.connect(self._on_class_actions)
             self.class_filter_menu.addAction(act)
             self.class_filter_actions.append(act)
         self.class_filter_menu.addSeparator()
         self.class_filter_menu.addAction("Show all classes", self.clear_filters)
 
-    def _reset_filter_widgets(self) -> None:
-        self.lambda_slider.blockSignals(True)
-        self.lambda_slider.setValue((0.0, 1.0))
-        self.lambda_slider.blockSignals(False)
-        for act in self.class_filter_actions:
-            act.blockSignals(True)
-            act.setChecked(True)
-            act.blockSignals(False)
-
     def set_class_filter(self, visible_classes) -> None:
-        visible = set(int(c) for c in visible_classes)
-        for i, act in enumerate(self.class_filter_actions):
-            act.blockSignals(True)
-            act.setChecked(i in visible)
-            act.blockSignals(False)
-        self._apply_filters()
+        self.project.set_filter(classes=visible_classes)
+
+    def set_score_filter(self, name: str, low: float, high: float) -> None:
+        """Show only rows whose score ``name`` lies in [low, high] (the toolbar follows)."""
+        self.range_score_combo.setCurrentIndex(self.range_score_combo.findData(name))
+        self.project.set_range(name, low, high)
 
     def set_lambda_filter(self, low: float, high: float) -> None:
-        self.lambda_slider.setValue((float(low), float(high)))  # emits -> _apply_filters
+        self.set_score_filter("lambda", low, high)
 
     @Slot()
     def clear_filters(self) -> None:
-        self._reset_filter_widgets()
-        self._apply_filters()
+        self.project.clear_filter()
 
     @Slot()
-    def _apply_filters(self, *args) -> None:
-        """Toolbar widgets -> the map's filter (which draws the banner) and the grid."""
-        if not self.project.is_open:
-            return
+    def _on_class_actions(self, *args) -> None:
+        """Class menu ticks -> the session's class filter."""
         checked = [i for i, a in enumerate(self.class_filter_actions) if a.isChecked()]
-        classes = None if len(checked) == len(self.class_filter_actions) else set(checked)
-        low, high = self.lambda_slider.value()
-        lam_range = (low, high) if self.project.has_results and (low > 0.0 or high < 1.0) else None
-        self._applying_filter = True
-        try:
-            self.map_view.set_filter(classes, lam_range)
-        finally:
-            self._applying_filter = False
-        self._grid_set_visible(self.visible_mask())
-        self._update_counts()
+        self.project.set_filter(classes=None if len(checked) == len(self.class_filter_actions) else checked)
 
-    @Slot(object, object)
-    def _on_map_filter_changed(self, classes, lam_range) -> None:
-        """The map changed its filter itself (its banner's Clear button, a new table)."""
-        if getattr(self, "_applying_filter", False):
-            return
-        self.lambda_slider.blockSignals(True)
-        self.lambda_slider.setValue(tuple(lam_range) if lam_range is not None else (0.0, 1.0))
-        self.lambda_slider.blockSignals(False)
+    def _range_bounds(self, name: str) -> tuple[float, float]:
+        score = scores.get(name)
+        if score.value_range is not None:
+            return score.value_range
+        values = self.project.score(name) if self.project.is_open else np.empty(0)
+        finite = values[np.isfinite(values)]
+        return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+
+    def _set_range_slider_bounds(self) -> None:
+        name = self.range_score_combo.currentData()
+        lo, hi = self._range_bounds(name)
+        current = self.project.filter.ranges.get(name, (lo, hi))
+        self.range_slider.blockSignals(True)
+        self.range_slider.setRange(lo, hi)
+        self.range_slider.setValue(current)
+        self.range_slider.blockSignals(False)
+
+    @Slot(int)
+    def _on_range_score_changed(self, _index: int) -> None:
+        """Another score in the toolbar: its range (if any) shows; the old one's stays set."""
+        self._set_range_slider_bounds()
+
+    @Slot(object)
+    def _on_range_slider(self, value) -> None:
+        name = self.range_score_combo.currentData()
+        low, high = (float(v) for v in value)
+        lo, hi = self._range_bounds(name)
+        full = low <= lo + 1e-9 and high >= hi - 1e-9
+        self.project.set_range(name, None if full or not self.project.has_results else low, high)
+
+    @Slot()
+    def _on_filter_changed(self) -> None:
+        """The session's filter changed (toolbar, the map banner's Clear, a new table): the
+        toolbar shows it."""
+        classes = self.project.filter.classes
         for i, act in enumerate(self.class_filter_actions):
             act.blockSignals(True)
             act.setChecked(classes is None or i in classes)
             act.blockSignals(False)
-        self._grid_set_visible(self.visible_mask())
+        self._set_range_slider_bounds()
         self._update_counts()
 
     # ================================================================ UMAP
@@ -660,7 +662,7 @@ class MainWindow(QMainWindow):
 
     @Slot(dict)
     def start_training(self, values: dict | None = None) -> None:
-        if self.session.is_running or not self.project.is_open:
+        if self.training.is_running or not self.project.is_open:
             return
         values = dict(values if values is not None else self.training_panel.values())
         try:
@@ -688,12 +690,12 @@ class MainWindow(QMainWindow):
         self.training_panel.set_running(True)
         self.training_panel.set_run_text(f"Run: {run_dir}")
         self._show_status(f"Training into {run_dir} …")
-        self.session.start(table, config, run_dir)
+        self.training.start(table, config, run_dir)
 
     @Slot()
     def stop_training(self) -> None:
-        if self.session.is_running:
-            self.session.stop()
+        if self.training.is_running:
+            self.training.stop()
             self._show_status("Stopping after the current batch…")
 
     @Slot(object, object)
@@ -715,7 +717,7 @@ class MainWindow(QMainWindow):
         if self.map_view.coordinate_mode == "umap":
             self.request_umap()  # new features: the cached UMAP is stale
         self._epoch_seen += 1
-        progress = self.session.last_progress
+        progress = self.training.last_progress
         self.epochLoaded.emit(int(getattr(progress, "epoch", self._epoch_seen) or self._epoch_seen))
 
     @Slot(str)
@@ -740,7 +742,7 @@ class MainWindow(QMainWindow):
 
     def _remember_panel(self, values: dict) -> None:
         keep = {k: values[k] for k in ("method", "epochs", "device", "k", "delta", "similarity", "gamma",
-                                       "neighbors") if k in values}
+                                       "neighbors", "neighbor_space", "neighbor_refresh") if k in values}
         self.settings.set_value("training", keep)
 
     # ================================================================ export / predict
@@ -759,7 +761,7 @@ class MainWindow(QMainWindow):
     def export_csv(self, path: str | Path, selection_only: bool = False) -> int:
         """Export without a dialog (tests, scripts)."""
         rows = self.selected_rows() if selection_only else None
-        return export_soft_labels(self.project, path, rows)
+        return self.project.export(path, rows)
 
     @Slot()
     def show_predict_dialog(self) -> PredictDialog | None:
@@ -780,13 +782,13 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        if self.session.is_running:
+        if self.training.is_running:
             if not self.confirm_close():
                 event.ignore()
                 return
             self._closing = True
             self._show_status("Stopping training…")
-            self.session.stop_and_wait()
+            self.training.stop_and_wait()
         self._closing = True
         for thread in (self._load_thread, self._umap_thread):
             if thread is not None:
@@ -810,33 +812,22 @@ class MainWindow(QMainWindow):
         if isinstance(training, dict):
             self.training_panel.set_values(training)
 
-    # ================================================================ selection adapter
+    # ================================================================ selection
     def current_row(self) -> int | None:
-        row = self.selection.current
-        return None if row is None or row < 0 or row >= len(self.project) else int(row)
+        row = self.project.current
+        return None if row < 0 or row >= len(self.project) else int(row)
 
     @Slot(int)
     def set_current_row(self, row: int) -> None:
-        self.selection.set_current(int(row))
+        self.project.set_current(int(row))
 
     def selected_rows(self) -> np.ndarray:
-        return np.asarray(self.selection.selected, dtype=np.int64)
+        return np.asarray(self.project.selection, dtype=np.int64)
 
     def _set_selection(self, rows) -> None:
         # Selection changes are not undoable here: Ctrl+Z belongs to the edit journal.
-        self.selection.set_selection(np.asarray(rows, dtype=np.int64), undoable=False)
+        self.project.select(np.asarray(rows, dtype=np.int64))
 
-    # ================================================================ grid adapters
     def grid_order(self) -> np.ndarray:
         """Rows in the grid's order (what ←/→ walk through)."""
         return np.asarray(self.grid_view.rows(), dtype=np.int64)
-
-    def _grid_set_table(self) -> None:
-        self.grid_view.set_table(self.project.table)
-        self.grid_view.set_filter_mask(self.visible_mask())
-
-    def _grid_refresh(self, rows=None) -> None:
-        self.grid_view.refresh_values(self.project.table)
-
-    def _grid_set_visible(self, mask) -> None:
-        self.grid_view.set_filter_mask(mask)

@@ -1,13 +1,11 @@
-"""The map: every sample as a point (valence-arousal, UMAP or feature map), coloured by λ,
-label, prediction or entropy; box/lasso selection into the shared SelectionModel.
+"""The map: every sample as a point (valence-arousal, UMAP or feature map), coloured by the
+given or predicted label or by any registered score (``core.scores``); box/lasso selection
+into the session's selection.
 
-Speed (bench/gui_scale.py, 300k points): all points live in ONE ``PaletteScatterItem``, a
-``pg.ScatterPlotItem`` whose per-point brush is an index into a small palette of prebuilt
-QBrush objects.  The stock ``setData``/``setBrush`` resolve every point's style in a Python
-loop (≈0.5–0.9 s for 300k points); this subclass fills the item's record array with numpy
-and paints through pyqtgraph's symbol atlas (one ``drawPixmapFragments`` call), leaving out
-the points that later opaque points paint over completely (pixel-identical, ~4 in 5 at 300k)
-and caching the fragments between repaints.  A selection is shown by fading the other points
+The view holds no sample state: the table, the filter, the selection and the current sample
+are the session's (``core.session.Session``, reached through the ``SessionBridge``); the
+view keeps only what it derives for drawing.  Speed (bench/gui_scale.py, 300k points): all
+points live in ONE ``PaletteScatterItem`` (``qt/scatter_renderer.py``).  A selection is shown by fading the other points
 (a faded twin of every palette brush) and drawing the selected ones on top — only the codes
 change, whatever the selection's size; small selections also get a ring per point.  The
 current sample and edited marks are separate small items on top.  Points map back to table
@@ -15,402 +13,41 @@ rows through index arrays (``_shown_rows``), not per-point objects.
 """
 from __future__ import annotations
 
-import sys
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QPixmap, QTransform
+from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup, QComboBox, QFrame, QGraphicsPathItem, QGraphicsRectItem, QHBoxLayout, QLabel,
     QPushButton, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core.selection import (
-    AllSelection, BoxSelection, PolygonSelection, RangeSelection, Selection, ValueSelection,
-)
+from uldl_studio.core import scores
+from uldl_studio.core.selection import BoxSelection, PolygonSelection, Selection
 from uldl_studio.qt import palette
-from uldl_studio.qt.selection_model import SelectionModel
+from uldl_studio.qt.scatter_renderer import PaletteScatterItem
+from uldl_studio.qt.session_bridge import SessionBridge
 
-_LITTLE_ENDIAN = sys.byteorder == "little"
-debug_warn_on_exception = pg.debug.warnOnException  # an exception in paint() must not crash
+CATEGORICAL_MODES = {"given": "given label", "predicted": "predicted label"}
 
-COLOR_MODES = ("lambda", "given", "predicted", "entropy", "lambda_change")
-COLOR_MODE_LABELS = {
-    "lambda": "λ (uncertainty)", "given": "given label", "predicted": "predicted label",
-    "entropy": "entropy of d", "lambda_change": "λ change since last run",
-}
+
+def color_modes() -> list[str]:
+    """The label colourings, then every registered score."""
+    return [*CATEGORICAL_MODES, *scores.names()]
+
+
+def color_mode_label(mode: str) -> str:
+    return CATEGORICAL_MODES.get(mode) or scores.get(mode).label
+
 COORDINATE_MODES = ("va", "umap", "features")
 COORDINATE_LABELS = {"va": "valence-arousal", "umap": "UMAP of features", "features": "feature map"}
 AXIS_LABELS = {"va": ("valence", "arousal"), "umap": ("UMAP 1", "UMAP 2"),
                "features": ("feature map x", "feature map y")}
 INTERACTION_MODES = ("select", "lasso", "pan")
 
-
-# ---------------------------------------------------------------------------------------
-def _window(src: np.ndarray, length: int, axis: int, op, forward: bool) -> np.ndarray:
-    """``op`` over a window of ``length`` along ``axis``: ``out[c] = op(src[c-length+1..c])``
-    (``forward``: ``src[c..c+length-1]``), in log steps with two buffers (no overlap copies).
-    Entries whose window leaves the array use the part inside it."""
-    a = src
-    b = np.empty_like(src)
-    k = 1
-    while k < length:
-        sh = min(k, length - k)
-        lo = (slice(None),) * axis + (slice(None, -sh),)
-        hi = (slice(None),) * axis + (slice(sh, None),)
-        if forward:
-            op(a[lo], a[hi], out=b[lo])
-            b[hi[:axis] + (slice(-sh, None),)] = a[hi[:axis] + (slice(-sh, None),)]
-        else:
-            op(a[hi], a[lo], out=b[hi])
-            b[lo[:axis] + (slice(None, sh),)] = a[lo[:axis] + (slice(None, sh),)]
-        if a is src:
-            a, b = b, np.empty_like(src)
-        else:
-            a, b = b, a
-        k += sh
-    return a
-
-
-def occlusion_cull(gx: np.ndarray, gy: np.ndarray, order: np.ndarray, occludes: np.ndarray,
-                   core_rows: Sequence[tuple[int, int, int]], w: int, h: int,
-                   gw: int, gh: int) -> np.ndarray:
-    """The points of ``order`` that stay visible when sprites are drawn in ``order``.
-
-    Point ``order[k]`` has its ``w``×``h`` sprite's top-left pixel at ``(gx[k], gy[k])`` of
-    a ``gw``×``gh`` grid (sprites must lie inside it) and is drawn after every point before
-    it.  Its sprite is *hidden* when every pixel of its bounding box is covered by the
-    fully opaque core (``core_rows``: ``(dy, dx0, length)`` runs of alpha-255 pixels) of a
-    point drawn later with ``occludes`` set: source-over with alpha 255 replaces a pixel,
-    so dropping hidden points changes no pixel of the picture.  Pure numpy: an image of
-    "the last point whose core covers this pixel" built with max filters, then a min
-    filter over the bounding box.  Returns the kept entries of ``order``, in order.
-    """
-    lin = gy.astype(np.int64) * gw + gx
-    rank = np.arange(order.size, dtype=np.int32)
-    last = np.full(gh * gw, -1, dtype=np.int32)
-    occ = np.flatnonzero(occludes)
-    np.maximum.at(last, lin[occ], rank[occ])  # the last occluder at each top-left pixel
-    last = last.reshape(gh, gw)
-    covered = np.full_like(last, -1)  # rank of the last point whose core covers the pixel
-    runs: dict[int, np.ndarray] = {}
-    for dy, dx0, length in core_rows:
-        if length not in runs:
-            runs[length] = _window(last, length, 1, np.maximum, forward=False)
-        src = runs[length]
-        np.maximum(covered[dy:, dx0:], src[:gh - dy, :gw - dx0], out=covered[dy:, dx0:])
-    del runs, last
-    # min over each sprite's bounding box, stored at its top-left pixel
-    covered = _window(_window(covered, w, 1, np.minimum, forward=True), h, 0, np.minimum,
-                      forward=True)
-    hidden = covered.ravel()[lin] > rank
-    return order[~hidden]
-
-
-class PaletteScatterItem(pg.ScatterPlotItem):
-    """A ScatterPlotItem whose per-point brush is a code into a palette, set with numpy.
-
-    ``set_points(x, y, codes)`` / ``set_codes(codes)`` replace ``setData``/``setBrush`` for
-    large point counts.  The symbol, size and pen are shared (``opts``); bounds and the
-    symbol atlas are pyqtgraph's own.
-
-    Painting is pyqtgraph's atlas path (one ``QPainter.drawPixmapFragments`` call) with two
-    savings: the fragment array is built with numpy from the codes and cached until the
-    points, colours or view change (repaints for hover, the current-sample marker or a
-    gesture outline reuse it), and, with many points, points whose sprite is completely
-    painted over by later opaque sprites are left out (``occlusion_cull``; at 300k points in
-    a 1000×700 map about 4 in 5 are).  The result is pixel-identical to drawing every point
-    (``tests/qt/test_map_view.py`` compares them).
-    """
-
-    #: below this many points in view, skipping hidden points costs more than it saves
-    OCCLUSION_MIN_POINTS = 20_000
-    # class defaults: pyqtgraph's __init__ calls clear()/updateSpots() before ours runs
-    _version = 0
-    _codes: np.ndarray | None = None
-    _rects_stale = False
-    _buffer: np.ndarray | None = None
-    _spot_items = False
-    _on_top: np.ndarray | None = None
-    _x = _y = np.empty(0)
-
-    def __init__(self, brushes: Sequence[QBrush] = (), *, size: float = 5, pen=None,
-                 symbol: str = "o") -> None:
-        super().__init__(pxMode=True, useCache=True, size=size, pen=pen, symbol=symbol,
-                         hoverable=False)
-        self._palette = np.empty(0, dtype=object)
-        self._codes: np.ndarray | None = None
-        self._rects = np.zeros((0, 4), dtype=np.int64)  # atlas rect (x, y, w, h) per code
-        self._rects_stale = False  # data["sourceRect"] not yet filled from the codes
-        self._version = 0
-        self._frag_key = None
-        self._frags = pg.Qt.internals.PrimitiveArray(QPainter.PixmapFragment, 10)
-        self._sprite_key = None
-        self._sprite_info = None
-        #: what the last paint drew: {"points", "in_view", "drawn"} (for tests and benches)
-        self.paint_stats: dict[str, int] = {}
-        self.set_palette(brushes or [QBrush(QColor(100, 100, 150))])
-
-    def set_palette(self, brushes: Sequence[QBrush], update: bool = True) -> None:
-        pal = np.empty(len(brushes), dtype=object)
-        pal[:] = list(brushes)
-        self._palette = pal
-        if update and self._codes is not None and len(self.data):
-            self.data["brush"] = self._palette[self._codes]
-            self.updateSpots()
-
-    def set_points(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray | None = None,
-                   brushes: Sequence[QBrush] | None = None, *, on_top: np.ndarray | None = None,
-                   same_bounds: bool = False) -> None:
-        """Replace all points; ``codes`` index the palette (``brushes`` replaces it first).
-
-        Points are drawn in order, except that those with ``on_top`` set (bool per point)
-        are drawn after all others.  ``same_bounds=True``: the points are the previous ones
-        in another order, so the view's auto-range need not be told.
-        """
-        if brushes is not None:
-            self.set_palette(brushes, update=False)
-        n = len(x)
-        codes = np.zeros(n, dtype=np.intp) if codes is None else np.asarray(codes, dtype=np.intp)
-        same_bounds = same_bounds and len(self.data) == n
-        data = self._record_array(n)
-        self._x = np.ascontiguousarray(x, dtype=np.float64)
-        self._y = np.ascontiguousarray(y, dtype=np.float64)
-        data["x"] = self._x
-        data["y"] = self._y
-        data["brush"] = self._palette[codes]
-        self.data = data
-        self._codes = codes
-        self._on_top = self._check_on_top(on_top, n)
-        if not same_bounds:
-            self.prepareGeometryChange()
-            self.informViewBoundsChanged()
-            self.bounds = [None, None]
-        self.updateSpots(keep_bounds=same_bounds)
-        if not same_bounds:
-            self.sigPlotChanged.emit(self)
-
-    @staticmethod
-    def _check_on_top(on_top, n: int) -> np.ndarray | None:
-        if on_top is None:
-            return None
-        on_top = np.asarray(on_top, dtype=bool)
-        if on_top.shape != (n,):
-            raise ValueError(f"on_top must have one flag per point ({n}), got {on_top.shape}")
-        return on_top if on_top.any() and not on_top.all() else None
-
-    def _record_array(self, n: int) -> np.ndarray:
-        """pyqtgraph's per-point record array: a view of a buffer kept for reuse.
-
-        Creating one costs ~10 ms for 300k points (``np.empty`` of this dtype sets the
-        object fields to None one by one, ~0.2 s; zeros + a None fill per field is what we
-        do), so a buffer at least ``n`` long is reused: filters and reloads then only
-        overwrite fields.  The object fields mean "use opts" (None) and are reset.
-        """
-        buf = self._buffer
-        if buf is None or len(buf) < n:
-            buf = np.zeros(n, dtype=self.data.dtype)
-            for name in ("symbol", "pen", "brush", "data", "item"):
-                buf[name] = None
-            buf["size"] = -1
-            buf["visible"] = True
-            self._buffer = buf
-            return buf[:n]
-        data = buf[:n]
-        if self._spot_items:
-            self._buffer["item"][...] = None  # drop SpotItems that point at old values
-            self._spot_items = False
-        return data
-
-    def points(self):
-        """pyqtgraph's SpotItems (made on demand; the record buffer then resets them)."""
-        self._spot_items = True
-        self._ensure_source_rects()
-        return super().points()
-
-    def set_codes(self, codes: np.ndarray, on_top: np.ndarray | None = None) -> None:
-        """New palette codes (and on-top flags) for the same points in the same order."""
-        codes = np.asarray(codes, dtype=np.intp)
-        if len(codes) != len(self.data):
-            raise ValueError(f"{len(codes)} colour codes for {len(self.data)} points")
-        self._codes = codes
-        self._on_top = self._check_on_top(on_top, len(codes))
-        self.data["brush"] = self._palette[codes]
-        self.updateSpots(keep_bounds=True)
-
-    def on_top(self) -> np.ndarray | None:
-        return self._on_top
-
-    def codes(self) -> np.ndarray | None:
-        return self._codes
-
-    def clear(self) -> None:
-        self._codes = None
-        self._on_top = None
-        self._x = self._y = np.empty(0)
-        self._version += 1
-        super().clear()
-
-    def _palette_rects(self) -> np.ndarray:
-        styles = [(self.opts["symbol"], self.opts["size"], self.opts["pen"], brush)
-                  for brush in self._palette]
-        coords = self.fragmentAtlas[styles]
-        return np.array([tuple(c) for c in coords], dtype=self.data.dtype["sourceRect"])
-
-    def _vectorised(self) -> bool:
-        return (self._codes is not None and len(self._codes) == len(self.data) == len(self._x)
-                and self.opts["pxMode"] and self.opts["useCache"])
-
-    def updateSpots(self, dataSet=None, keep_bounds: bool = False) -> None:  # noqa: N802
-        """pyqtgraph's name; vectorised: one atlas rect per palette code, no per-point work.
-
-        ``keep_bounds``: same coordinates as before, so the cached data bounds stay valid
-        (recomputing them is a nanmin/nanmax over every point per axis)."""
-        self._version += 1
-        if not (self._vectorised() and (dataSet is None or dataSet is self.data)):
-            super().updateSpots(dataSet)
-            return
-        rects = self._palette_rects()
-        self._rects = np.stack([rects[k] for k in ("x", "y", "w", "h")], axis=1).astype(np.int64)
-        self._rects_stale = True  # per-point rects only for pyqtgraph's own code paths
-        bounds, spot_width = list(self.bounds), self._maxSpotWidth
-        self._updateMaxSpotSizes()
-        if keep_bounds and self._maxSpotWidth == spot_width:
-            self.bounds = bounds
-        self.invalidate()
-
-    def _ensure_source_rects(self) -> None:
-        if self._rects_stale and self._vectorised():
-            if len(self.data):
-                rects = self._rects[self._codes]
-                src = self.data["sourceRect"]
-                for i, k in enumerate(("x", "y", "w", "h")):
-                    src[k] = rects[:, i]
-            self._rects_stale = False
-
-    def _maskAt(self, obj):  # noqa: N802 (pyqtgraph name; pointsAt etc.)
-        self._ensure_source_rects()
-        return super()._maskAt(obj)
-
-    def _sprites(self, used: np.ndarray):
-        """(w, h, core_rows, opaque-per-code) of the atlas sprites, or None (no culling).
-
-        ``core_rows`` are the alpha-255 runs shared by every opaque code's sprite.
-        """
-        atlas = self.fragmentAtlas.pixmap
-        key = (atlas.cacheKey(), self._rects.tobytes(), used.tobytes())
-        if key == self._sprite_key:
-            return self._sprite_info
-        info = None
-        rects = self._rects[used]
-        if rects.size and (rects[:, 2] == rects[0, 2]).all() and (rects[:, 3] == rects[0, 3]).all():
-            from PySide6.QtGui import QImage
-
-            img = atlas.toImage().convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
-            alpha = np.frombuffer(img.constBits(), np.uint8).reshape(
-                img.height(), img.bytesPerLine() // 4, 4)[..., 3 if _LITTLE_ENDIAN else 0]
-            w, h = int(rects[0, 2]), int(rects[0, 3])
-            opaque = np.zeros(len(self._rects), dtype=bool)
-            core = np.ones((h, w), dtype=bool)
-            for code in np.flatnonzero(used):
-                x0, y0 = self._rects[code, :2]
-                full = alpha[y0:y0 + h, x0:x0 + w] == 255
-                if full.any():
-                    opaque[code] = True
-                    core &= full
-            rows = []
-            for dy in range(h):
-                cols = np.flatnonzero(core[dy])
-                if cols.size:  # longest contiguous run of the row
-                    breaks = np.flatnonzero(np.diff(cols) > 1)
-                    starts = np.r_[0, breaks + 1]
-                    stops = np.r_[breaks, cols.size - 1]
-                    j = int(np.argmax(stops - starts))
-                    rows.append((dy, int(cols[starts[j]]), int(stops[j] - starts[j] + 1)))
-            if rows and opaque.any():
-                info = (w, h, rows, opaque)
-        self._sprite_key, self._sprite_info = key, info
-        return info
-
-    @debug_warn_on_exception
-    def paint(self, p, option, widget):
-        if (not self._vectorised() or self._exportOpts is not False or widget is None
-                or p.transform().type() == QTransform.TransformationType.TxProject):
-            self._ensure_source_rects()
-            super().paint(p, option, widget)
-            return
-        cmode = self.opts.get("compositionMode", None)
-        if cmode is not None:
-            p.setCompositionMode(cmode)
-        dpr = widget.devicePixelRatioF()
-        if dpr != self.fragmentAtlas.devicePixelRatio():
-            self.fragmentAtlas.setDevicePixelRatio(dpr)
-            self.fragmentAtlas.clear()
-            self.updateSpots()
-        tr = p.transform()
-        width, height = widget.width(), widget.height()
-        cull = (cmode is None and dpr == 1.0
-                and not p.testRenderHint(QPainter.RenderHint.Antialiasing)
-                and not p.testRenderHint(QPainter.RenderHint.SmoothPixmapTransform))
-        key = (self._version, tr.m11(), tr.m12(), tr.m21(), tr.m22(), tr.dx(), tr.dy(),
-               width, height, dpr, cull)
-        if key != self._frag_key:
-            self._build_fragments(tr, width, height, dpr, cull)
-            self._frag_key = key
-        if self._frags.ndarray().shape[0]:
-            p.resetTransform()
-            p.drawPixmapFragments(*self._frags.drawargs(), self.fragmentAtlas.pixmap)
-
-    def _build_fragments(self, tr, width: int, height: int, dpr: float, cull: bool) -> None:
-        codes = self._codes
-        px = self._x * tr.m11()
-        if tr.m21():
-            px += self._y * tr.m21()
-        px += tr.dx()
-        py = self._y * tr.m22()
-        if tr.m12():
-            py += self._x * tr.m12()
-        py += tr.dy()
-        # the largest sprite decides what may touch the viewport (NaN is never in view)
-        half_w = (self._rects[:, 2].max() if len(self._rects) else 0) / (2 * dpr)
-        half_h = (self._rects[:, 3].max() if len(self._rects) else 0) / (2 * dpr)
-        with np.errstate(invalid="ignore"):
-            in_view = (px > -half_w) & (px < width + half_w)
-            in_view &= (py > -half_h) & (py < height + half_h)
-        if self._on_top is None:
-            order = np.flatnonzero(in_view)
-        else:  # the flagged points last, each group in its own order
-            order = np.concatenate([np.flatnonzero(in_view & ~self._on_top),
-                                    np.flatnonzero(in_view & self._on_top)])
-        n_view = order.size
-        if cull and order.size >= self.OCCLUSION_MIN_POINTS:
-            view_codes = codes[order]
-            used = np.bincount(view_codes, minlength=len(self._rects)) > 0
-            sprites = self._sprites(used)
-            if sprites is not None:
-                w, h, rows, opaque = sprites
-                # where Qt's raster engine puts the sprite: the rect's corner, rounded; in a
-                # grid with a sprite-sized margin (in view: > 0, so truncation = floor)
-                gx = (px[order] + (w / 2 + 0.5)).astype(np.int32)
-                gy = (py[order] + (h / 2 + 0.5)).astype(np.int32)
-                order = occlusion_cull(gx, gy, order, opaque[view_codes], rows,
-                                       w, h, width + 2 * w, height + 2 * h)
-        self._frags.resize(order.size)
-        frags = self._frags.ndarray()
-        frags[:, 0] = px[order]
-        frags[:, 1] = py[order]
-        per_code = np.empty((len(self._rects), 8))  # sx, sy, sw, sh, scaleX, scaleY, rotation, opacity
-        per_code[:, :4] = self._rects
-        per_code[:, 4:] = (1 / dpr, 1 / dpr, 0.0, 1.0)
-        frags[:, 2:10] = per_code[codes[order]]
-        self.paint_stats = {"points": len(self.data), "in_view": int(n_view),
-                            "drawn": int(order.size)}
-
-
-# ---------------------------------------------------------------------------------------
 class _MapViewBox(pg.ViewBox):
     """Left drag = box/lasso gesture (or pan in pan mode), right/middle drag = pan."""
 
@@ -477,19 +114,11 @@ class _HoverCard(QFrame):
 
 
 # ---------------------------------------------------------------------------------------
-def _entropy(dist: np.ndarray) -> np.ndarray:
-    """Entropy of each row of a distribution matrix, normalised to [0, 1] by log(m)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(dist > 0, dist * np.log(np.where(dist > 0, dist, 1.0)), 0.0)
-    m = dist.shape[1]
-    return -terms.sum(axis=1) / (np.log(m) if m > 1 else 1.0)
-
-
 class MapView(QWidget):
-    """Scatter map of all samples, linked to a ``SelectionModel``.
+    """Scatter map of the session's samples.
 
     Args:
-        selection_model: shared selection (one is created when None).
+        bridge: the session's Qt bridge (a new session is created when None).
         parent: Qt parent.
         show_controls: show the built-in bar (interaction mode, coordinates, colour, size).
 
@@ -498,8 +127,6 @@ class MapView(QWidget):
         hover_text_provider: ``callable(row) -> str`` (default: id, label, λ).
 
     Signals:
-        filterChanged(object, object): (classes set | None, (lo, hi) | None), also when the
-            banner's clear button is pressed.
         colorModeChanged(str), coordinatesChanged(str)
         coordinatesRequested(str): the user asked for a map with no coordinates yet (e.g.
             "umap"): compute it off the GUI thread and call ``set_coordinates(mode, xy)``.
@@ -511,30 +138,26 @@ class MapView(QWidget):
     #: selections up to this size also get a ring per point (larger ones: colour only)
     RING_LIMIT = 5000
 
-    filterChanged = Signal(object, object)
     colorModeChanged = Signal(str)
     coordinatesChanged = Signal(str)
     coordinatesRequested = Signal(str)
     hovered = Signal(int)
     gestureSelected = Signal(object)
 
-    def __init__(self, selection_model: SelectionModel | None = None, parent: QWidget | None = None,
+    def __init__(self, bridge: SessionBridge | None = None, parent: QWidget | None = None,
                  *, show_controls: bool = True) -> None:
         super().__init__(parent)
-        self.selection_model = selection_model if selection_model is not None else SelectionModel(self)
+        self.bridge = bridge if bridge is not None else SessionBridge(self)
+        self.session = self.bridge.session
         self.thumbnail_provider: Callable[[int], QPixmap | None] | None = None
         self.hover_text_provider: Callable[[int], str] | None = None
 
-        self._table: pd.DataFrame | None = None
         self._classes: list[str] = []
         self._coord_mode = "va"
         self._provided_xy: dict[str, np.ndarray] = {}
         self._xy = np.empty((0, 2))
         self._color_mode = "given"
         self._point_size = 5.0
-        self._filter_classes: frozenset[int] | None = None
-        self._filter_lambda: tuple[float, float] | None = None
-        self._edited = np.zeros(0, dtype=bool)
         self._shown_rows = np.empty(0, dtype=np.int64)
         self._shown_xy = np.empty((0, 2))
         self._codes = np.empty(0, dtype=np.intp)  # per table row, current colour mode
@@ -554,8 +177,13 @@ class MapView(QWidget):
         self.last_selection: Selection | None = None
 
         self._build_ui(show_controls)
-        self.selection_model.selectionChanged.connect(self._update_selection_marks)
-        self.selection_model.currentChanged.connect(self._update_current_mark)
+        bridge = self.bridge
+        bridge.selectionChanged.connect(self._update_selection_marks)
+        bridge.currentChanged.connect(self._update_current_mark)
+        bridge.tableReset.connect(self._on_table_reset)
+        bridge.resultsChanged.connect(self._on_values_changed)
+        bridge.editsChanged.connect(self._on_edits)
+        bridge.filterChanged.connect(self._on_filter_changed)
 
     # -- construction ------------------------------------------------------------------
     def _build_ui(self, show_controls: bool) -> None:
@@ -595,8 +223,7 @@ class MapView(QWidget):
         bar.addWidget(QLabel("Map:", self.controls))
         bar.addWidget(self.coord_combo)
         self.color_combo = QComboBox(self.controls)
-        for mode in COLOR_MODES:
-            self.color_combo.addItem(COLOR_MODE_LABELS[mode], mode)
+        self._fill_color_combo()
         self.color_combo.activated.connect(
             lambda i: self.set_color_mode(self.color_combo.itemData(i)))
         bar.addWidget(QLabel("Colour:", self.controls))
@@ -624,7 +251,7 @@ class MapView(QWidget):
         self.banner_label = QLabel(self.banner)
         self.banner_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.banner_clear = QPushButton("Clear filter", self.banner)
-        self.banner_clear.clicked.connect(self.clear_filter)
+        self.banner_clear.clicked.connect(self.session.clear_filter)
         banner_layout.addWidget(self.banner_label)
         banner_layout.addWidget(self.banner_clear)
         self.banner.hide()
@@ -703,7 +330,9 @@ class MapView(QWidget):
     # -- public API ----------------------------------------------------------------------
     @property
     def table(self) -> pd.DataFrame | None:
-        return self._table
+        return self.session.table
+
+    _table = table
 
     @property
     def color_mode(self) -> str:
@@ -722,42 +351,63 @@ class MapView(QWidget):
         """Table rows currently drawn (finite coordinates and inside the filter)."""
         return self._shown_rows
 
-    def set_table(self, table: pd.DataFrame | None) -> None:
-        """Show a new table (other rows): resets coordinates given earlier and the view.
-
-        The owner resets the shared selection model (``selection_model.reset(len(table))``).
-        """
-        self._table = table
+    @Slot()
+    def _on_table_reset(self) -> None:
+        """A new table (other rows): forget coordinates given earlier, reset the view."""
+        table = self._table
         self._classes = list(table.attrs.get("classes", [])) if table is not None else []
         self._provided_xy.clear()
-        n = 0 if table is None else len(table)
-        self._edited = self._edited_column(table, n)
-        if self._filter_classes is not None or self._filter_lambda is not None:
-            self._filter_classes, self._filter_lambda = None, None
-            self.filterChanged.emit(None, None)
         if table is not None and self._coord_mode != "va" and not self._has_coordinates(self._coord_mode):
             self._coord_mode = "va"
         if table is not None and self._coord_mode == "va" and not self._has_coordinates("va"):
             if self._has_coordinates("features"):
                 self._coord_mode = "features"
         if table is not None and not self._mode_available(self._color_mode):
-            self._color_mode = "given"
+            self._color_mode = self.default_color_mode()
+        self._fill_color_combo()
         self._sync_controls()
         self._rebuild(reset_view=True)
 
-    def refresh_values(self, table: pd.DataFrame) -> None:
-        """Same rows, new values (λ, d, p, x2d/y2d, edits): recolour, keep the view."""
-        if self._table is None or len(table) != len(self._table):
-            self.set_table(table)
+    @Slot()
+    def _on_values_changed(self) -> None:
+        """Same rows, new values (λ, d, p, scores, x2d/y2d): recolour, keep the view."""
+        table = self._table
+        if table is None:
             return
-        self._table = table
         self._classes = list(table.attrs.get("classes", self._classes))
-        if "edited" in table:
-            self._edited = self._edited_column(table, len(table))
         if not self._mode_available(self._color_mode):
-            self._color_mode = "given"
+            self._color_mode = self.default_color_mode()
+        self._fill_color_combo()
         self._sync_controls()
         self._rebuild(reset_view=False)
+
+    @Slot(object)
+    def _on_edits(self, _rows) -> None:
+        """Labels or marks changed: label colours, label-based scores and edit marks follow."""
+        self._rebuild(reset_view=False)
+
+    @Slot()
+    def _on_filter_changed(self) -> None:
+        if self._table is not None:
+            self._rebuild(reset_view=False)
+        else:
+            self._update_banner()
+
+    def default_color_mode(self) -> str:
+        """The combined ambiguity score when the table has it, else the given label."""
+        return "ambiguity" if self._mode_available("ambiguity") else "given"
+
+    def _fill_color_combo(self) -> None:
+        """One entry per label colouring and registered score, with the score's meaning."""
+        combo = self.color_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for mode in color_modes():
+            combo.addItem(color_mode_label(mode), mode)
+            if mode in scores.names():
+                combo.setItemData(combo.count() - 1, scores.get(mode).tooltip, Qt.ItemDataRole.ToolTipRole)
+        combo.setCurrentIndex(max(0, combo.findData(self._color_mode)))
+        combo.blockSignals(False)
 
     def set_coordinates(self, mode: str, xy: np.ndarray | None = None) -> None:
         """Switch the map: "va" (valence/arousal), "umap" or "features" (x2d/y2d columns).
@@ -786,12 +436,12 @@ class MapView(QWidget):
             self.coordinatesChanged.emit(mode)
 
     def set_color_mode(self, mode: str) -> None:
-        """Colour by "lambda", "given", "predicted", "entropy" (of d) or "lambda_change".
+        """Colour by "given", "predicted" or a registered score's name.
 
         A mode whose columns are missing (no training results yet) draws grey points.
         """
-        if mode not in COLOR_MODES:
-            raise ValueError(f"unknown colour mode {mode!r}; expected one of {COLOR_MODES}")
+        if mode not in color_modes():
+            raise ValueError(f"unknown colour mode {mode!r}; expected one of {color_modes()}")
         if mode == self._color_mode:
             return
         self._color_mode = mode
@@ -800,7 +450,7 @@ class MapView(QWidget):
         self.colorModeChanged.emit(mode)
 
     def available_color_modes(self) -> list[str]:
-        return [m for m in COLOR_MODES if self._mode_available(m)]
+        return [m for m in color_modes() if self._mode_available(m)]
 
     def available_coordinate_modes(self) -> list[str]:
         return [m for m in COORDINATE_MODES if self._has_coordinates(m)]
@@ -820,49 +470,8 @@ class MapView(QWidget):
             self.size_spin.setValue(int(round(px)))
             self.size_spin.blockSignals(False)
 
-    def set_filter(self, classes: set[int] | None = None,
-                   lambda_range: tuple[float, float] | None = None) -> None:
-        """Hide points outside ``classes`` (given labels) / outside ``lambda_range``.
-
-        While a filter is active a banner says what it hides, with a button to clear it.
-        """
-        fc = None if classes is None else frozenset(int(c) for c in classes)
-        fl = None if lambda_range is None else (float(min(lambda_range)), float(max(lambda_range)))
-        if fc == self._filter_classes and fl == self._filter_lambda:
-            return
-        self._filter_classes, self._filter_lambda = fc, fl
-        self._rebuild(reset_view=False)
-        self.filterChanged.emit(None if fc is None else set(fc), fl)
-
-    @Slot()
-    def clear_filter(self) -> None:
-        self.set_filter(None, None)
-
-    def filter_selection(self) -> Selection:
-        """The active filter as a core predicate over the table."""
-        sel: Selection = AllSelection()
-        if self._filter_classes is not None:
-            sel = sel & ValueSelection("label", sorted(self._filter_classes))
-        if self._filter_lambda is not None and self._table is not None and "lambda" in self._table:
-            sel = sel & RangeSelection("lambda", *self._filter_lambda)
-        return sel
-
     def banner_text(self) -> str:
         return self.banner_label.text() if self.banner.isVisibleTo(self) else ""
-
-    def set_edited(self, mask: np.ndarray | None) -> None:
-        """Rows the annotator relabelled (bool mask over the table, or row indices)."""
-        n = 0 if self._table is None else len(self._table)
-        if mask is None:
-            self._edited = np.zeros(n, dtype=bool)
-        else:
-            arr = np.asarray(mask)
-            if arr.dtype != bool:
-                out = np.zeros(n, dtype=bool)
-                out[arr.astype(np.int64)] = True
-                arr = out
-            self._edited = arr[:n] if len(arr) >= n else np.r_[arr, np.zeros(n - len(arr), bool)]
-        self._update_edited_marks()
 
     def set_interaction_mode(self, mode: str) -> None:
         """"select" (box), "lasso" or "pan" for the left mouse button."""
@@ -910,12 +519,6 @@ class MapView(QWidget):
         return self._xy
 
     # -- data ----------------------------------------------------------------------------
-    @staticmethod
-    def _edited_column(table, n: int) -> np.ndarray:
-        if table is None or "edited" not in table:
-            return np.zeros(n, dtype=bool)
-        return table["edited"].fillna(False).to_numpy(dtype=bool)
-
     def _has_coordinates(self, mode: str) -> bool:
         table = self._table
         if table is None:
@@ -940,22 +543,19 @@ class MapView(QWidget):
 
     def _mode_available(self, mode: str) -> bool:
         table = self._table
-        if table is None:
-            return mode == "given"
         if mode == "given":
             return True
-        if mode == "lambda":
-            return "lambda" in table
-        if mode == "lambda_change":
-            return "lambda" in table and "lambda_prev" in table
-        prefix = "d_" if mode == "entropy" else "p_"
-        return bool(self._classes) and all(f"{prefix}{c}" in table for c in self._classes)
+        if table is None:
+            return False
+        if mode == "predicted":
+            return bool(self._classes) and all(f"p_{c}" in table for c in self._classes)
+        return mode in scores.names() and bool(np.isfinite(self.session.score(mode)).any())
 
     def _color_codes(self) -> tuple[np.ndarray, list[QBrush], str]:
         """Colour code per table row, the palette, and "continuous"/"categorical"."""
         table, mode = self._table, self._color_mode
         n = len(table)
-        if mode in ("given", "predicted"):
+        if mode in CATEGORICAL_MODES:
             m = max(len(self._classes), int(table["label"].max()) + 1 if n else 1)
             names = self._classes + [str(i) for i in range(len(self._classes), m)]
             brushes = palette.class_brushes(names) + [palette.missing_brush()]
@@ -968,28 +568,16 @@ class MapView(QWidget):
             else:
                 codes = np.full(n, m, dtype=np.intp)
             return codes, brushes, "categorical"
-        brushes = palette.colormap_brushes(COLOR_CMAP[mode]) + [palette.missing_brush()]
-        if not self._mode_available(mode):
-            values, lo, hi = np.full(n, np.nan), 0.0, 1.0
-        elif mode == "lambda":
-            values = table["lambda"].to_numpy(np.float64)
-            lo, hi = _spread_range(values, floor=0.0, ceiling=1.0)
-        elif mode == "lambda_change":
-            values = table["lambda"].to_numpy(np.float64) - table["lambda_prev"].to_numpy(np.float64)
-            finite = np.abs(values[np.isfinite(values)])
-            span = float(np.quantile(finite, 0.99)) if finite.size else 0.1
-            span = max(span, 0.02)
-            lo, hi = -span, span
-        else:
-            dist = table[[f"d_{c}" for c in self._classes]].to_numpy(np.float64)
-            values, lo, hi = _entropy(dist), 0.0, 1.0
+        score = scores.get(mode)
+        brushes = palette.colormap_brushes(score.cmap) + [palette.missing_brush()]
+        values = self.session.score(mode)
+        lo, hi = color_range(values, score)
         self._value_range = (lo, hi)
         return palette.bin_values(values, lo, hi), brushes, "continuous"
 
     def _compute_shown(self) -> None:
-        table = self._table
         finite = np.isfinite(self._xy).all(axis=1)
-        keep = finite & self.filter_selection().mask(table)
+        keep = finite & self.session.visible_mask()
         self._shown_rows = np.flatnonzero(keep).astype(np.int64)
         self._shown_xy = np.ascontiguousarray(self._xy[self._shown_rows])
         self._missing_coordinates = int((~finite).sum())
@@ -1036,8 +624,9 @@ class MapView(QWidget):
         shown_codes = codes[self._shown_rows]
         missing = len(brushes) - 1
         if kind == "continuous":
-            # most uncertain on top: draw in increasing colour value (missing first)
-            key = np.where(shown_codes == missing, -1, shown_codes).astype(np.int16)
+            # the bad end on top: draw towards it (missing first)
+            toward_bad = shown_codes if scores.get(self._color_mode).bad == "high" else missing - 1 - shown_codes
+            key = np.where(shown_codes == missing, -1, toward_bad).astype(np.int16)
             order = np.argsort(key, kind="stable")  # int16: numpy's O(n) radix sort
         else:
             # categorical: a fixed shuffle so that no class hides another by row order
@@ -1068,9 +657,9 @@ class MapView(QWidget):
 
     def _selected_shown(self) -> np.ndarray | None:
         """Bool mask over the shown points of the selected ones (None: nothing selected)."""
-        if not len(self.selection_model) or self._table is None or self._shown_rows.size == 0:
+        if not self.session.selection.size or self._table is None or self._shown_rows.size == 0:
             return None
-        mask = self.selection_model.mask(len(self._table))[self._shown_rows]
+        mask = self.session.selection_mask()[self._shown_rows]
         return mask if mask.any() else None
 
     def _draw_points(self, reorder: bool = False, same_bounds: bool = True) -> None:
@@ -1123,12 +712,11 @@ class MapView(QWidget):
         else:
             self.legend.hide()
             mode = self._color_mode
-            self.colorbar.setColorMap(palette.colormap(COLOR_CMAP[mode]))
+            score = scores.get(mode)
+            self.colorbar.setColorMap(palette.colormap(score.cmap))
             lo, hi = getattr(self, "_value_range", (0.0, 1.0))
             self.colorbar.setLevels((lo, hi))
-            label = {"lambda": "λ (high = uncertain label)", "entropy": "entropy of d (normalised)",
-                     "lambda_change": "λ − λ of previous run"}[mode]
-            self.colorbar.axis.setLabel(label)
+            self.colorbar.axis.setLabel(f"{score.label} (bad: {score.bad})")
             self._show_colorbar(True)
 
     def _show_colorbar(self, show: bool) -> None:
@@ -1157,7 +745,7 @@ class MapView(QWidget):
     def _update_selection_marks(self, redraw_points: bool = True) -> None:
         """Selected points: full colour on top of faded others (``_draw_points``), plus a
         ring each while there are at most ``RING_LIMIT`` of them (a few stand out more)."""
-        rows = self.selection_model.selected
+        rows = self.session.selection
         if redraw_points and self._table is not None and (self._dimmed or len(rows)):
             self._draw_points()
         if rows.size > self.RING_LIMIT:
@@ -1169,32 +757,23 @@ class MapView(QWidget):
         self._update_info()
 
     def _update_edited_marks(self) -> None:
-        rows = np.flatnonzero(self._edited) if self._edited.size else np.empty(0, np.int64)
+        rows = np.flatnonzero(self.session.flag("edited"))
         xy = self._shown_subset(rows.astype(np.int64))
         self.edited_marks.set_points(xy[:, 0], xy[:, 1])
 
     @Slot(int)
     def _update_current_mark(self, *_args) -> None:
-        row = self.selection_model.current
+        row = self.session.current
         xy = self._shown_subset(np.array([row], dtype=np.int64)) if row >= 0 else np.empty((0, 2))
         self.current_mark.setData(xy[:, 0], xy[:, 1])
         self.current_mark_inner.setData(xy[:, 0], xy[:, 1])
 
     def _update_banner(self) -> None:
-        if self._table is None or (self._filter_classes is None and self._filter_lambda is None):
+        if self._table is None or not self.session.filter.active:
             self.banner.hide()
             return
-        parts = []
-        if self._filter_classes is not None:
-            names = [self._classes[c] if 0 <= c < len(self._classes) else str(c)
-                     for c in sorted(self._filter_classes)]
-            parts.append(", ".join(names) if names else "no classes")
-        if self._filter_lambda is not None:
-            lo, hi = self._filter_lambda
-            parts.append(f"λ {lo:.1f}–{hi:.1f}" if round(lo, 1) == lo and round(hi, 1) == hi
-                         else f"λ {lo:.2f}–{hi:.2f}")
-        parts.append(f"{self._shown_rows.size:,} of {len(self._table):,} shown")
-        self.banner_label.setText("Filtered: " + " · ".join(parts))
+        shown = f"{self._shown_rows.size:,} of {len(self._table):,} shown"
+        self.banner_label.setText(f"Filtered: {self.session.filter_text()} · {shown}")
         self.banner.show()
 
     def _update_info(self) -> None:
@@ -1206,7 +785,7 @@ class MapView(QWidget):
         missing = self._missing_coordinates
         if missing:
             text += f" ({missing:,} without coordinates)"
-        k = len(self.selection_model)
+        k = int(self.session.selection.size)
         if k:
             text += f" · {k:,} selected"
         self.info_label.setText(text)
@@ -1257,7 +836,7 @@ class MapView(QWidget):
             mask = selection.mask(self._shown_xy)
         rows = self._shown_rows[mask]
         verb = {"replace": text, "add": text + " (add)", "remove": text + " (remove)"}.get(mode, text)
-        self.selection_model.set_selection(rows, mode, text=f"{verb}: {rows.size:,} samples")
+        self.bridge.select(rows, mode, text=f"{verb}: {rows.size:,} samples")
         self.last_selection = self._in_table_columns(selection)
         self.gestureSelected.emit(self.last_selection)
         return rows
@@ -1308,8 +887,8 @@ class MapView(QWidget):
             return
         mode = self._mode_from_modifiers(ev.modifiers())
         if mode != "replace":
-            self.selection_model.set_selection([row], mode, text=f"Click select ({mode})")
-        self.selection_model.set_current(row)
+            self.bridge.select([row], mode, text=f"Click select ({mode})")
+        self.session.set_current(row)
 
     # -- hover -----------------------------------------------------------------------------
     @Slot(object)
@@ -1350,7 +929,7 @@ class MapView(QWidget):
         text = f"{rec['sample_id']}\n{name}"
         if "lambda" in table and np.isfinite(rec["lambda"]):
             text += f" · λ {rec['lambda']:.2f}"
-        if self._edited.size > row and self._edited[row]:
+        if bool(self.session.flag("edited")[row]):
             text += " · edited"
         return text
 
@@ -1372,20 +951,22 @@ class MapView(QWidget):
         super().hideEvent(event)
 
 
-def _spread_range(values: np.ndarray, floor: float, ceiling: float, min_span: float = 0.05) -> tuple[float, float]:
-    """Colour range covering the 1st–99th percentile of the finite values.
+def color_range(values: np.ndarray, score: scores.Score, min_span: float = 0.05) -> tuple[float, float]:
+    """Colour range of a score: the 1st–99th percentile of its finite values, inside the score's
+    possible range (symmetric around 0 for diverging scores).
 
     λ often lives in a narrow band (e.g. 0.15–0.5); a fixed 0–1 scale would paint every point
     the same colour, so the scale follows the data and the colour bar shows the real values.
     """
+    floor, ceiling = score.value_range or (-np.inf, np.inf)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        return floor, ceiling
+        return (0.0, 1.0) if not np.isfinite(floor) else (float(floor), float(ceiling))
+    if score.diverging:
+        span = max(float(np.quantile(np.abs(finite), 0.99)), 0.02)
+        return -span, span
     lo, hi = (float(q) for q in np.quantile(finite, (0.01, 0.99)))
     if hi - lo < min_span:
         mid = (lo + hi) / 2
         lo, hi = mid - min_span / 2, mid + min_span / 2
     return max(floor, lo), min(ceiling, hi)
-
-
-COLOR_CMAP = {"lambda": "lambda", "entropy": "entropy", "lambda_change": "lambda_change"}

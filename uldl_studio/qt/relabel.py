@@ -32,24 +32,25 @@ MAX_NUMBER_KEYS = 9
 class RelabelController(QObject):
     """Owns the relabel/undo QActions of the main window.
 
-    The view state comes through callables so the controller does not depend on a widget:
-    ``current()`` -> row | None, ``set_current(row)``, ``selection()`` -> array of rows,
-    ``order()`` -> rows in grid order, ``visible()`` -> bool mask of rows passing the filters.
+    The current sample, the selection and the filter are the session's; the grid's order and
+    its sort key (the score "next most ambiguous" follows) come through callables so the
+    controller does not depend on a widget: ``order()`` -> rows in grid order,
+    ``sort_key()`` -> a registered score name or "sample_id".
     """
 
     statusMessage = Signal(str)
 
-    def __init__(self, project, window: QWidget, *, current: Callable[[], int | None],
-                 set_current: Callable[[int], None], selection: Callable[[], np.ndarray],
-                 order: Callable[[], np.ndarray], visible: Callable[[], np.ndarray]) -> None:
+    def __init__(self, bridge, window: QWidget, *, order: Callable[[], np.ndarray],
+                 sort_key: Callable[[], str] = lambda: "ambiguity") -> None:
         super().__init__(window)
-        self.project = project
+        self.project = session = bridge.session
         self.window = window
-        self._current = current
-        self._set_current = set_current
-        self._selection = selection
+        self._current = lambda: None if session.current < 0 else session.current
+        self._set_current = session.set_current
+        self._selection = lambda: session.selection
         self._order = order
-        self._visible = visible
+        self._sort_key = sort_key
+        self._visible = session.visible_mask
         self.ask_class: Callable[[list[str]], int | None] = self._ask_class_dialog
 
         def action(text: str, shortcuts, slot, tip: str = "") -> QAction:
@@ -80,9 +81,9 @@ class RelabelController(QObject):
                                              lambda checked=False, k=i: self.relabel_current(k)))
             self.selection_label_actions.append(action(f"Selection {i + 1}", f"Ctrl+{i + 1}",
                                                        lambda checked=False, k=i: self.relabel_selection(k)))
-        project.tableReset.connect(self._update_class_actions)
-        project.runChanged.connect(self.update_enabled)
-        project.editsChanged.connect(self.update_enabled)
+        bridge.tableReset.connect(self._update_class_actions)
+        bridge.runChanged.connect(self.update_enabled)
+        bridge.editsChanged.connect(self.update_enabled)
         self._update_class_actions()
 
     # -- action state --------------------------------------------------------------------
@@ -185,7 +186,8 @@ class RelabelController(QObject):
         self._set_current(int(target))
 
     def next_ambiguous(self, exclude: int | None = None) -> int | None:
-        """The visible, unreviewed row with the highest λ (grid order when there is no λ)."""
+        """The visible, unreviewed row worst by the grid's sort score (the combined ambiguity
+        when the grid sorts by id; grid order when no score has values)."""
         if not self.project.is_open:
             return None
         n = len(self.project)
@@ -197,11 +199,10 @@ class RelabelController(QObject):
             candidates &= ~self.project.table["sample_id"].isin(reviewed).to_numpy()
         if exclude is not None and 0 <= exclude < n:
             candidates[exclude] = False
-        lam = self.project.column("lambda").astype(np.float64)
-        scored = candidates & np.isfinite(lam)
-        if scored.any():
-            rows = np.flatnonzero(scored)
-            return int(rows[np.argmax(lam[rows])])
+        key = self._sort_key()
+        row = self.project.most_ambiguous("ambiguity" if key == "sample_id" else key, candidates)
+        if row is not None:
+            return row
         for r in self._order():
             if candidates[int(r)]:
                 return int(r)

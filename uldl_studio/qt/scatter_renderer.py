@@ -1,0 +1,392 @@
+"""The map's point renderer: every sample in ONE ``pg.ScatterPlotItem`` whose per-point brush
+is a code into a small palette of prebuilt QBrush objects.
+
+The stock ``setData``/``setBrush`` resolve every point's style in a Python loop (≈0.5–0.9 s
+for 300k points); ``PaletteScatterItem`` fills the item's record array with numpy and paints
+through pyqtgraph's symbol atlas (one ``drawPixmapFragments`` call), leaving out the points
+that later opaque points paint over completely (pixel-identical, ~4 in 5 at 300k) and caching
+the fragments between repaints (``bench/gui_scale.py``).
+
+It relies on pyqtgraph internals (the record array's fields, ``fragmentAtlas``,
+``_maskAt``, ``_updateMaxSpotSizes``, ``Qt.internals.PrimitiveArray``): pyproject.toml pins
+pyqtgraph to the versions this was checked against and ``PYQTGRAPH_TESTED`` names them;
+``tests/qt/test_map_view.py`` compares the output with pyqtgraph's own drawing.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QBrush, QColor, QPainter, QTransform
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+debug_warn_on_exception = pg.debug.warnOnException  # an exception in paint() must not crash
+
+#: the pyqtgraph releases whose internals PaletteScatterItem was checked against (>=, <)
+PYQTGRAPH_TESTED = ("0.13.7", "0.15")
+
+
+# ---------------------------------------------------------------------------------------
+def _window(src: np.ndarray, length: int, axis: int, op, forward: bool) -> np.ndarray:
+    """``op`` over a window of ``length`` along ``axis``: ``out[c] = op(src[c-length+1..c])``
+    (``forward``: ``src[c..c+length-1]``), in log steps with two buffers (no overlap copies).
+    Entries whose window leaves the array use the part inside it."""
+    a = src
+    b = np.empty_like(src)
+    k = 1
+    while k < length:
+        sh = min(k, length - k)
+        lo = (slice(None),) * axis + (slice(None, -sh),)
+        hi = (slice(None),) * axis + (slice(sh, None),)
+        if forward:
+            op(a[lo], a[hi], out=b[lo])
+            b[hi[:axis] + (slice(-sh, None),)] = a[hi[:axis] + (slice(-sh, None),)]
+        else:
+            op(a[hi], a[lo], out=b[hi])
+            b[lo[:axis] + (slice(None, sh),)] = a[lo[:axis] + (slice(None, sh),)]
+        if a is src:
+            a, b = b, np.empty_like(src)
+        else:
+            a, b = b, a
+        k += sh
+    return a
+
+
+def occlusion_cull(gx: np.ndarray, gy: np.ndarray, order: np.ndarray, occludes: np.ndarray,
+                   core_rows: Sequence[tuple[int, int, int]], w: int, h: int,
+                   gw: int, gh: int) -> np.ndarray:
+    """The points of ``order`` that stay visible when sprites are drawn in ``order``.
+
+    Point ``order[k]`` has its ``w``×``h`` sprite's top-left pixel at ``(gx[k], gy[k])`` of
+    a ``gw``×``gh`` grid (sprites must lie inside it) and is drawn after every point before
+    it.  Its sprite is *hidden* when every pixel of its bounding box is covered by the
+    fully opaque core (``core_rows``: ``(dy, dx0, length)`` runs of alpha-255 pixels) of a
+    point drawn later with ``occludes`` set: source-over with alpha 255 replaces a pixel,
+    so dropping hidden points changes no pixel of the picture.  Pure numpy: an image of
+    "the last point whose core covers this pixel" built with max filters, then a min
+    filter over the bounding box.  Returns the kept entries of ``order``, in order.
+    """
+    lin = gy.astype(np.int64) * gw + gx
+    rank = np.arange(order.size, dtype=np.int32)
+    last = np.full(gh * gw, -1, dtype=np.int32)
+    occ = np.flatnonzero(occludes)
+    np.maximum.at(last, lin[occ], rank[occ])  # the last occluder at each top-left pixel
+    last = last.reshape(gh, gw)
+    covered = np.full_like(last, -1)  # rank of the last point whose core covers the pixel
+    runs: dict[int, np.ndarray] = {}
+    for dy, dx0, length in core_rows:
+        if length not in runs:
+            runs[length] = _window(last, length, 1, np.maximum, forward=False)
+        src = runs[length]
+        np.maximum(covered[dy:, dx0:], src[:gh - dy, :gw - dx0], out=covered[dy:, dx0:])
+    del runs, last
+    # min over each sprite's bounding box, stored at its top-left pixel
+    covered = _window(_window(covered, w, 1, np.minimum, forward=True), h, 0, np.minimum,
+                      forward=True)
+    hidden = covered.ravel()[lin] > rank
+    return order[~hidden]
+
+
+class PaletteScatterItem(pg.ScatterPlotItem):
+    """A ScatterPlotItem whose per-point brush is a code into a palette, set with numpy.
+
+    ``set_points(x, y, codes)`` / ``set_codes(codes)`` replace ``setData``/``setBrush`` for
+    large point counts.  The symbol, size and pen are shared (``opts``); bounds and the
+    symbol atlas are pyqtgraph's own.
+
+    Painting is pyqtgraph's atlas path (one ``QPainter.drawPixmapFragments`` call) with two
+    savings: the fragment array is built with numpy from the codes and cached until the
+    points, colours or view change (repaints for hover, the current-sample marker or a
+    gesture outline reuse it), and, with many points, points whose sprite is completely
+    painted over by later opaque sprites are left out (``occlusion_cull``; at 300k points in
+    a 1000×700 map about 4 in 5 are).  The result is pixel-identical to drawing every point
+    (``tests/qt/test_map_view.py`` compares them).
+    """
+
+    #: below this many points in view, skipping hidden points costs more than it saves
+    OCCLUSION_MIN_POINTS = 20_000
+    # class defaults: pyqtgraph's __init__ calls clear()/updateSpots() before ours runs
+    _version = 0
+    _codes: np.ndarray | None = None
+    _rects_stale = False
+    _buffer: np.ndarray | None = None
+    _spot_items = False
+    _on_top: np.ndarray | None = None
+    _x = _y = np.empty(0)
+
+    def __init__(self, brushes: Sequence[QBrush] = (), *, size: float = 5, pen=None,
+                 symbol: str = "o") -> None:
+        super().__init__(pxMode=True, useCache=True, size=size, pen=pen, symbol=symbol,
+                         hoverable=False)
+        self._palette = np.empty(0, dtype=object)
+        self._codes: np.ndarray | None = None
+        self._rects = np.zeros((0, 4), dtype=np.int64)  # atlas rect (x, y, w, h) per code
+        self._rects_stale = False  # data["sourceRect"] not yet filled from the codes
+        self._version = 0
+        self._frag_key = None
+        self._frags = pg.Qt.internals.PrimitiveArray(QPainter.PixmapFragment, 10)
+        self._sprite_key = None
+        self._sprite_info = None
+        #: what the last paint drew: {"points", "in_view", "drawn"} (for tests and benches)
+        self.paint_stats: dict[str, int] = {}
+        self.set_palette(brushes or [QBrush(QColor(100, 100, 150))])
+
+    def set_palette(self, brushes: Sequence[QBrush], update: bool = True) -> None:
+        pal = np.empty(len(brushes), dtype=object)
+        pal[:] = list(brushes)
+        self._palette = pal
+        if update and self._codes is not None and len(self.data):
+            self.data["brush"] = self._palette[self._codes]
+            self.updateSpots()
+
+    def set_points(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray | None = None,
+                   brushes: Sequence[QBrush] | None = None, *, on_top: np.ndarray | None = None,
+                   same_bounds: bool = False) -> None:
+        """Replace all points; ``codes`` index the palette (``brushes`` replaces it first).
+
+        Points are drawn in order, except that those with ``on_top`` set (bool per point)
+        are drawn after all others.  ``same_bounds=True``: the points are the previous ones
+        in another order, so the view's auto-range need not be told.
+        """
+        if brushes is not None:
+            self.set_palette(brushes, update=False)
+        n = len(x)
+        codes = np.zeros(n, dtype=np.intp) if codes is None else np.asarray(codes, dtype=np.intp)
+        same_bounds = same_bounds and len(self.data) == n
+        data = self._record_array(n)
+        self._x = np.ascontiguousarray(x, dtype=np.float64)
+        self._y = np.ascontiguousarray(y, dtype=np.float64)
+        data["x"] = self._x
+        data["y"] = self._y
+        data["brush"] = self._palette[codes]
+        self.data = data
+        self._codes = codes
+        self._on_top = self._check_on_top(on_top, n)
+        if not same_bounds:
+            self.prepareGeometryChange()
+            self.informViewBoundsChanged()
+            self.bounds = [None, None]
+        self.updateSpots(keep_bounds=same_bounds)
+        if not same_bounds:
+            self.sigPlotChanged.emit(self)
+
+    @staticmethod
+    def _check_on_top(on_top, n: int) -> np.ndarray | None:
+        if on_top is None:
+            return None
+        on_top = np.asarray(on_top, dtype=bool)
+        if on_top.shape != (n,):
+            raise ValueError(f"on_top must have one flag per point ({n}), got {on_top.shape}")
+        return on_top if on_top.any() and not on_top.all() else None
+
+    def _record_array(self, n: int) -> np.ndarray:
+        """pyqtgraph's per-point record array: a view of a buffer kept for reuse.
+
+        Creating one costs ~10 ms for 300k points (``np.empty`` of this dtype sets the
+        object fields to None one by one, ~0.2 s; zeros + a None fill per field is what we
+        do), so a buffer at least ``n`` long is reused: filters and reloads then only
+        overwrite fields.  The object fields mean "use opts" (None) and are reset.
+        """
+        buf = self._buffer
+        if buf is None or len(buf) < n:
+            buf = np.zeros(n, dtype=self.data.dtype)
+            for name in ("symbol", "pen", "brush", "data", "item"):
+                buf[name] = None
+            buf["size"] = -1
+            buf["visible"] = True
+            self._buffer = buf
+            return buf[:n]
+        data = buf[:n]
+        if self._spot_items:
+            self._buffer["item"][...] = None  # drop SpotItems that point at old values
+            self._spot_items = False
+        return data
+
+    def points(self):
+        """pyqtgraph's SpotItems (made on demand; the record buffer then resets them)."""
+        self._spot_items = True
+        self._ensure_source_rects()
+        return super().points()
+
+    def set_codes(self, codes: np.ndarray, on_top: np.ndarray | None = None) -> None:
+        """New palette codes (and on-top flags) for the same points in the same order."""
+        codes = np.asarray(codes, dtype=np.intp)
+        if len(codes) != len(self.data):
+            raise ValueError(f"{len(codes)} colour codes for {len(self.data)} points")
+        self._codes = codes
+        self._on_top = self._check_on_top(on_top, len(codes))
+        self.data["brush"] = self._palette[codes]
+        self.updateSpots(keep_bounds=True)
+
+    def on_top(self) -> np.ndarray | None:
+        return self._on_top
+
+    def codes(self) -> np.ndarray | None:
+        return self._codes
+
+    def clear(self) -> None:
+        self._codes = None
+        self._on_top = None
+        self._x = self._y = np.empty(0)
+        self._version += 1
+        super().clear()
+
+    def _palette_rects(self) -> np.ndarray:
+        styles = [(self.opts["symbol"], self.opts["size"], self.opts["pen"], brush)
+                  for brush in self._palette]
+        coords = self.fragmentAtlas[styles]
+        return np.array([tuple(c) for c in coords], dtype=self.data.dtype["sourceRect"])
+
+    def _vectorised(self) -> bool:
+        return (self._codes is not None and len(self._codes) == len(self.data) == len(self._x)
+                and self.opts["pxMode"] and self.opts["useCache"])
+
+    def updateSpots(self, dataSet=None, keep_bounds: bool = False) -> None:  # noqa: N802
+        """pyqtgraph's name; vectorised: one atlas rect per palette code, no per-point work.
+
+        ``keep_bounds``: same coordinates as before, so the cached data bounds stay valid
+        (recomputing them is a nanmin/nanmax over every point per axis)."""
+        self._version += 1
+        if not (self._vectorised() and (dataSet is None or dataSet is self.data)):
+            super().updateSpots(dataSet)
+            return
+        rects = self._palette_rects()
+        self._rects = np.stack([rects[k] for k in ("x", "y", "w", "h")], axis=1).astype(np.int64)
+        self._rects_stale = True  # per-point rects only for pyqtgraph's own code paths
+        bounds, spot_width = list(self.bounds), self._maxSpotWidth
+        self._updateMaxSpotSizes()
+        if keep_bounds and self._maxSpotWidth == spot_width:
+            self.bounds = bounds
+        self.invalidate()
+
+    def _ensure_source_rects(self) -> None:
+        if self._rects_stale and self._vectorised():
+            if len(self.data):
+                rects = self._rects[self._codes]
+                src = self.data["sourceRect"]
+                for i, k in enumerate(("x", "y", "w", "h")):
+                    src[k] = rects[:, i]
+            self._rects_stale = False
+
+    def _maskAt(self, obj):  # noqa: N802 (pyqtgraph name; pointsAt etc.)
+        self._ensure_source_rects()
+        return super()._maskAt(obj)
+
+    def _sprites(self, used: np.ndarray):
+        """(w, h, core_rows, opaque-per-code) of the atlas sprites, or None (no culling).
+
+        ``core_rows`` are the alpha-255 runs shared by every opaque code's sprite.
+        """
+        atlas = self.fragmentAtlas.pixmap
+        key = (atlas.cacheKey(), self._rects.tobytes(), used.tobytes())
+        if key == self._sprite_key:
+            return self._sprite_info
+        info = None
+        rects = self._rects[used]
+        if rects.size and (rects[:, 2] == rects[0, 2]).all() and (rects[:, 3] == rects[0, 3]).all():
+            from PySide6.QtGui import QImage
+
+            img = atlas.toImage().convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+            alpha = np.frombuffer(img.constBits(), np.uint8).reshape(
+                img.height(), img.bytesPerLine() // 4, 4)[..., 3 if _LITTLE_ENDIAN else 0]
+            w, h = int(rects[0, 2]), int(rects[0, 3])
+            opaque = np.zeros(len(self._rects), dtype=bool)
+            core = np.ones((h, w), dtype=bool)
+            for code in np.flatnonzero(used):
+                x0, y0 = self._rects[code, :2]
+                full = alpha[y0:y0 + h, x0:x0 + w] == 255
+                if full.any():
+                    opaque[code] = True
+                    core &= full
+            rows = []
+            for dy in range(h):
+                cols = np.flatnonzero(core[dy])
+                if cols.size:  # longest contiguous run of the row
+                    breaks = np.flatnonzero(np.diff(cols) > 1)
+                    starts = np.r_[0, breaks + 1]
+                    stops = np.r_[breaks, cols.size - 1]
+                    j = int(np.argmax(stops - starts))
+                    rows.append((dy, int(cols[starts[j]]), int(stops[j] - starts[j] + 1)))
+            if rows and opaque.any():
+                info = (w, h, rows, opaque)
+        self._sprite_key, self._sprite_info = key, info
+        return info
+
+    @debug_warn_on_exception
+    def paint(self, p, option, widget):
+        if (not self._vectorised() or self._exportOpts is not False or widget is None
+                or p.transform().type() == QTransform.TransformationType.TxProject):
+            self._ensure_source_rects()
+            super().paint(p, option, widget)
+            return
+        cmode = self.opts.get("compositionMode", None)
+        if cmode is not None:
+            p.setCompositionMode(cmode)
+        dpr = widget.devicePixelRatioF()
+        if dpr != self.fragmentAtlas.devicePixelRatio():
+            self.fragmentAtlas.setDevicePixelRatio(dpr)
+            self.fragmentAtlas.clear()
+            self.updateSpots()
+        tr = p.transform()
+        width, height = widget.width(), widget.height()
+        cull = (cmode is None and dpr == 1.0
+                and not p.testRenderHint(QPainter.RenderHint.Antialiasing)
+                and not p.testRenderHint(QPainter.RenderHint.SmoothPixmapTransform))
+        key = (self._version, tr.m11(), tr.m12(), tr.m21(), tr.m22(), tr.dx(), tr.dy(),
+               width, height, dpr, cull)
+        if key != self._frag_key:
+            self._build_fragments(tr, width, height, dpr, cull)
+            self._frag_key = key
+        if self._frags.ndarray().shape[0]:
+            p.resetTransform()
+            p.drawPixmapFragments(*self._frags.drawargs(), self.fragmentAtlas.pixmap)
+
+    def _build_fragments(self, tr, width: int, height: int, dpr: float, cull: bool) -> None:
+        codes = self._codes
+        px = self._x * tr.m11()
+        if tr.m21():
+            px += self._y * tr.m21()
+        px += tr.dx()
+        py = self._y * tr.m22()
+        if tr.m12():
+            py += self._x * tr.m12()
+        py += tr.dy()
+        # the largest sprite decides what may touch the viewport (NaN is never in view)
+        half_w = (self._rects[:, 2].max() if len(self._rects) else 0) / (2 * dpr)
+        half_h = (self._rects[:, 3].max() if len(self._rects) else 0) / (2 * dpr)
+        with np.errstate(invalid="ignore"):
+            in_view = (px > -half_w) & (px < width + half_w)
+            in_view &= (py > -half_h) & (py < height + half_h)
+        if self._on_top is None:
+            order = np.flatnonzero(in_view)
+        else:  # the flagged points last, each group in its own order
+            order = np.concatenate([np.flatnonzero(in_view & ~self._on_top),
+                                    np.flatnonzero(in_view & self._on_top)])
+        n_view = order.size
+        if cull and order.size >= self.OCCLUSION_MIN_POINTS:
+            view_codes = codes[order]
+            used = np.bincount(view_codes, minlength=len(self._rects)) > 0
+            sprites = self._sprites(used)
+            if sprites is not None:
+                w, h, rows, opaque = sprites
+                # where Qt's raster engine puts the sprite: the rect's corner, rounded; in a
+                # grid with a sprite-sized margin (in view: > 0, so truncation = floor)
+                gx = (px[order] + (w / 2 + 0.5)).astype(np.int32)
+                gy = (py[order] + (h / 2 + 0.5)).astype(np.int32)
+                order = occlusion_cull(gx, gy, order, opaque[view_codes], rows,
+                                       w, h, width + 2 * w, height + 2 * h)
+        self._frags.resize(order.size)
+        frags = self._frags.ndarray()
+        frags[:, 0] = px[order]
+        frags[:, 1] = py[order]
+        per_code = np.empty((len(self._rects), 8))  # sx, sy, sw, sh, scaleX, scaleY, rotation, opacity
+        per_code[:, :4] = self._rects
+        per_code[:, 4:] = (1 / dpr, 1 / dpr, 0.0, 1.0)
+        frags[:, 2:10] = per_code[codes[order]]
+        self.paint_stats = {"points": len(self.data), "in_view": int(n_view),
+                            "drawn": int(order.size)}
+
+
+# ---------------------------------------------------------------------------------------
