@@ -42,3 +42,14 @@ def thumb(row: int, size: int = 48, saturation: int = 180, value: int = 220) -> 
     pm = QPixmap(size, size)
     pm.fill(QColor.fromHsv((row * 47) % 360, saturation, value))
     return pm
+
+
+def colours_in(widget, step: int = 1) -> set[tuple[int, int, int]]:
+    """The RGB colours painted in ``widget`` (what a user sees), from a real grab."""
+    image = widget.grab().toImage()
+    found = set()
+    for y in range(0, image.height(), step):
+        for x in range(0, image.width(), step):
+            c = image.pixelColor(x, y)
+            found.add((c.red(), c.green(), c.blue()))
+    return found

@@ -7,14 +7,15 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from uldl_studio.qt.grid_view import GridView, sort_order
+from uldl_studio.core import scores
+from uldl_studio.qt.grid_view import GridView
 from uldl_studio.qt.map_view import MapView
-from uldl_studio.qt.selection_model import SelectionModel
+from uldl_studio.qt.session_bridge import SessionBridge
 
 
 pytestmark = pytest.mark.timeout(60)
 
-from synthetic import CLASSES, grid_table, thumb  # noqa: E402  (tests/qt/synthetic.py)
+from synthetic import CLASSES, colours_in, grid_table, thumb  # noqa: E402  (tests/qt/synthetic.py)
 
 
 class Provider:
@@ -33,16 +34,24 @@ def table():
 
 @pytest.fixture
 def grid(qtbot, table):
-    model = SelectionModel()
-    model.reset(len(table))
-    widget = GridView(model)
+    widget = GridView(SessionBridge())
     widget.thumbnail_provider = Provider()
     widget.resize(520, 480)
     qtbot.addWidget(widget)
     widget.show()
     qtbot.waitExposed(widget)
-    widget.set_table(table)
+    widget.session.set_dataset(table, {})
+    widget.set_sort_key("lambda")
     return widget
+
+
+def test_default_sort_is_the_combined_ambiguity(qtbot, table):
+    grid = GridView(SessionBridge())
+    qtbot.addWidget(grid)
+    grid.session.set_dataset(table, {})
+    assert grid.sort_key == "ambiguity"
+    assert grid.rows().tolist() == scores.sort_order(table, "ambiguity").tolist()
+    assert grid.sort_combo.currentData() == "ambiguity"
 
 
 def test_shows_all_rows_sorted_by_lambda_when_nothing_selected(grid, table):
@@ -51,7 +60,7 @@ def test_shows_all_rows_sorted_by_lambda_when_nothing_selected(grid, table):
 
 def test_shows_selection_sorted_by_lambda_descending(grid, table):
     rows = np.array([3, 150, 42, 399, 7])
-    grid.selection_model.set_selection(rows)
+    grid.session.select(rows)
     shown = grid.rows()
     assert sorted(shown.tolist()) == sorted(rows.tolist())
     lam = table["lambda"].to_numpy()[shown]
@@ -62,12 +71,14 @@ def test_shows_selection_sorted_by_lambda_descending(grid, table):
 def test_sort_keys(grid, table):
     grid.set_sort_key("sample_id")
     assert grid.rows()[:3].tolist() == [0, 1, 2]
-    grid.set_sort_key("disagreement")
+    grid.set_sort_key("self_confidence")
     probs = table[[f"p_{c}" for c in table.attrs["classes"]]].to_numpy()
     score = 1 - probs[np.arange(len(table)), table["label"].to_numpy()]
     assert np.all(np.diff(score[grid.rows()]) <= 1e-12)
     grid.set_sort_key("entropy")
-    assert grid.rows().tolist() == sort_order(table, "entropy").tolist()
+    assert grid.rows().tolist() == scores.sort_order(table, "entropy").tolist()
+    grid.set_sort_key("aum")  # a score the table has no values for: its rows keep their order
+    assert grid.rows().tolist() == list(range(len(table)))
 
 
 def test_thumbnails_are_fetched_lazily_for_visible_items(qtbot, grid, table):
@@ -79,24 +90,26 @@ def test_thumbnails_are_fetched_lazily_for_visible_items(qtbot, grid, table):
     edited.attrs = dict(table.attrs)
     edited["edited"] = False
     edited.loc[grid.rows()[[1, 4]], "edited"] = True
-    grid.refresh_values(edited)
+    grid.session.update_results(edited)
     assert grid.model.data(grid.model.index(1)).startswith("✎ ")
     grid.set_thumbnail_size(64)
     qtbot.wait(200)  # let the lazy fetch fill the visible items
-    grid.grab().save("/tmp/grid_view.png")
+    painted = colours_in(grid, step=2)
+    first = thumb(int(grid.rows()[0]), size=8, saturation=170, value=210).toImage().pixelColor(0, 0)
+    assert (first.red(), first.green(), first.blue()) in painted  # the first tile shows its image
 
 
 def test_click_sets_current_and_current_scrolls(qtbot, grid, table):
-    grid.selection_model.set_selection(np.arange(0, 60))
+    grid.session.select(np.arange(0, 60))
     QApplication.processEvents()
     index = grid.model.index(2)
     rect = grid.list_view.visualRect(index)
-    with qtbot.waitSignal(grid.selection_model.currentChanged) as blocker:
+    with qtbot.waitSignal(grid.bridge.currentChanged) as blocker:
         qtbot.mouseClick(grid.list_view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert blocker.args == [int(grid.rows()[2])]
     # a current row set elsewhere is selected here
     target = int(grid.rows()[40])
-    grid.selection_model.set_current(target)
+    grid.session.set_current(target)
     assert grid.list_view.currentIndex().row() == 40
 
 
@@ -108,15 +121,14 @@ def test_max_items_caps_the_listing(grid, table):
 
 
 def test_linked_with_map(qtbot, table):
-    model = SelectionModel()
-    model.reset(len(table))
-    map_view = MapView(model)
-    grid = GridView(model)
+    bridge = SessionBridge()
+    model = bridge.session
+    map_view = MapView(bridge)
+    grid = GridView(bridge)
     for w in (map_view, grid):
         qtbot.addWidget(w)
         w.show()
-    map_view.set_table(table)
-    grid.set_table(table)
+    model.set_dataset(table, {})
     rows = map_view.select_box(-0.52, -0.21, 0.31, 0.42)
     assert sorted(grid.rows().tolist()) == rows.tolist()
     grid.list_view.setCurrentIndex(grid.model.index(0))
@@ -124,14 +136,14 @@ def test_linked_with_map(qtbot, table):
     assert np.allclose(map_view.current_mark.data["x"], table["valence"].iloc[model.current])
 
 
-def test_filter_mask_hides_rows_and_combines_with_the_selection(grid, table):
-    """The window's filters (e.g. "edited only") reach the grid through set_filter_mask."""
+def test_session_filter_hides_rows_and_combines_with_the_selection(grid, table):
+    """The session's filter (classes, score ranges) reaches the grid without the window."""
     order = np.argsort(-table["lambda"].to_numpy(), kind="stable")
-    keep = np.arange(len(table)) % 3 == 0
-    grid.set_filter_mask(keep)
+    keep = np.isin(table["label"].to_numpy(), [0, 3]) & (table["lambda"].to_numpy() >= 0.25)
+    grid.session.set_filter({0, 3}, {"lambda": (0.25, 1.0)})
     assert grid.rows().tolist() == order[keep[order]].tolist()
-    grid.selection_model.set_selection(np.arange(30))
-    assert grid.rows().tolist() == [r for r in order.tolist() if r < 30 and r % 3 == 0]
-    grid.selection_model.set_selection(np.empty(0, dtype=np.int64))
-    grid.set_filter_mask(None)
+    grid.session.select(np.arange(30))
+    assert grid.rows().tolist() == [r for r in order.tolist() if r < 30 and keep[r]]
+    grid.session.select(np.empty(0, dtype=np.int64))
+    grid.session.clear_filter()
     assert grid.rows().tolist() == order.tolist()

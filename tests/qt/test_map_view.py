@@ -8,12 +8,14 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QUndoStack
 from PySide6.QtWidgets import QApplication
 
-from uldl_studio.qt.map_view import COLOR_MODES, MapView, PaletteScatterItem
-from uldl_studio.qt.selection_model import SelectionModel
+from uldl_studio.qt import palette
+from uldl_studio.qt.map_view import MapView, color_modes
+from uldl_studio.qt.scatter_renderer import PaletteScatterItem
+from uldl_studio.qt.session_bridge import SessionBridge
 
 pytestmark = pytest.mark.timeout(60)
 
-from synthetic import CLASSES, grid_table, thumb  # noqa: E402  (tests/qt/synthetic.py)
+from synthetic import CLASSES, colours_in, grid_table, thumb  # noqa: E402  (tests/qt/synthetic.py)
 
 
 @pytest.fixture
@@ -24,16 +26,15 @@ def table():
 @pytest.fixture
 def view(qtbot, table):
     undo = QUndoStack()
-    model = SelectionModel(undo_stack=undo)
-    widget = MapView(model)
+    bridge = SessionBridge(undo_stack=undo)
+    widget = MapView(bridge)
     widget._undo = undo  # keep alive with the widget
     widget.thumbnail_provider = thumb
     widget.resize(800, 620)
     qtbot.addWidget(widget)
     widget.show()
     qtbot.waitExposed(widget)
-    widget.set_table(table)
-    model.reset(len(table))
+    bridge.session.set_dataset(table, {})
     widget.view_box.setRange(xRange=(-1.05, 1.05), yRange=(-1.05, 1.05), padding=0)
     QApplication.processEvents()
     return widget
@@ -74,7 +75,7 @@ def inside_box(table, x0, x1, y0, y1):
 def test_loads_points_and_switches_colour_modes(view, table):
     assert len(view.points.data) == len(table)
     assert view.shown_rows.tolist() == list(range(len(table)))
-    for mode in COLOR_MODES:
+    for mode in color_modes():
         view.set_color_mode(mode)
         QApplication.processEvents()
         assert view.color_mode == mode
@@ -87,7 +88,12 @@ def test_loads_points_and_switches_colour_modes(view, table):
     view.set_coordinates("features")
     assert np.allclose(view.points.data["x"].min(), table["x2d"].min())
     view.set_coordinates("va")
-    view.grab().save("/tmp/map_view_given.png")
+    view.set_color_mode("given")
+    QApplication.processEvents()
+    painted = colours_in(view, step=2)
+    present = {CLASSES[k] for k in np.unique(table["label"])}
+    for name in present:  # every class on the map is drawn in its colour
+        assert palette.class_rgb(name, CLASSES.index(name)) in painted, name
 
 
 def test_categorical_colours_match_labels(view, table):
@@ -107,28 +113,28 @@ def test_box_drag_selects_exactly_the_points_inside(qtbot, view, table):
     drag(qtbot, view, [(box[0], box[2]), (0.0, 0.0), (box[1], box[3])])
     expected = inside_box(table, *box)
     assert expected.size > 10
-    assert view.selection_model.selected.tolist() == expected.tolist()
+    assert view.session.selection.tolist() == expected.tolist()
     assert len(view.selection_marks.data) == expected.size
 
     # Shift adds a second box
     box2 = (0.52, 0.81, 0.52, 0.81)
     drag(qtbot, view, [(box2[0], box2[2]), (box2[1], box2[3])], Qt.KeyboardModifier.ShiftModifier)
     both = np.union1d(expected, inside_box(table, *box2))
-    assert view.selection_model.selected.tolist() == both.tolist()
+    assert view.session.selection.tolist() == both.tolist()
 
     # Alt removes a box from it
     box3 = (-0.12, 0.31, -0.21, 0.42)
     drag(qtbot, view, [(box3[0], box3[2]), (box3[1], box3[3])], Qt.KeyboardModifier.AltModifier)
     remaining = np.setdiff1d(both, inside_box(table, *box3))
-    assert view.selection_model.selected.tolist() == remaining.tolist()
+    assert view.session.selection.tolist() == remaining.tolist()
 
     # the gesture is undoable through the stack
     view._undo.undo()
-    assert view.selection_model.selected.tolist() == both.tolist()
+    assert view.session.selection.tolist() == both.tolist()
     view._undo.undo()
-    assert view.selection_model.selected.tolist() == expected.tolist()
+    assert view.session.selection.tolist() == expected.tolist()
     view._undo.redo()
-    assert view.selection_model.selected.tolist() == both.tolist()
+    assert view.session.selection.tolist() == both.tolist()
 
 
 def test_lasso_selects_points_in_the_polygon(qtbot, view, table):
@@ -138,15 +144,20 @@ def test_lasso_selects_points_in_the_polygon(qtbot, view, table):
     drag(qtbot, view, lasso)
     expected = np.union1d(inside_box(table, -0.62, 0.41, -0.62, -0.11),
                           inside_box(table, -0.62, -0.11, -0.11, 0.52))
-    assert view.selection_model.selected.tolist() == expected.tolist()
-    view.grab().save("/tmp/map_view_lasso.png")
+    assert view.session.selection.tolist() == expected.tolist()
+    # selected points keep their colour; the others are drawn faded
+    view.set_color_mode("given")
+    QApplication.processEvents()
+    painted = colours_in(view, step=2)
+    faded = palette.dim_brush(palette.class_brushes(CLASSES)[int(table["label"].iloc[0])]).color()
+    assert (faded.red(), faded.green(), faded.blue()) in painted
 
 
 def test_pan_mode_does_not_select(qtbot, view):
     view.set_interaction_mode("pan")
     before = view.view_box.viewRange()
     drag(qtbot, view, [(0.0, 0.0), (0.3, 0.3)])
-    assert len(view.selection_model) == 0
+    assert view.session.selection.size == 0
     assert view.view_box.viewRange() != before
 
 
@@ -155,7 +166,7 @@ def test_click_picks_nearest_point(qtbot, view, table):
     x, y = table.loc[row, ["valence", "arousal"]]
     pos = to_viewport(view, x + 0.01, y - 0.01)
     qtbot.mouseClick(view.plot.viewport(), Qt.MouseButton.LeftButton, pos=pos)
-    assert view.selection_model.current == row
+    assert view.session.current == row
     assert len(view.current_mark.data) == 1
     assert view.row_at(5.0, 5.0) == -1
 
@@ -174,8 +185,8 @@ def test_hover_shows_thumbnail_card(qtbot, view, table):
 
 def test_filter_banner(qtbot, view, table):
     anger, fear = CLASSES.index("anger"), CLASSES.index("fear")
-    with qtbot.waitSignal(view.filterChanged):
-        view.set_filter({fear, anger}, (0.6, 1.0))
+    with qtbot.waitSignal(view.bridge.filterChanged):
+        view.session.set_filter({fear, anger}, {"lambda": (0.6, 1.0)})
     keep = table["label"].isin([anger, fear]) & (table["lambda"] >= 0.6)
     shown = int(keep.sum())
     assert view.banner.isVisible()
@@ -184,29 +195,38 @@ def test_filter_banner(qtbot, view, table):
     assert len(view.points.data) == shown
     # gestures only pick shown points
     view.select_box(-2, -2, 2, 2)
-    assert view.selection_model.selected.tolist() == np.flatnonzero(keep).tolist()
-    view.set_color_mode("lambda")
+    assert view.session.selection.tolist() == np.flatnonzero(keep).tolist()
+    view.session.select(None)
+    view.set_color_mode("given")
     QApplication.processEvents()
-    view.grab().save("/tmp/map_view.png")
-    with qtbot.waitSignal(view.filterChanged) as blocker:
+    view.legend.hide()  # the legend lists every class; the points are what is filtered
+    painted = colours_in(view, step=1)
+    assert palette.class_rgb("anger") in painted and palette.class_rgb("fear") in painted
+    assert palette.class_rgb("happiness") not in painted  # filtered out, not drawn
+    with qtbot.waitSignal(view.bridge.filterChanged):
         qtbot.mouseClick(view.banner_clear, Qt.MouseButton.LeftButton)
-    assert blocker.args == [None, None]
+    assert not view.session.filter.active
     assert not view.banner.isVisible()
     assert len(view.points.data) == len(table)
 
 
 def test_edited_marks_and_refresh_keep_view(view, table):
-    view.set_edited(np.array([1, 2, 3]))
+    marked = table.copy()
+    marked.attrs = dict(table.attrs)
+    marked["edited"] = False
+    marked.loc[[1, 2, 3], "edited"] = True
+    view.session.set_dataset(marked, {})
     assert len(view.edited_marks.data) == 3
     view.view_box.setRange(xRange=(0, 0.5), yRange=(0, 0.5), padding=0)
     before = view.view_box.viewRange()
-    new = table.copy()
+    new = marked.copy()
     new.attrs = dict(table.attrs)
     new["lambda"] = 1 - new["lambda"]
     new["edited"] = False
     new.loc[[5, 6], "edited"] = True
     view.set_color_mode("lambda")
-    view.refresh_values(new)
+    # same rows, new results: the session re-reads them (as after a training epoch)
+    view.session.update_results(new)
     assert np.allclose(view.view_box.viewRange(), before)
     assert len(view.edited_marks.data) == 2
 
@@ -324,7 +344,7 @@ def test_selection_fades_the_rest_and_draws_selected_on_top(view, table):
     faded = item._palette[item.codes()[~selected][0]].color()
     full = item._palette[item.codes()[~selected][0] - n_brushes].color()
     assert faded.alpha() == 255 and faded != full  # opaque, lighter variant
-    view.selection_model.clear()
+    view.session.select(None)
     QApplication.processEvents()
     assert item.on_top() is None and (item.codes() < n_brushes).all()
     assert len(view.selection_marks.data) == 0
@@ -350,8 +370,7 @@ def test_lasso_on_many_points_matches_the_core_predicate(qtbot):
     table.attrs["classes"] = CLASSES
     widget = MapView()
     qtbot.addWidget(widget)
-    widget.set_table(table)
-    widget.selection_model.reset(n)
+    widget.session.set_dataset(table, {})
     theta = np.linspace(0, 2 * np.pi, 60, endpoint=False)
     poly = np.c_[0.6 * np.cos(theta) * (1 + 0.3 * np.sin(4 * theta)), 0.6 * np.sin(theta)]
     rows = widget.select_polygon(poly)
@@ -387,7 +406,7 @@ def test_lambda_colour_scale_follows_the_data(qtbot):
     frame.attrs = {"classes": ["neutral", "happiness", "sadness"], "root": "x", "format": "csv"}
     view = MapView()
     qtbot.addWidget(view)
-    view.set_table(frame)
+    view.session.set_dataset(frame, {})
     view.set_color_mode("lambda")
     lo, hi = view._value_range
     assert 0.14 < lo < 0.17 and 0.33 < hi < 0.36

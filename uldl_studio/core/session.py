@@ -205,13 +205,16 @@ class Session:
             self.journal = run_journal(run.path)
         if source is not None:
             self.source = dict(source)
-        if samples is None:
-            samples = run.samples()
+        self.update_results(run.samples() if samples is None else samples)
+        if not same_run:
+            self.events.run_changed.emit()
+
+    def update_results(self, samples: pd.DataFrame) -> None:
+        """New results for the same rows (a finished epoch): recolour, keep selection and filter.
+        Rows that differ (other ids or order) reset the session instead."""
         same_rows = (self.base_table is not None and len(samples) == len(self.base_table)
                      and np.array_equal(samples["sample_id"].to_numpy(), self.base_table["sample_id"].to_numpy()))
         self._set_base(samples, reset=not same_rows)
-        if not same_run:
-            self.events.run_changed.emit()
 
     def _set_base(self, table: pd.DataFrame, reset: bool) -> None:
         self.base_table = table

@@ -223,6 +223,9 @@ class MapView(QWidget):
         bar.addWidget(QLabel("Map:", self.controls))
         bar.addWidget(self.coord_combo)
         self.color_combo = QComboBox(self.controls)
+        # a fixed width: long score names must not widen the bar (and the window) later
+        self.color_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.color_combo.setMinimumContentsLength(18)
         self._fill_color_combo()
         self.color_combo.activated.connect(
             lambda i: self.set_color_mode(self.color_combo.itemData(i)))
@@ -235,9 +238,11 @@ class MapView(QWidget):
         self.size_spin.setToolTip("Point size")
         self.size_spin.valueChanged.connect(lambda v: self.set_point_size(v))
         bar.addWidget(self.size_spin)
-        bar.addStretch(1)
         self.info_label = QLabel(self.controls)
-        bar.addWidget(self.info_label)
+        # the counts take the room that is left: a longer text must never widen the window
+        self.info_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.info_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        bar.addWidget(self.info_label, 1)
         layout.addWidget(self.controls)
         self.controls.setVisible(show_controls)
 
