@@ -34,7 +34,7 @@ from uldl_studio.core.classes import FERPLUS_CLASSES, centroid_matrix  # noqa: E
 from uldl_studio.qt import palette  # noqa: E402
 from uldl_studio.qt.grid_view import GridView  # noqa: E402
 from uldl_studio.qt.map_view import MapView, PaletteScatterItem  # noqa: E402
-from uldl_studio.qt.selection_model import SelectionModel  # noqa: E402
+from uldl_studio.qt.session_bridge import SessionBridge  # noqa: E402
 
 
 def synthetic_table(n: int, seed: int = 0) -> pd.DataFrame:
@@ -97,20 +97,21 @@ def timed(app, widget, fn, name: str = "", expect_paint: bool = True) -> float:
 
 
 def bench_ours(app, table, repeat):
-    model = SelectionModel()
-    map_view = MapView(model)
+    bridge = SessionBridge()
+    model = bridge.session
+    map_view = MapView(bridge)
     map_view.resize(1000, 700)
     map_view.show()
-    grid = GridView(model)
+    grid = GridView(bridge)
     grid.resize(600, 700)
     grid.show()
-    grid.set_table(table)
-    model.reset(len(table))
+    model.set_dataset(table, {})
+    grid.set_sort_key("lambda")
     app.processEvents()
     results = {}
 
-    def load():
-        map_view.set_table(table)
+    def load():  # the map's whole reaction to a new table in the session
+        map_view._on_table_reset()
 
     def recolour():
         map_view.set_color_mode("given")
@@ -121,23 +122,23 @@ def bench_ours(app, table, repeat):
 
     times = {k: [] for k in ("load", "recolour", "box", "lasso", "grid")}
     for _ in range(repeat):
-        map_view.set_table(None)
+        map_view.points.clear()
         app.processEvents()
         times["load"].append(timed(app, map_view, load, "load"))
         map_view.set_color_mode("given")
         app.processEvents()
         times["recolour"].append(timed(app, map_view, recolour_only, "recolour"))
-        model.clear()
+        model.select(None)
         # the grid is linked: its update is part of neither map timing, so block it here
-        model.selectionChanged.disconnect(grid._update_rows)
+        bridge.selectionChanged.disconnect(grid._update_rows)
         times["box"].append(timed(app, map_view, lambda: map_view.select_box(*BOX), "box"))
         times["lasso"].append(timed(app, map_view, lambda: map_view.select_polygon(lasso_polygon()), "lasso"))
-        model.selectionChanged.connect(grid._update_rows)
+        bridge.selectionChanged.connect(grid._update_rows)
         times["grid"].append(timed(app, grid, grid._update_rows, "grid", expect_paint=False))
     for key, values in times.items():
         results[key] = statistics.median(values)
     results["load_cold"] = times["load"][0]
-    results["_selected"] = len(model)
+    results["_selected"] = int(model.selection.size)
     results["_grid_rows"] = grid.model.rowCount()
     # full listing of the lasso selection (no cap), reported for transparency
     grid.set_max_items(None)

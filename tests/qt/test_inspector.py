@@ -10,19 +10,20 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def project_with_run(qtbot, run_dir):
     from uldl_studio.core.run import Run
-    from uldl_studio.qt.project import Project
+    from uldl_studio.qt.session_bridge import SessionBridge
 
-    project = Project()
-    project.set_run(Run.open(run_dir))
-    yield project
-    project.journal.close()
+    bridge = SessionBridge()
+    bridge.session.set_run(Run.open(run_dir))
+    yield bridge
+    bridge.session.journal.close()
 
 
 def test_shows_a_training_sample(qtbot, project_with_run):
     from uldl_studio.qt.inspector import Inspector
 
-    project = project_with_run
-    inspector = Inspector(project)
+    bridge = project_with_run
+    project = bridge.session
+    inspector = Inspector(bridge)
     qtbot.addWidget(inspector)
     inspector.resize(420, 700)
     inspector.show()
@@ -50,8 +51,9 @@ def test_shows_a_training_sample(qtbot, project_with_run):
 def test_edit_state_and_test_rows(qtbot, project_with_run):
     from uldl_studio.qt.inspector import Inspector
 
-    project = project_with_run
-    inspector = Inspector(project)
+    bridge = project_with_run
+    project = bridge.session
+    inspector = Inspector(bridge)
     qtbot.addWidget(inspector)
     test_row = int(np.flatnonzero(project.table["split"].to_numpy() == "test")[0])
     inspector.set_row(test_row)
@@ -69,11 +71,11 @@ def test_edit_state_and_test_rows(qtbot, project_with_run):
 
 def test_dataset_without_results(qtbot, demo_table):
     from uldl_studio.qt.inspector import Inspector
-    from uldl_studio.qt.project import Project
+    from uldl_studio.qt.session_bridge import SessionBridge
 
-    project = Project()
-    project.set_dataset(demo_table, {"kind": "demo", "path": "demo"})
-    inspector = Inspector(project)
+    bridge = SessionBridge()
+    bridge.session.set_dataset(demo_table, {"kind": "demo", "path": "demo"})
+    inspector = Inspector(bridge)
     qtbot.addWidget(inspector)
     inspector.set_row(0)
     assert set(inspector.chart.bars) == {"ref"}          # only the reference before training

@@ -13,25 +13,17 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def rig(qtbot, run_dir):
     from uldl_studio.core.run import Run
-    from uldl_studio.qt.project import Project
     from uldl_studio.qt.relabel import RelabelController
-    from uldl_studio.qt.selection_model import SelectionModel
+    from uldl_studio.qt.session_bridge import SessionBridge
 
     window = QWidget()
     qtbot.addWidget(window)
-    project = Project(window)
-    selection = SelectionModel(window)
+    bridge = SessionBridge(window)
+    project = selection = bridge.session
     run = Run.open(run_dir)
     project.set_run(run)
-    selection.reset(len(project))
     order = np.arange(len(project))
-    controller = RelabelController(
-        project, window,
-        current=lambda: None if selection.current < 0 else selection.current,
-        set_current=selection.set_current,
-        selection=lambda: selection.selected,
-        order=lambda: order,
-        visible=lambda: np.ones(len(project), dtype=bool))
+    controller = RelabelController(bridge, window, order=lambda: order, sort_key=lambda: "lambda")
     window.show()
     window.activateWindow()
     qtbot.waitExposed(window)
@@ -45,7 +37,7 @@ def test_number_key_relabels_current_and_undo_redo(qtbot, rig):
     selection.set_current(row)
     given = int(project.table["label"].iat[row])
     new = (given + 1) % len(project.classes)
-    with qtbot.waitSignal(project.editsChanged):
+    with qtbot.waitSignal(controller.bridge.editsChanged):
         qtbot.keyClick(window, Qt.Key(Qt.Key.Key_1 + new))
     assert int(project.table["label"].iat[row]) == new
     assert bool(project.table["edited"].iat[row])
@@ -64,7 +56,7 @@ def test_number_key_relabels_current_and_undo_redo(qtbot, rig):
 def test_bulk_relabel_is_one_undo_step(qtbot, rig):
     window, project, selection, controller = rig
     rows = np.array([1, 2, 3, 10])
-    selection.set_selection(rows)
+    selection.select(rows)
     target = 2
     qtbot.keyClick(window, Qt.Key(Qt.Key.Key_1 + target), Qt.KeyboardModifier.ControlModifier)
     assert (project.table["label"].to_numpy()[rows] == target).all()
@@ -109,18 +101,17 @@ def test_arrows_and_space(qtbot, rig):
 
 
 def test_edits_need_a_run(qtbot, demo_table):
-    from uldl_studio.qt.project import Project
     from uldl_studio.qt.relabel import RelabelController
+    from uldl_studio.qt.session_bridge import SessionBridge
 
     window = QWidget()
     qtbot.addWidget(window)
-    project = Project(window)
+    bridge = SessionBridge(window)
+    project = bridge.session
     project.set_dataset(demo_table, {"kind": "demo", "path": "demo"})
+    project.set_current(0)
     messages = []
-    controller = RelabelController(project, window, current=lambda: 0, set_current=lambda r: None,
-                                   selection=lambda: np.array([], dtype=np.int64),
-                                   order=lambda: np.arange(len(project)),
-                                   visible=lambda: np.ones(len(project), dtype=bool))
+    controller = RelabelController(bridge, window, order=lambda: np.arange(len(project)))
     controller.statusMessage.connect(messages.append)
     controller.relabel_current(1)
     assert messages and "train" in messages[-1]

@@ -261,6 +261,7 @@ class GridView(QWidget):
         self.bridge = bridge if bridge is not None else SessionBridge(self)
         self.session = self.bridge.session
         self._sort_key = "ambiguity"
+        self._chosen_key = "ambiguity"  # what the user asked for; shown when it has values
         self._orders: dict[str, np.ndarray] = {}
         self._syncing = False
         self.max_items: int | None = 20_000
@@ -347,22 +348,34 @@ class GridView(QWidget):
     def _on_table_reset(self) -> None:
         self._orders.clear()
         self.model.set_table(self._table)
-        if self._sort_key != "sample_id" and self._table is not None \
-                and not np.isfinite(self.session.score(self._sort_key)).any():
-            self._sort_key = "ambiguity" if np.isfinite(self.session.score("ambiguity")).any() else "sample_id"
-            self.sort_combo.setCurrentIndex(self.sort_combo.findData(self._sort_key))
+        self._follow_chosen_key()
         self._update_rows()
+
+    def _has_values(self, key: str) -> bool:
+        return key == "sample_id" or (self._table is not None and bool(np.isfinite(self.session.score(key)).any()))
+
+    def _follow_chosen_key(self) -> None:
+        """Sort by the chosen key when the table has it, else by ambiguity, else by id."""
+        for key in (self._chosen_key, "ambiguity", "sample_id"):
+            if self._has_values(key):
+                break
+        if key != self._sort_key:
+            self._sort_key = key
+            self.sort_combo.setCurrentIndex(self.sort_combo.findData(key))
+            self.sortKeyChanged.emit(key)
 
     @Slot()
     def _on_values_changed(self, *_args) -> None:
         """Same rows, new λ/d/p/edits: re-sort and refresh text, keep cached thumbnails."""
         self._orders.clear()
         self.model.refresh_values(self._table)
+        self._follow_chosen_key()
         self._update_rows()
 
     def set_sort_key(self, key: str) -> None:
         if key not in sort_keys():
             raise ValueError(f"unknown sort key {key!r}; expected one of {sort_keys()}")
+        self._chosen_key = key
         if key == self._sort_key:
             return
         self._sort_key = key

@@ -295,8 +295,9 @@ class Inspector(QWidget):
         self.fields["split"].setText(str(rec["split"]))
         for name, (caption, value) in self.score_fields.items():
             v = float(self.project.score(name)[row])
-            caption.setVisible(np.isfinite(v))
-            value.setVisible(np.isfinite(v))
+            shown = bool(np.isfinite(v))
+            caption.setVisible(shown)
+            value.setVisible(shown)
             value.setText(f"{v:.3f}")
 
         series: dict[str, np.ndarray] = {}

@@ -43,6 +43,7 @@ class RelabelController(QObject):
     def __init__(self, bridge, window: QWidget, *, order: Callable[[], np.ndarray],
                  sort_key: Callable[[], str] = lambda: "ambiguity") -> None:
         super().__init__(window)
+        self.bridge = bridge
         self.project = session = bridge.session
         self.window = window
         self._current = lambda: None if session.current < 0 else session.current
