@@ -265,19 +265,17 @@ def _flatten(tree, prefix=""):
 
 
 def _cmd_export(args) -> int:
-    from uldl_studio.core.edits import EditJournal, apply_edits
-    from uldl_studio.core.export import write_soft_labels
     from uldl_studio.core.run import Run
+    from uldl_studio.core.session import Session
 
-    run = Run.open(args.run)
-    if not run.has_results:
+    if not Run.open(args.run).has_results:
         raise CliError(f"{args.run}: the run has no completed epoch yet; train it first")
-    table = run.samples()
-    journal_path = Path(args.run) / "edits.jsonl"
-    if journal_path.exists():
-        table = apply_edits(table, EditJournal(journal_path))
-    write_soft_labels(table, args.out)
-    print(f"wrote {len(table)} rows to {args.out}")
+    session = Session.open_run(args.run)
+    try:
+        written = session.export(args.out)
+    finally:
+        session.journal.close()
+    print(f"wrote {written} rows to {args.out}")
     return 0
 
 
