@@ -15,7 +15,7 @@ from uldl_studio.core.export import read_soft_labels, soft_label_columns, write_
 from uldl_studio.core.table import DatasetError, make_table
 
 CLASSES = ["neutral", "happiness", "surprise"]
-SCORE_COLUMNS = ["ambiguity", "lambda", "self_confidence", "margin", "aum", "confidence_mean", "variability",
+SCORE_COLUMNS = ["lambda", "ambiguity", "self_confidence", "margin", "aum", "confidence_mean", "variability",
                  "knn_disagreement", "entropy"]
 COLUMNS = ["sample_id", "path", "split", "label", "label_name", "edited", "valence", "arousal", *SCORE_COLUMNS,
            "d_neutral", "d_happiness", "d_surprise", "p_neutral", "p_happiness", "p_surprise"]

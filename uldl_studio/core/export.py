@@ -6,8 +6,8 @@ CSV columns, in this order::
     <exported scores>…, d_<class>…, p_<class>…
 
 The exported scores are the registered scores with ``exported=True`` (``core.scores``), in
-registration order: ``ambiguity, lambda, self_confidence, margin, aum, confidence_mean,
-variability, knn_disagreement, entropy``.  A score is the table's own column when it has one
+registration order: ``lambda, ambiguity, self_confidence, margin, aum, confidence_mean,
+variability, knn_disagreement, entropy`` (``lambda`` keeps its place after ``arousal``).  A score is the table's own column when it has one
 (a file read back), else computed from the table; NaN where it does not apply.
 
 * ``label`` is the label after the annotator's edits (``core.edits.apply_edits``), ``edited``

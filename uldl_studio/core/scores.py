@@ -175,6 +175,13 @@ def _column(table: pd.DataFrame, name: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- the scores
+@score("lambda", label="λ (uncertainty)",
+       meaning="learned label uncertainty: how far the training target leans on the neighbours "
+               "instead of the given label", value_range=(0.0, 1.0))
+def _lambda(table: pd.DataFrame) -> np.ndarray:
+    return _column(table, "lambda")
+
+
 @score("ambiguity", label="ambiguity (combined)",
        meaning="the evidence below combined: mean percentile rank of λ, self-confidence, "
                "area under the margin and neighbour disagreement; high = review first",
@@ -182,13 +189,6 @@ def _column(table: pd.DataFrame, name: str) -> np.ndarray:
 def _ambiguity(table: pd.DataFrame) -> np.ndarray:
     parts = [badness(table, name) for name in AMBIGUITY_PARTS if name in _REGISTRY]
     return rank_average(parts)
-
-
-@score("lambda", label="λ (uncertainty)",
-       meaning="learned label uncertainty: how far the training target leans on the neighbours "
-               "instead of the given label", value_range=(0.0, 1.0))
-def _lambda(table: pd.DataFrame) -> np.ndarray:
-    return _column(table, "lambda")
 
 
 @score("self_confidence", label="self-confidence 1 − p[given]",

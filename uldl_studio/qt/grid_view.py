@@ -279,6 +279,7 @@ class GridView(QWidget):
             if key != "sample_id":
                 self.sort_combo.setItemData(self.sort_combo.count() - 1, scores.get(key).tooltip,
                                             Qt.ItemDataRole.ToolTipRole)
+        self.sort_combo.setCurrentIndex(self.sort_combo.findData(self._sort_key))
         self.sort_combo.activated.connect(lambda i: self.set_sort_key(self.sort_combo.itemData(i)))
         bar.addWidget(self.sort_combo)
         bar.addWidget(QLabel("Size:", self))
