@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QProgressBar, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.qt.workers import JobThread, ProgressThrottle, copy_progress
+from uldl_studio.qt.workers import JobRunner, JobThread, ProgressThrottle, copy_progress
 
 # Panel fields -> TrainConfig fields.  Values the panel does not show keep TrainConfig's
 # defaults; ``extra_config`` (tests, advanced users) overrides anything.
@@ -61,7 +61,7 @@ def make_train_config(values: dict[str, Any]):
 
 # ================================================================== session (no widgets)
 class TrainingSession(QObject):
-    """Runs one ``fit`` at a time on a :class:`JobThread`.
+    """Runs one ``fit`` at a time on a :class:`JobRunner`.
 
     Signals:
         started(str run_dir)
@@ -80,13 +80,17 @@ class TrainingSession(QObject):
     def __init__(self, parent: QObject | None = None, *, emit_every: int = 5) -> None:
         super().__init__(parent)
         self.emit_every = emit_every
-        self.thread: JobThread | None = None
+        self.runner = JobRunner(self, name="training")
         self.run_dir: Path | None = None
         self.last_progress = None
 
     @property
+    def thread(self) -> JobThread | None:
+        return self.runner.thread
+
+    @property
     def is_running(self) -> bool:
-        return self.thread is not None and self.thread.isRunning()
+        return self.runner.is_running
 
     def start(self, table, config, run_dir: str | Path, *, resume: bool = False) -> None:
         """``table``: a SampleTable, or a callable returning one (called on the worker thread,
@@ -116,23 +120,18 @@ class TrainingSession(QObject):
                     yield ("epoch", run, run.samples())
             return getattr(last, "phase", "done")
 
-        thread = JobThread(job, self, name="training")
-        thread.yielded.connect(self._on_yielded)
-        thread.failed.connect(self._on_failed)
-        thread.finished.connect(self._on_thread_finished)
-        self.thread = thread
-        thread.start()
+        self.runner.start(job, on_yield=self._on_yielded, on_error=self.failed.emit,
+                          on_done=self._on_done)
         self.started.emit(str(run_dir))
 
     def stop(self) -> None:
         """Ask the worker to stop; fit honours it between batches."""
-        if self.thread is not None:
-            self.thread.cancel()
+        self.runner.cancel()
 
     def stop_and_wait(self, timeout_ms: int = 60_000) -> bool:
-        if self.thread is None:
-            return True
-        return self.thread.stop_and_wait(timeout_ms)
+        """Stop and wait (see :meth:`JobRunner.stop_and_wait`): False while it still runs.
+        After True, ``finished`` is not emitted for that training."""
+        return self.runner.stop_and_wait(timeout_ms)
 
     @Slot(object)
     def _on_yielded(self, item) -> None:
@@ -142,24 +141,8 @@ class TrainingSession(QObject):
         elif item[0] == "epoch":
             self.epochResults.emit(item[1], item[2])
 
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        self.failed.emit(message)
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        thread = self.thread
-        if thread is None:
-            return
-        if thread.outcome == "failed":
-            outcome = "failed"
-        elif thread.outcome == "cancelled" or thread.cancel_event.is_set():
-            outcome = "cancelled"
-        else:
-            outcome = "done"
-        self.thread = None
-        thread.deleteLater()
-        self.finished.emit(outcome)
+    def _on_done(self, outcome: str) -> None:
+        self.finished.emit("done" if outcome == "succeeded" else outcome)
 
 
 # ================================================================== the panel
