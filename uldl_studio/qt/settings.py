@@ -81,5 +81,15 @@ class StudioSettings:
     def set_value(self, key: str, value: Any) -> None:
         self.qsettings.setValue(f"values/{key}", json.dumps(value))
 
+    # -- training panel ------------------------------------------------------------------
+    def training_values(self) -> dict[str, Any]:
+        """The training panel's fields as last saved (``{}`` when none were)."""
+        values = self.value("training", {})
+        return dict(values) if isinstance(values, dict) else {}
+
+    def set_training_values(self, values: dict[str, Any]) -> None:
+        """Save the training panel's fields (all of them: the panel decides which)."""
+        self.set_value("training", dict(values))
+
     def sync(self) -> None:
         self.qsettings.sync()

@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
 from uldl_studio.qt.workers import JobRunner, JobThread, ProgressThrottle, copy_progress
 
 # Panel fields -> TrainConfig fields.  Values the panel does not show keep TrainConfig's
-# defaults; ``extra_config`` (tests, advanced users) overrides anything.
+# defaults; ``extra_config`` (tests, advanced users) overrides anything.  These are also the
+# fields the panel saves in the settings (``TrainingPanel(settings=...)``).
 PANEL_DEFAULTS: dict[str, Any] = {
     "method": "ldlva", "epochs": 8, "device": "auto", "k": 8, "delta": None,
     "similarity": "l2", "gamma": 0.01, "neighbors": "bank", "neighbor_space": "va",
@@ -215,9 +216,12 @@ class TrainingPanel(QWidget):
     startRequested = Signal(dict)
     stopRequested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, settings=None) -> None:
+        """``settings`` (a :class:`~uldl_studio.qt.settings.StudioSettings`): the fields start
+        from the values saved there and every change is saved back (``extra_config`` is not)."""
         super().__init__(parent)
         self.extra_config: dict[str, Any] = {}
+        self.settings = settings
         defaults = train_config_defaults()
 
         self.method = QComboBox()
@@ -308,11 +312,42 @@ class TrainingPanel(QWidget):
         layout.addLayout(curves, 1)
         self.setMinimumWidth(260)
         self._running = False
+        if settings is not None:
+            self.restore_settings()
+            for signal in (self.method.currentIndexChanged, self.epochs.valueChanged,
+                           self.device.currentIndexChanged, self.k.valueChanged,
+                           self.delta.valueChanged, self.similarity.currentIndexChanged,
+                           self.gamma.valueChanged, self.neighbors.currentIndexChanged,
+                           self.neighbor_space.currentIndexChanged, self.neighbor_refresh.toggled):
+                signal.connect(self.save_settings)
+
+    def restore_settings(self) -> None:
+        """Show the values saved in ``settings`` (a value that does not fit is skipped)."""
+        if self.settings is None:
+            return
+        for key, value in self.settings.training_values().items():
+            if key in PANEL_DEFAULTS:
+                try:
+                    self.set_values({key: value})
+                except (TypeError, ValueError):
+                    pass
+
+    @Slot()
+    def save_settings(self) -> None:
+        """Save the panel's fields (without ``extra_config``) in ``settings``, when given."""
+        if self.settings is not None:
+            self.settings.set_training_values(self.panel_values())
 
     # -- values --------------------------------------------------------------------------
     def values(self) -> dict[str, Any]:
         """The panel's config values (TrainConfig field names), ``extra_config`` merged."""
-        values = {
+        values = self.panel_values()
+        values.update(self.extra_config)
+        return values
+
+    def panel_values(self) -> dict[str, Any]:
+        """What the fields show (the keys of PANEL_DEFAULTS), without ``extra_config``."""
+        return {
             "method": self.method.currentData(),
             "epochs": self.epochs.value(),
             "device": self.device.currentData(),
@@ -324,8 +359,6 @@ class TrainingPanel(QWidget):
             "neighbor_space": self.neighbor_space.currentData(),
             "neighbor_refresh": self.neighbor_refresh.isChecked(),
         }
-        values.update(self.extra_config)
-        return values
 
     def set_values(self, values: dict[str, Any]) -> None:
         def pick(combo: QComboBox, value) -> None:
