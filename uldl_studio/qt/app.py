@@ -12,8 +12,14 @@ from uldl_studio.qt.settings import APPLICATION, ORGANISATION, StudioSettings
 
 
 def ensure_app() -> QApplication:
+    """The QApplication (created once).  Before creating it, on an X11 desktop, a missing
+    system library of Qt's xcb plugin ends the program with one line and status 2
+    (:mod:`uldl_studio.qt.platform_check`) instead of Qt's abort."""
     app = QApplication.instance()
     if app is None:
+        from uldl_studio.qt.platform_check import exit_if_platform_unusable
+
+        exit_if_platform_unusable()
         app = QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
