@@ -23,6 +23,13 @@ def ensure_app() -> QApplication:
         app = QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
+    from uldl_studio import __version__
+    from uldl_studio.qt.icons import app_icon
+    from uldl_studio.resources import ICON_NAME
+
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName(ICON_NAME)  # Wayland/X11 shells match the window to uldl-studio.desktop
+    app.setWindowIcon(app_icon())
     import pyqtgraph as pg
 
     pg.setConfigOptions(antialias=True)
