@@ -57,13 +57,11 @@ def demo_table(_isolated_environment):
 def trained_run_dir(tmp_path_factory, demo_table):
     """A finished one-epoch LDLVA run on the small demo (trained once per session, no Qt)."""
     from uldl_studio.core.training import TrainConfig, fit
+    from uldl_studio.qt.demo import load_demo_table
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"
-    table = demo_table.copy()
-    # As MainWindow.open_demo does for a small demo: record the cached folder as the generic
-    # CSV layout, so that Run.training_table() re-reads these 300 samples (fmt "demo" would
-    # regenerate the default 3000-sample demo).
-    table.attrs = {**demo_table.attrs, "format": "csv"}
+    # The table MainWindow.open_demo trains on (reads the demo cached by ``demo_table``).
+    table = load_demo_table(n=DEMO_N)
     for _ in fit(table, TrainConfig(**TINY_CONFIG, epochs=1), run_dir):
         pass
     return run_dir

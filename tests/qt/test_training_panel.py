@@ -101,3 +101,45 @@ def test_failure_is_reported_not_raised(qtbot, tmp_path, tiny_config):
     with qtbot.waitSignals([session.failed, session.finished], timeout=30_000):
         session.start(table, make_train_config({**tiny_config, "epochs": 1}), tmp_path / "run")
     assert not session.is_running
+
+
+def test_panel_fields_are_saved_and_restored(qtbot, settings_dir):
+    """Every field, neighbour space and per-epoch refresh included, survives a new panel."""
+    from uldl_studio.qt.settings import StudioSettings
+    from uldl_studio.qt.training_panel import PANEL_DEFAULTS, TrainingPanel
+
+    panel = TrainingPanel(settings=StudioSettings())
+    qtbot.addWidget(panel)
+    assert set(panel.panel_values()) == set(PANEL_DEFAULTS)
+    wanted = {"method": "ce", "epochs": 3, "device": "cpu", "k": 5, "delta": 0.4,
+              "similarity": "l1", "gamma": 0.02, "neighbors": "exact",
+              "neighbor_space": "features", "neighbor_refresh": False}
+    assert panel.panel_values()["neighbor_space"] != "features"
+    assert panel.panel_values()["neighbor_refresh"] is True
+    panel.extra_config = {"k": 4, "image_size": 16}          # never saved
+    # Through the widgets, as a user changes them (no training started).
+    panel.neighbor_space.setCurrentIndex(panel.neighbor_space.findData("features"))
+    panel.neighbor_refresh.setChecked(False)
+    panel.set_values({k: v for k, v in wanted.items() if not k.startswith("neighbor_")})
+
+    again = TrainingPanel(settings=StudioSettings())
+    qtbot.addWidget(again)
+    values = again.panel_values()
+    assert values["neighbor_space"] == "features" and values["neighbor_refresh"] is False
+    assert values == pytest.approx(wanted)
+    assert "image_size" not in StudioSettings().training_values()
+    # A panel without settings keeps the defaults and saves nothing.
+    plain = TrainingPanel()
+    qtbot.addWidget(plain)
+    assert plain.panel_values()["neighbor_space"] == "va"
+
+
+def test_saved_values_that_do_not_fit_are_skipped(qtbot, settings_dir):
+    from uldl_studio.qt.settings import StudioSettings
+    from uldl_studio.qt.training_panel import TrainingPanel
+
+    settings = StudioSettings()
+    settings.set_training_values({"epochs": "many", "k": 6, "neighbor_space": "nowhere"})
+    panel = TrainingPanel(settings=settings)
+    qtbot.addWidget(panel)
+    assert panel.k.value() == 6 and panel.neighbor_space.currentData() == "va"

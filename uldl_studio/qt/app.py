@@ -12,11 +12,24 @@ from uldl_studio.qt.settings import APPLICATION, ORGANISATION, StudioSettings
 
 
 def ensure_app() -> QApplication:
+    """The QApplication (created once).  Before creating it, on an X11 desktop, a missing
+    system library of Qt's xcb plugin ends the program with one line and status 2
+    (:mod:`uldl_studio.qt.platform_check`) instead of Qt's abort."""
     app = QApplication.instance()
     if app is None:
+        from uldl_studio.qt.platform_check import exit_if_platform_unusable
+
+        exit_if_platform_unusable()
         app = QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
+    from uldl_studio import __version__
+    from uldl_studio.qt.icons import app_icon
+    from uldl_studio.resources import ICON_NAME
+
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName(ICON_NAME)  # Wayland/X11 shells match the window to uldl-studio.desktop
+    app.setWindowIcon(app_icon())
     import pyqtgraph as pg
 
     pg.setConfigOptions(antialias=True)

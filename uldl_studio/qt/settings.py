@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QRect, QSettings
 
+MIN_WINDOW_SIZE = (1000, 640)  # a main window smaller than this squeezes the map to nothing
 ORGANISATION = "ULDL Studio"
 APPLICATION = "ULDL Studio"
 MAX_RECENT = 10
@@ -81,5 +82,90 @@ class StudioSettings:
     def set_value(self, key: str, value: Any) -> None:
         self.qsettings.setValue(f"values/{key}", json.dumps(value))
 
+    # -- training panel ------------------------------------------------------------------
+    def training_values(self) -> dict[str, Any]:
+        """The training panel's fields as last saved (``{}`` when none were)."""
+        values = self.value("training", {})
+        return dict(values) if isinstance(values, dict) else {}
+
+    def set_training_values(self, values: dict[str, Any]) -> None:
+        """Save the training panel's fields (all of them: the panel decides which)."""
+        self.set_value("training", dict(values))
+
     def sync(self) -> None:
         self.qsettings.sync()
+
+
+# ---------------------------------------------------------------------- window geometry
+def _xywh(rect) -> tuple[int, int, int, int]:
+    if isinstance(rect, QRect):
+        return rect.x(), rect.y(), rect.width(), rect.height()
+    x, y, w, h = rect
+    return int(x), int(y), int(w), int(h)
+
+
+def _overlap(a, b) -> int:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h)
+
+
+def _distance2(point, rect) -> int:
+    dx = max(rect[0] - point[0], 0, point[0] - (rect[0] + rect[2]))
+    dy = max(rect[1] - point[1], 0, point[1] - (rect[1] + rect[3]))
+    return dx * dx + dy * dy
+
+
+def clamp_geometry(rect, available, min_size: tuple[int, int] = MIN_WINDOW_SIZE,
+                   frame: tuple[int, int, int, int] = (0, 0, 0, 0)) -> QRect:
+    """A restored window rectangle kept on a screen and at a usable size.
+
+    ``rect``: the window's geometry (x, y, w, h or a QRect; the client area when ``frame``
+    gives the window frame's left, top, right, bottom extents).  ``available``: the available
+    geometry of one screen or a sequence of them (the first is the primary).  The window goes
+    to the screen it overlaps most (else the nearest one), is made at least ``min_size`` (or
+    the screen, whichever is smaller) and at most the screen, and is moved so that it, frame
+    included, lies inside that screen.  Pure: plain rectangles in, a QRect out.
+    """
+    screens = [available] if isinstance(available, QRect) or (
+        len(available) == 4 and all(isinstance(v, (int, float)) for v in available)) else list(available)
+    screens = [_xywh(s) for s in screens]
+    if not screens:
+        raise ValueError("no screen geometry given")
+    left, top, right, bottom = (int(v) for v in frame)
+    x, y, w, h = _xywh(rect)
+    outer = (x - left, y - top, w + left + right, h + top + bottom)
+    centre = (outer[0] + outer[2] // 2, outer[1] + outer[3] // 2)
+    screen = max(screens, key=lambda s: (_overlap(outer, s), -_distance2(centre, s)))
+    if _overlap(outer, screen) == 0:
+        screen = min(screens, key=lambda s: _distance2(centre, s))
+    sx, sy, sw, sh = screen
+    room_w, room_h = max(1, sw - left - right), max(1, sh - top - bottom)
+    w = max(min(w, room_w), min(int(min_size[0]), room_w))
+    h = max(min(h, room_h), min(int(min_size[1]), room_h))
+    x = min(max(x, sx + left), sx + sw - right - w)
+    y = min(max(y, sy + top), sy + sh - bottom - h)
+    return QRect(x, y, w, h)
+
+
+def restore_geometry(widget, geometry: QByteArray | None, default_size: tuple[int, int] = (1600, 1000),
+                     min_size: tuple[int, int] = MIN_WINDOW_SIZE) -> QRect:
+    """``widget.restoreGeometry(geometry)`` (or ``default_size`` without one), then
+    :func:`clamp_geometry` against the screens' available geometry; a maximised or full-screen
+    window is left to the window manager.  Returns the geometry it ends with."""
+    from PySide6.QtGui import QGuiApplication
+
+    if geometry is None or not widget.restoreGeometry(geometry):
+        widget.resize(*default_size)
+    if widget.isMaximized() or widget.isFullScreen():
+        return widget.geometry()
+    screens = [s.availableGeometry() for s in QGuiApplication.screens()]
+    if not screens:
+        return widget.geometry()
+    inner, outer = widget.geometry(), widget.frameGeometry()
+    frame = (inner.left() - outer.left(), inner.top() - outer.top(),
+             outer.right() - inner.right(), outer.bottom() - inner.bottom())
+    target = clamp_geometry(inner, screens, min_size, frame)
+    if target != inner:
+        widget.setGeometry(target)
+    return target

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 
 from uldl_studio.qt.inspector import array_to_pixmap
 from uldl_studio.qt.settings import StudioSettings
-from uldl_studio.qt.workers import JobThread
+from uldl_studio.qt.workers import JobRunner
 
 FORMAT_CHOICES = ("auto", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders", "demo")
 PREVIEW_THUMBNAILS = 8
@@ -70,7 +70,7 @@ class StartScreen(QWidget):
         self.settings = settings or StudioSettings()
         self.setWindowTitle("ULDL Studio")
         self._preview: dict | None = None
-        self._thread: JobThread | None = None
+        self._preview_job = JobRunner(self, name="preview")
 
         title = QLabel("ULDL Studio")
         font = QFont(title.font())
@@ -203,20 +203,17 @@ class StartScreen(QWidget):
 
     # -- preview -------------------------------------------------------------------------
     def preview_path(self, path: str, fmt: str = "auto") -> None:
-        if self._thread is not None:
-            self._thread.stop_and_wait()
+        # A dataset load does not look at its cancel event: let a previous preview finish in
+        # the background (its result is dropped) instead of blocking the screen on it.
+        self._preview_job.detach()
         self._preview = None
         self.open_preview_button.setEnabled(False)
         self.preview_error.setText("")
         self.preview_summary.setText(f"Reading {path} …")
         self.counts_table.hide()
         self._clear_thumbnails()
-        thread = JobThread(lambda cancel: load_preview(path, fmt, cancel), self, name="preview")
-        thread.succeeded.connect(self._on_preview)
-        thread.failed.connect(self._on_preview_failed)
-        thread.finished.connect(thread.deleteLater)
-        self._thread = thread
-        thread.start()
+        self._preview_job.start(lambda cancel: load_preview(path, fmt, cancel),
+                                on_result=self._on_preview, on_error=self._on_preview_failed)
 
     def _clear_thumbnails(self) -> None:
         while self.thumbnail_row.count():
@@ -226,7 +223,6 @@ class StartScreen(QWidget):
 
     @Slot(object)
     def _on_preview(self, preview: dict) -> None:
-        self._thread = None
         self._preview = preview
         table, counts = preview["table"], preview["counts"]
         splits = ", ".join(f"{s}: {int(n)}" for s, n in counts.sum(axis=1).items())
@@ -259,7 +255,6 @@ class StartScreen(QWidget):
 
     @Slot(str)
     def _on_preview_failed(self, message: str) -> None:
-        self._thread = None
         self.preview_summary.setText("Could not open this dataset.")
         self.preview_error.setStyleSheet("color: #b00020;")
         self.preview_error.setText(message)
@@ -273,6 +268,6 @@ class StartScreen(QWidget):
         self.datasetChosen.emit(self._preview["table"], source)
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        if self._thread is not None:
-            self._thread.stop_and_wait()
+        if not self._preview_job.stop_and_wait(timeout_ms=2_000):
+            self._preview_job.detach()  # a long load: it ends on its own, nothing is shown
         super().closeEvent(event)

@@ -20,10 +20,11 @@ from PySide6.QtWidgets import (
     QProgressBar, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.qt.workers import JobThread, ProgressThrottle, copy_progress
+from uldl_studio.qt.workers import JobRunner, JobThread, ProgressThrottle, copy_progress
 
 # Panel fields -> TrainConfig fields.  Values the panel does not show keep TrainConfig's
-# defaults; ``extra_config`` (tests, advanced users) overrides anything.
+# defaults; ``extra_config`` (tests, advanced users) overrides anything.  These are also the
+# fields the panel saves in the settings (``TrainingPanel(settings=...)``).
 PANEL_DEFAULTS: dict[str, Any] = {
     "method": "ldlva", "epochs": 8, "device": "auto", "k": 8, "delta": None,
     "similarity": "l2", "gamma": 0.01, "neighbors": "bank", "neighbor_space": "va",
@@ -61,7 +62,7 @@ def make_train_config(values: dict[str, Any]):
 
 # ================================================================== session (no widgets)
 class TrainingSession(QObject):
-    """Runs one ``fit`` at a time on a :class:`JobThread`.
+    """Runs one ``fit`` at a time on a :class:`JobRunner`.
 
     Signals:
         started(str run_dir)
@@ -80,13 +81,17 @@ class TrainingSession(QObject):
     def __init__(self, parent: QObject | None = None, *, emit_every: int = 5) -> None:
         super().__init__(parent)
         self.emit_every = emit_every
-        self.thread: JobThread | None = None
+        self.runner = JobRunner(self, name="training")
         self.run_dir: Path | None = None
         self.last_progress = None
 
     @property
+    def thread(self) -> JobThread | None:
+        return self.runner.thread
+
+    @property
     def is_running(self) -> bool:
-        return self.thread is not None and self.thread.isRunning()
+        return self.runner.is_running
 
     def start(self, table, config, run_dir: str | Path, *, resume: bool = False) -> None:
         """``table``: a SampleTable, or a callable returning one (called on the worker thread,
@@ -116,23 +121,18 @@ class TrainingSession(QObject):
                     yield ("epoch", run, run.samples())
             return getattr(last, "phase", "done")
 
-        thread = JobThread(job, self, name="training")
-        thread.yielded.connect(self._on_yielded)
-        thread.failed.connect(self._on_failed)
-        thread.finished.connect(self._on_thread_finished)
-        self.thread = thread
-        thread.start()
+        self.runner.start(job, on_yield=self._on_yielded, on_error=self.failed.emit,
+                          on_done=self._on_done)
         self.started.emit(str(run_dir))
 
     def stop(self) -> None:
         """Ask the worker to stop; fit honours it between batches."""
-        if self.thread is not None:
-            self.thread.cancel()
+        self.runner.cancel()
 
     def stop_and_wait(self, timeout_ms: int = 60_000) -> bool:
-        if self.thread is None:
-            return True
-        return self.thread.stop_and_wait(timeout_ms)
+        """Stop and wait (see :meth:`JobRunner.stop_and_wait`): False while it still runs.
+        After True, ``finished`` is not emitted for that training."""
+        return self.runner.stop_and_wait(timeout_ms)
 
     @Slot(object)
     def _on_yielded(self, item) -> None:
@@ -142,24 +142,8 @@ class TrainingSession(QObject):
         elif item[0] == "epoch":
             self.epochResults.emit(item[1], item[2])
 
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
-        self.failed.emit(message)
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        thread = self.thread
-        if thread is None:
-            return
-        if thread.outcome == "failed":
-            outcome = "failed"
-        elif thread.outcome == "cancelled" or thread.cancel_event.is_set():
-            outcome = "cancelled"
-        else:
-            outcome = "done"
-        self.thread = None
-        thread.deleteLater()
-        self.finished.emit(outcome)
+    def _on_done(self, outcome: str) -> None:
+        self.finished.emit("done" if outcome == "succeeded" else outcome)
 
 
 # ================================================================== the panel
@@ -232,9 +216,12 @@ class TrainingPanel(QWidget):
     startRequested = Signal(dict)
     stopRequested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, settings=None) -> None:
+        """``settings`` (a :class:`~uldl_studio.qt.settings.StudioSettings`): the fields start
+        from the values saved there and every change is saved back (``extra_config`` is not)."""
         super().__init__(parent)
         self.extra_config: dict[str, Any] = {}
+        self.settings = settings
         defaults = train_config_defaults()
 
         self.method = QComboBox()
@@ -325,11 +312,42 @@ class TrainingPanel(QWidget):
         layout.addLayout(curves, 1)
         self.setMinimumWidth(260)
         self._running = False
+        if settings is not None:
+            self.restore_settings()
+            for signal in (self.method.currentIndexChanged, self.epochs.valueChanged,
+                           self.device.currentIndexChanged, self.k.valueChanged,
+                           self.delta.valueChanged, self.similarity.currentIndexChanged,
+                           self.gamma.valueChanged, self.neighbors.currentIndexChanged,
+                           self.neighbor_space.currentIndexChanged, self.neighbor_refresh.toggled):
+                signal.connect(self.save_settings)
+
+    def restore_settings(self) -> None:
+        """Show the values saved in ``settings`` (a value that does not fit is skipped)."""
+        if self.settings is None:
+            return
+        for key, value in self.settings.training_values().items():
+            if key in PANEL_DEFAULTS:
+                try:
+                    self.set_values({key: value})
+                except (TypeError, ValueError):
+                    pass
+
+    @Slot()
+    def save_settings(self) -> None:
+        """Save the panel's fields (without ``extra_config``) in ``settings``, when given."""
+        if self.settings is not None:
+            self.settings.set_training_values(self.panel_values())
 
     # -- values --------------------------------------------------------------------------
     def values(self) -> dict[str, Any]:
         """The panel's config values (TrainConfig field names), ``extra_config`` merged."""
-        values = {
+        values = self.panel_values()
+        values.update(self.extra_config)
+        return values
+
+    def panel_values(self) -> dict[str, Any]:
+        """What the fields show (the keys of PANEL_DEFAULTS), without ``extra_config``."""
+        return {
             "method": self.method.currentData(),
             "epochs": self.epochs.value(),
             "device": self.device.currentData(),
@@ -341,8 +359,6 @@ class TrainingPanel(QWidget):
             "neighbor_space": self.neighbor_space.currentData(),
             "neighbor_refresh": self.neighbor_refresh.isChecked(),
         }
-        values.update(self.extra_config)
-        return values
 
     def set_values(self, values: dict[str, Any]) -> None:
         def pick(combo: QComboBox, value) -> None:
