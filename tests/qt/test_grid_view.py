@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
@@ -15,7 +14,7 @@ from uldl_studio.qt.session_bridge import SessionBridge
 
 pytestmark = pytest.mark.timeout(60)
 
-from synthetic import CLASSES, colours_in, grid_table, thumb  # noqa: E402  (tests/qt/synthetic.py)
+from synthetic import colours_in, grid_table, thumb  # noqa: E402  (tests/qt/synthetic.py)
 
 
 class Provider:

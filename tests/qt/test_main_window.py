@@ -253,7 +253,11 @@ def test_settings_persist_recent_and_geometry(qtbot, settings_dir, run_dir):
     win.show()
     with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
         win.open_run(str(run_dir))
-    win.resize(900, 520)   # the offscreen screen is small: restoreGeometry clamps the width
+    from PySide6.QtGui import QGuiApplication
+
+    screen = QGuiApplication.primaryScreen().availableGeometry()
+    height = min(screen.height(), 700)  # above the usable minimum, inside the screen
+    win.resize(900, height)
     win.grid_dock.hide()
     qtbot.wait(50)
     win.close()
@@ -264,7 +268,7 @@ def test_settings_persist_recent_and_geometry(qtbot, settings_dir, run_dir):
     assert list(Path(settings_dir).rglob("*.ini"))                   # stored in the temp folder
     again = MainWindow()
     qtbot.addWidget(again)
-    assert again.height() == 520
+    assert again.height() == height
     assert again.grid_dock.isHidden() and not again.inspector_dock.isHidden()   # dock layout restored
 
 

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from uldl_studio.qt.workers import Cancelled, JobThread
+from uldl_studio.qt.workers import Cancelled, JobRunner
 
 FORMAT_CHOICES = ("auto", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders")
 
@@ -129,7 +129,7 @@ class PredictDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Predict soft labels for another dataset")
         self.run = run
-        self.thread: JobThread | None = None
+        self.runner = JobRunner(self, name="predict")
         self.progress: QProgressDialog | None = None
         self.outcome: str | None = None
         self.data_edit = QLineEdit()
@@ -181,20 +181,15 @@ class PredictDialog(QDialog):
         self.progress.setAutoClose(False)
         self.progress.setAutoReset(False)
         self.progress.canceled.connect(self.cancel)
-        thread = JobThread(predict_job(self.run, data, self.format_combo.currentData(), out), self,
-                           name="predict", with_report=True)
-        thread.yielded.connect(self._on_progress)
-        thread.succeeded.connect(self._on_done)
-        thread.failed.connect(self._on_failed)
-        thread.cancelled.connect(self._on_cancelled)
-        self.thread = thread
-        thread.start()
+        self.runner.start(predict_job(self.run, data, self.format_combo.currentData(), out), with_report=True,
+                          on_yield=self._on_progress, on_result=self._on_done, on_error=self._on_failed,
+                          on_cancelled=self._on_cancelled)
         self.progress.show()
 
     @Slot()
     def cancel(self) -> None:
-        if self.thread is not None:
-            self.thread.cancel()
+        if self.runner.is_running:
+            self.runner.cancel()
             if self.progress is not None:
                 self.progress.setLabelText("Cancelling…")
 
@@ -215,9 +210,6 @@ class PredictDialog(QDialog):
             self.progress.canceled.disconnect(self.cancel)
             self.progress.close()
             self.progress = None
-        if self.thread is not None:
-            self.thread.wait()
-            self.thread = None
         self.finishedWith.emit(outcome, info)
 
     @Slot(object)
@@ -236,11 +228,11 @@ class PredictDialog(QDialog):
         self.error.setText("Cancelled; nothing was written.")
 
     def reject(self) -> None:
-        if self.thread is not None:
-            self.thread.stop_and_wait()
+        if not self.runner.stop_and_wait():
+            self.runner.detach()  # it ends on its own; nothing more is shown
         super().reject()
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        if self.thread is not None:
-            self.thread.stop_and_wait()
+        if not self.runner.stop_and_wait():
+            self.runner.detach()  # it ends on its own; nothing more is shown
         super().closeEvent(event)

@@ -27,10 +27,10 @@ from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog
 from uldl_studio.qt.inspector import Inspector, row_pixmap
 from uldl_studio.qt.relabel import RelabelController
 from uldl_studio.qt.session_bridge import SessionBridge
-from uldl_studio.qt.settings import StudioSettings
+from uldl_studio.qt.settings import StudioSettings, restore_geometry
 from uldl_studio.qt.training_panel import TrainingPanel, TrainingSession, make_train_config
 from uldl_studio.qt.umap_worker import cached_umap, compute_umap
-from uldl_studio.qt.workers import JobThread
+from uldl_studio.qt.workers import JobRunner
 
 def default_runs_dir() -> Path:
     env = os.environ.get("ULDL_STUDIO_RUNS")
@@ -63,8 +63,8 @@ class MainWindow(QMainWindow):
         # Tests replace this: returns True when the user agrees to stop training and close.
         self.confirm_close: Callable[[], bool] = self._ask_close_while_training
         self.next_run_dir: Path | None = None  # where the next new run goes (None: runs folder)
-        self._load_thread: JobThread | None = None
-        self._umap_thread: JobThread | None = None
+        self._load_job = JobRunner(self, name="load")
+        self._umap_job = JobRunner(self, name="umap")
         self._umap_coords: np.ndarray | None = None
         self._dataset_table = None  # the dataset as loaded in this session (for retraining)
         self._epoch_seen = 0
@@ -97,7 +97,7 @@ class MainWindow(QMainWindow):
             self.map_view.plot_item.getAxis(name).enableAutoSIPrefix(False)
         self.grid_view = self._make_grid_view()
         self.inspector = Inspector(self.bridge, self.thumbnails)
-        self.training_panel = TrainingPanel()
+        self.training_panel = TrainingPanel(settings=self.settings)
 
         self.map_message = QLabel()
         self.map_message.setObjectName("mapMessage")
@@ -238,6 +238,14 @@ class MainWindow(QMainWindow):
             view_menu.addAction(d.toggleViewAction())
         view_menu.addAction(self.toolbar.toggleViewAction())
         view_menu.addAction("Show &all points", self.map_view.reset_view)
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = help_menu.addAction("&About ULDL Studio", self.show_about)
+
+    @Slot()
+    def show_about(self):
+        from uldl_studio.qt.about import show_about
+
+        return show_about(self, self.project.run)
 
     def _connect(self) -> None:
         b = self.bridge
@@ -270,17 +278,9 @@ class MainWindow(QMainWindow):
         n = int(n or os.environ.get("ULDL_STUDIO_DEMO_N", 3000))
 
         def job(cancel):
-            import inspect
+            from uldl_studio.qt.demo import demo_source, load_demo_table
 
-            from uldl_studio.core.datasets.demo import load_demo
-
-            table = load_demo(n=n, seed=seed)
-            if n != inspect.signature(load_demo).parameters["n"].default:
-                # load_dataset(..., fmt="demo") regenerates the default-size demo, so a run of
-                # another size must record its cached folder as what it is on disk: the generic
-                # CSV layout.  Otherwise retraining (Run.training_table) reads other samples.
-                table.attrs = {**table.attrs, "format": "csv"}
-            return ("dataset", table, {"kind": "demo", "path": "demo", "format": "demo"})
+            return ("dataset", load_demo_table(n, seed), demo_source())
 
         self._load(job, "the demo dataset (the first time draws its faces)")
 
@@ -323,21 +323,16 @@ class MainWindow(QMainWindow):
         if self.training.is_running:
             self._show_status("Stop training before opening something else.")
             return
-        if self._load_thread is not None:
-            self._load_thread.stop_and_wait()
+        if not self._load_job.stop_and_wait():
+            self._show_status("Still loading the previous dataset…")
+            return
         self._show_status(f"Loading {what} …")
         self.map_message.setText(f"Loading {what} …")
         self.map_message.show()
-        thread = JobThread(job, self, name="load")
-        thread.succeeded.connect(self._on_loaded)
-        thread.failed.connect(self._on_load_failed)
-        thread.finished.connect(thread.deleteLater)
-        self._load_thread = thread
-        thread.start()
+        self._load_job.start(job, on_result=self._on_loaded, on_error=self._on_load_failed)
 
     @Slot(object)
     def _on_loaded(self, result) -> None:
-        self._load_thread = None
         self.map_message.hide()
         self._stop_umap()
         self._umap_coords = None
@@ -381,7 +376,6 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_load_failed(self, message: str) -> None:
-        self._load_thread = None
         self.map_message.setText(f"Could not open: {message}")
         self.map_message.show()
         self._show_status(f"Could not open: {message}")
@@ -450,7 +444,7 @@ class MainWindow(QMainWindow):
         if self.project.is_open and not self.map_view.available_coordinate_modes():
             self._show_map_message("No valence-arousal for this dataset yet: training places every "
                                    "sample (pseudo valence-arousal from the warm-up predictions).")
-        elif self._load_thread is None and self._umap_thread is None:
+        elif not self._load_job.is_running and not self._umap_job.is_running:
             self.map_message.hide()
         self._update_enabled()
 
@@ -614,17 +608,13 @@ class MainWindow(QMainWindow):
         if cached is not None:
             self._on_umap(cached)
             return
-        if self._umap_thread is not None:
+        if self._umap_job.is_running:
             return
         self._show_map_message("Computing the UMAP of the learned features… (the first time also "
                                "compiles UMAP, which takes a while). The map switches when it is ready.")
         run_dir = run.path
-        thread = JobThread(lambda cancel: compute_umap(run_dir, cancel), self, name="umap")
-        thread.succeeded.connect(self._on_umap)
-        thread.failed.connect(self._on_umap_failed)
-        thread.finished.connect(self._on_umap_thread_done)
-        self._umap_thread = thread
-        thread.start()
+        self._umap_job.start(lambda cancel: compute_umap(run_dir, cancel), on_result=self._on_umap,
+                             on_error=self._on_umap_failed)
 
     @Slot(str)
     def _on_umap_failed(self, message: str) -> None:
@@ -639,15 +629,9 @@ class MainWindow(QMainWindow):
         self.map_view.set_coordinates("umap", self._umap_coords)
         self.umapReady.emit()
 
-    @Slot()
-    def _on_umap_thread_done(self) -> None:
-        if self._umap_thread is not None:
-            self._umap_thread.deleteLater()
-        self._umap_thread = None
-
     def _stop_umap(self) -> None:
-        if self._umap_thread is not None:
-            self._umap_thread.stop_and_wait()
+        if not self._umap_job.stop_and_wait():
+            self._umap_job.detach()  # it ends on its own; its result is dropped
 
     # ================================================================ training
     def _new_run_dir(self) -> Path:
@@ -684,7 +668,6 @@ class MainWindow(QMainWindow):
             run_dir = self._new_run_dir()
             table = self._dataset_table if self._dataset_table is not None else self.project.base_table
         self.next_run_dir = None
-        self._remember_panel(values)
         self._epoch_seen = 0
         self.training_panel.reset_curves()
         self.training_panel.set_running(True)
@@ -740,11 +723,6 @@ class MainWindow(QMainWindow):
         self.training_panel.status.setText(f"<span style='color:#b00020'>Training failed: {message}</span>")
         self._show_status(f"Training failed: {message}")
 
-    def _remember_panel(self, values: dict) -> None:
-        keep = {k: values[k] for k in ("method", "epochs", "device", "k", "delta", "similarity", "gamma",
-                                       "neighbors", "neighbor_space", "neighbor_refresh") if k in values}
-        self.settings.set_value("training", keep)
-
     # ================================================================ export / predict
     def _export_dir(self) -> Path:
         run = self.project.run
@@ -788,11 +766,12 @@ class MainWindow(QMainWindow):
                 return
             self._closing = True
             self._show_status("Stopping training…")
-            self.training.stop_and_wait()
+            if not self.training.stop_and_wait():
+                self._show_status("Training did not stop in time; it ends after the current batch.")
         self._closing = True
-        for thread in (self._load_thread, self._umap_thread):
-            if thread is not None:
-                thread.stop_and_wait()
+        for job in (self._load_job, self._umap_job):
+            if not job.stop_and_wait(10_000):
+                job.detach()  # it ends on its own; its result is dropped
         if self.project.journal is not None:
             self.project.journal.close()
         self.settings.save_window("main", self.saveGeometry(), self.saveState())
@@ -800,17 +779,10 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     def _restore_layout(self, restore: bool = True) -> None:
-        geometry = self.settings.window_geometry("main") if restore else None
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1600, 1000)
+        restore_geometry(self, self.settings.window_geometry("main") if restore else None)
         state = self.settings.window_state("main") if restore else None
         if state is not None:
             self.restoreState(state)
-        training = self.settings.value("training")
-        if isinstance(training, dict):
-            self.training_panel.set_values(training)
 
     # ================================================================ selection
     def current_row(self) -> int | None:
