@@ -1,4 +1,4 @@
-"""Shared pytest fixtures (keep generic; any engineer may add fixtures here)."""
+"""Shared pytest fixtures for the core and Qt tests."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""`uldl-studio` command line: the GUI launchers and the headless subcommands (DESIGN.md §3).
+"""`uldl-studio` command line: the GUI launchers and the headless subcommands (README, "Command line").
 
 Heavy modules (torch, Qt) are imported inside the subcommands so that ``--help`` and error
 messages are instant.

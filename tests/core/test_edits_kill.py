@@ -1,4 +1,4 @@
-"""Every acknowledged edit survives SIGKILL at a random point (issue 5, item 1).
+"""Every acknowledged edit survives SIGKILL at a random point.
 
 A helper process (``sys.executable -c``) imports the journal once and, for each round, forks
 an editor that opens the same journal, applies random edits in a loop and prints

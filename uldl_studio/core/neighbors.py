@@ -1,4 +1,4 @@
-"""K nearest neighbours of each training sample in valence-arousal space (DESIGN.md §1.1), or
+"""K nearest neighbours of each training sample in valence-arousal space (docs/method.md, step 1), or
 in the backbone's feature space (``TrainConfig.neighbor_space="features"``).
 
 Built once before LDLVA training starts (scikit-learn), never inside the training loop.

@@ -1,7 +1,7 @@
-"""Colours shared by the views: one colour per emotion class, colour maps for λ and entropy.
+"""Colours shared by the views: one colour per emotion class, colour maps for the scores.
 
-Brushes are built once and reused (DESIGN.md §4: pyqtgraph draws 300k points fast only when
-they share a few QBrush objects).  Continuous values are binned into ``N_BINS`` colours.
+Brushes are built once and reused (pyqtgraph draws 300k points fast only when they share a
+few QBrush objects; bench/gui_scale.py).  Continuous values are binned into ``N_BINS`` colours.
 
 Note: build colours with ``QColor(r, g, b, a)``, not ``pg.mkBrush``/``QColor.setAlpha`` in
 per-point loops: with PySide6 6.12 on Python 3.11 every call of a method returning None

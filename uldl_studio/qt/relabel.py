@@ -1,6 +1,6 @@
 """Keyboard relabelling and the undo bridge to ``core.edits.EditJournal``.
 
-Decisions (issue 4 item 6):
+How the keys behave:
 
 - Number keys 1..m relabel the *current* sample (the inspector's) and stay on it.
 - Ctrl+1..m relabel the whole *selection*, and "Relabel selection…" (Ctrl+R) asks for the

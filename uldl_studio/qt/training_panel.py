@@ -3,7 +3,7 @@ runs ``core.training.fit`` on a worker thread.
 
 The panel is a view: it turns its fields into a config dict and shows the progress records
 the :class:`TrainingSession` forwards.  The session owns the thread; the worker never touches
-a widget and emits copies (DESIGN.md §4).
+a widget and emits copies (docs/architecture.md, "Threads").
 """
 from __future__ import annotations
 

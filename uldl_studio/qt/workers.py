@@ -1,4 +1,4 @@
-"""Bridges from core generators and long calls to Qt (DESIGN.md §4).
+"""Bridges from core generators and long calls to Qt (docs/architecture.md, "Threads").
 
 A worker runs a plain-Python job on a ``QThread``.  It never touches a widget: it only emits
 signals carrying copies, which Qt queues to the GUI thread.  Cancelling sets a
