@@ -1,4 +1,4 @@
-"""`uldl-studio` command line: the GUI launchers and the headless subcommands (DESIGN.md §3).
+"""`uldl-studio` command line: the GUI launchers and the headless subcommands.
 
 Heavy modules (torch, Qt) are imported inside the subcommands so that ``--help`` and error
 messages are instant.
@@ -165,7 +165,8 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 def _cmd_train(args) -> int:
     from uldl_studio.core.run import Run
-    from uldl_studio.core.training import TrainConfig, fit
+    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.training import fit
 
     run_dir = Path(args.out)
     if args.resume:

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from uldl_studio.core.run import Run
+from uldl_studio.core.config import TrainConfig
+from uldl_studio.core.run import Run, load_checkpoint
 from uldl_studio.core.table import DatasetError, d_columns, make_table, p_columns
-from uldl_studio.core.training import Progress, TrainConfig, fit, load_checkpoint
+from uldl_studio.core.training import Progress, fit
 
 pytestmark = pytest.mark.timeout(240)
 torch.set_num_threads(1)
@@ -287,7 +288,8 @@ KILL_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     torch.set_num_threads(1)
     from test_training import tiny_demo, TINY
-    from uldl_studio.core.training import TrainConfig, fit
+    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.training import fit
     table, images = tiny_demo()
     config = TrainConfig(**TINY, epochs=3, va="columns")
     for p in fit(table, config, sys.argv[1], images=images):

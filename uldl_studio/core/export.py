@@ -1,4 +1,4 @@
-"""Soft-label files: the writer and the validating reader (DESIGN.md §3).
+"""Soft-label files: the writer and the validating reader.
 
 CSV columns, in this order::
 

@@ -1,4 +1,4 @@
-"""Pure, vectorised functions for every equation of LDLVA (DESIGN.md §1).
+"""Pure, vectorised functions for every equation of LDLVA (``docs/architecture.md``).
 
 Shapes: B samples in a batch, K neighbours each, m classes, V feature dimension.
 All functions take and return ``torch.Tensor``; numpy arrays are accepted and converted with
@@ -45,7 +45,7 @@ def local_similarity(a_i, a_k, delta: float = 0.5, kind: str = "l2", l1_scale: f
 
     ``a_i``: (B, 2), ``a_k``: (B, K, 2) → (B, K). s = 1 exactly at distance 0.
 
-    - ``kind="l2"`` (default): ``exp(-||a_i - a_k||²₂ / δ²)`` — DESIGN.md §1.2.
+    - ``kind="l2"`` (default): ``exp(-||a_i - a_k||²₂ / δ²)``, a Gaussian kernel of width δ.
     - ``kind="l1"``: the published code's ``exp(-||a_i - a_k||₁ / l1_scale)`` with
       ``l1_scale = 0.5``; ``delta`` is ignored.
 

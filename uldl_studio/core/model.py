@@ -1,4 +1,4 @@
-"""Networks of LDLVA: backbone, classifier head, calibration MLP g (DESIGN.md §1.3).
+"""Networks of LDLVA: backbone, classifier head, calibration MLP g (``docs/architecture.md``).
 
 nanoGPT style: modules and a config dataclass only; training lives in ``training.py``.
 No torchvision: the ResNet blocks are written here.

@@ -1,4 +1,4 @@
-"""Selections as pure predicates over a SampleTable (glue style, DESIGN.md §4).
+"""Selections as pure predicates over a SampleTable (glue style).
 
 A selection says *which* rows, never *how* they were picked: a range of a column, a polygon
 or box in two columns, a set of ids, a set of values.  Selections combine with ``&``, ``|``,

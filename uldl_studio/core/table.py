@@ -1,4 +1,4 @@
-"""The SampleTable: the one currency between modules (DESIGN.md §2).
+"""The SampleTable: the one currency between modules (``docs/architecture.md``).
 
 A SampleTable is a ``pandas.DataFrame`` with one row per sample and these columns:
 

@@ -1,4 +1,4 @@
-"""Valence-arousal providers: where each sample's point a_i in V-A space comes from (DESIGN.md §1.8).
+"""Valence-arousal providers: where each sample's point a_i in V-A space comes from.
 
 One interface (``VAProvider``): ``points(table, probs=None) -> (N, 2)`` float64 in [-1, 1].
 
@@ -8,7 +8,7 @@ One interface (``VAProvider``): ``points(table, probs=None) -> (N, 2)`` float64 
   with ``TrainConfig.va_centroids``). ``temperature`` < 1 sharpens p first (p^(1/T),
   renormalised): a warm-up model after one epoch is under-confident, and averaging its flat
   probabilities pulls every point towards the centre, where fear, surprise and anger overlap
-  (DESIGN.md §6). T = 1 is the plain published projection.
+  (bench/RESULTS_ferplus.md). T = 1 is the plain published projection.
 - ``auto``: ``columns`` when every row has finite valence and arousal, else ``circumplex``.
 """
 from __future__ import annotations
