@@ -64,7 +64,7 @@ class TrainConfig:
     va: str = "auto"                      # auto | columns | circumplex
     va_temperature: float = 1.0           # circumplex: sharpen warm-up probabilities (T < 1)
     va_centroids: dict | None = None      # override core.classes.VA_CENTROIDS entries
-    k: int = 8
+    k: int = 8                            # neighbours: LDLVA's, and knn_disagreement's
     neighbor_space: str = "va"            # va (valence-arousal points) | features (cosine, backbone features)
     neighbor_refresh: bool = True         # re-place samples and rebuild neighbours after every epoch
     similarity: str = "l2"                # l2 | l1 (published)

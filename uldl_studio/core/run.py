@@ -4,7 +4,8 @@
 RUN/config.json      {"format_version": 1, "train": TrainConfig, "dataset": {...}, "classes": [...]}
 RUN/checkpoint.pt    last completed epoch (torch.load(weights_only=True)); checkpoint.prev.pt before it
 RUN/samples.csv      every row of the dataset (all splits): SampleTable columns +
-                     lambda, d_<class>, p_<class>, valence, arousal (the V-A used), x2d, y2d, lambda_prev
+                     lambda, d_<class>, p_<class>, valence, arousal (the V-A used), x2d, y2d, lambda_prev,
+                     dyn_p_given_mean, dyn_p_given_std, dyn_margin_mean, knn_disagreement
 RUN/neighbors.npz    LDLVA only: indices (N_train, K) into the *train rows of samples.csv in order*,
                      similarity s, zeta ζ, contribution c (each (N_train, K))
 RUN/features.npy     (N, V) float16 features of all rows (UMAP input)
@@ -31,6 +32,19 @@ Per-row meaning of the result columns in samples.csv:
   ``valence_given``/``arousal_given``.
 - ``x2d``/``y2d``: the PCA of the epoch's features (``feature_map_2d``).
 - ``lambda_prev``: λ of the previous training in this folder (retraining after edits), NaN if none.
+- Evidence about the given label, for every row (all splits, each with its own given ``label``;
+  ``core.dynamics``), from the eval-mode pass after each epoch, warm-up included:
+
+  - ``dyn_p_given_mean``: mean over the completed epochs of p[label] (data-map confidence);
+  - ``dyn_p_given_std``: their standard deviation over epochs (population, 0 after one epoch;
+    data-map variability);
+  - ``dyn_margin_mean``: mean over epochs of p[label] - max_{j≠label} p[j] (area under the
+    margin), in [-1, 1];
+  - ``knn_disagreement``: over the K = ``TrainConfig.k`` train rows nearest in the last epoch's
+    feature space (cosine, the row itself excluded), the mean of
+    0.5·1(neighbour's label ≠ label) + 0.5·(1 - neighbour's p[label]), in [0, 1].
+
+  The last epoch's p[label] itself is the ``p_<class>`` column of the row's label.
 - FER2013's ``pixels`` column is not copied (the ``path`` ``<csv>#<row>`` locates the image).
 """
 from __future__ import annotations
@@ -328,13 +342,14 @@ def feature_map_2d(features: np.ndarray) -> np.ndarray:
 
 def write_epoch_outputs(run_dir: str | Path, table: pd.DataFrame, config: TrainConfig, train_rows: np.ndarray,
                         results: dict, *, va: np.ndarray | None, lambda_prev: np.ndarray | None,
-                        history: list[dict]) -> None:
+                        history: list[dict], scores: dict[str, np.ndarray] | None = None) -> None:
     """samples.csv, features.npy, neighbors.npz (when ``results`` has neighbours), history.csv.
 
     ``results``: one epoch's evaluation pass (``probs`` (N, m) and ``features`` (N, V) of all
     rows; ``lambda`` and ``d`` of the train rows; optional ``neighbors`` arrays). ``va``: the
     (N, 2) points the run used, or None before they were placed (then computed here the same
-    way). ``lambda_prev``: (N,) or None. Each file is written atomically.
+    way). ``lambda_prev``: (N,) or None. ``scores``: more (N,) columns for samples.csv, in order
+    (``core.dynamics.COLUMNS``). Each file is written atomically.
     """
     run_dir = Path(run_dir)
     classes = classes_of(table)
@@ -366,6 +381,8 @@ def write_epoch_outputs(run_dir: str | Path, table: pd.DataFrame, config: TrainC
     xy = feature_map_2d(results["features"])
     out["x2d"], out["y2d"] = xy[:, 0], xy[:, 1]
     out["lambda_prev"] = np.full(n, np.nan) if lambda_prev is None else np.asarray(lambda_prev, np.float64)
+    for name, values in (scores or {}).items():
+        out[name] = np.asarray(values, np.float64)
     if "pixels" in out:  # FER2013 CSV: the path "<csv>#<row>" locates the image; keep samples.csv small
         out = out.drop(columns=["pixels"])
     with atomic_open(run_dir / "samples.csv", "w", newline="") as handle:

@@ -74,8 +74,12 @@ Reproducibility: every epoch reseeds the global torch RNG and a CPU ``torch.Gene
 order, augmentation) from (seed, epoch); the checkpoint carries everything else, so on CPU a
 resumed run equals an uninterrupted one bit for bit.
 
-After every epoch ``fit`` writes samples.csv, neighbors.npz, features.npy and history.csv, then
-checkpoint.pt last, each atomically (``core.run.write_epoch_outputs``, ``core.run.save_checkpoint``).
+After every epoch, ``ce`` and ``ldlva`` alike, an eval-mode pass over all rows gives p, the
+features, λ and d; it also feeds the per-sample evidence about the given labels
+(``core.dynamics``: p[label] and the margin accumulated over epochs, kept in the checkpoint,
+and the disagreement of the K nearest training samples in feature space). ``fit`` then writes
+samples.csv, neighbors.npz, features.npy and history.csv, and checkpoint.pt last, each
+atomically (``core.run.write_epoch_outputs``, ``core.run.save_checkpoint``).
 """
 from __future__ import annotations
 
@@ -83,6 +87,7 @@ import hashlib
 import math
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -95,6 +100,7 @@ import torch.nn.functional as F
 from . import ldl
 from .augment import augment_batch, to_float
 from .config import TrainConfig, resolve_device
+from .dynamics import TrainingDynamics, knn_disagreement
 from .model import LDLNet, build_model
 from .neighbors import knn
 from .precision import Precision, choose_precision
@@ -153,7 +159,7 @@ class _State:
     """Everything a checkpoint carries (tensors on ``device``)."""
 
     def __init__(self, config: TrainConfig, num_classes: int, n_train: int, unsure: np.ndarray,
-                 device: torch.device):
+                 device: torch.device, dynamics: TrainingDynamics):
         torch.manual_seed(config.seed)
         self.model: LDLNet = build_model(config.model_config(num_classes)).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -177,6 +183,7 @@ class _State:
         self.step = 0
         self.history: list[dict] = []
         self.lambda_prev: torch.Tensor | None = None   # (N,) λ of the run before, NaN where none
+        self.dynamics = dynamics                       # per-row sums over epochs (core.dynamics)
 
     def checkpoint(self, config: TrainConfig, classes: list[str], ids_digest: str, scaler) -> dict:
         cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
@@ -196,7 +203,7 @@ class _State:
             "baseline_seen": cpu(self.baseline_seen), "va": cpu(self.va),
             "neighbor_index": cpu(self.neighbor_index), "similarity": cpu(self.similarity),
             "delta": self.delta, "va_provider": self.va_provider, "history": list(self.history),
-            "lambda_prev": cpu(self.lambda_prev), "rng": rng,
+            "lambda_prev": cpu(self.lambda_prev), "dynamics": self.dynamics.state_dict(), "rng": rng,
             "scaler": None if scaler is None else scaler.state_dict(),
         }
 
@@ -212,6 +219,10 @@ class _State:
             setattr(self, name, dev(ckpt[name]))
         self.delta, self.va_provider = ckpt["delta"], ckpt["va_provider"]
         self.epoch, self.step, self.history = int(ckpt["epoch"]), int(ckpt["step"]), list(ckpt["history"])
+        problem = self.dynamics.load_state_dict(ckpt.get("dynamics"))
+        if problem is not None:
+            warnings.warn(f"{problem}: the dyn_* columns of samples.csv will average only the epochs "
+                          "trained from now on")
         torch.set_rng_state(ckpt["rng"]["torch"])
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
@@ -236,11 +247,13 @@ class _FitContext:
     table: pd.DataFrame             # the readable rows, index 0..N-1
     classes: list[str]
     images: torch.Tensor            # uint8 (N, C, H, W); on the GPU when it fits there
+    labels: torch.Tensor            # (N,) given labels of all rows
     train_rows: np.ndarray          # positions of the train rows in ``table``
     train_rows_t: torch.Tensor
     train_labels: torch.Tensor      # (n_train,) given labels
     onehot_train: torch.Tensor      # (n_train, m)
     ids_digest: str                 # of the train sample ids: a resume must see the same rows
+    rows_digest: str                # of all sample ids in order (the training-dynamics sums' rows)
     device: torch.device
     precision: Precision
     scaler: torch.amp.GradScaler | None
@@ -304,7 +317,8 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     device = resolve_device(config.device)
     yield Progress("load", epochs=config.epochs, message=f"loading {len(table)} images", seconds=clock())
     ctx = _setup(table, config, Path(run_dir), images, device)
-    state = _State(config, len(ctx.classes), ctx.n_train, _unsure_train_rows(ctx), device)
+    state = _State(config, len(ctx.classes), ctx.n_train, _unsure_train_rows(ctx), device,
+                   TrainingDynamics(len(ctx.table), ctx.rows_digest))
     ctx.precision.prepare_model(state.model)
     yield Progress("load", epochs=config.epochs, seconds=clock(),
                    message=f"training {ctx.n_train} images on {device.type}: {ctx.precision.describe()}")
@@ -359,9 +373,10 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
         images = images.to(device)
     precision = choose_precision(device, config.amp, config.channels_last)
     return _FitContext(
-        config=config, run_dir=run_dir, table=table, classes=classes, images=images, train_rows=train_rows,
-        train_rows_t=train_rows_t, train_labels=train_labels,
-        onehot_train=F.one_hot(train_labels, len(classes)).float(), ids_digest=ids_digest, device=device,
+        config=config, run_dir=run_dir, table=table, classes=classes, images=images, labels=labels_all,
+        train_rows=train_rows, train_rows_t=train_rows_t, train_labels=train_labels,
+        onehot_train=F.one_hot(train_labels, len(classes)).float(), ids_digest=ids_digest,
+        rows_digest=_ids_digest(table["sample_id"]), device=device,
         precision=precision, scaler=torch.amp.GradScaler("cuda") if precision.needs_scaler else None,
         batches=math.ceil(len(train_rows) / config.batch_size),
         warmup_epochs=min(config.warmup_epochs, config.epochs - 1) if config.method == "ldlva" else 0)
@@ -435,8 +450,8 @@ def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel
 
 
 def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: _EpochTotals) -> dict:
-    """After an epoch's batches: λ budget, evaluation pass, history row, the run's files,
-    the next epoch's neighbours, and the checkpoint last. Returns the history row."""
+    """After an epoch's batches: λ budget, evaluation pass, history row, training dynamics, the
+    run's files, the next epoch's neighbours, and the checkpoint last. Returns the history row."""
     config = ctx.config
     if not warm and config.lambda_budget is not None:
         _apply_budget(state, config.lambda_budget)
@@ -453,8 +468,10 @@ def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: 
         row[f"{part}_accuracy"] = float((results["pred"][mask] == labels[mask]).mean()) if mask.any() \
             else float("nan")
     state.history.append(row)
+    state.dynamics.update(results["probs"], labels)
+    scores = {**state.dynamics.columns(), "knn_disagreement": results["knn_disagreement"]}
     write_epoch_outputs(ctx.run_dir, ctx.table, config, ctx.train_rows, results, va=_numpy(state.va),
-                        lambda_prev=_numpy(state.lambda_prev), history=state.history)
+                        lambda_prev=_numpy(state.lambda_prev), history=state.history, scores=scores)
     if epoch < config.epochs and _needs_refresh(state, config):
         # the next epoch's neighbours come from this epoch's model; written files keep the ones used
         _place_and_link(state, ctx, torch.as_tensor(results["probs"], device=ctx.device),
@@ -653,7 +670,8 @@ def _apply_budget(state: _State, budget: float) -> None:
 
 @torch.no_grad()
 def _evaluate_epoch(state: _State, ctx: _FitContext) -> dict:
-    """Eval-mode pass over all rows → p, features; d, λ, neighbour weights for train rows."""
+    """Eval-mode pass over all rows → p, features, knn_disagreement; d, λ, neighbour weights for
+    train rows."""
     config, model = ctx.config, state.model
     model.eval()
     n = len(ctx.table)
@@ -661,7 +679,8 @@ def _evaluate_epoch(state: _State, ctx: _FitContext) -> dict:
                                  config.eval_batch_size)
     onehot = ctx.onehot_train
     out: dict[str, Any] = {"probs": probs.cpu().numpy(), "features": feats.cpu().numpy(),
-                           "pred": probs.argmax(-1).cpu().numpy()}
+                           "pred": probs.argmax(-1).cpu().numpy(),
+                           "knn_disagreement": knn_disagreement(feats, ctx.labels, probs, ctx.train_rows_t, config.k)}
     if config.method == "ce":
         out["lambda"] = np.zeros(ctx.n_train, np.float64)
         out["d"] = onehot.cpu().numpy()
