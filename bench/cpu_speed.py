@@ -39,7 +39,8 @@ def worker(name: str, epochs: int) -> None:
     from uldl_studio.core.datasets.demo import load_demo
     from uldl_studio.core.images import load_images
     from uldl_studio.core.precision import choose_precision
-    from uldl_studio.core.training import TrainConfig, fit
+    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.training import fit
 
     table = load_demo()
     config = TrainConfig(method="ce", epochs=epochs, device="cpu", progress_every=10_000, **SETTINGS[name])

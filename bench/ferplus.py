@@ -36,7 +36,8 @@ from uldl_studio.core.datasets import load_dataset  # noqa: E402
 from uldl_studio.core.metrics import accuracy, auroc, ldl_metrics  # noqa: E402
 from uldl_studio.core.run import Run  # noqa: E402
 from uldl_studio.core.table import classes_of, p_columns, d_columns, ref_columns  # noqa: E402
-from uldl_studio.core.training import TrainConfig, fit  # noqa: E402
+from uldl_studio.core.config import TrainConfig  # noqa: E402
+from uldl_studio.core.training import fit  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ferplus"
 

@@ -4,7 +4,8 @@ Each method runs in its own subprocess (fair peak memory: ru_maxrss of that proc
 also torch.cuda.max_memory_allocated). Every run trains 1 warm-up epoch (plain CE, identical
 for all three) plus --epochs measured epochs; the reported time is the mean training time of
 the measured epochs (the per-epoch evaluation pass and file writing are excluded, being the
-same for all methods). Prints ratios to ce, e.g. `bank 1.07x`.
+same for all methods). Prints ratios to ce, e.g. `bank 1.07x`, and each run's total seconds
+(loading the model, every epoch's training, evaluation pass and files).
 
     python bench/overhead.py --data demo --limit 2000
     python bench/overhead.py --data ../shared/data/ferplus --limit 3000
@@ -31,7 +32,8 @@ def worker(args) -> None:
     torch.set_num_threads(args.threads)
     from uldl_studio.core.datasets import load_dataset
     from uldl_studio.core.images import load_images
-    from uldl_studio.core.training import TrainConfig, fit
+    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.training import fit
 
     table = load_dataset(args.data, fmt=args.format, limit=args.limit,
                          single_label="sample" if args.data != "demo" else "majority")
@@ -91,7 +93,8 @@ def main() -> None:
     for mode in modes:
         r = results[mode]
         print(f"{mode:6s} {r['epoch_seconds']:8.2f} s/epoch  ({r['n_train']} train samples, "
-              f"{r['n_train'] / r['epoch_seconds']:.0f} img/s)  peak RSS {r['max_rss_mb']:.0f} MB"
+              f"{r['n_train'] / r['epoch_seconds']:.0f} img/s)  total {r['total_seconds']:.2f} s  "
+              f"peak RSS {r['max_rss_mb']:.0f} MB"
               + (f"  CUDA peak {r['cuda_peak_mb']:.0f} MB on {r['device']}" if "cuda_peak_mb" in r else ""),
               flush=True)
     if "ce" in results:

@@ -165,7 +165,8 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 def _cmd_train(args) -> int:
     from uldl_studio.core.run import Run
-    from uldl_studio.core.training import TrainConfig, fit
+    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.training import fit
 
     run_dir = Path(args.out)
     if args.resume:

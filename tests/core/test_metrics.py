@@ -115,7 +115,13 @@ def test_lambda_auroc():
     assert math.isnan(M.lambda_auroc(lambdas, reference, reference))
 
 
-def test_auroc_matches_sklearn_with_ties():
+def _pairwise_auroc(scores, positive):
+    """The definition: P(score of a positive > score of a negative), ties counted as half."""
+    diff = scores[positive][:, None] - scores[~positive][None, :]
+    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
+
+
+def test_auroc_matches_sklearn_and_the_pair_count_with_ties():
     sklearn_metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(0)
     for trial in range(30):
@@ -126,8 +132,16 @@ def test_auroc_matches_sklearn_with_ties():
         positive = rng.random(n) < rng.uniform(0.05, 0.95)
         if positive.all() or not positive.any():
             continue
-        expected = sklearn_metrics.roc_auc_score(positive, scores)
-        assert M.auroc(scores, positive) == pytest.approx(expected, abs=1e-12)
+        value = M.auroc(scores, positive)
+        assert value == pytest.approx(sklearn_metrics.roc_auc_score(positive, scores), abs=1e-12)
+        assert value == pytest.approx(_pairwise_auroc(scores, positive), abs=1e-12)
+
+
+def test_auroc_rejects_non_finite_scores():
+    with pytest.raises(ValueError, match="nan or inf"):
+        M.auroc([0.1, float("nan")], [0, 1])
+    with pytest.raises(ValueError, match="2 scores but 3"):
+        M.auroc([0.1, 0.2], [0, 1, 1])
 
 
 def test_summarize():

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from test_training import TINY, tiny_demo
+from uldl_studio.core.config import TrainConfig
 from uldl_studio.core.run import Run
 from uldl_studio.core.table import DatasetError, d_columns, make_table, p_columns
-from uldl_studio.core.training import TrainConfig, fit
+from uldl_studio.core.training import fit
 
 pytestmark = pytest.mark.timeout(240)
 torch.set_num_threads(1)
@@ -150,3 +151,14 @@ def test_evaluate_writes_metrics(demo_on_disk):
     c = metrics["constructed"]
     assert set(c["d_vs_reference"]) == set(c["onehot_vs_reference"]) >= {"kl", "intersection"}
     assert 0 <= c["lambda_auroc_reference"] <= 1
+
+
+@pytest.mark.parametrize("module", ["uldl_studio.core.config", "uldl_studio.core.run", "uldl_studio.core.predict"])
+def test_readers_do_not_import_the_trainer(module):
+    """Reading a run (and predicting with it) needs the model and the run files, not the loop."""
+    import subprocess
+    import sys
+
+    code = f"import {module}, sys; print('uldl_studio.core.training' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

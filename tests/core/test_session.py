@@ -96,7 +96,7 @@ def test_update_results_keeps_selection_and_recomputes_scores():
 
 
 def test_edits_go_through_the_journal_and_scores_follow(tmp_path):
-    from uldl_studio.core.training import TrainConfig
+    from uldl_studio.core.config import TrainConfig
     from uldl_studio.core.run import Run
 
     t = table()

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from uldl_studio.core.run import Run
+from uldl_studio.core.config import TrainConfig
+from uldl_studio.core.run import Run, load_checkpoint
 from uldl_studio.core.table import DatasetError, d_columns, make_table, p_columns
-from uldl_studio.core.training import Progress, TrainConfig, fit, load_checkpoint
+from uldl_studio.core.training import Progress, fit
 
 pytestmark = pytest.mark.timeout(240)
 torch.set_num_threads(1)
@@ -44,6 +45,21 @@ def demo():
 def run_fit(table, images, run_dir, **overrides):
     config = TrainConfig(**{**TINY, "epochs": 2, **overrides})
     return list(fit(table, config, run_dir, images=images)), config
+
+
+EVIDENCE = ["dyn_p_given_mean", "dyn_p_given_std", "dyn_margin_mean", "knn_disagreement"]
+
+
+def assert_evidence_columns(samples, classes):
+    """The per-sample evidence columns: on every row (all splits), finite, in range."""
+    values = samples[EVIDENCE].to_numpy()
+    assert np.isfinite(values).all()
+    mean, std, margin, knn = values.T
+    assert ((mean >= 0) & (mean <= 1)).all() and ((std >= 0) & (std <= 0.5)).all()
+    assert ((margin >= -1) & (margin <= 1)).all() and ((knn >= 0) & (knn <= 1)).all()
+    assert (margin <= mean + 1e-12).all()  # p[given] - max other <= p[given]
+    p_given = samples[p_columns(classes)].to_numpy()[np.arange(len(samples)), samples["label"]]
+    return p_given
 
 
 def test_ldlva_end_to_end(demo, tmp_path):
@@ -78,6 +94,8 @@ def test_ldlva_end_to_end(demo, tmp_path):
     assert run.features().shape == (len(table), 32)
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["lambda_raw"].shape == (len(train),)
+    assert_evidence_columns(samples, run.classes)
+    assert ckpt["dynamics"]["epochs"] == 2 and (samples["dyn_p_given_std"] > 0).mean() > 0.9
 
 
 def test_ce_is_lambda_zero(demo, tmp_path):
@@ -89,6 +107,10 @@ def test_ce_is_lambda_zero(demo, tmp_path):
     onehot = np.eye(7)[train["label"]]
     assert np.allclose(train[d_columns(samples.attrs["classes"])].to_numpy(), onehot)
     assert not (tmp_path / "ce" / "neighbors.npz").exists()
+    # one epoch: the dynamics are that epoch's p[given], with no spread
+    p_given = assert_evidence_columns(samples, samples.attrs["classes"])
+    assert np.array_equal(samples["dyn_p_given_mean"].to_numpy(), p_given)
+    assert (samples["dyn_p_given_std"] == 0).all()
 
 
 def test_same_seed_same_lambda_bit_for_bit(demo, tmp_path):
@@ -130,6 +152,29 @@ def test_resume_equals_uninterrupted(demo, tmp_path):
     assert [p.epoch for p in progress if p.phase == "epoch_end"] == [3]
     _assert_same_state(load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed"))
     assert len(Run.open(tmp_path / "resumed").history()) == 3
+    straight, resumed = Run.open(tmp_path / "straight").samples(), Run.open(tmp_path / "resumed").samples()
+    for column in EVIDENCE + p_columns(straight.attrs["classes"]) + ["lambda"]:
+        assert np.array_equal(straight[column].to_numpy(), resumed[column].to_numpy(), equal_nan=True), column
+
+
+def test_resume_from_a_checkpoint_without_dynamics(demo, tmp_path):
+    """An older checkpoint (no dynamics sums) still resumes; the sums restart, with a warning."""
+    table, images = demo
+    config = TrainConfig(**TINY, epochs=2, method="ce")
+    run_dir = tmp_path / "old"
+    stop = threading.Event()
+    for p in fit(table, config, run_dir, images=images, cancel=stop):
+        if p.phase == "epoch_end":
+            stop.set()
+    ckpt = load_checkpoint(run_dir)
+    del ckpt["dynamics"]
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    with pytest.warns(UserWarning, match="no training-dynamics sums"):
+        list(fit(table, config, run_dir, images=images, resume=True))
+    samples = Run.open(run_dir).samples()
+    p_given = assert_evidence_columns(samples, samples.attrs["classes"])
+    assert np.array_equal(samples["dyn_p_given_mean"].to_numpy(), p_given)  # epoch 2 only
+    assert load_checkpoint(run_dir)["dynamics"]["epochs"] == 1
 
 
 def test_feature_space_neighbours_follow_the_backbone(demo, tmp_path):
@@ -170,11 +215,13 @@ def test_neighbour_refresh_rebuilds_each_epoch_and_resumes(demo, tmp_path):
 
 def test_lambda_evidence_baselines():
     """class: minus a running mean per given label; global: minus one running mean; none: as is."""
+    from uldl_studio.core.dynamics import TrainingDynamics
     from uldl_studio.core.training import _centre_evidence, _State
 
     y = torch.tensor([0, 0, 1, 2])
     evidence = torch.tensor([1.0, 3.0, -2.0, 6.0])
-    fresh = lambda: _State(TrainConfig(**TINY), 3, 4, np.zeros(4, bool), torch.device("cpu"))  # noqa: E731
+    fresh = lambda: _State(TrainConfig(**TINY), 3, 4, np.zeros(4, bool), torch.device("cpu"),  # noqa: E731
+                           TrainingDynamics(4))
     assert torch.equal(_centre_evidence(fresh(), "none", y, evidence), evidence)
     state = fresh()
     # first batch: the baseline is the batch mean (per class / overall)
@@ -287,7 +334,8 @@ KILL_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     torch.set_num_threads(1)
     from test_training import tiny_demo, TINY
-    from uldl_studio.core.training import TrainConfig, fit
+    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.training import fit
     table, images = tiny_demo()
     config = TrainConfig(**TINY, epochs=3, va="columns")
     for p in fit(table, config, sys.argv[1], images=images):

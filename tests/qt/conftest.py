@@ -56,7 +56,8 @@ def demo_table(_isolated_environment):
 @pytest.fixture(scope="session")
 def trained_run_dir(tmp_path_factory, demo_table):
     """A finished one-epoch LDLVA run on the small demo (trained once per session, no Qt)."""
-    from uldl_studio.core.training import TrainConfig, fit
+    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.training import fit
     from uldl_studio.qt.demo import load_demo_table
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"

@@ -1,7 +1,7 @@
 """Evaluation metrics: accuracy, the six label-distribution-learning (LDL) measures, AUROC.
 
-Pure numpy, vectorised over rows. The LDL measures follow Geng, "Label Distribution Learning"
-(IEEE TKDE 28(7), 2016, Table 2): four distances (lower is better) — Kullback-Leibler,
+Numpy, vectorised over rows; AUROC is scikit-learn's. The LDL measures follow Geng, "Label
+Distribution Learning" (IEEE TKDE 28(7), 2016, Table 2): four distances (lower is better) — Kullback-Leibler,
 Chebyshev, Clark, Canberra — and two similarities (higher is better) — cosine, intersection.
 
 Every LDL function takes ``p`` (truth) and ``q`` (prediction), each an ``(n, m)`` array of
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 # name -> True when a lower value is better (a distance), False for a similarity.
 LOWER_IS_BETTER: dict[str, bool] = {
@@ -166,28 +167,11 @@ def ldl_metrics(p, q) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- AUROC
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their average rank (like scipy.stats.rankdata)."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # Start index of each run of equal values in sorted order.
-    is_start = np.empty(values.size, dtype=bool)
-    is_start[:1] = True
-    is_start[1:] = sorted_values[1:] != sorted_values[:-1]
-    group = np.cumsum(is_start) - 1
-    starts = np.flatnonzero(is_start)
-    ends = np.append(starts[1:], values.size)  # exclusive
-    mean_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = mean_rank[group]
-    return ranks
-
-
 def auroc(scores, is_positive) -> float:
     """Area under the ROC curve of ``scores`` for separating positives from negatives.
 
-    Rank-based (Mann-Whitney U) with ties counted as half; equals
-    ``sklearn.metrics.roc_auc_score(is_positive, scores)``. nan when either class is empty.
+    ``sklearn.metrics.roc_auc_score(is_positive, scores)`` (ties count as half); nan when
+    either class is empty, ValueError for nan or infinite scores.
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     positive = np.asarray(is_positive).astype(bool).ravel()
@@ -195,13 +179,9 @@ def auroc(scores, is_positive) -> float:
         raise ValueError(f"{scores.size} scores but {positive.size} positive flags")
     if not np.all(np.isfinite(scores)):
         raise ValueError("scores contain nan or inf")
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if positive.all() or not positive.any():  # roc_auc_score raises: AUROC is undefined
         return float("nan")
-    ranks = _average_ranks(scores)
-    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    return float(roc_auc_score(positive, scores))
 
 
 def lambda_auroc(lambdas, given_labels, reference_labels) -> float:

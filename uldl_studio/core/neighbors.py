@@ -1,7 +1,8 @@
 """K nearest neighbours of each training sample in valence-arousal space (docs/method.md, step 1), or
 in the backbone's feature space (``TrainConfig.neighbor_space="features"``).
 
-Built once before LDLVA training starts (scikit-learn), never inside the training loop.
+Computed with scikit-learn between epochs (after the warm-up and, with
+``TrainConfig.neighbor_refresh``, after every epoch), never inside the batch loop.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
   fp32, so the pass stays fp32. Weights, optimiser state, the λ parameters, BatchNorm and the
   losses stay fp32 in every case (autocast only lowers the convolutions and linear layers).
 - Channels-last layout (``TrainConfig.channels_last``): oneDNN and cuDNN convolutions run
-  faster on NHWC tensors. Measured on this project's 2-core Xeon (``bench/cpu_speed.py``).
+  faster on NHWC tensors (measured with ``bench/cpu_speed.py``).
 """
 from __future__ import annotations
 

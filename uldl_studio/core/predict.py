@@ -26,7 +26,7 @@ def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "au
     from .images import load_readable_images
     from .model import build_model
     from .precision import choose_precision
-    from .training import TrainConfig, resolve_device
+    from .config import TrainConfig, resolve_device
 
     ckpt = run.checkpoint()
     if ckpt is None:

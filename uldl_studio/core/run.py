@@ -4,7 +4,8 @@
 RUN/config.json      {"format_version": 1, "train": TrainConfig, "dataset": {...}, "classes": [...]}
 RUN/checkpoint.pt    last completed epoch (torch.load(weights_only=True)); checkpoint.prev.pt before it
 RUN/samples.csv      every row of the dataset (all splits): SampleTable columns +
-                     lambda, d_<class>, p_<class>, valence, arousal (the V-A used), x2d, y2d, lambda_prev
+                     lambda, d_<class>, p_<class>, valence, arousal (the V-A used), x2d, y2d, lambda_prev,
+                     dyn_p_given_mean, dyn_p_given_std, dyn_margin_mean, knn_disagreement
 RUN/neighbors.npz    LDLVA only: indices (N_train, K) into the *train rows of samples.csv in order*,
                      similarity s, zeta ζ, contribution c (each (N_train, K))
 RUN/features.npy     (N, V) float16 features of all rows (UMAP input)
@@ -12,6 +13,12 @@ RUN/history.csv      one row per epoch
 RUN/metrics.json     core.evaluate.evaluate() output
 RUN/edits.jsonl      the annotator's journal (core.edits)
 ```
+
+This module reads and writes all of it: ``Run`` (open, read the results), ``ensure_run`` and
+``Run.create`` (config.json), ``save_checkpoint``/``load_checkpoint`` (checkpoint.pt) and
+``write_epoch_outputs`` (samples.csv, features.npy, neighbors.npz, history.csv, written by
+``core.training.fit`` after every epoch, before the checkpoint). ``docs/architecture.md``
+describes the run directory in context.
 
 Per-row meaning of the result columns in samples.csv:
 
@@ -23,7 +30,21 @@ Per-row meaning of the result columns in samples.csv:
 - ``valence``/``arousal``: the points the run used (given columns, or circumplex of the
   warm-up predictions); when they differ from the dataset's own columns, those are kept as
   ``valence_given``/``arousal_given``.
+- ``x2d``/``y2d``: the PCA of the epoch's features (``feature_map_2d``).
 - ``lambda_prev``: λ of the previous training in this folder (retraining after edits), NaN if none.
+- Evidence about the given label, for every row (all splits, each with its own given ``label``;
+  ``core.dynamics``), from the eval-mode pass after each epoch, warm-up included:
+
+  - ``dyn_p_given_mean``: mean over the completed epochs of p[label] (data-map confidence);
+  - ``dyn_p_given_std``: their standard deviation over epochs (population, 0 after one epoch;
+    data-map variability);
+  - ``dyn_margin_mean``: mean over epochs of p[label] - max_{j≠label} p[j] (area under the
+    margin), in [-1, 1];
+  - ``knn_disagreement``: over the K = ``TrainConfig.k`` train rows nearest in the last epoch's
+    feature space (cosine, the row itself excluded), the mean of
+    0.5·1(neighbour's label ≠ label) + 0.5·(1 - neighbour's p[label]), in [0, 1].
+
+  The last epoch's p[label] itself is the ``p_<class>`` column of the row's label.
 - FER2013's ``pixels`` column is not copied (the ``path`` ``<csv>#<row>`` locates the image).
 """
 from __future__ import annotations
@@ -31,16 +52,24 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
-from .atomic import atomic_write_text
-from .table import READ_CSV_EXACT_FLOATS, DatasetError, classes_of, validate_table
+from .atomic import atomic_open, atomic_write_text, fsync_dir
+from .config import TrainConfig
+from .table import READ_CSV_EXACT_FLOATS, DatasetError, classes_of, d_columns, p_columns, validate_table
+from .va import CircumplexVA, circumplex_points, resolve_provider
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_PREV = "checkpoint.prev.pt"
+CHECKPOINT_FORMAT = 1
+_REQUIRED_KEYS = ("format_version", "epoch", "model", "optimizer", "lambda_raw", "centres", "bank_probs", "config")
 
 
 def _dataset_info_from_table(table: pd.DataFrame) -> dict:
@@ -83,8 +112,6 @@ class Run:
     """A run directory (see module docstring). ``Run.create`` / ``Run.open``; never pickles."""
 
     def __init__(self, path: Path, document: dict):
-        from .training import TrainConfig
-
         self.path = Path(path)
         self._document = document
         try:
@@ -175,8 +202,6 @@ class Run:
         return np.load(path, allow_pickle=False) if path.exists() else None
 
     def checkpoint(self) -> dict | None:
-        from .training import load_checkpoint
-
         return load_checkpoint(self.path)
 
     # -- the dataset ----------------------------------------------------------------------
@@ -226,3 +251,146 @@ class Run:
         if journal.exists():
             table = apply_edits(table, EditJournal(journal))
         return table
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(run_dir: str | Path, payload: dict) -> None:
+    """Write checkpoint.pt atomically; the one it replaces becomes checkpoint.prev.pt."""
+    run_dir = Path(run_dir)
+    target = run_dir / CHECKPOINT
+    tmp = run_dir / f".{CHECKPOINT}.writing"
+    with atomic_open(tmp, "wb", encoding=None) as handle:
+        torch.save(payload, handle)
+    if target.exists():
+        os.replace(target, run_dir / CHECKPOINT_PREV)
+    os.replace(tmp, target)
+    fsync_dir(run_dir)
+
+
+def load_checkpoint(run_dir: str | Path) -> dict | None:
+    """The last completed epoch's checkpoint, or None when the run has none yet.
+
+    ``torch.load(weights_only=True)``: no pickle from a run directory is executed. A corrupt
+    or truncated file raises DatasetError naming it; nothing is deleted or overwritten, and
+    the previous good checkpoint (checkpoint.prev.pt) stays where it is. If only
+    checkpoint.prev.pt exists (a crash between the two renames of ``save_checkpoint``), it is used.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
+    prev = run_dir / CHECKPOINT_PREV
+    if not path.exists():
+        if prev.exists():
+            return _read_checkpoint(prev, None)
+        return None
+    return _read_checkpoint(path, prev if prev.exists() else None)
+
+
+def _read_checkpoint(path: Path, prev: Path | None) -> dict:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED_KEYS):
+            raise ValueError("not a ULDL Studio checkpoint (keys missing)")
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
+        hint = (f"; the previous good checkpoint is kept as {prev} — rename it to {CHECKPOINT} "
+                "to resume from the epoch before") if prev is not None else ""
+        raise DatasetError(f"{path}: checkpoint is corrupt or truncated ({type(exc).__name__}: "
+                           f"{str(exc)[:200]}){hint}") from exc
+    if int(ckpt["format_version"]) > CHECKPOINT_FORMAT:
+        raise DatasetError(f"{path}: written by a newer ULDL Studio (checkpoint format "
+                           f"{ckpt['format_version']}); this version reads format {CHECKPOINT_FORMAT}")
+    return ckpt
+
+
+def remove_checkpoints(run_dir: str | Path) -> None:
+    """Delete checkpoint.pt and checkpoint.prev.pt (a fresh training in an existing folder)."""
+    for name in (CHECKPOINT, CHECKPOINT_PREV):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- per-epoch outputs
+
+def previous_lambda(run_dir: str | Path, table: pd.DataFrame) -> np.ndarray | None:
+    """λ per row of ``table`` from an earlier training in the same folder (its samples.csv),
+    float32, NaN where unknown; None when there is none."""
+    path = Path(run_dir) / "samples.csv"
+    if not path.exists():
+        return None
+    try:
+        old = pd.read_csv(path, usecols=["sample_id", "lambda"], dtype={"sample_id": str})
+    except Exception:  # noqa: BLE001 - an unreadable old table only loses lambda_prev
+        warnings.warn(f"{path}: could not read the previous run's λ; lambda_prev left empty")
+        return None
+    mapping = dict(zip(old["sample_id"], old["lambda"]))
+    return np.array([mapping.get(s, np.nan) for s in table["sample_id"]], dtype=np.float32)
+
+
+def feature_map_2d(features: np.ndarray) -> np.ndarray:
+    """PCA of the features to 2-D (signs fixed so the map does not flip between epochs)."""
+    x = np.asarray(features, np.float64)
+    x = x - x.mean(0)
+    if len(x) < 2 or not np.isfinite(x).all():
+        return np.zeros((len(x), 2))
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    comps = vt[:2]
+    if comps.shape[0] < 2:
+        comps = np.vstack([comps, np.zeros((2 - comps.shape[0], x.shape[1]))])
+    signs = np.sign(comps[np.arange(2), np.abs(comps).argmax(1)])
+    signs[signs == 0] = 1
+    return x @ (comps * signs[:, None]).T
+
+
+def write_epoch_outputs(run_dir: str | Path, table: pd.DataFrame, config: TrainConfig, train_rows: np.ndarray,
+                        results: dict, *, va: np.ndarray | None, lambda_prev: np.ndarray | None,
+                        history: list[dict], scores: dict[str, np.ndarray] | None = None) -> None:
+    """samples.csv, features.npy, neighbors.npz (when ``results`` has neighbours), history.csv.
+
+    ``results``: one epoch's evaluation pass (``probs`` (N, m) and ``features`` (N, V) of all
+    rows; ``lambda`` and ``d`` of the train rows; optional ``neighbors`` arrays). ``va``: the
+    (N, 2) points the run used, or None before they were placed (then computed here the same
+    way). ``lambda_prev``: (N,) or None. ``scores``: more (N,) columns for samples.csv, in order
+    (``core.dynamics.COLUMNS``). Each file is written atomically.
+    """
+    run_dir = Path(run_dir)
+    classes = classes_of(table)
+    n = len(table)
+    probs = results["probs"].astype(np.float64)
+    out = table.copy()
+    out.attrs = dict(table.attrs)
+    lam = np.full(n, np.nan)
+    lam[train_rows] = results["lambda"]
+    d = probs.copy()                       # non-train rows: d = p (module docstring)
+    d[train_rows] = results["d"]
+    d /= d.sum(1, keepdims=True)
+    probs /= probs.sum(1, keepdims=True)
+    out["lambda"] = lam
+    for j, col in enumerate(d_columns(classes)):
+        out[col] = d[:, j]
+    for j, col in enumerate(p_columns(classes)):
+        out[col] = probs[:, j]
+    if va is None:
+        provider = resolve_provider(config.va, table, centroids=config.va_centroids,
+                                    temperature=config.va_temperature)
+        va = circumplex_points(probs, classes, config.va_centroids, config.va_temperature) \
+            if isinstance(provider, CircumplexVA) else provider.points(table)
+    va = np.asarray(va, np.float64)
+    if "valence" in table and not np.allclose(table["valence"].to_numpy(np.float64), va[:, 0], equal_nan=False):
+        out["valence_given"] = table["valence"].to_numpy(np.float64)
+        out["arousal_given"] = table["arousal"].to_numpy(np.float64)
+    out["valence"], out["arousal"] = va[:, 0], va[:, 1]
+    xy = feature_map_2d(results["features"])
+    out["x2d"], out["y2d"] = xy[:, 0], xy[:, 1]
+    out["lambda_prev"] = np.full(n, np.nan) if lambda_prev is None else np.asarray(lambda_prev, np.float64)
+    for name, values in (scores or {}).items():
+        out[name] = np.asarray(values, np.float64)
+    if "pixels" in out:  # FER2013 CSV: the path "<csv>#<row>" locates the image; keep samples.csv small
+        out = out.drop(columns=["pixels"])
+    with atomic_open(run_dir / "samples.csv", "w", newline="") as handle:
+        out.to_csv(handle, index=False)
+    with atomic_open(run_dir / "features.npy", "wb", encoding=None) as handle:
+        np.save(handle, results["features"].astype(np.float16))
+    if "neighbors" in results:
+        with atomic_open(run_dir / "neighbors.npz", "wb", encoding=None) as handle:
+            np.savez(handle, **results["neighbors"])
+    with atomic_open(run_dir / "history.csv", "w", newline="") as handle:
+        pd.DataFrame(history).to_csv(handle, index=False)

@@ -1,4 +1,7 @@
-"""Training: ``fit(table, config, run_dir)`` as a generator of ``Progress`` (DESIGN.md §1, §4).
+"""Training: ``fit(table, config, run_dir)`` as a generator of ``Progress``.
+
+The configuration is ``core.config.TrainConfig``; the files a run writes are ``core.run``'s;
+``docs/architecture.md`` describes the method and the layers around this module.
 
 Methods
 -------
@@ -6,23 +9,24 @@ Methods
 - ``ldlva``: the first ``warmup_epochs`` epochs are plain cross-entropy (phase ``warmup``; they
   count towards ``epochs`` so ``ce`` and ``ldlva`` get the same number of epochs). Then one
   no-grad pass over all rows gives class probabilities and features: the V-A provider
-  (``core.va``) places every sample, K nearest neighbours are built once (``core.neighbors``),
-  s_ik is fixed, and the memory bank is initialised. Each following batch builds
-  d_i = (1-λ_i) l_i + λ_i d̃_i and minimises CE(d_i, f(x_i)) + γ L_D (``core.ldl``).
+  (``core.va``) places every sample, the K nearest neighbours of each train sample and their
+  similarities s_ik are computed (``core.neighbors``), and the memory bank is initialised.
+  Each following batch builds d_i = (1-λ_i) l_i + λ_i d̃_i and minimises
+  CE(d_i, f(x_i)) + γ L_D (``core.ldl``).
 
 Where the neighbours come from
 ------------------------------
-- ``neighbor_space="va"`` (default, DESIGN.md §1.1): K nearest neighbours of the V-A points,
+- ``neighbor_space="va"`` (default, as published): K nearest neighbours of the V-A points,
   s_ik from the V-A distance.
 - ``neighbor_space="features"``: K nearest neighbours by cosine similarity of the eval-mode
   backbone features (L2-normalised; s_ik from the Euclidean distance of the unit vectors, δ auto
   as in V-A). The V-A points are still computed and shown on the map. Motivation: the circumplex
-  projection of 8 warm-up probabilities onto 2-D collapses (DESIGN.md §6, bench/RESULTS_ferplus.md).
+  projection of 8 warm-up probabilities onto 2-D collapses (bench/RESULTS_ferplus.md).
 - ``neighbor_refresh=True`` (default): after every LDLVA epoch, the samples are re-placed from
   that epoch's evaluation pass and the neighbours and s_ik rebuilt for the next epoch (only when
-  they can change: circumplex V-A or feature space). The files of an epoch keep the neighbours
-  it used; the checkpoint carries the rebuilt ones, so a resumed run still equals an
-  uninterrupted one.
+  they can change: circumplex V-A or feature space; with the dataset's own V-A columns they are
+  built once). The files of an epoch keep the neighbours it used; the checkpoint carries the
+  rebuilt ones, so a resumed run still equals an uninterrupted one.
 
 Neighbour predictions f(x_k), v_k
 ---------------------------------
@@ -35,8 +39,8 @@ In both modes f(x_k) and v_k carry no gradient; ζ = sigmoid(g([v_i, v_k])) is t
 target d (the only way g receives a gradient), with v_i detached so g calibrates rather than
 reshapes the backbone.
 
-λ anchoring (why λ does not simply climb; DESIGN.md §6)
-------------------------------------------------------
+λ anchoring (why λ does not simply climb)
+-----------------------------------------
 With d̃ built from the model's own predictions, ∂CE(d_i, f_i)/∂λ_i = CE(d̃_i, f_i) - CE(l_i, f_i)
 is positive-biased early in training for *every* sample (the model has not fitted the labels
 yet, d̃ agrees with f), so an unanchored λ self-confirms; with a batch-mean loss each λ_i's
@@ -63,25 +67,28 @@ sample regardless of its label.
 
 Precision (``core.precision``): bf16 autocast where the hardware has native bf16 (CUDA, and CPUs
 with AMX-BF16 / AVX512-BF16), fp16 with a GradScaler on older GPUs, fp32 elsewhere; channels-last
-convolutions. On this project's 2-core Xeon (AMX) a training epoch is 2.4× faster than fp32 NCHW
-(``bench/cpu_speed.py``).
+convolutions. On a CPU with AMX, ``bench/cpu_speed.py`` measured a training epoch 2.4× faster
+than fp32 NCHW.
 
 Reproducibility: every epoch reseeds the global torch RNG and a CPU ``torch.Generator`` (data
 order, augmentation) from (seed, epoch); the checkpoint carries everything else, so on CPU a
 resumed run equals an uninterrupted one bit for bit.
 
-Run directory files are written after every epoch (samples.csv, neighbors.npz, features.npy,
-history.csv, then checkpoint.pt last, each atomically); see ``core/run.py``.
+After every epoch, ``ce`` and ``ldlva`` alike, an eval-mode pass over all rows gives p, the
+features, λ and d; it also feeds the per-sample evidence about the given labels
+(``core.dynamics``: p[label] and the margin accumulated over epochs, kept in the checkpoint,
+and the disagreement of the K nearest training samples in feature space). ``fit`` then writes
+samples.csv, neighbors.npz, features.npy and history.csv, and checkpoint.pt last, each
+atomically (``core.run.write_epoch_outputs``, ``core.run.save_checkpoint``).
 """
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -92,121 +99,15 @@ import torch.nn.functional as F
 
 from . import ldl
 from .augment import augment_batch, to_float
-from .model import LDLNet, ModelConfig, build_model
+from .config import TrainConfig, resolve_device
+from .dynamics import TrainingDynamics, knn_disagreement
+from .model import LDLNet, build_model
 from .neighbors import knn
 from .precision import Precision, choose_precision
-from .table import DatasetError, classes_of, d_columns, p_columns, validate_table
-from .va import CircumplexVA, circumplex_points, resolve_provider
-
-CHECKPOINT_FORMAT = 1
-
-METHODS = ("ldlva", "ce")
-NEIGHBOR_MODES = ("bank", "exact")
-VA_MODES = ("auto", "columns", "circumplex")
-SIMILARITIES = ("l2", "l1")
-NEIGHBOR_SPACES = ("va", "features")
-LAMBDA_BASELINES = ("class", "global", "none")
-DEVICES = ("auto", "cpu", "cuda")
-# Options whose default changed after runs were written without them: such a run keeps the
-# behaviour it was trained with when it is resumed or retrained.
-LEGACY_DEFAULTS = {"neighbor_refresh": False}
-
-
-class ConfigError(TypeError, ValueError):
-    """A bad TrainConfig value (a TypeError too, so ``--set`` errors are reported as such)."""
-
-
-@dataclass
-class TrainConfig:
-    # what to train
-    method: str = "ldlva"                 # ldlva | ce
-    epochs: int = 8
-    batch_size: int = 64
-    lr: float = 0.05                      # SGD, momentum, cosine decay over all steps
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    device: str = "auto"                  # auto | cpu | cuda
-    amp: bool = True                      # mixed precision where native: CUDA, CPUs with AMX/AVX512-BF16
-    channels_last: bool = True            # NHWC convolutions (faster on oneDNN and cuDNN)
-    seed: int = 0
-    num_threads: int | None = None        # torch CPU threads (None: leave as is)
-    progress_every: int = 10              # batches between Progress reports
-    eval_batch_size: int = 64   # measured: 3000 CPU forwards take 3.6 s at 64, 6.7 s at 256
-    # input and network (core.model.ModelConfig)
-    image_size: int = 48
-    channels: int = 1
-    arch: str = "compact"                 # compact | resnet18
-    width: int = 16
-    stages: int = 3
-    blocks: int = 2
-    calib_hidden: list = field(default_factory=lambda: [512, 256])
-    augment: bool = True
-    erase_p: float = 0.25
-    # LDLVA
-    neighbors: str = "bank"               # bank | exact
-    va: str = "auto"                      # auto | columns | circumplex
-    va_temperature: float = 1.0           # circumplex: sharpen warm-up probabilities (T < 1)
-    va_centroids: dict | None = None      # override core.classes.VA_CENTROIDS entries
-    k: int = 8
-    neighbor_space: str = "va"            # va (DESIGN §1.1) | features (cosine, backbone features)
-    neighbor_refresh: bool = True         # re-place samples and rebuild neighbours after every epoch
-    similarity: str = "l2"                # l2 | l1 (published)
-    delta: float | None = None            # l2 scale δ; None: median V-A distance to the K neighbours
-    l1_scale: float = ldl.PUBLISHED_L1_SCALE
-    gamma: float = 0.01                   # weight of L_D
-    centre_alpha: float = 0.5             # center-loss update rate
-    centre_separation_lr: float = 0.01    # gradient step of the centre separation term
-    warmup_epochs: int = 1                # CE epochs before LDLVA (capped at epochs - 1)
-    # λ (see module docstring, "λ anchoring")
-    lambda_init: float = 0.2
-    lambda_unsure_init: float = 0.8       # rows with unsure == True
-    lambda_lr: float = 1.0
-    lambda_baseline: str = "global"       # global | class | none (FER+ sweep: bench/RESULTS_ferplus.md)
-    lambda_prior: float = 0.05            # β of ½β(raw - raw0)²
-    lambda_budget: float | None = None    # cap on mean λ after each epoch
-
-    def __post_init__(self) -> None:
-        choices = {"method": METHODS, "neighbors": NEIGHBOR_MODES, "va": VA_MODES,
-                   "similarity": SIMILARITIES, "device": DEVICES, "neighbor_space": NEIGHBOR_SPACES,
-                   "arch": ("compact", "resnet18"), "lambda_baseline": LAMBDA_BASELINES}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
-        for name in ("epochs", "batch_size", "image_size", "width", "stages", "blocks", "progress_every",
-                     "eval_batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
-        if self.k < 1:
-            raise ConfigError(f"k must be >= 1, got {self.k}")
-        for name in ("lambda_init", "lambda_unsure_init"):
-            if not 0.0 < float(getattr(self, name)) < 1.0:
-                raise ConfigError(f"{name} must be strictly between 0 and 1, got {getattr(self, name)}")
-        if self.lambda_budget is not None and not 0.0 < self.lambda_budget < 1.0:
-            raise ConfigError(f"lambda_budget must be in (0, 1) or null, got {self.lambda_budget}")
-        if self.delta is not None and self.delta <= 0:
-            raise ConfigError(f"delta must be > 0 or null (auto), got {self.delta}")
-        if self.warmup_epochs < 0:
-            raise ConfigError("warmup_epochs must be >= 0")
-        self.calib_hidden = [int(h) for h in self.calib_hidden]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        data = {**LEGACY_DEFAULTS, **data}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            warnings.warn(f"ignoring unknown training options {unknown} (written by another version?)")
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def model_config(self, num_classes: int) -> ModelConfig:
-        return ModelConfig(num_classes=num_classes, in_channels=self.channels, image_size=self.image_size,
-                           arch=self.arch, width=self.width, stages=self.stages, blocks=self.blocks,
-                           calib_hidden=list(self.calib_hidden))
+from .run import (CHECKPOINT_FORMAT, ensure_run, load_checkpoint, previous_lambda, remove_checkpoints,
+                  save_checkpoint, write_epoch_outputs)
+from .table import DatasetError, classes_of, validate_table
+from .va import resolve_provider
 
 
 @dataclass
@@ -237,14 +138,6 @@ def _is_cancelled(cancel: Cancel) -> bool:
     return bool(cancel())
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DatasetError("--device cuda: no CUDA GPU is available to PyTorch on this machine")
-    return torch.device(name)
-
-
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch) * 7919 + 17) % (2 ** 63 - 1)
 
@@ -266,7 +159,7 @@ class _State:
     """Everything a checkpoint carries (tensors on ``device``)."""
 
     def __init__(self, config: TrainConfig, num_classes: int, n_train: int, unsure: np.ndarray,
-                 device: torch.device):
+                 device: torch.device, dynamics: TrainingDynamics):
         torch.manual_seed(config.seed)
         self.model: LDLNet = build_model(config.model_config(num_classes)).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -290,6 +183,7 @@ class _State:
         self.step = 0
         self.history: list[dict] = []
         self.lambda_prev: torch.Tensor | None = None   # (N,) λ of the run before, NaN where none
+        self.dynamics = dynamics                       # per-row sums over epochs (core.dynamics)
 
     def checkpoint(self, config: TrainConfig, classes: list[str], ids_digest: str, scaler) -> dict:
         cpu = lambda t: None if t is None else t.detach().cpu()  # noqa: E731
@@ -309,7 +203,7 @@ class _State:
             "baseline_seen": cpu(self.baseline_seen), "va": cpu(self.va),
             "neighbor_index": cpu(self.neighbor_index), "similarity": cpu(self.similarity),
             "delta": self.delta, "va_provider": self.va_provider, "history": list(self.history),
-            "lambda_prev": cpu(self.lambda_prev), "rng": rng,
+            "lambda_prev": cpu(self.lambda_prev), "dynamics": self.dynamics.state_dict(), "rng": rng,
             "scaler": None if scaler is None else scaler.state_dict(),
         }
 
@@ -325,6 +219,10 @@ class _State:
             setattr(self, name, dev(ckpt[name]))
         self.delta, self.va_provider = ckpt["delta"], ckpt["va_provider"]
         self.epoch, self.step, self.history = int(ckpt["epoch"]), int(ckpt["step"]), list(ckpt["history"])
+        problem = self.dynamics.load_state_dict(ckpt.get("dynamics"))
+        if problem is not None:
+            warnings.warn(f"{problem}: the dyn_* columns of samples.csv will average only the epochs "
+                          "trained from now on")
         torch.set_rng_state(ckpt["rng"]["torch"])
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
@@ -340,60 +238,62 @@ def _tree_to_cpu(tree):
     return tree
 
 
-# ----------------------------------------------------------------------------- checkpoints
+@dataclass
+class _FitContext:
+    """What stays fixed for a whole ``fit``."""
 
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_PREV = "checkpoint.prev.pt"
-_REQUIRED_KEYS = ("format_version", "epoch", "model", "optimizer", "lambda_raw", "centres", "bank_probs", "config")
+    config: TrainConfig
+    run_dir: Path
+    table: pd.DataFrame             # the readable rows, index 0..N-1
+    classes: list[str]
+    images: torch.Tensor            # uint8 (N, C, H, W); on the GPU when it fits there
+    labels: torch.Tensor            # (N,) given labels of all rows
+    train_rows: np.ndarray          # positions of the train rows in ``table``
+    train_rows_t: torch.Tensor
+    train_labels: torch.Tensor      # (n_train,) given labels
+    onehot_train: torch.Tensor      # (n_train, m)
+    ids_digest: str                 # of the train sample ids: a resume must see the same rows
+    rows_digest: str                # of all sample ids in order (the training-dynamics sums' rows)
+    device: torch.device
+    precision: Precision
+    scaler: torch.amp.GradScaler | None
+    batches: int                    # per epoch
+    warmup_epochs: int              # ldlva's CE epochs (0 for ce)
 
+    @property
+    def n_train(self) -> int:
+        return len(self.train_rows)
 
-def save_checkpoint(run_dir: str | Path, payload: dict) -> None:
-    """Write checkpoint.pt atomically; the one it replaces becomes checkpoint.prev.pt."""
-    run_dir = Path(run_dir)
-    target = run_dir / CHECKPOINT
-    from .atomic import atomic_open, fsync_dir
+    def is_warm(self, epoch: int) -> bool:
+        """Whether ``epoch`` trains plain cross-entropy (every ce epoch, ldlva's warm-up)."""
+        return self.config.method == "ce" or epoch <= self.warmup_epochs
 
-    tmp = run_dir / f".{CHECKPOINT}.writing"
-    with atomic_open(tmp, "wb", encoding=None) as handle:
-        torch.save(payload, handle)
-    if target.exists():
-        os.replace(target, run_dir / CHECKPOINT_PREV)
-    os.replace(tmp, target)
-    fsync_dir(run_dir)
-
-
-def load_checkpoint(run_dir: str | Path) -> dict | None:
-    """The last completed epoch's checkpoint, or None when the run has none yet.
-
-    ``torch.load(weights_only=True)``: no pickle from a run directory is executed. A corrupt
-    or truncated file raises DatasetError naming it; nothing is deleted or overwritten, and
-    the previous good checkpoint (checkpoint.prev.pt) stays where it is. If only
-    checkpoint.prev.pt exists (a crash between the two renames of ``save_checkpoint``), it is used.
-    """
-    run_dir = Path(run_dir)
-    path = run_dir / CHECKPOINT
-    prev = run_dir / CHECKPOINT_PREV
-    if not path.exists():
-        if prev.exists():
-            return _read_checkpoint(prev, None)
-        return None
-    return _read_checkpoint(path, prev if prev.exists() else None)
+    def phase(self, epoch: int) -> str:
+        return "warmup" if (self.config.method == "ldlva" and self.is_warm(epoch)) else "train"
 
 
-def _read_checkpoint(path: Path, prev: Path | None) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED_KEYS):
-            raise ValueError("not a ULDL Studio checkpoint (keys missing)")
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
-        hint = (f"; the previous good checkpoint is kept as {prev} — rename it to {CHECKPOINT} "
-                "to resume from the epoch before") if prev is not None else ""
-        raise DatasetError(f"{path}: checkpoint is corrupt or truncated ({type(exc).__name__}: "
-                           f"{str(exc)[:200]}){hint}") from exc
-    if int(ckpt["format_version"]) > CHECKPOINT_FORMAT:
-        raise DatasetError(f"{path}: written by a newer ULDL Studio (checkpoint format "
-                           f"{ckpt['format_version']}); this version reads format {CHECKPOINT_FORMAT}")
-    return ckpt
+@dataclass
+class _EpochTotals:
+    """Running sums over one epoch's batches."""
+
+    loss: float = 0.0
+    loss_ce: float = 0.0
+    loss_d: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    lr: float = float("nan")        # of the last batch
+    seconds: float = 0.0            # batches only (no evaluation pass, no file writing)
+
+    def add(self, step: dict, size: int) -> None:
+        self.loss += step["loss"] * size
+        self.loss_ce += step["loss_ce"] * size
+        self.loss_d += step["loss_d"] * size
+        self.correct += step["correct"]
+        self.seen += size
+
+    def means(self) -> dict:
+        return {"loss": self.loss / self.seen, "loss_ce": self.loss_ce / self.seen,
+                "loss_d": self.loss_d / self.seen, "accuracy": self.correct / self.seen}
 
 
 # ----------------------------------------------------------------------------- fit
@@ -409,18 +309,45 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     there is none). ``images``: optional preloaded uint8 (N, C, H, W) in table order.
     """
     started = time.perf_counter()
-    run_dir = Path(run_dir)
+    clock = lambda: time.perf_counter() - started  # noqa: E731
     validate_table(table)
     table = table.reset_index(drop=True)
-    classes = classes_of(table)
-    num_classes = len(classes)
     if config.num_threads:
         torch.set_num_threads(int(config.num_threads))
     device = resolve_device(config.device)
-    from .run import ensure_run
+    yield Progress("load", epochs=config.epochs, message=f"loading {len(table)} images", seconds=clock())
+    ctx = _setup(table, config, Path(run_dir), images, device)
+    state = _State(config, len(ctx.classes), ctx.n_train, _unsure_train_rows(ctx), device,
+                   TrainingDynamics(len(ctx.table), ctx.rows_digest))
+    ctx.precision.prepare_model(state.model)
+    yield Progress("load", epochs=config.epochs, seconds=clock(),
+                   message=f"training {ctx.n_train} images on {device.type}: {ctx.precision.describe()}")
+    _resume_or_start(state, ctx, resume)
+    step_seconds: list[float] = []
+    for epoch in range(state.epoch + 1, config.epochs + 1):
+        warm = ctx.is_warm(epoch)
+        if not warm and state.neighbor_index is None:  # ldlva, first epoch after the warm-up
+            yield Progress("warmup", epoch, config.epochs, message="placing samples in valence-arousal space",
+                           seconds=clock())
+            _prepare_ldlva(state, ctx)
+        totals = yield from _train_epoch(state, ctx, epoch, warm, cancel, clock, step_seconds)
+        if totals is None:
+            return
+        row = _end_epoch(state, ctx, epoch, warm, totals)
+        eta = float(np.mean(step_seconds[-50:] or [0.0])) * (config.epochs - epoch) * ctx.batches
+        yield Progress("epoch_end", epoch, config.epochs, ctx.batches, ctx.batches, loss=row["loss"],
+                       loss_ce=row["loss_ce"], loss_d=row["loss_d"], accuracy=row["train_accuracy"],
+                       mean_lambda=row["mean_lambda"], seconds=clock(), eta_seconds=eta,
+                       message=f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}, train acc "
+                               f"{row['train_accuracy']:.3f}, valid acc {row['valid_accuracy']:.3f}, "
+                               f"mean λ {row['mean_lambda']:.3f}")
+    yield Progress("done", state.epoch, config.epochs, seconds=clock(),
+                   message=f"finished {state.epoch} epoch(s) in {clock():.1f} s")
 
-    yield Progress("load", epochs=config.epochs, message=f"loading {len(table)} images",
-                   seconds=time.perf_counter() - started)
+
+def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, device: torch.device) -> _FitContext:
+    """Images (loaded unless given; unreadable rows dropped), train rows and labels, precision,
+    RUN/config.json."""
     if images is None:
         from .images import load_readable_images
 
@@ -433,11 +360,10 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     n = len(table)
     if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != n:
         raise ValueError(f"images must be uint8 (N={n}, C, H, W), got {tuple(images.shape)} {images.dtype}")
-    split = table["split"].to_numpy()
-    train_rows = np.flatnonzero(split == "train")
+    train_rows = np.flatnonzero(table["split"].to_numpy() == "train")
     if len(train_rows) == 0:
         raise DatasetError(f"{table.attrs.get('root', 'dataset')}: no training samples (split 'train' is empty)")
-    n_train = len(train_rows)
+    classes = classes_of(table)
     labels_all = torch.as_tensor(table["label"].to_numpy(np.int64).copy(), device=device)
     train_rows_t = torch.as_tensor(train_rows, device=device)
     train_labels = labels_all[train_rows_t]
@@ -445,132 +371,123 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     ensure_run(run_dir, config, table)
     if device.type == "cuda" and images.numel() <= 4 * 2 ** 30:  # ≤ 4 GiB: keep the dataset on the GPU
         images = images.to(device)
-
-    unsure = np.zeros(n_train, dtype=bool)
-    if "unsure" in table:
-        unsure = table["unsure"].iloc[train_rows].fillna(False).astype(bool).to_numpy()
-
     precision = choose_precision(device, config.amp, config.channels_last)
-    scaler = torch.amp.GradScaler("cuda") if precision.needs_scaler else None
+    return _FitContext(
+        config=config, run_dir=run_dir, table=table, classes=classes, images=images, labels=labels_all,
+        train_rows=train_rows, train_rows_t=train_rows_t, train_labels=train_labels,
+        onehot_train=F.one_hot(train_labels, len(classes)).float(), ids_digest=ids_digest,
+        rows_digest=_ids_digest(table["sample_id"]), device=device,
+        precision=precision, scaler=torch.amp.GradScaler("cuda") if precision.needs_scaler else None,
+        batches=math.ceil(len(train_rows) / config.batch_size),
+        warmup_epochs=min(config.warmup_epochs, config.epochs - 1) if config.method == "ldlva" else 0)
 
-    state = _State(config, num_classes, n_train, unsure, device)
-    precision.prepare_model(state.model)
-    yield Progress("load", epochs=config.epochs, seconds=time.perf_counter() - started,
-                   message=f"training {n_train} images on {device.type}: {precision.describe()}")
-    if resume:
-        ckpt = load_checkpoint(run_dir)
-        if ckpt is not None:
-            if ckpt["train_ids"] != ids_digest or list(ckpt["classes"]) != classes:
-                raise DatasetError(f"{run_dir}: cannot resume: the dataset's training samples or classes differ "
-                                   "from the checkpoint's (was the dataset changed?)")
-            if ckpt["config"].get("method") != config.method:
-                raise DatasetError(f"{run_dir}: cannot resume: the checkpoint was trained with "
-                                   f"--method {ckpt['config'].get('method')}, not {config.method}")
-            state.restore(ckpt, device, scaler)
-            del ckpt
-    else:
-        state.lambda_prev = _previous_lambda(run_dir, table, device)
-        for name in (CHECKPOINT, CHECKPOINT_PREV):
-            (run_dir / name).unlink(missing_ok=True)
 
-    batches = math.ceil(n_train / config.batch_size)
-    total_steps = config.epochs * batches
-    n_warm = min(config.warmup_epochs, config.epochs - 1) if config.method == "ldlva" else 0
-    onehot_train = F.one_hot(train_labels, num_classes).float()
-    step_seconds: list[float] = []
+def _unsure_train_rows(ctx: _FitContext) -> np.ndarray:
+    """(n_train,) bool: train rows the annotator marked unsure (they start with a high λ)."""
+    if "unsure" not in ctx.table:
+        return np.zeros(ctx.n_train, dtype=bool)
+    return ctx.table["unsure"].iloc[ctx.train_rows].fillna(False).astype(bool).to_numpy()
 
-    for epoch in range(state.epoch + 1, config.epochs + 1):
-        warm = config.method == "ce" or epoch <= n_warm
-        phase = "warmup" if (config.method == "ldlva" and warm) else "train"
-        if config.method == "ldlva" and not warm and state.neighbor_index is None:
-            yield Progress("warmup", epoch, config.epochs, message="placing samples in valence-arousal space",
-                           seconds=time.perf_counter() - started)
-            _prepare_ldlva(state, table, images, config, train_rows_t, device, precision)
-        seed = _epoch_seed(config.seed, epoch)
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        order = torch.randperm(n_train, generator=generator).to(device)
-        state.model.train()
-        sums = {"loss": 0.0, "loss_ce": 0.0, "loss_d": 0.0, "correct": 0, "seen": 0}
-        epoch_start = time.perf_counter()
-        for b in range(batches):
-            if _is_cancelled(cancel):
-                yield Progress("cancelled", epoch, config.epochs, b, batches,
-                               seconds=time.perf_counter() - started,
-                               message=f"cancelled in epoch {epoch}; epoch {state.epoch} is saved")
-                return
-            t_batch = time.perf_counter()
-            idx = order[b * config.batch_size:(b + 1) * config.batch_size]
-            lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * state.step / max(total_steps, 1)))
-            for group in state.optimizer.param_groups:
-                group["lr"] = lr
-            out = _train_step(state, config, idx, images, train_rows_t, train_labels, onehot_train,
-                              generator, warm, device, precision, scaler)
-            state.step += 1
-            for key in ("loss", "loss_ce", "loss_d"):
-                sums[key] += out[key] * len(idx)
-            sums["correct"] += out["correct"]
-            sums["seen"] += len(idx)
-            step_seconds.append(time.perf_counter() - t_batch)
-            if (b + 1) % config.progress_every == 0 or b + 1 == batches:
-                per_batch = float(np.mean(step_seconds[-50:]))
-                remaining = (config.epochs - epoch) * batches + (batches - b - 1)
-                yield Progress(phase, epoch, config.epochs, b + 1, batches,
-                               loss=sums["loss"] / sums["seen"], loss_ce=sums["loss_ce"] / sums["seen"],
-                               loss_d=sums["loss_d"] / sums["seen"], accuracy=sums["correct"] / sums["seen"],
-                               mean_lambda=_mean_lambda(state, config),
-                               seconds=time.perf_counter() - started, eta_seconds=per_batch * remaining)
-        train_seconds = time.perf_counter() - epoch_start
-        if config.method == "ldlva" and not warm and config.lambda_budget is not None:
-            _apply_budget(state, config.lambda_budget)
-        state.epoch = epoch
-        results = _evaluate_epoch(state, table, images, config, train_rows_t, train_labels, device, precision, warm)
-        row = {"epoch": epoch, "phase": phase, "loss": sums["loss"] / sums["seen"],
-               "loss_ce": sums["loss_ce"] / sums["seen"], "loss_d": sums["loss_d"] / sums["seen"],
-               "train_accuracy": sums["correct"] / sums["seen"], "mean_lambda": _mean_lambda(state, config),
-               "lr": lr, "delta": state.delta if state.delta is not None else float("nan"),
-               "seconds": train_seconds}
-        for part in ("valid", "test"):
-            mask = split == part
-            row[f"{part}_accuracy"] = float((results["pred"][mask] == table["label"].to_numpy()[mask]).mean()) \
-                if mask.any() else float("nan")
-        state.history.append(row)
-        _write_outputs(run_dir, table, state, results, config, train_rows)
-        if epoch < config.epochs and _needs_refresh(state, config):
-            # the next epoch's neighbours come from this epoch's model; written files keep the ones used
-            _place_and_link(state, table, config, torch.as_tensor(results["probs"], device=device),
-                            torch.as_tensor(results["features"], device=device), train_rows_t)
-        save_checkpoint(run_dir, state.checkpoint(config, classes, ids_digest, scaler))
-        yield Progress("epoch_end", epoch, config.epochs, batches, batches, loss=row["loss"],
-                       loss_ce=row["loss_ce"], loss_d=row["loss_d"], accuracy=row["train_accuracy"],
-                       mean_lambda=row["mean_lambda"], seconds=time.perf_counter() - started, eta_seconds=
-                       float(np.mean(step_seconds[-50:] or [0.0])) * (config.epochs - epoch) * batches,
-                       message=f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}, train acc "
-                               f"{row['train_accuracy']:.3f}, valid acc {row['valid_accuracy']:.3f}, "
-                               f"mean λ {row['mean_lambda']:.3f}")
-    yield Progress("done", state.epoch, config.epochs, seconds=time.perf_counter() - started,
-                   message=f"finished {state.epoch} epoch(s) in {time.perf_counter() - started:.1f} s")
+
+def _resume_or_start(state: _State, ctx: _FitContext, resume: bool) -> None:
+    """``resume``: restore the last checkpoint if there is one (it must match the dataset and
+    method). Otherwise a fresh start: keep the previous training's λ as ``lambda_prev`` and
+    remove its checkpoints."""
+    run_dir = ctx.run_dir
+    if not resume:
+        lam = previous_lambda(run_dir, ctx.table)
+        state.lambda_prev = None if lam is None else torch.as_tensor(lam, device=ctx.device)
+        remove_checkpoints(run_dir)
+        return
+    ckpt = load_checkpoint(run_dir)
+    if ckpt is None:
+        return
+    if ckpt["train_ids"] != ctx.ids_digest or list(ckpt["classes"]) != ctx.classes:
+        raise DatasetError(f"{run_dir}: cannot resume: the dataset's training samples or classes differ "
+                           "from the checkpoint's (was the dataset changed?)")
+    if ckpt["config"].get("method") != ctx.config.method:
+        raise DatasetError(f"{run_dir}: cannot resume: the checkpoint was trained with "
+                           f"--method {ckpt['config'].get('method')}, not {ctx.config.method}")
+    state.restore(ckpt, ctx.device, ctx.scaler)
+
+
+def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel: Cancel,
+                 clock: Callable[[], float], step_seconds: list[float]):
+    """One epoch's batches (generator of Progress). Returns the epoch's totals, or None after
+    yielding ``cancelled`` (cancel is checked before every batch)."""
+    config = ctx.config
+    phase = ctx.phase(epoch)
+    seed = _epoch_seed(config.seed, epoch)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(ctx.n_train, generator=generator).to(ctx.device)
+    state.model.train()
+    totals = _EpochTotals()
+    epoch_start = time.perf_counter()
+    total_steps = config.epochs * ctx.batches
+    for b in range(ctx.batches):
+        if _is_cancelled(cancel):
+            yield Progress("cancelled", epoch, config.epochs, b, ctx.batches, seconds=clock(),
+                           message=f"cancelled in epoch {epoch}; epoch {state.epoch} is saved")
+            return None
+        t_batch = time.perf_counter()
+        idx = order[b * config.batch_size:(b + 1) * config.batch_size]
+        totals.lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * state.step / max(total_steps, 1)))
+        for group in state.optimizer.param_groups:
+            group["lr"] = totals.lr
+        totals.add(_train_step(state, ctx, idx, generator, warm), len(idx))
+        state.step += 1
+        step_seconds.append(time.perf_counter() - t_batch)
+        if (b + 1) % config.progress_every == 0 or b + 1 == ctx.batches:
+            remaining = (config.epochs - epoch) * ctx.batches + (ctx.batches - b - 1)
+            means = totals.means()
+            yield Progress(phase, epoch, config.epochs, b + 1, ctx.batches, loss=means["loss"],
+                           loss_ce=means["loss_ce"], loss_d=means["loss_d"], accuracy=means["accuracy"],
+                           mean_lambda=_mean_lambda(state, config), seconds=clock(),
+                           eta_seconds=float(np.mean(step_seconds[-50:])) * remaining)
+    totals.seconds = time.perf_counter() - epoch_start
+    return totals
+
+
+def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: _EpochTotals) -> dict:
+    """After an epoch's batches: λ budget, evaluation pass, history row, training dynamics, the
+    run's files, the next epoch's neighbours, and the checkpoint last. Returns the history row."""
+    config = ctx.config
+    if not warm and config.lambda_budget is not None:
+        _apply_budget(state, config.lambda_budget)
+    state.epoch = epoch
+    results = _evaluate_epoch(state, ctx)
+    means = totals.means()
+    row = {"epoch": epoch, "phase": ctx.phase(epoch), "loss": means["loss"], "loss_ce": means["loss_ce"],
+           "loss_d": means["loss_d"], "train_accuracy": means["accuracy"],
+           "mean_lambda": _mean_lambda(state, config), "lr": totals.lr,
+           "delta": state.delta if state.delta is not None else float("nan"), "seconds": totals.seconds}
+    split, labels = ctx.table["split"].to_numpy(), ctx.table["label"].to_numpy()
+    for part in ("valid", "test"):
+        mask = split == part
+        row[f"{part}_accuracy"] = float((results["pred"][mask] == labels[mask]).mean()) if mask.any() \
+            else float("nan")
+    state.history.append(row)
+    state.dynamics.update(results["probs"], labels)
+    scores = {**state.dynamics.columns(), "knn_disagreement": results["knn_disagreement"]}
+    write_epoch_outputs(ctx.run_dir, ctx.table, config, ctx.train_rows, results, va=_numpy(state.va),
+                        lambda_prev=_numpy(state.lambda_prev), history=state.history, scores=scores)
+    if epoch < config.epochs and _needs_refresh(state, config):
+        # the next epoch's neighbours come from this epoch's model; written files keep the ones used
+        _place_and_link(state, ctx, torch.as_tensor(results["probs"], device=ctx.device),
+                        torch.as_tensor(results["features"], device=ctx.device))
+    save_checkpoint(ctx.run_dir, state.checkpoint(config, ctx.classes, ctx.ids_digest, ctx.scaler))
+    return row
+
+
+def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.cpu().numpy()
 
 
 def _mean_lambda(state: _State, config: TrainConfig) -> float:
     if config.method == "ce":
         return 0.0
     return float(torch.sigmoid(state.lambda_raw.detach()).mean())
-
-
-def _previous_lambda(run_dir: Path, table: pd.DataFrame, device) -> torch.Tensor | None:
-    """λ per row from an earlier run in the same folder (samples.csv), NaN where unknown."""
-    path = run_dir / "samples.csv"
-    if not path.exists():
-        return None
-    try:
-        old = pd.read_csv(path, usecols=["sample_id", "lambda"], dtype={"sample_id": str})
-    except Exception:  # noqa: BLE001 - an unreadable old table only loses lambda_prev
-        warnings.warn(f"{path}: could not read the previous run's λ; lambda_prev left empty")
-        return None
-    mapping = dict(zip(old["sample_id"], old["lambda"]))
-    values = np.array([mapping.get(s, np.nan) for s in table["sample_id"]], dtype=np.float32)
-    return torch.as_tensor(values, device=device)
 
 
 def _forward_rows(model: LDLNet, images: torch.Tensor, rows: torch.Tensor, device, precision: Precision,
@@ -588,35 +505,37 @@ def _forward_rows(model: LDLNet, images: torch.Tensor, rows: torch.Tensor, devic
     return torch.cat(probs), torch.cat(feats)
 
 
-def _prepare_ldlva(state: _State, table, images, config: TrainConfig, train_rows_t, device, precision) -> None:
+# ----------------------------------------------------------------------------- LDLVA
+
+def _prepare_ldlva(state: _State, ctx: _FitContext) -> None:
     """After warm-up: V-A points, K neighbours, similarities, bank initialisation."""
     state.model.eval()
-    all_rows = torch.arange(len(table), device=device)
-    probs, feats = _forward_rows(state.model, images, all_rows, device, precision, config.eval_batch_size)
-    _place_and_link(state, table, config, probs, feats, train_rows_t)
-    state.bank_probs = probs[train_rows_t].clone()
-    state.bank_features = feats[train_rows_t].clone()
+    all_rows = torch.arange(len(ctx.table), device=ctx.device)
+    probs, feats = _forward_rows(state.model, ctx.images, all_rows, ctx.device, ctx.precision,
+                                 ctx.config.eval_batch_size)
+    _place_and_link(state, ctx, probs, feats)
+    state.bank_probs = probs[ctx.train_rows_t].clone()
+    state.bank_features = feats[ctx.train_rows_t].clone()
     # Centres start at the class means of the warm-up features.
-    labels = torch.as_tensor(table["label"].to_numpy(np.int64).copy(), device=device)[train_rows_t]
+    labels, device = ctx.train_labels, ctx.device
     counts = torch.zeros(state.centres.shape[0], device=device).index_add_(0, labels, torch.ones(len(labels), device=device))
     sums = torch.zeros_like(state.centres).index_add_(0, labels, state.bank_features)
     state.centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], state.centres)
     state.model.train()
 
 
-def _place_and_link(state: _State, table, config: TrainConfig, probs: torch.Tensor, feats: torch.Tensor,
-                    train_rows_t: torch.Tensor) -> None:
+def _place_and_link(state: _State, ctx: _FitContext, probs: torch.Tensor, feats: torch.Tensor) -> None:
     """V-A points of all rows, then K neighbours and s_ik of the train rows in the neighbour space."""
+    config, table = ctx.config, ctx.table
     device = probs.device
     provider = resolve_provider(config.va, table, centroids=config.va_centroids, temperature=config.va_temperature)
     va = provider.points(table, probs.cpu().numpy().astype(np.float64))
-    train_rows = train_rows_t.cpu().numpy()
     if config.neighbor_space == "features":
         # cosine geometry: on unit vectors the Euclidean distance is a monotone function of it
         unit = F.normalize(feats.float(), dim=1).cpu().numpy().astype(np.float64)
-        points = unit[train_rows]
+        points = unit[ctx.train_rows]
     else:
-        points = va[train_rows]
+        points = va[ctx.train_rows]
     index, dist = knn(points, config.k)
     if index.shape[1] == 0:
         raise DatasetError("LDLVA needs at least 2 training samples")
@@ -639,11 +558,13 @@ def _needs_refresh(state: _State, config: TrainConfig) -> bool:
     return config.neighbor_space == "features" or state.va_provider == "circumplex"
 
 
-def _train_step(state: _State, config: TrainConfig, idx, images, train_rows_t, train_labels, onehot_train,
-                generator, warm: bool, device, precision, scaler) -> dict:
-    rows = train_rows_t[idx]
-    y = train_labels[idx]
-    batch = images[rows.to(images.device)]
+def _train_step(state: _State, ctx: _FitContext, idx: torch.Tensor, generator: torch.Generator,
+                warm: bool) -> dict:
+    """One optimiser step on the train rows at positions ``idx`` (into the train rows)."""
+    config, device, precision = ctx.config, ctx.device, ctx.precision
+    rows = ctx.train_rows_t[idx]
+    y = ctx.train_labels[idx]
+    batch = ctx.images[rows.to(ctx.images.device)]
     x = augment_batch(batch.to(device), generator, erase_p=config.erase_p) if config.augment else to_float(batch.to(device))
     x = precision.prepare_input(x)
     model = state.model
@@ -663,18 +584,18 @@ def _train_step(state: _State, config: TrainConfig, idx, images, train_rows_t, t
             f_k, v_k = state.bank_probs[nb], state.bank_features[nb]
         else:
             b, k = nb.shape
-            f_k, v_k = _forward_rows(model, images, train_rows_t[nb.reshape(-1)], device, precision, b * k)
+            f_k, v_k = _forward_rows(model, ctx.images, ctx.train_rows_t[nb.reshape(-1)], device, precision, b * k)
             f_k, v_k = f_k.reshape(b, k, -1), v_k.reshape(b, k, -1)
         with precision.autocast():
             zeta = model.zeta(feats.detach(), v_k)
         c = ldl.contribution_degrees(zeta.float(), state.similarity[idx])
         d_tilde = ldl.aggregate_distribution(c, f_k)
-        onehot = onehot_train[idx]
-        target = ldl.target_distribution(onehot, lam.detach(), d_tilde)
+        target = ldl.target_distribution(ctx.onehot_train[idx], lam.detach(), d_tilde)
         loss_ce = ldl.soft_cross_entropy(target, logits)
         loss_d = ldl.discriminative_loss(feats, y, lam.detach(), state.centres, reduction="mean")
         loss = loss_ce + config.gamma * loss_d
-        # λ's own objective: per-sample evidence, class baseline, prior (module docstring).
+        # λ's own objective: per-sample evidence minus its running baseline, plus the prior
+        # (module docstring, "λ anchoring").
         with torch.no_grad():
             log_f = F.log_softmax(logits.detach(), -1)
             evidence = -(d_tilde.detach() * log_f).sum(-1) + log_f.gather(1, y[:, None]).squeeze(1)
@@ -684,6 +605,7 @@ def _train_step(state: _State, config: TrainConfig, idx, images, train_rows_t, t
     state.optimizer.zero_grad(set_to_none=True)
     state.lambda_optimizer.zero_grad(set_to_none=True)
     total = loss if loss_lambda is None else loss + loss_lambda
+    scaler = ctx.scaler
     if scaler is not None:
         scaler.scale(total).backward()
         scaler.step(state.optimizer)
@@ -744,34 +666,35 @@ def _apply_budget(state: _State, budget: float) -> None:
     raw.add_(lo)
 
 
+# ----------------------------------------------------------------------------- evaluation
+
 @torch.no_grad()
-def _evaluate_epoch(state: _State, table, images, config: TrainConfig, train_rows_t, train_labels, device,
-                    precision, warm: bool) -> dict:
-    """Eval-mode pass over all rows → p, features; d, λ, neighbour weights for train rows."""
-    model = state.model
+def _evaluate_epoch(state: _State, ctx: _FitContext) -> dict:
+    """Eval-mode pass over all rows → p, features, knn_disagreement; d, λ, neighbour weights for
+    train rows."""
+    config, model = ctx.config, state.model
     model.eval()
-    n = len(table)
-    probs, feats = _forward_rows(model, images, torch.arange(n, device=device), device, precision,
+    n = len(ctx.table)
+    probs, feats = _forward_rows(model, ctx.images, torch.arange(n, device=ctx.device), ctx.device, ctx.precision,
                                  config.eval_batch_size)
-    num_classes = probs.shape[1]
-    onehot = F.one_hot(train_labels, num_classes).float()
+    onehot = ctx.onehot_train
     out: dict[str, Any] = {"probs": probs.cpu().numpy(), "features": feats.cpu().numpy(),
-                           "pred": probs.argmax(-1).cpu().numpy()}
+                           "pred": probs.argmax(-1).cpu().numpy(),
+                           "knn_disagreement": knn_disagreement(feats, ctx.labels, probs, ctx.train_rows_t, config.k)}
     if config.method == "ce":
-        out["lambda"] = np.zeros(len(train_labels), np.float64)
+        out["lambda"] = np.zeros(ctx.n_train, np.float64)
         out["d"] = onehot.cpu().numpy()
-    elif state.neighbor_index is None:  # still warming up: λ at its initial value, d = (1-λ) l + λ p
-        lam = torch.sigmoid(state.lambda_raw.detach())
-        out["lambda"] = lam.cpu().numpy()
+    elif state.neighbor_index is None:  # still warming up: λ at its initial value, d = the one-hot label
+        out["lambda"] = torch.sigmoid(state.lambda_raw.detach()).cpu().numpy()
         out["d"] = onehot.cpu().numpy()
     else:
         lam = torch.sigmoid(state.lambda_raw.detach())
-        train_probs, train_feats = probs[train_rows_t], feats[train_rows_t]
+        train_probs, train_feats = probs[ctx.train_rows_t], feats[ctx.train_rows_t]
         zetas = []
-        for start in range(0, len(train_rows_t), config.eval_batch_size):
+        for start in range(0, ctx.n_train, config.eval_batch_size):
             sl = slice(start, start + config.eval_batch_size)
             nb = state.neighbor_index[sl]
-            with precision.autocast():
+            with ctx.precision.autocast():
                 zetas.append(model.zeta(train_feats[sl], train_feats[nb]).float())
         zeta = torch.cat(zetas)
         c = ldl.contribution_degrees(zeta, state.similarity)
@@ -783,66 +706,3 @@ def _evaluate_epoch(state: _State, table, images, config: TrainConfig, train_row
                             "zeta": zeta.cpu().numpy(), "contribution": c.cpu().numpy()}
     model.train()
     return out
-
-
-def feature_map_2d(features: np.ndarray) -> np.ndarray:
-    """PCA of the features to 2-D (signs fixed so the map does not flip between epochs)."""
-    x = np.asarray(features, np.float64)
-    x = x - x.mean(0)
-    if len(x) < 2 or not np.isfinite(x).all():
-        return np.zeros((len(x), 2))
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    comps = vt[:2]
-    if comps.shape[0] < 2:
-        comps = np.vstack([comps, np.zeros((2 - comps.shape[0], x.shape[1]))])
-    signs = np.sign(comps[np.arange(2), np.abs(comps).argmax(1)])
-    signs[signs == 0] = 1
-    return x @ (comps * signs[:, None]).T
-
-
-def _write_outputs(run_dir: Path, table: pd.DataFrame, state: _State, results: dict, config: TrainConfig,
-                   train_rows: np.ndarray) -> None:
-    from .atomic import atomic_open
-
-    classes = classes_of(table)
-    n = len(table)
-    probs = results["probs"].astype(np.float64)
-    out = table.copy()
-    out.attrs = dict(table.attrs)
-    lam = np.full(n, np.nan)
-    lam[train_rows] = results["lambda"]
-    d = probs.copy()                       # non-train rows: d = p (documented in run.py)
-    d[train_rows] = results["d"]
-    d /= d.sum(1, keepdims=True)
-    probs /= probs.sum(1, keepdims=True)
-    out["lambda"] = lam
-    for j, col in enumerate(d_columns(classes)):
-        out[col] = d[:, j]
-    for j, col in enumerate(p_columns(classes)):
-        out[col] = probs[:, j]
-    if state.va is not None:
-        va = state.va.cpu().numpy().astype(np.float64)
-    else:
-        provider = resolve_provider(config.va, table, centroids=config.va_centroids,
-                                    temperature=config.va_temperature)
-        va = circumplex_points(probs, classes, config.va_centroids, config.va_temperature) \
-            if isinstance(provider, CircumplexVA) else provider.points(table)
-    if "valence" in table and not np.allclose(table["valence"].to_numpy(np.float64), va[:, 0], equal_nan=False):
-        out["valence_given"] = table["valence"].to_numpy(np.float64)
-        out["arousal_given"] = table["arousal"].to_numpy(np.float64)
-    out["valence"], out["arousal"] = va[:, 0], va[:, 1]
-    xy = feature_map_2d(results["features"])
-    out["x2d"], out["y2d"] = xy[:, 0], xy[:, 1]
-    out["lambda_prev"] = state.lambda_prev.cpu().numpy().astype(np.float64) if state.lambda_prev is not None \
-        else np.full(n, np.nan)
-    if "pixels" in out:  # FER2013 CSV: the path "<csv>#<row>" locates the image; keep samples.csv small
-        out = out.drop(columns=["pixels"])
-    with atomic_open(run_dir / "samples.csv", "w", newline="") as handle:
-        out.to_csv(handle, index=False)
-    with atomic_open(run_dir / "features.npy", "wb", encoding=None) as handle:
-        np.save(handle, results["features"].astype(np.float16))
-    if "neighbors" in results:
-        with atomic_open(run_dir / "neighbors.npz", "wb", encoding=None) as handle:
-            np.savez(handle, **results["neighbors"])
-    with atomic_open(run_dir / "history.csv", "w", newline="") as handle:
-        pd.DataFrame(state.history).to_csv(handle, index=False)
