@@ -153,7 +153,9 @@ def test_resume_equals_uninterrupted(demo, tmp_path):
     _assert_same_state(load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed"))
     assert len(Run.open(tmp_path / "resumed").history()) == 3
     straight, resumed = Run.open(tmp_path / "straight").samples(), Run.open(tmp_path / "resumed").samples()
-    for column in EVIDENCE + p_columns(straight.attrs["classes"]) + ["lambda"]:
+    classes = straight.attrs["classes"]
+    soft = [f"{prefix}{c}" for prefix in ("pavg_", "soft_") for c in classes]
+    for column in EVIDENCE + soft + p_columns(classes) + ["lambda"]:
         assert np.array_equal(straight[column].to_numpy(), resumed[column].to_numpy(), equal_nan=True), column
 
 

@@ -9,6 +9,9 @@ After every epoch ``core.training.fit`` makes an eval-mode pass over all rows (`
   Cartography", EMNLP 2020); the epoch mean of the margin is the area under the margin
   (Pleiss et al., "Identifying Mislabeled Data using the Area Under the Margin Ranking",
   NeurIPS 2020). Low values mean the model rarely agreed with the label.
+- the epoch-averaged class probabilities (``pavg_<class>``), a prediction less fitted to each
+  training image's own label than the last epoch's, from which ``core.soft_labels`` builds
+  the exported soft labels.
 - ``knn_disagreement`` asks the K nearest training samples in feature space whether they
   share the label: high values mean the neighbourhood says otherwise.
 
@@ -42,6 +45,7 @@ class TrainingDynamics:
         self.p_given_sum = np.zeros(n_rows)
         self.p_given_sumsq = np.zeros(n_rows)
         self.margin_sum = np.zeros(n_rows)
+        self.probs_sum: np.ndarray | None = None   # (n_rows, m), allocated at the first update
         self.epochs = 0
 
     def update(self, probs, labels) -> None:
@@ -52,7 +56,12 @@ class TrainingDynamics:
         self.p_given_sum += given
         self.p_given_sumsq += given * given
         self.margin_sum += margin
+        self.probs_sum = p.copy() if self.probs_sum is None else self.probs_sum + p
         self.epochs += 1
+
+    def mean_probs(self) -> np.ndarray | None:
+        """(N, m) class probabilities averaged over the epochs (None before the first)."""
+        return None if self.epochs == 0 or self.probs_sum is None else self.probs_sum / self.epochs
 
     def columns(self) -> dict[str, np.ndarray]:
         """``dyn_p_given_mean``, ``dyn_p_given_std`` (population std over epochs),
@@ -70,7 +79,8 @@ class TrainingDynamics:
         return {"rows_key": self.rows_key, "epochs": self.epochs,
                 "p_given_sum": torch.from_numpy(self.p_given_sum.copy()),
                 "p_given_sumsq": torch.from_numpy(self.p_given_sumsq.copy()),
-                "margin_sum": torch.from_numpy(self.margin_sum.copy())}
+                "margin_sum": torch.from_numpy(self.margin_sum.copy()),
+                "probs_sum": None if self.probs_sum is None else torch.from_numpy(self.probs_sum.copy())}
 
     def load_state_dict(self, saved: dict | None) -> str | None:
         """Restore the sums of ``state_dict()``. Returns why they could not be restored (the
@@ -79,9 +89,12 @@ class TrainingDynamics:
             return "the checkpoint has no training-dynamics sums (written by an older version)"
         if saved.get("rows_key") != self.rows_key or len(saved["p_given_sum"]) != len(self.p_given_sum):
             return "the checkpoint's training-dynamics sums are for other rows (valid/test rows changed?)"
+        if int(saved["epochs"]) > 0 and saved.get("probs_sum") is None:
+            return "the checkpoint has no epoch-averaged probabilities (written by an older version)"
         self.p_given_sum = saved["p_given_sum"].numpy().astype(np.float64)
         self.p_given_sumsq = saved["p_given_sumsq"].numpy().astype(np.float64)
         self.margin_sum = saved["margin_sum"].numpy().astype(np.float64)
+        self.probs_sum = None if saved.get("probs_sum") is None else saved["probs_sum"].numpy().astype(np.float64)
         self.epochs = int(saved["epochs"])
         return None
 

@@ -12,8 +12,10 @@ variability, knn_disagreement, entropy`` (``lambda`` keeps its place after ``aro
 
 * ``label`` is the label after the annotator's edits (``core.edits.apply_edits``), ``edited``
   says whether it differs from the dataset's label; ``label_name`` is ``classes[label]``.
-* ``d_<class>`` is the constructed (training) distribution, ``p_<class>`` the model's
-  prediction. A table without ``d_`` columns (no training results) gets the one-hot of
+* ``d_<class>`` is the run's soft label: the table's ``soft_<class>`` columns when it has them
+  (a run's ``samples.csv``: the constructed distribution mixed with the calibrated
+  epoch-averaged prediction, ``core.soft_labels``), else its ``d_<class>`` columns (the
+  constructed distribution); ``p_<class>`` is the model's prediction. A table without ``d_`` columns (no training results) gets the one-hot of
   ``label``; rows whose ``d`` is all NaN (samples no distribution was constructed for) get
   it too. A table without ``p_`` columns, or rows with all-NaN ``p``, get ``d``.
 * Missing ``edited`` → False; missing ``valence``/``arousal`` → NaN.
@@ -160,7 +162,10 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         present = [c for c in cols if c in table]
         if present and len(present) != m:
             raise ValueError(f"the table has only some {kind}_ columns; missing {[c for c in cols if c not in table]}")
-    d = _distribution(table, dcols, one_hot, "d") if dcols[0] in table else one_hot
+    # a run's soft labels (soft_<class>, core.soft_labels) are what it exports as d
+    soft_cols = [f"soft_{c}" for c in classes]
+    source = soft_cols if all(c in table for c in soft_cols) else dcols
+    d = _distribution(table, source, one_hot, "d") if source[0] in table else one_hot
     p = _distribution(table, pcols, d, "p") if pcols[0] in table else d.copy()
     out[dcols] = d
     out[pcols] = p

@@ -101,6 +101,7 @@ from . import ldl
 from .augment import augment_batch, to_float
 from .config import TrainConfig, resolve_device
 from .dynamics import TrainingDynamics, knn_disagreement
+from .soft_labels import build_soft_labels
 from .model import LDLNet, build_model
 from .neighbors import knn
 from .precision import Precision, choose_precision
@@ -469,7 +470,10 @@ def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: 
             else float("nan")
     state.history.append(row)
     state.dynamics.update(results["probs"], labels)
-    scores = {**state.dynamics.columns(), "knn_disagreement": results["knn_disagreement"]}
+    soft, row["soft_temperature"] = _soft_labels(state, ctx, results)
+    scores = {**state.dynamics.columns(), "knn_disagreement": results["knn_disagreement"],
+              **_class_columns("pavg_", ctx.classes, state.dynamics.mean_probs()),
+              **_class_columns("soft_", ctx.classes, soft)}
     write_epoch_outputs(ctx.run_dir, ctx.table, config, ctx.train_rows, results, va=_numpy(state.va),
                         lambda_prev=_numpy(state.lambda_prev), history=state.history, scores=scores)
     if epoch < config.epochs and _needs_refresh(state, config):
@@ -478,6 +482,20 @@ def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: 
                         torch.as_tensor(results["features"], device=ctx.device))
     save_checkpoint(ctx.run_dir, state.checkpoint(config, ctx.classes, ctx.ids_digest, ctx.scaler))
     return row
+
+
+def _soft_labels(state: _State, ctx: _FitContext, results: dict) -> tuple[np.ndarray, float]:
+    """The exported soft labels of every row (``core.soft_labels``) and the fitted temperature."""
+    probs = results["probs"].astype(np.float64)
+    constructed = probs / probs.sum(1, keepdims=True)
+    constructed[ctx.train_rows] = results["d"]
+    valid_rows = np.flatnonzero(ctx.table["split"].to_numpy() == "valid")
+    return build_soft_labels(constructed, state.dynamics.mean_probs(), ctx.table["label"].to_numpy(np.int64),
+                             valid_rows, ctx.config.soft_label_mix)
+
+
+def _class_columns(prefix: str, classes: list[str], values: np.ndarray) -> dict[str, np.ndarray]:
+    return {f"{prefix}{c}": values[:, j] for j, c in enumerate(classes)}
 
 
 def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
