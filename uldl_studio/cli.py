@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--label-noise", type=float, default=0.0, metavar="RATE",
                        help="flip this fraction of training labels (benchmarks)")
     train.add_argument("--noise-seed", type=int, default=0)
+    train.add_argument("--soft-labels", metavar="FILE.csv", default=None,
+                       help="train on these soft labels (a soft-label CSV, joined on sample_id or path)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any TrainConfig field, e.g. --set width=32")
 
@@ -193,9 +195,14 @@ def _cmd_train(args) -> int:
             from uldl_studio.core.noise import inject_label_noise
 
             table = inject_label_noise(table, args.label_noise, seed=args.noise_seed)
+        if args.soft_labels:
+            from uldl_studio.core.soft_labels import join_soft_labels
+
+            table = join_soft_labels(table, args.soft_labels)
         dataset_info = {"path": "demo" if args.data == "demo" else str(Path(args.data).resolve()),
                         "format": args.fmt, "limit": args.limit, "single_label": args.single_label,
-                        "seed": args.seed, "label_noise": args.label_noise, "noise_seed": args.noise_seed}
+                        "seed": args.seed, "label_noise": args.label_noise, "noise_seed": args.noise_seed,
+                        "soft_labels": str(Path(args.soft_labels).resolve()) if args.soft_labels else None}
         Run.create(run_dir, config, table, dataset_info)
     _consume_with_progress(fit(table, config, run_dir, resume=args.resume), config)
     print(f"run written to {run_dir}")

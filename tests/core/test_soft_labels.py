@@ -70,3 +70,70 @@ def test_a_run_writes_soft_labels_and_exports_them(tmp_path):
     session.journal.close()
     back = read_soft_labels(tmp_path / "soft.csv")
     assert np.allclose(back[[f"d_{c}" for c in classes]].to_numpy(), soft)   # the export's d is the soft label
+
+
+def _tiny_table():
+    import pandas as pd
+
+    t = pd.DataFrame({"sample_id": ["a", "b", "c"], "path": ["x/a.png", "x/b.png", "x/c.png"],
+                      "split": ["train", "train", "test"], "label": [0, 1, 1]})
+    t.attrs["classes"] = ["neutral", "happiness"]
+    return t
+
+
+def test_join_soft_labels_by_id_path_and_class_names(tmp_path):
+    import pandas as pd
+
+    from uldl_studio.core.soft_labels import join_soft_labels, target_matrix
+    from uldl_studio.core.table import DatasetError
+
+    ours = tmp_path / "ours.csv"
+    pd.DataFrame({"sample_id": ["b", "a"], "d_neutral": [0.25, 0.9], "d_happiness": [0.75, 0.1]}).to_csv(ours)
+    out = join_soft_labels(_tiny_table(), ours)
+    assert np.allclose(target_matrix(out, ["neutral", "happiness"])[:2], [[0.9, 0.1], [0.25, 0.75]])
+    assert np.isnan(target_matrix(out, ["neutral", "happiness"])[2]).all()      # not in the file
+    other = tmp_path / "other.csv"   # another tool: paths and bare class names (synonyms), unnormalised
+    pd.DataFrame({"path": ["x/c.png", "x/a.png"], "happy": [3, 1], "Neutral": [1, 1]}).to_csv(other, index=False)
+    with pytest.warns(UserWarning, match="1 training samples have no soft label"):
+        out = join_soft_labels(_tiny_table(), other)
+    assert np.allclose(target_matrix(out, ["neutral", "happiness"])[[0, 2]], [[0.5, 0.5], [0.25, 0.75]])
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"sample_id": ["a"], "anger": [1.0]}).to_csv(bad, index=False)
+    with pytest.raises(DatasetError, match="no columns for the classes"):
+        join_soft_labels(_tiny_table(), bad)
+    with pytest.raises(DatasetError, match="no such soft-label file"):
+        join_soft_labels(_tiny_table(), tmp_path / "missing.csv")
+
+
+def test_two_stage_train_export_retrain_on_d(tmp_path):
+    """`train`, `export`, then `train --soft-labels` on the export: the second run learns the
+    exported distributions (its d is the soft target) and records the file for --resume."""
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    tiny = ["--set", "image_size=16", "--set", "width=8", "--set", "stages=2", "--set", "blocks=1",
+            "--set", "calib_hidden=[16]", "--set", "augment=false", "--set", "k=4", "--set", "progress_every=100"]
+    cli = [sys.executable, "-m", "uldl_studio"]
+
+    def run(*args):
+        done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    run("train", "demo", "--out", str(tmp_path / "first"), "--limit", "80", "--epochs", "2", "--method", "ce",
+        "--device", "cpu", *tiny)
+    run("export", str(tmp_path / "first"), "--out", str(tmp_path / "d.csv"))
+    run("train", "demo", "--out", str(tmp_path / "second"), "--limit", "80", "--epochs", "1", "--method", "ce",
+        "--device", "cpu", "--soft-labels", str(tmp_path / "d.csv"), *tiny)
+    exported = pd.read_csv(tmp_path / "d.csv").set_index("sample_id")
+    second = pd.read_csv(tmp_path / "second" / "samples.csv", dtype={"sample_id": str}).set_index("sample_id")
+    classes = json.loads((tmp_path / "second" / "config.json").read_text())["classes"]
+    train = second.index[second["split"] == "train"]
+    d_cols = [f"d_{c}" for c in classes]
+    # ce learns l_i = the soft target, so its constructed d is exactly the exported soft label
+    assert np.allclose(second.loc[train, d_cols].to_numpy(), exported.loc[train, d_cols].to_numpy(), atol=1e-6)
+    assert not np.allclose(second.loc[train, d_cols].to_numpy().max(1), 1.0)    # not one-hot
+    info = json.loads((tmp_path / "second" / "config.json").read_text())["dataset"]
+    assert info["soft_labels"] == str((tmp_path / "d.csv").resolve())

@@ -225,7 +225,8 @@ class Run:
                            "was it moved or deleted?")
 
     def load_dataset(self) -> pd.DataFrame:
-        """Re-read the run's dataset (same format, limit, single-label mode, injected noise)."""
+        """Re-read the run's dataset (same format, limit, single-label mode, injected noise, and
+        the soft labels it was trained on, ``--soft-labels``)."""
         from .datasets import load_dataset
 
         info = self.dataset_info
@@ -236,6 +237,10 @@ class Run:
             from .noise import inject_label_noise
 
             table = inject_label_noise(table, float(info["label_noise"]), seed=int(info.get("noise_seed") or 0))
+        if info.get("soft_labels"):
+            from .soft_labels import join_soft_labels
+
+            table = join_soft_labels(table, info["soft_labels"])
         return table
 
     def training_table(self) -> pd.DataFrame:

@@ -14,8 +14,17 @@ soft = (1 − w) · d + w · temper(p̄, T), with w = ``mix`` (``TrainConfig.sof
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize_scalar
+
+from .classes import canonical_name
+from .table import DatasetError, classes_of
+
+#: columns of the training targets ``fit`` learns from instead of the one-hot label
+TARGET_PREFIX = "target_"
 
 #: temperatures searched (log-uniform bounds)
 T_RANGE = (0.2, 10.0)
@@ -65,3 +74,81 @@ def build_soft_labels(constructed: np.ndarray, mean_probs: np.ndarray, labels: n
     temperature = fit_temperature(mean_probs[rows], labels[rows]) if rows.size else 1.0
     soft = (1.0 - mix) * np.asarray(constructed, np.float64) + mix * temper(mean_probs, temperature)
     return soft / soft.sum(axis=1, keepdims=True), temperature
+
+
+def target_matrix(table: pd.DataFrame, classes: list[str]) -> np.ndarray | None:
+    """(N, m) the table's ``target_<class>`` columns, or None when it has none."""
+    cols = [f"{TARGET_PREFIX}{c}" for c in classes]
+    if not any(c in table for c in cols):
+        return None
+    missing = [c for c in cols if c not in table]
+    if missing:
+        raise DatasetError(f"soft-label targets lack columns {missing}")
+    return table[cols].to_numpy(np.float64)
+
+
+def _distribution_columns(frame: pd.DataFrame, classes: list[str]) -> list[str] | None:
+    """The columns of ``frame`` holding a distribution over ``classes``: ``d_<class>`` (a ULDL
+    Studio export), ``soft_<class>``, ``p_<class>`` or the bare class names."""
+    for prefix in ("d_", "soft_", "p_", ""):
+        found = {}
+        for col in frame.columns:
+            name = str(col)
+            if prefix and not name.startswith(prefix):
+                continue
+            try:
+                found[canonical_name(name[len(prefix):])] = col
+            except Exception:  # noqa: BLE001 - not a class column
+                continue
+        if all(c in found for c in classes):
+            return [found[c] for c in classes]
+    return None
+
+
+def join_soft_labels(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """``table`` with ``target_<class>`` columns from a soft-label CSV, joined on ``sample_id``
+    (or, when the file has none or no id matches, on ``path``). Rows the file lacks keep the
+    one-hot label (NaN targets) and are counted in a warning; each row is renormalised."""
+    import warnings
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype={"sample_id": str, "path": str}, keep_default_na=True)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such soft-label file") from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one line
+        raise DatasetError(f"{path}: unreadable soft-label file ({exc})") from exc
+    classes = [canonical_name(c) for c in classes_of(table)]
+    cols = _distribution_columns(frame, classes)
+    if cols is None:
+        raise DatasetError(f"{path}: no columns for the classes {', '.join(classes)} "
+                           "(expected d_<class>, soft_<class>, p_<class> or the class names)")
+    values = frame[cols].to_numpy(np.float64)
+    bad = ~np.isfinite(values).all(1) | (values < 0).any(1) | (values.sum(1) <= 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DatasetError(f"{path}: row {row + 1}: the soft label is not a distribution ({values[row].tolist()})")
+    values = values / values.sum(1, keepdims=True)
+    matched = None
+    for key in ("sample_id", "path"):
+        if key in frame and key in table:
+            lookup = pd.Series(np.arange(len(frame)), index=frame[key].astype(str))
+            lookup = lookup[~lookup.index.duplicated()]
+            pos = lookup.reindex(table[key].astype(str)).to_numpy()
+            if np.isfinite(pos).any():
+                matched = pos
+                break
+    if matched is None:
+        raise DatasetError(f"{path}: no row matches the dataset by sample_id or path")
+    out = table.copy()
+    out.attrs = dict(table.attrs)
+    hit = np.isfinite(matched)
+    targets = np.full((len(table), len(classes)), np.nan)
+    targets[hit] = values[matched[hit].astype(np.int64)]
+    for j, c in enumerate(classes_of(table)):
+        out[f"{TARGET_PREFIX}{c}"] = targets[:, j]
+    train_missing = int((~hit & (table["split"].to_numpy() == "train")).sum())
+    if train_missing:
+        warnings.warn(f"{path}: {train_missing} training samples have no soft label there; "
+                      "they learn their one-hot label")
+    return out

@@ -101,7 +101,7 @@ from . import ldl
 from .augment import augment_batch, to_float
 from .config import TrainConfig, resolve_device
 from .dynamics import TrainingDynamics, knn_disagreement
-from .soft_labels import build_soft_labels
+from .soft_labels import build_soft_labels, target_matrix
 from .model import LDLNet, build_model
 from .neighbors import knn
 from .precision import Precision, choose_precision
@@ -376,11 +376,27 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
     return _FitContext(
         config=config, run_dir=run_dir, table=table, classes=classes, images=images, labels=labels_all,
         train_rows=train_rows, train_rows_t=train_rows_t, train_labels=train_labels,
-        onehot_train=F.one_hot(train_labels, len(classes)).float(), ids_digest=ids_digest,
+        onehot_train=_label_targets(table, classes, train_rows, train_labels), ids_digest=ids_digest,
         rows_digest=_ids_digest(table["sample_id"]), device=device,
         precision=precision, scaler=torch.amp.GradScaler("cuda") if precision.needs_scaler else None,
         batches=math.ceil(len(train_rows) / config.batch_size),
         warmup_epochs=min(config.warmup_epochs, config.epochs - 1) if config.method == "ldlva" else 0)
+
+
+def _label_targets(table: pd.DataFrame, classes: list[str], train_rows: np.ndarray,
+                   train_labels: torch.Tensor) -> torch.Tensor:
+    """(n_train, m) the label l_i each train row learns from: the one-hot given label, or the
+    row's soft label when the table has ``target_<class>`` columns (``--soft-labels``); a row
+    the annotator relabelled learns its new label."""
+    onehot = F.one_hot(train_labels, len(classes)).float()
+    targets = target_matrix(table, classes)
+    if targets is None:
+        return onehot
+    soft = torch.as_tensor(targets[train_rows], dtype=torch.float32, device=onehot.device)
+    edited = table["edited"].fillna(False).to_numpy(bool)[train_rows] if "edited" in table \
+        else np.zeros(len(train_rows), bool)
+    keep = torch.as_tensor(~edited & np.isfinite(targets[train_rows]).all(1), device=onehot.device)
+    return torch.where(keep[:, None], soft, onehot)
 
 
 def _unsure_train_rows(ctx: _FitContext) -> np.ndarray:
@@ -593,7 +609,7 @@ def _train_step(state: _State, ctx: _FitContext, idx: torch.Tensor, generator: t
     loss_d = torch.zeros((), device=device)
     loss_lambda = None
     if warm:
-        loss_ce = F.cross_entropy(logits, y)
+        loss_ce = ldl.soft_cross_entropy(ctx.onehot_train[idx], logits)  # = CE(y) for one-hot labels
         loss = loss_ce
     else:
         lam = torch.sigmoid(state.lambda_raw[idx])
@@ -616,7 +632,7 @@ def _train_step(state: _State, ctx: _FitContext, idx: torch.Tensor, generator: t
         # (module docstring, "λ anchoring").
         with torch.no_grad():
             log_f = F.log_softmax(logits.detach(), -1)
-            evidence = -(d_tilde.detach() * log_f).sum(-1) + log_f.gather(1, y[:, None]).squeeze(1)
+            evidence = -(d_tilde.detach() * log_f).sum(-1) + (ctx.onehot_train[idx] * log_f).sum(-1)
             evidence = _centre_evidence(state, config.lambda_baseline, y, evidence)
         raw = state.lambda_raw[idx]
         loss_lambda = (lam * evidence).sum() + 0.5 * config.lambda_prior * (raw - state.lambda_raw0[idx]).pow(2).sum()
