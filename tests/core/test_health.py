@@ -145,3 +145,17 @@ def test_off_diagonal_of_each_row_is_the_flagged_count_on_random_tables():
     assert counts.sum() == n
     assert (counts.sum(axis=1) - np.diag(counts)).tolist() == rates["likely_mislabelled"].tolist()
     assert len(health.flagged_rows(table)) == rates["likely_mislabelled"].sum()
+
+
+def test_the_soft_label_decides_when_the_run_has_one():
+    """A run's exported soft label (soft_<class>) outranks d: d keeps 1 − λ of the given label,
+    so with a small λ only the soft label (mixed with the calibrated prediction) can flip."""
+    import pandas as pd
+
+    from uldl_studio.core.health import constructed_labels
+
+    t = pd.DataFrame({"sample_id": ["a", "b"], "path": "", "split": "train", "label": [0, 0],
+                      "d_x": [0.8, 0.8], "d_y": [0.2, 0.2], "soft_x": [0.45, 0.7], "soft_y": [0.55, 0.3]})
+    t.attrs["classes"] = ["x", "y"]
+    assert constructed_labels(t).tolist() == [1, 0]
+    assert constructed_labels(t.drop(columns=["soft_x", "soft_y"])).tolist() == [0, 0]

@@ -48,13 +48,15 @@ def given_labels(table: pd.DataFrame) -> np.ndarray:
 
 
 def constructed_labels(table: pd.DataFrame) -> np.ndarray:
-    """Argmax of ``d`` per row (``p`` where ``d`` is not finite; -1 where neither is); ties
-    that include the given label resolve to it."""
+    """Argmax per row of the run's soft label (``soft_<class>``, what it exports as d; see
+    ``core.soft_labels``), else of the constructed ``d``, else of ``p``; -1 where none is
+    finite. Ties that include the given label resolve to it."""
     classes = classes_of(table)
     n, m = len(table), len(classes)
     dist = np.full((n, m), np.nan)
-    for source in (_distribution(table, p_columns(classes)), _distribution(table, d_columns(classes))):
-        if source is not None:  # d last: it wins wherever it is finite on every class
+    soft = _distribution(table, [f"soft_{c}" for c in classes])
+    for source in (_distribution(table, p_columns(classes)), _distribution(table, d_columns(classes)), soft):
+        if source is not None:  # later sources win wherever they are finite on every class
             whole = np.isfinite(source).all(axis=1)
             dist[whole] = source[whole]
     have = np.isfinite(dist).all(axis=1) if m else np.zeros(n, dtype=bool)
