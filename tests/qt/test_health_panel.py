@@ -63,16 +63,6 @@ def synthetic(qtbot):
     return bridge
 
 
-@pytest.fixture
-def real_run(qtbot, run_dir):
-    from uldl_studio.core.run import Run
-
-    bridge = SessionBridge()
-    bridge.session.set_run(Run.open(run_dir))
-    yield bridge
-    bridge.session.journal.close()
-
-
 def test_rates_and_matrix_match_the_pure_functions(qtbot, synthetic):
     panel = make_panel(qtbot, synthetic)
     session = synthetic.session
@@ -197,9 +187,9 @@ def test_cell_shades_follow_the_row_share_and_the_diagonal_is_distinct(qtbot, sy
     assert bar.red() > bar.blue() + 30 and after.lightness() > 245
 
 
-def test_a_relabel_through_the_journal_changes_the_counts(qtbot, real_run):
-    panel = make_panel(qtbot, real_run)
-    session = real_run.session
+def test_a_relabel_through_the_journal_changes_the_counts(qtbot, run_bridge):
+    panel = make_panel(qtbot, run_bridge)
+    session = run_bridge.session
     table = session.table
     m = len(session.classes)
     train = health.training_rows(table)
@@ -211,7 +201,7 @@ def test_a_relabel_through_the_journal_changes_the_counts(qtbot, real_run):
     old = int(table["label"].iat[row])
     assert health.constructed_labels(table)[row] == old
     new = (old + 1) % m
-    with qtbot.waitSignal(real_run.editsChanged):
+    with qtbot.waitSignal(run_bridge.editsChanged):
         session.relabel([row], [new])
     after = matrix_counts(panel)
     assert after[old, old] == before[old, old] - 1
@@ -238,9 +228,9 @@ def test_a_relabel_through_the_journal_changes_the_counts(qtbot, real_run):
     assert now[built, built] == everything[built, built] + 1
 
 
-def test_clicking_an_empty_cell_changes_nothing(qtbot, real_run):
-    panel = make_panel(qtbot, real_run)
-    session = real_run.session
+def test_clicking_an_empty_cell_changes_nothing(qtbot, run_bridge):
+    panel = make_panel(qtbot, run_bridge)
+    session = run_bridge.session
     counts = matrix_counts(panel)
     g, k = map(int, np.argwhere(counts == 0)[0])
     assert panel.matrix.item(g, k).toolTip().endswith(": no samples")
@@ -250,10 +240,10 @@ def test_clicking_an_empty_cell_changes_nothing(qtbot, real_run):
     assert session.selection.tolist() == [0, 1]
 
 
-def test_a_hidden_panel_refreshes_when_shown(qtbot, real_run):
-    panel = HealthPanel(real_run)
+def test_a_hidden_panel_refreshes_when_shown(qtbot, run_bridge):
+    panel = HealthPanel(run_bridge)
     qtbot.addWidget(panel)
-    session = real_run.session
+    session = run_bridge.session
     before = panel.counts.copy()
     row = int(health.training_rows(session.table)[0])
     session.relabel([row], [(int(session.table["label"].iat[row]) + 1) % len(session.classes)])
@@ -275,8 +265,8 @@ def test_a_dataset_without_results_says_train_first(qtbot, demo_table):
     assert bridge.session.selection.size == 0
 
 
-def test_screenshot_of_a_trained_run(qtbot, real_run):
-    panel = make_panel(qtbot, real_run, width=400, height=640)
+def test_screenshot_of_a_trained_run(qtbot, run_bridge):
+    panel = make_panel(qtbot, run_bridge, width=400, height=640)
     QApplication.processEvents()
     # everything fits the dock's width: no column of the matrix is cut off
     m = panel.matrix

@@ -7,21 +7,10 @@ import pytest
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def project_with_run(qtbot, run_dir):
-    from uldl_studio.core.run import Run
-    from uldl_studio.qt.session_bridge import SessionBridge
-
-    bridge = SessionBridge()
-    bridge.session.set_run(Run.open(run_dir))
-    yield bridge
-    bridge.session.journal.close()
-
-
-def test_shows_a_training_sample(qtbot, project_with_run):
+def test_shows_a_training_sample(qtbot, run_bridge):
     from uldl_studio.qt.inspector import Inspector
 
-    bridge = project_with_run
+    bridge = run_bridge
     project = bridge.session
     inspector = Inspector(bridge)
     qtbot.addWidget(inspector)
@@ -48,10 +37,10 @@ def test_shows_a_training_sample(qtbot, project_with_run):
     assert blocker.args == [shown[0].row]
 
 
-def test_edit_state_and_test_rows(qtbot, project_with_run):
+def test_edit_state_and_test_rows(qtbot, run_bridge):
     from uldl_studio.qt.inspector import Inspector
 
-    bridge = project_with_run
+    bridge = run_bridge
     project = bridge.session
     inspector = Inspector(bridge)
     qtbot.addWidget(inspector)
