@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
         if _is_user_error(exc):
-            print(f"uldl-studio: error: {exc}", file=sys.stderr)
+            print(f"uldl-studio: error: {_user_message(exc)}", file=sys.stderr)
             return 2
         raise
 
@@ -108,7 +108,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _is_user_error(exc: Exception) -> bool:
     from uldl_studio.core.table import DatasetError
 
-    return isinstance(exc, (CliError, DatasetError, FileNotFoundError, NotADirectoryError, PermissionError))
+    return isinstance(exc, (CliError, DatasetError, FileNotFoundError, NotADirectoryError, PermissionError,
+                            FileExistsError, IsADirectoryError))
+
+
+def _user_message(exc: Exception) -> str:
+    """One line naming the file and the problem."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+        return f"{exc.filename}: a file is in the way where a folder is needed"
+    if isinstance(exc, IsADirectoryError) and exc.filename:
+        return f"{exc.filename}: is a folder, not a file"
+    if isinstance(exc, PermissionError) and exc.filename:
+        return f"{exc.filename}: permission denied"
+    return str(exc)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -228,7 +240,7 @@ def _consume_with_progress(progress_iter, config) -> None:
     bar = None
     epoch_seen = None
     for progress in progress_iter:
-        if progress.phase in ("warmup", "train"):
+        if progress.phase in ("warmup", "train") and progress.batches:
             key = (progress.phase, progress.epoch)
             if key != epoch_seen:
                 if bar is not None:

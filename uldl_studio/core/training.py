@@ -365,6 +365,11 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
     if len(train_rows) == 0:
         raise DatasetError(f"{table.attrs.get('root', 'dataset')}: no training samples (split 'train' is empty)")
     classes = classes_of(table)
+    present = np.unique(table["label"].to_numpy(np.int64)[train_rows])
+    if len(present) < 2:
+        names = ", ".join(classes[int(c)] for c in present) or "none"
+        raise DatasetError(f"{table.attrs.get('root', 'dataset')}: the training samples carry {len(present)} "
+                           f"class ({names}); training needs at least two classes")
     labels_all = torch.as_tensor(table["label"].to_numpy(np.int64).copy(), device=device)
     train_rows_t = torch.as_tensor(train_rows, device=device)
     train_labels = labels_all[train_rows_t]
