@@ -137,3 +137,28 @@ def test_two_stage_train_export_retrain_on_d(tmp_path):
     assert not np.allclose(second.loc[train, d_cols].to_numpy().max(1), 1.0)    # not one-hot
     info = json.loads((tmp_path / "second" / "config.json").read_text())["dataset"]
     assert info["soft_labels"] == str((tmp_path / "d.csv").resolve())
+
+
+def test_evaluate_reports_review_counts_and_score_aurocs(tmp_path):
+    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.datasets.demo import load_demo
+    from uldl_studio.core.evaluate import evaluate
+    from uldl_studio.core.run import Run
+    from uldl_studio.core.session import Session
+    from uldl_studio.core.training import fit
+
+    config = TrainConfig(image_size=16, width=8, stages=2, blocks=1, calib_hidden=[16], batch_size=32,
+                         augment=False, device="cpu", k=4, epochs=2, progress_every=100)
+    for _ in fit(load_demo(n=200), config, tmp_path / "run"):
+        pass
+    session = Session.open_run(tmp_path / "run")
+    session.relabel([0], [(int(session.table["label"].iat[0]) + 1) % len(session.classes)])
+    session.relabel([1], [int(session.table["label"].iat[1])])          # confirmed
+    session.mark_unsure([2, 3], True)
+    session.journal.close()
+    metrics = evaluate(Run.open(tmp_path / "run"), write=False)
+    assert metrics["review"] == {"reviewed": 2, "relabelled": 1, "unsure": 2}
+    aurocs = metrics["constructed"]["score_auroc_reference"]          # the demo knows the true labels
+    assert {"ambiguity", "self_confidence", "aum", "lambda"} <= set(aurocs)
+    assert all(0.0 <= v <= 1.0 for v in aurocs.values())
+    assert "soft_vs_reference" in metrics["constructed"]
