@@ -70,3 +70,22 @@ def test_dataset_without_results(qtbot, demo_table):
     assert set(inspector.chart.bars) == {"ref"}          # only the reference before training
     assert inspector.fields["lambda"].text() == "–"
     assert "after training" in inspector.neighbour_note.text()
+
+
+def test_neighbour_tiles_show_their_share_of_d_tilde(qtbot, run_bridge):
+    """Raw s, ζ and c can all be tiny; each tile says what it contributed to d̃, and the shares
+    add up to 1 over the neighbours."""
+    import re
+
+    from uldl_studio.qt.inspector import Inspector
+
+    inspector = Inspector(run_bridge)
+    qtbot.addWidget(inspector)
+    table = run_bridge.session.table
+    train_row = int(np.flatnonzero(table["split"].to_numpy() == "train")[0])
+    inspector.set_row(train_row)
+    shown = [t for t in inspector.tiles if t.isVisibleTo(inspector)]
+    assert shown
+    shares = [float(re.search(r"(\d+)% of d̃", t.text()).group(1)) for t in shown]
+    assert abs(sum(shares) - 100) <= len(shares)          # whole percents, rounded
+    assert all("c " in t.toolTip() and "s " in t.toolTip() for t in shown)
