@@ -43,6 +43,11 @@ class Score:
     exported: bool = True                  # a column of the soft-label export
     value_range: tuple[float, float] | None = None   # the values' possible range (colour clip, reader)
     diverging: bool = False                # centred on 0 (colour scale symmetric)
+    short: str = ""                        # a few characters for narrow places (inspector rows)
+
+    @property
+    def short_label(self) -> str:
+        return self.short or self.name.replace("_", " ")
 
     @property
     def tooltip(self) -> str:
@@ -65,13 +70,13 @@ _REGISTRY: dict[str, Score] = {}
 
 def score(name: str, *, label: str, meaning: str, bad: str = "high", cmap: str = "viridis",
           exported: bool = True, value_range: tuple[float, float] | None = None,
-          diverging: bool = False):
+          diverging: bool = False, short: str = ""):
     """Decorator: register ``fn(table) -> np.ndarray`` as the score ``name``."""
     if bad not in ("high", "low"):
         raise ValueError(f"score {name!r}: bad must be 'high' or 'low', not {bad!r}")
 
     def register(fn: Callable[[pd.DataFrame], np.ndarray]):
-        _REGISTRY[name] = Score(name, label, meaning, fn, bad, cmap, exported, value_range, diverging)
+        _REGISTRY[name] = Score(name, label, meaning, fn, bad, cmap, exported, value_range, diverging, short)
         return fn
 
     return register
@@ -191,7 +196,7 @@ def _ambiguity(table: pd.DataFrame) -> np.ndarray:
     return rank_average(parts)
 
 
-@score("self_confidence", label="self-confidence 1 − p[given]",
+@score("self_confidence", short="1 − p[given]", label="self-confidence 1 − p[given]",
        meaning="1 − the model's probability for the current label", value_range=(0.0, 1.0),
        cmap="magma")
 def _self_confidence(table: pd.DataFrame) -> np.ndarray:
@@ -207,7 +212,7 @@ def _margin(table: pd.DataFrame) -> np.ndarray:
     return best_other - p_given
 
 
-@score("aum", label="area under the margin",
+@score("aum", short="AUM", label="area under the margin",
        meaning="p[given] − best other class, averaged over the training epochs; below 0 = the "
                "label was never learned", bad="low", value_range=(-1.0, 1.0), cmap="CET-D1",
        diverging=True)
@@ -215,7 +220,7 @@ def _aum(table: pd.DataFrame) -> np.ndarray:
     return _column(table, "dyn_margin_mean")
 
 
-@score("confidence_mean", label="mean confidence over epochs",
+@score("confidence_mean", short="confidence", label="mean confidence over epochs",
        meaning="p[given] averaged over the training epochs (data-map confidence)", bad="low",
        value_range=(0.0, 1.0), cmap="magma")
 def _confidence_mean(table: pd.DataFrame) -> np.ndarray:
@@ -229,21 +234,21 @@ def _variability(table: pd.DataFrame) -> np.ndarray:
     return _column(table, "dyn_p_given_std")
 
 
-@score("knn_disagreement", label="neighbour disagreement",
+@score("knn_disagreement", short="kNN disagreement", label="neighbour disagreement",
        meaning="how much the nearest training samples in feature space disagree with the given "
                "label (their labels and predictions)", value_range=(0.0, 1.0), cmap="cividis")
 def _knn_disagreement(table: pd.DataFrame) -> np.ndarray:
     return _column(table, "knn_disagreement")
 
 
-@score("entropy", label="entropy of d",
+@score("entropy", short="entropy of d", label="entropy of d",
        meaning="normalised entropy of the constructed distribution d (0 = one class, 1 = uniform)",
        value_range=(0.0, 1.0), cmap="inferno")
 def _entropy(table: pd.DataFrame) -> np.ndarray:
     return normalised_entropy(_distribution(table, "d_"))
 
 
-@score("lambda_change", label="λ change since last run",
+@score("lambda_change", short="λ change", label="λ change since last run",
        meaning="λ minus λ of the previous training in this run folder (after edits)",
        exported=False, cmap="CET-D1", diverging=True, value_range=(-1.0, 1.0))
 def _lambda_change(table: pd.DataFrame) -> np.ndarray:

@@ -169,7 +169,7 @@ class Inspector(QWidget):
         for score in scores.registered():
             if score.name == "lambda":
                 continue  # its own row above, with the change since the last run
-            caption, value = QLabel(score.label), QLabel("–")
+            caption, value = QLabel(score.short_label), QLabel("–")
             caption.setToolTip(score.tooltip)
             value.setToolTip(score.tooltip)
             form.addRow(caption, value)

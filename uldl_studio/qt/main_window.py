@@ -149,7 +149,7 @@ class MainWindow(QMainWindow):
         self.inspector_dock.raise_()
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.resizeDocks([self.training_dock, self.inspector_dock], [290, 400], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.training_dock, self.inspector_dock], [290, 440], Qt.Orientation.Horizontal)
         self.resizeDocks([self.grid_dock], [250], Qt.Orientation.Vertical)
 
     def _build_actions(self) -> None:
