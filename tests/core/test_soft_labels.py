@@ -31,7 +31,7 @@ def test_temperature_recovers_an_overconfident_model():
 
 def test_mix_and_calibration_rows():
     constructed = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
-    mean_probs = np.array([[0.6, 0.4], [0.3, 0.7], [0.5, 0.5]])
+    mean_probs = np.array([[0.6, 0.4], [0.3, 0.7], [0.5, 0.5]])  # the prediction
     labels = np.array([0, 1, 0])
     soft, t = build_soft_labels(constructed, mean_probs, labels, np.array([], dtype=np.int64), mix=0.5)
     assert t == 1.0                                            # nothing to calibrate on: T = 1
@@ -64,7 +64,9 @@ def test_a_run_writes_soft_labels_and_exports_them(tmp_path):
     t = float(run.history()["soft_temperature"].iloc[-1])
     assert 0.2 <= t <= 10
     d = samples[[f"d_{c}" for c in classes]].to_numpy()
-    assert np.allclose(soft, 0.5 * d + 0.5 * temper(pavg, t), atol=1e-9)
+    p = samples[[f"p_{c}" for c in classes]].to_numpy()
+    assert np.allclose(soft, 0.9 * d + 0.1 * temper(p, t), atol=1e-9)      # ldlva: w = 0.1
+    assert not np.allclose(pavg, p)                                         # averaged over two epochs
     session = Session.open_run(tmp_path / "run")
     session.export(tmp_path / "soft.csv")
     session.journal.close()

@@ -101,7 +101,7 @@ from . import ldl
 from .augment import augment_batch, to_float
 from .config import TrainConfig, resolve_device
 from .dynamics import TrainingDynamics, knn_disagreement
-from .soft_labels import build_soft_labels, target_matrix
+from .soft_labels import build_soft_labels, mix_for, target_matrix
 from .model import LDLNet, build_model
 from .neighbors import knn
 from .precision import Precision, choose_precision
@@ -511,8 +511,9 @@ def _soft_labels(state: _State, ctx: _FitContext, results: dict) -> tuple[np.nda
     constructed = probs / probs.sum(1, keepdims=True)
     constructed[ctx.train_rows] = results["d"]
     valid_rows = np.flatnonzero(ctx.table["split"].to_numpy() == "valid")
-    return build_soft_labels(constructed, state.dynamics.mean_probs(), ctx.table["label"].to_numpy(np.int64),
-                             valid_rows, ctx.config.soft_label_mix)
+    prediction = probs / probs.sum(1, keepdims=True)
+    return build_soft_labels(constructed, prediction, ctx.table["label"].to_numpy(np.int64), valid_rows,
+                             mix_for(ctx.config.method, ctx.config.soft_label_mix))
 
 
 def _class_columns(prefix: str, classes: list[str], values: np.ndarray) -> dict[str, np.ndarray]:
