@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--noise-seed", type=int, default=0)
     train.add_argument("--soft-labels", metavar="FILE.csv", default=None,
                        help="train on these soft labels (a soft-label CSV, joined on sample_id or path)")
+    train.add_argument("--folds", type=int, default=0, metavar="K",
+                       help="also cross-fit K plain cross-entropy models for the out-of-fold "
+                            "self-confidence score (K extra trainings; off by default)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any TrainConfig field, e.g. --set width=32")
 
@@ -217,6 +220,10 @@ def _cmd_train(args) -> int:
                         "soft_labels": str(Path(args.soft_labels).resolve()) if args.soft_labels else None}
         Run.create(run_dir, config, table, dataset_info)
     _consume_with_progress(fit(table, config, run_dir, resume=args.resume), config)
+    if args.folds:
+        from uldl_studio.core.crossfit import crossfit
+
+        _consume_with_progress(crossfit(table, config, run_dir, args.folds), config)
     print(f"run written to {run_dir}")
     return 0
 

@@ -16,7 +16,7 @@ from uldl_studio.core.table import DatasetError, make_table
 
 CLASSES = ["neutral", "happiness", "surprise"]
 SCORE_COLUMNS = ["lambda", "ambiguity", "self_confidence", "margin", "aum", "confidence_mean", "variability",
-                 "knn_disagreement", "entropy"]
+                 "knn_disagreement", "oof_confidence", "entropy"]
 COLUMNS = ["sample_id", "path", "split", "label", "label_name", "edited", "unsure", "reviewed", "valence", "arousal",
            *SCORE_COLUMNS,
            "d_neutral", "d_happiness", "d_surprise", "p_neutral", "p_happiness", "p_surprise"]
@@ -340,7 +340,7 @@ def test_reader_wrong_field_count(good):
     lines = good.read_text("utf-8").split("\n")
     lines[4] += ",extra"
     good.write_text("\n".join(lines), "utf-8")
-    with pytest.raises(DatasetError, match=r"row 3 \(line 5\): 26 fields, expected 25"):
+    with pytest.raises(DatasetError, match=r"row 3 \(line 5\): 27 fields, expected 26"):
         read_soft_labels(good)
 
 

@@ -164,3 +164,40 @@ def test_evaluate_reports_review_counts_and_score_aurocs(tmp_path):
     assert {"ambiguity", "self_confidence", "aum", "lambda"} <= set(aurocs)
     assert all(0.0 <= v <= 1.0 for v in aurocs.values())
     assert "soft_vs_reference" in metrics["constructed"]
+
+
+def test_cross_fitted_out_of_fold_confidence(tmp_path):
+    """--folds K: every training row gets p from a model that did not train on it; the
+    oof_confidence score reads it through Run.samples() and follows an edit of the label."""
+    import subprocess
+    import sys
+
+    from uldl_studio.core import scores
+    from uldl_studio.core.crossfit import fold_of
+    from uldl_studio.core.run import Run
+    from uldl_studio.core.session import Session
+
+    tiny = ["--set", "image_size=16", "--set", "width=8", "--set", "stages=2", "--set", "blocks=1",
+            "--set", "calib_hidden=[16]", "--set", "augment=false", "--set", "k=4", "--set", "progress_every=100"]
+    done = subprocess.run([sys.executable, "-m", "uldl_studio", "train", "demo", "--out", str(tmp_path / "run"),
+                           "--limit", "60", "--epochs", "1", "--device", "cpu", "--folds", "2", *tiny],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    samples = Run.open(tmp_path / "run").samples()
+    train = samples["split"].to_numpy() == "train"
+    oof = scores.values(samples, "oof_confidence")
+    assert np.isfinite(oof[train]).all() and np.isnan(oof[~train]).all()
+    folds = fold_of(samples["sample_id"][train], 2)
+    assert set(folds) == {0, 1}
+    fold_models = [Run.open(tmp_path / "run" / "crossfit" / f"fold{k}").samples() for k in (0, 1)]
+    for k, model in enumerate(fold_models):     # a row is predicted by the model that held it out
+        assert set(model.loc[model["split"] == "valid", "sample_id"]) == \
+            set(samples["sample_id"][train][folds == k])
+    session = Session.open_run(tmp_path / "run")
+    row = int(np.flatnonzero(train)[0])
+    before = session.score("oof_confidence")[row]
+    new = (int(session.table["label"].iat[row]) + 1) % len(session.classes)
+    session.relabel([row], [new])
+    assert session.score("oof_confidence")[row] == pytest.approx(1 - session.table[f"oof_{session.classes[new]}"].iat[row])
+    assert session.score("oof_confidence")[row] != pytest.approx(before)
+    session.journal.close()

@@ -189,7 +189,8 @@ def _lambda(table: pd.DataFrame) -> np.ndarray:
 
 @score("ambiguity", label="ambiguity (combined)",
        meaning="the evidence below combined: mean percentile rank of λ, self-confidence, "
-               "area under the margin and neighbour disagreement; high = review first",
+               "area under the margin, neighbour disagreement and (with --folds) the out-of-fold "
+               "self-confidence; high = review first",
        value_range=(0.0, 1.0), cmap="plasma")
 def _ambiguity(table: pd.DataFrame) -> np.ndarray:
     parts = [badness(table, name) for name in AMBIGUITY_PARTS if name in _REGISTRY]
@@ -241,6 +242,14 @@ def _knn_disagreement(table: pd.DataFrame) -> np.ndarray:
     return _column(table, "knn_disagreement")
 
 
+@score("oof_confidence", short="1 − OOF p[given]", label="out-of-fold 1 − p[given]",
+       meaning="1 − p[current label] from cross-fitted models that never saw the sample "
+               "(train --folds K)", value_range=(0.0, 1.0), cmap="magma")
+def _oof_confidence(table: pd.DataFrame) -> np.ndarray:
+    probs = _distribution(table, "oof_")
+    return 1.0 - probs[np.arange(len(probs)), _given_index(table, probs.shape[1])]
+
+
 @score("entropy", short="entropy of d", label="entropy of d",
        meaning="normalised entropy of the constructed distribution d (0 = one class, 1 = uniform)",
        value_range=(0.0, 1.0), cmap="inferno")
@@ -256,7 +265,7 @@ def _lambda_change(table: pd.DataFrame) -> np.ndarray:
 
 
 #: the scores ``ambiguity`` combines (each oriented bad = high, then rank-averaged)
-AMBIGUITY_PARTS = ("lambda", "self_confidence", "aum", "knn_disagreement")
+AMBIGUITY_PARTS = ("lambda", "self_confidence", "aum", "knn_disagreement", "oof_confidence")
 
 
 def rank_average(parts: list[np.ndarray]) -> np.ndarray:
