@@ -138,9 +138,8 @@ class HealthPanel(QWidget):
         self.train_only = QCheckBox("training samples only", content)
         self.train_only.setChecked(True)
         self.train_only.setToolTip("Count only the training split: valid and test rows have no "
-                                   "constructed distribution (their d is the prediction p). A "
-                                   "training row is flagged only once λ > ½, since d keeps 1 − λ "
-                                   "of the given label")
+                                   "constructed distribution (their soft label is built from the "
+                                   "prediction p alone)")
         self.train_only.toggled.connect(self._on_option_changed)
         self.score_combo = QComboBox(content)
         self.score_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -169,7 +168,7 @@ class HealthPanel(QWidget):
         self.rates_table.setItemDelegateForColumn(3, _RateBarDelegate(self.rates_table))
         self.rates_table.cellClicked.connect(self._on_rates_clicked)
 
-        self.caption = QLabel("Rows: given label · columns: constructed label (argmax of d). "
+        self.caption = QLabel("Rows: given label · columns: constructed label (argmax of the soft label). "
                               "Shade: share of the given label. Click a cell to select its samples.", content)
         self.caption.setWordWrap(True)
         self.caption.setStyleSheet("color: #555;")
@@ -347,8 +346,8 @@ class HealthPanel(QWidget):
             self.summary.setText(f"No {kind}s with results to count.")
             return
         text = f"{plural(n, kind)} · {flagged:,} likely mislabelled ({flagged / n:.1%})."
-        if flagged == 0 and self.training_only:
-            text += " A training sample is flagged only once its λ exceeds ½ (d keeps 1 − λ of the given label)."
+        if flagged == 0:
+            text += " The soft labels keep every given label on top."
         else:
             text += " Click a class to select its flagged samples."
         self.summary.setText(text)
