@@ -204,10 +204,21 @@ def soak(kills: int = 200, *, seed: int = 0, work: Path | None = None, platform:
     started = time.perf_counter()
     work = Path(work) if work is not None else Path(tempfile.mkdtemp(prefix="uldl-soak-"))
     work.mkdir(parents=True, exist_ok=True)
+    lock = open(work / "soak.lock", "w")
+    try:  # two soaks on one run would share its journal and ack log: refuse the second
+        import fcntl
+
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # pragma: no cover - not POSIX
+        pass
+    except OSError:
+        lock.close()
+        raise RuntimeError(f"{work}: another kill soak is running in this folder") from None
     env = child_env(work, platform)
     run_dir = make_run(work, env)
     made = time.perf_counter() - started
     ids, base = base_labels(run_dir)
+    ops_before = check_journal(run_dir, [], [], ids, base)["ops"] if (run_dir / "edits.jsonl").exists() else 0
     ack_log = work / "ack.log"
     app_err = open(work / "app.stderr", "ab")
     rng = random.Random(seed)
@@ -280,10 +291,13 @@ def soak(kills: int = 200, *, seed: int = 0, work: Path | None = None, platform:
                     f"{result['ops']} journal ops, {time.perf_counter() - started:.0f} s")
     finally:
         app_err.close()
+        lock.close()
     final = check_journal(run_dir, all_acks, all_readies, ids, base)  # everything, once more, at the end
     summary["lost"] = len(final["lost"])
     summary["bad_reopens"] = len(final["bad_reopens"])
-    summary["journal_ops"] = final["ops"]
+    summary["journal_ops"] = final["ops"] - ops_before
+    # journaled but never acknowledged: the edit in flight when a kill came (at most one per kill)
+    summary["unacknowledged_ops"] = summary["journal_ops"] - summary["acknowledged"]
     summary["model_agrees"] = final["model_agrees"]
     summary["failures"] = failures
     summary["seconds"] = time.perf_counter() - started
@@ -303,7 +317,7 @@ def format_summary(s: dict) -> str:
         f"lost acknowledged     {s['lost']}",
         f"reopens != journal    {s['bad_reopens']}",
         f"torn journal lines    {s['torn_lines']}",
-        f"journal operations    {s['journal_ops']}",
+        f"journal operations    {s['journal_ops']} ({s['unacknowledged_ops']} in flight at a kill, never acknowledged)",
         f"time                  {s['seconds']:.0f} s (making the run {s['seconds_making_run']:.0f} s)",
     ]
     lines += [f"FAILURE: {f}" for f in s["failures"][:20]]
@@ -328,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     print(format_summary(summary))
     ok = summary["lost"] == 0 and summary["reopen_failures"] == 0 and summary["crashes"] == 0 \
-        and summary["bad_reopens"] == 0 and summary["model_agrees"]
+        and summary["bad_reopens"] == 0 and summary["model_agrees"] \
+        and 0 <= summary["unacknowledged_ops"] <= summary["kills"]
     return 0 if ok else 1
 
 

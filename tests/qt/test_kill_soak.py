@@ -38,6 +38,7 @@ def test_kill_soak_loses_no_acknowledged_edit(tmp_path):
     assert summary["kills"] == 20
     assert summary["reopens"] >= 12                   # most rounds typed before the kill
     assert summary["acknowledged"] >= 20              # and edited something
+    assert 0 <= summary["unacknowledged_ops"] <= summary["kills"]   # only the edit in flight at a kill
 
     # the ack log and the journal agree once more, read from scratch
     run_dir = Path(summary["run_dir"])
