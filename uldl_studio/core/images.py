@@ -9,7 +9,8 @@
   PIL bilinear resampling and converts to 1 channel (ITU-R 601 luma) or 3 channels.
 * ``load_images`` decodes a whole table with a thread pool (Pillow releases the GIL while
   decoding) into one preallocated array; it never raises half-way: each failure becomes an
-  :class:`ImageProblem` and a zero image.
+  :class:`ImageProblem` and a zero image. Only a ``cancel`` stops it (``LoadCancelled``),
+  checked before every image.
 * ``ThumbnailCache``: in-memory LRU, plus an optional on-disk cache keyed by a hash of the
   file's path, mtime and size (so an edited file gets a new thumbnail).
 """
@@ -189,12 +190,30 @@ def to_model_input(img: np.ndarray, size: int, channels: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- bulk loading
+class LoadCancelled(Exception):
+    """``load_images`` stopped because its ``cancel`` said so; nothing is returned."""
+
+
+def _cancel_requested(cancel) -> bool:
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return bool(cancel.is_set())
+    return bool(cancel())
+
+
 def load_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
-                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, list[ImageProblem]]:
+                progress: Callable[[int, int], None] | None = None,
+                cancel: Callable[[], bool] | threading.Event | None = None) -> tuple[np.ndarray, list[ImageProblem]]:
     """Decode every row of ``table`` into uint8 (N, channels, size, size).
 
     Rows that fail are zero images and are listed as :class:`ImageProblem` (``row`` = position
     in ``table``). ``progress(done, total)`` is called from the calling thread after each chunk.
+
+    ``cancel`` (a callable returning True, or a ``threading.Event``) is checked before every
+    image, from the decoding threads too: once it is set, each thread stops before its next
+    image, chunks not started are dropped, and ``LoadCancelled`` is raised when the threads
+    have ended (at most one image per thread is decoded after the cancel).
     """
     paths = table["path"].astype(str).tolist()
     pixels = table["pixels"].tolist() if "pixels" in table else [None] * len(paths)
@@ -205,6 +224,8 @@ def load_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
     def work(start: int) -> list[ImageProblem]:
         problems = []
         for i in range(start, min(start + chunk, n)):
+            if cancel is not None and _cancel_requested(cancel):
+                raise LoadCancelled(f"cancelled after {i - start} images of the chunk at {start}")
             try:
                 out[i] = to_model_input(decode_image(paths[i], pixels[i]), size, channels)
             except ImageReadError as exc:
@@ -221,11 +242,19 @@ def load_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
             if progress is not None:
                 progress(min(start + chunk, n), n)
     else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="uldl-images") as pool:
-            for start, found in zip(starts, pool.map(work, starts)):
-                problems.extend(found)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="uldl-images")
+        try:
+            futures = [pool.submit(work, start) for start in starts]
+            for start, future in zip(starts, futures):
+                problems.extend(future.result())  # re-raises a worker's LoadCancelled
                 if progress is not None:
                     progress(min(start + chunk, n), n)
+                if cancel is not None and _cancel_requested(cancel):
+                    raise LoadCancelled(f"cancelled after {min(start + chunk, n)} of {n} images")
+        finally:
+            # on a cancel (or an error): drop the chunks not started; running ones stop at
+            # their next image, and are waited for so nothing writes into ``out`` afterwards
+            pool.shutdown(wait=True, cancel_futures=True)
     problems.sort(key=lambda p: p.row)
     return out, problems
 
@@ -248,12 +277,13 @@ def drop_bad_images(table: pd.DataFrame, problems: list[ImageProblem]) -> pd.Dat
 
 
 def load_readable_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
-                         progress=None) -> tuple[pd.DataFrame, np.ndarray]:
+                         progress=None, cancel=None) -> tuple[pd.DataFrame, np.ndarray]:
     """Decode every row; rows whose image cannot be read are dropped (one DatasetWarning).
 
     Returns the table of readable rows and their uint8 (N, C, size, size) images, aligned.
+    ``cancel``: as in :func:`load_images` (raises ``LoadCancelled``).
     """
-    images, problems = load_images(table, size, channels, workers=workers, progress=progress)
+    images, problems = load_images(table, size, channels, workers=workers, progress=progress, cancel=cancel)
     if not problems:
         return table, images
     keep = np.ones(len(table), dtype=bool)

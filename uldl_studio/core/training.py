@@ -101,6 +101,7 @@ from . import ldl
 from .augment import augment_batch, to_float
 from .config import TrainConfig, resolve_device
 from .dynamics import TrainingDynamics, knn_disagreement
+from .images import LoadCancelled, load_readable_images
 from .soft_labels import build_soft_labels, mix_for, target_matrix
 from .model import LDLNet, build_model
 from .neighbors import knn
@@ -137,6 +138,29 @@ def _is_cancelled(cancel: Cancel) -> bool:
     if hasattr(cancel, "is_set"):
         return bool(cancel.is_set())
     return bool(cancel())
+
+
+class _Stopped(Exception):
+    """Raised by a cancel check inside ``fit``'s phases; ``fit`` ends with Progress("cancelled")."""
+
+    def __init__(self, where: str, epoch: int = 0, batch: int = 0, batches: int = 0):
+        super().__init__(where)
+        self.where, self.epoch, self.batch, self.batches = where, epoch, batch, batches
+
+
+Check = Callable[[], None] | None  # raises _Stopped when the fit was cancelled
+
+
+def _checker(cancel: Cancel, where: str, epoch: int = 0, batches: int = 0) -> Check:
+    """A check to call between the units of work of one phase (None when nothing can cancel)."""
+    if cancel is None:
+        return None
+
+    def check() -> None:
+        if _is_cancelled(cancel):
+            raise _Stopped(where, epoch, 0, batches)
+
+    return check
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -304,8 +328,12 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     """Train ``config.method`` on ``table`` (already edited, see ``Run.training_table``) into
     ``run_dir``; yields Progress every ``progress_every`` batches and at each epoch end.
 
-    ``cancel`` (callable returning True, or a ``threading.Event``) is checked between batches;
-    a cancelled fit yields phase ``cancelled`` and leaves the last completed epoch on disk.
+    ``cancel`` (callable returning True, or a ``threading.Event``) is checked in every phase:
+    per image while decoding (from the decoding threads too), between the evaluation batches of
+    the post-warm-up placement and of every epoch's evaluation pass, before every batch, and once
+    more before an epoch's files are written (after that only the files are written, so a run
+    directory never holds half an epoch). A cancelled fit yields phase ``cancelled`` and leaves
+    the last completed epoch on disk untouched.
     ``resume=True`` continues from the last completed epoch's checkpoint (a fresh start if
     there is none). ``images``: optional preloaded uint8 (N, C, H, W) in table order.
     """
@@ -317,44 +345,57 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
         torch.set_num_threads(int(config.num_threads))
     device = resolve_device(config.device)
     yield Progress("load", epochs=config.epochs, message=f"loading {len(table)} images", seconds=clock())
-    ctx = _setup(table, config, Path(run_dir), images, device)
-    state = _State(config, len(ctx.classes), ctx.n_train, _unsure_train_rows(ctx), device,
-                   TrainingDynamics(len(ctx.table), ctx.rows_digest))
-    ctx.precision.prepare_model(state.model)
-    yield Progress("load", epochs=config.epochs, seconds=clock(),
-                   message=f"training {ctx.n_train} images on {device.type}: {ctx.precision.describe()}")
-    _resume_or_start(state, ctx, resume)
-    step_seconds: list[float] = []
-    for epoch in range(state.epoch + 1, config.epochs + 1):
-        warm = ctx.is_warm(epoch)
-        if not warm and state.neighbor_index is None:  # ldlva, first epoch after the warm-up
-            yield Progress("warmup", epoch, config.epochs, message="placing samples in valence-arousal space",
-                           seconds=clock())
-            _prepare_ldlva(state, ctx)
-        totals = yield from _train_epoch(state, ctx, epoch, warm, cancel, clock, step_seconds)
-        if totals is None:
-            return
-        row = _end_epoch(state, ctx, epoch, warm, totals)
-        eta = float(np.mean(step_seconds[-50:] or [0.0])) * (config.epochs - epoch) * ctx.batches
-        yield Progress("epoch_end", epoch, config.epochs, ctx.batches, ctx.batches, loss=row["loss"],
-                       loss_ce=row["loss_ce"], loss_d=row["loss_d"], accuracy=row["train_accuracy"],
-                       mean_lambda=row["mean_lambda"], seconds=clock(), eta_seconds=eta,
-                       message=f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}, train acc "
-                               f"{row['train_accuracy']:.3f}, valid acc {row['valid_accuracy']:.3f}, "
-                               f"mean λ {row['mean_lambda']:.3f}")
+    saved = None  # the last epoch whose files and checkpoint are on disk (None: not looked yet)
+    try:
+        ctx = _setup(table, config, Path(run_dir), images, device, cancel)
+        state = _State(config, len(ctx.classes), ctx.n_train, _unsure_train_rows(ctx), device,
+                       TrainingDynamics(len(ctx.table), ctx.rows_digest))
+        ctx.precision.prepare_model(state.model)
+        yield Progress("load", epochs=config.epochs, seconds=clock(),
+                       message=f"training {ctx.n_train} images on {device.type}: {ctx.precision.describe()}")
+        _resume_or_start(state, ctx, resume)
+        saved = state.epoch
+        step_seconds: list[float] = []
+        for epoch in range(state.epoch + 1, config.epochs + 1):
+            check = _checker(cancel, f"before epoch {epoch}", epoch, ctx.batches)
+            if check is not None:
+                check()
+            warm = ctx.is_warm(epoch)
+            if not warm and state.neighbor_index is None:  # ldlva, first epoch after the warm-up
+                yield Progress("warmup", epoch, config.epochs, message="placing samples in valence-arousal space",
+                               seconds=clock())
+                _prepare_ldlva(state, ctx, _checker(cancel, f"while placing the samples (epoch {epoch})", epoch,
+                                                    ctx.batches))
+            totals = yield from _train_epoch(state, ctx, epoch, warm, cancel, clock, step_seconds)
+            row = _end_epoch(state, ctx, epoch, warm, totals, cancel)
+            saved = epoch
+            eta = float(np.mean(step_seconds[-50:] or [0.0])) * (config.epochs - epoch) * ctx.batches
+            yield Progress("epoch_end", epoch, config.epochs, ctx.batches, ctx.batches, loss=row["loss"],
+                           loss_ce=row["loss_ce"], loss_d=row["loss_d"], accuracy=row["train_accuracy"],
+                           mean_lambda=row["mean_lambda"], seconds=clock(), eta_seconds=eta,
+                           message=f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}, train acc "
+                                   f"{row['train_accuracy']:.3f}, valid acc {row['valid_accuracy']:.3f}, "
+                                   f"mean λ {row['mean_lambda']:.3f}")
+    except (_Stopped, LoadCancelled) as stop:
+        where = stop.where if isinstance(stop, _Stopped) else "while decoding the images"
+        epoch = stop.epoch if isinstance(stop, _Stopped) else 0
+        kept = ("the run directory was not changed" if saved is None else
+                f"epoch {saved} is saved" if saved else "no epoch was finished yet")
+        yield Progress("cancelled", epoch, config.epochs, getattr(stop, "batch", 0), getattr(stop, "batches", 0),
+                       seconds=clock(), message=f"cancelled {where}; {kept}")
+        return
     yield Progress("done", state.epoch, config.epochs, seconds=clock(),
                    message=f"finished {state.epoch} epoch(s) in {clock():.1f} s")
 
 
-def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, device: torch.device) -> _FitContext:
+def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, device: torch.device,
+           cancel: Cancel = None) -> _FitContext:
     """Images (loaded unless given; unreadable rows dropped), train rows and labels, precision,
-    RUN/config.json."""
+    RUN/config.json. A cancel while decoding raises ``LoadCancelled`` before anything is written."""
     if images is None:
-        from .images import load_readable_images
-
         n_rows = len(table)
         # train on the readable rows; a DatasetWarning names the bad files
-        table, images = load_readable_images(table, config.image_size, config.channels)
+        table, images = load_readable_images(table, config.image_size, config.channels, cancel=cancel)
         if len(table) != n_rows:
             validate_table(table)
     images = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
@@ -435,8 +476,8 @@ def _resume_or_start(state: _State, ctx: _FitContext, resume: bool) -> None:
 
 def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel: Cancel,
                  clock: Callable[[], float], step_seconds: list[float]):
-    """One epoch's batches (generator of Progress). Returns the epoch's totals, or None after
-    yielding ``cancelled`` (cancel is checked before every batch)."""
+    """One epoch's batches (generator of Progress). Returns the epoch's totals; cancel is checked
+    before every batch (``_Stopped`` carries the batch reached)."""
     config = ctx.config
     phase = ctx.phase(epoch)
     seed = _epoch_seed(config.seed, epoch)
@@ -449,9 +490,7 @@ def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel
     total_steps = config.epochs * ctx.batches
     for b in range(ctx.batches):
         if _is_cancelled(cancel):
-            yield Progress("cancelled", epoch, config.epochs, b, ctx.batches, seconds=clock(),
-                           message=f"cancelled in epoch {epoch}; epoch {state.epoch} is saved")
-            return None
+            raise _Stopped(f"in epoch {epoch} before batch {b + 1}", epoch, b, ctx.batches)
         t_batch = time.perf_counter()
         idx = order[b * config.batch_size:(b + 1) * config.batch_size]
         totals.lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * state.step / max(total_steps, 1)))
@@ -471,14 +510,20 @@ def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel
     return totals
 
 
-def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: _EpochTotals) -> dict:
+def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: _EpochTotals,
+               cancel: Cancel = None) -> dict:
     """After an epoch's batches: λ budget, evaluation pass, history row, training dynamics, the
-    run's files, the next epoch's neighbours, and the checkpoint last. Returns the history row."""
+    next epoch's neighbours, then the run's files and the checkpoint last. Returns the history row.
+
+    Cancel is checked between the evaluation batches and once more when everything is computed;
+    after that check only files are written (the epoch's, then the checkpoint), so a cancel
+    leaves either the previous epoch or this one on disk, never a mix."""
     config = ctx.config
     if not warm and config.lambda_budget is not None:
         _apply_budget(state, config.lambda_budget)
     state.epoch = epoch
-    results = _evaluate_epoch(state, ctx)
+    results = _evaluate_epoch(state, ctx, _checker(cancel, f"in epoch {epoch}'s evaluation pass", epoch,
+                                                   ctx.batches))
     means = totals.means()
     row = {"epoch": epoch, "phase": ctx.phase(epoch), "loss": means["loss"], "loss_ce": means["loss_ce"],
            "loss_d": means["loss_d"], "train_accuracy": means["accuracy"],
@@ -495,12 +540,17 @@ def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: 
     scores = {**state.dynamics.columns(), "knn_disagreement": results["knn_disagreement"],
               **_class_columns("pavg_", ctx.classes, state.dynamics.mean_probs()),
               **_class_columns("soft_", ctx.classes, soft)}
-    write_epoch_outputs(ctx.run_dir, ctx.table, config, ctx.train_rows, results, va=_numpy(state.va),
-                        lambda_prev=_numpy(state.lambda_prev), history=state.history, scores=scores)
+    va, lambda_prev = _numpy(state.va), _numpy(state.lambda_prev)  # this epoch's (the refresh replaces state.va)
     if epoch < config.epochs and _needs_refresh(state, config):
         # the next epoch's neighbours come from this epoch's model; written files keep the ones used
         _place_and_link(state, ctx, torch.as_tensor(results["probs"], device=ctx.device),
                         torch.as_tensor(results["features"], device=ctx.device))
+    check = _checker(cancel, f"before writing epoch {epoch}'s files", epoch, ctx.batches)
+    if check is not None:
+        check()
+    # From here on: files only, the checkpoint last (core.run writes each one atomically).
+    write_epoch_outputs(ctx.run_dir, ctx.table, config, ctx.train_rows, results, va=va,
+                        lambda_prev=lambda_prev, history=state.history, scores=scores)
     save_checkpoint(ctx.run_dir, state.checkpoint(config, ctx.classes, ctx.ids_digest, ctx.scaler))
     return row
 
@@ -531,11 +581,14 @@ def _mean_lambda(state: _State, config: TrainConfig) -> float:
 
 
 def _forward_rows(model: LDLNet, images: torch.Tensor, rows: torch.Tensor, device, precision: Precision,
-                  batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """No-grad forward of ``rows`` (un-augmented) → float32 probs (R, m), features (R, V)."""
+                  batch_size: int, check: Check = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """No-grad forward of ``rows`` (un-augmented) → float32 probs (R, m), features (R, V).
+    ``check()`` runs before every batch (it raises to stop)."""
     probs, feats = [], []
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
+            if check is not None:
+                check()
             chunk = rows[start:start + batch_size]
             x = precision.prepare_input(to_float(images[chunk.to(images.device)].to(device, non_blocking=True)))
             with precision.autocast():
@@ -547,12 +600,16 @@ def _forward_rows(model: LDLNet, images: torch.Tensor, rows: torch.Tensor, devic
 
 # ----------------------------------------------------------------------------- LDLVA
 
-def _prepare_ldlva(state: _State, ctx: _FitContext) -> None:
-    """After warm-up: V-A points, K neighbours, similarities, bank initialisation."""
+def _prepare_ldlva(state: _State, ctx: _FitContext, check: Check = None) -> None:
+    """After warm-up: V-A points, K neighbours, similarities, bank initialisation. ``check()``
+    runs between the forward batches and before the neighbour search; a stop there leaves
+    ``state`` without neighbours (the fit ends, nothing is written)."""
     state.model.eval()
     all_rows = torch.arange(len(ctx.table), device=ctx.device)
     probs, feats = _forward_rows(state.model, ctx.images, all_rows, ctx.device, ctx.precision,
-                                 ctx.config.eval_batch_size)
+                                 ctx.config.eval_batch_size, check)
+    if check is not None:
+        check()
     _place_and_link(state, ctx, probs, feats)
     state.bank_probs = probs[ctx.train_rows_t].clone()
     state.bank_features = feats[ctx.train_rows_t].clone()
@@ -709,14 +766,16 @@ def _apply_budget(state: _State, budget: float) -> None:
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def _evaluate_epoch(state: _State, ctx: _FitContext) -> dict:
+def _evaluate_epoch(state: _State, ctx: _FitContext, check: Check = None) -> dict:
     """Eval-mode pass over all rows → p, features, knn_disagreement; d, λ, neighbour weights for
-    train rows."""
+    train rows. ``check()`` runs between batches (it raises to stop; nothing is written here)."""
     config, model = ctx.config, state.model
     model.eval()
     n = len(ctx.table)
     probs, feats = _forward_rows(model, ctx.images, torch.arange(n, device=ctx.device), ctx.device, ctx.precision,
-                                 config.eval_batch_size)
+                                 config.eval_batch_size, check)
+    if check is not None:
+        check()
     onehot = ctx.onehot_train
     out: dict[str, Any] = {"probs": probs.cpu().numpy(), "features": feats.cpu().numpy(),
                            "pred": probs.argmax(-1).cpu().numpy(),
@@ -732,6 +791,8 @@ def _evaluate_epoch(state: _State, ctx: _FitContext) -> dict:
         train_probs, train_feats = probs[ctx.train_rows_t], feats[ctx.train_rows_t]
         zetas = []
         for start in range(0, ctx.n_train, config.eval_batch_size):
+            if check is not None:
+                check()
             sl = slice(start, start + config.eval_batch_size)
             nb = state.neighbor_index[sl]
             with ctx.precision.autocast():

@@ -1,6 +1,7 @@
 """GUI entry point: ``run_gui`` (called by ``uldl-studio``, ``uldl-studio demo``, ``uldl-studio gui``)."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -128,6 +129,10 @@ def run_gui(path: str | None = None, *, demo: bool = False, screenshot: str | No
 
     if demo or path is not None:
         window = MainWindow(settings)
+        if os.environ.get("ULDL_STUDIO_SOAK_DRIVER"):  # the kill soak's key driver (bench/kill_soak.py)
+            from uldl_studio.qt.soak_driver import SoakDriver
+
+            SoakDriver.from_environment(window)  # a child of the window
         window.show()
         open_path(window, "demo" if demo and path is None else path, fmt)
         return app.exec()

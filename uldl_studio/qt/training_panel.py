@@ -109,8 +109,22 @@ class TrainingSession(QObject):
 
             throttle = ProgressThrottle(every)
             last = None
-            yield ("progress", Progress("load", epochs=config.epochs, message="reading the dataset"))
-            data = table() if callable(table) else table
+
+            def stopped(when: str):
+                return ("progress", Progress("cancelled", epochs=config.epochs,
+                                             message=f"cancelled {when}; the run directory was not changed"))
+
+            if callable(table):  # re-reads the dataset here, off the GUI thread
+                yield ("progress", Progress("load", epochs=config.epochs, message="reading the dataset"))
+                if cancel.is_set():
+                    yield stopped("before reading the dataset")
+                    return "cancelled"
+                data = table()
+                if cancel.is_set():
+                    yield stopped("after reading the dataset")
+                    return "cancelled"
+            else:
+                data = table
             for item in fit(data, config, run_dir, cancel=cancel, resume=resume):
                 last = item
                 if throttle(item):
@@ -126,7 +140,9 @@ class TrainingSession(QObject):
         self.started.emit(str(run_dir))
 
     def stop(self) -> None:
-        """Ask the worker to stop; fit honours it between batches."""
+        """Ask the worker to stop. It is honoured in every phase: before and after the dataset
+        is re-read, per image while decoding, between batches (training, placement, evaluation)
+        and before an epoch's files are written (``core.training.fit``)."""
         self.runner.cancel()
 
     def stop_and_wait(self, timeout_ms: int = 60_000) -> bool:

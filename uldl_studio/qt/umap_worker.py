@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,7 +44,10 @@ def compute_umap(run_dir: str | Path, cancel: threading.Event | None = None, *, 
     umap-learn runs in a child process: its first use compiles numba code, and compiling in
     a thread of the GUI process while the GUI thread collects garbage aborted the whole
     interpreter (seen in the test suite). A child also leaves the GIL to the GUI and can be
-    killed at once when the job is cancelled.
+    killed at once when the job is cancelled: a set ``cancel`` event wakes the wait, the child
+    gets SIGKILL and is reaped, and any temporary file of a write it was making is removed, so
+    RUN/umap.npy is either the previous one or a complete new one. Returns an empty (0, 2)
+    array when cancelled.
     """
     run_dir = Path(run_dir)
     features_path = run_dir / FEATURES_FILE
@@ -51,18 +55,54 @@ def compute_umap(run_dir: str | Path, cancel: threading.Event | None = None, *, 
         raise FileNotFoundError(f"{features_path}: the run has no features (train at least one epoch)")
     command = [sys.executable, "-m", "uldl_studio.qt.umap_worker", str(run_dir),
                str(seed), str(n_neighbors), str(min_dist)]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while child.poll() is None:
-        if cancel is not None and cancel.is_set():
-            child.kill()
-            child.wait()
-            return np.empty((0, 2))
-        time.sleep(0.05)
-    error = child.stderr.read() if child.stderr else ""
-    if child.returncode != 0:
-        last = error.strip().splitlines()[-1] if error.strip() else f"exit status {child.returncode}"
-        raise RuntimeError(f"UMAP of {features_path} failed: {last}")
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty child never blocks
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        try:
+            while child.poll() is None:
+                if _cancel_within(cancel, POLL_S):
+                    _kill(child, run_dir)
+                    return np.empty((0, 2))
+        except BaseException:  # the worker itself was interrupted: never leave the child running
+            _kill(child, run_dir)
+            raise
+        if child.returncode != 0:
+            _remove_partial(run_dir)
+            errors.seek(0)
+            error = errors.read().decode("utf-8", "replace")
+            last = error.strip().splitlines()[-1] if error.strip() else f"exit status {child.returncode}"
+            raise RuntimeError(f"UMAP of {features_path} failed: {last}")
     return np.load(run_dir / UMAP_FILE, allow_pickle=False)
+
+
+POLL_S = 0.02  # how often the worker looks at the child; a cancel event wakes it at once
+
+
+def _cancel_within(cancel, seconds: float) -> bool:
+    """Wait up to ``seconds``; True as soon as ``cancel`` is set (an Event wakes the wait)."""
+    if cancel is None:
+        time.sleep(seconds)
+        return False
+    if hasattr(cancel, "wait"):
+        return bool(cancel.wait(seconds))
+    time.sleep(seconds)
+    return bool(cancel.is_set() if hasattr(cancel, "is_set") else cancel())
+
+
+def _kill(child: subprocess.Popen, run_dir: Path) -> None:
+    """SIGKILL the child, reap it and remove what a write cut short (umap.npy itself is only
+    ever replaced whole: ``atomic_open`` writes a temporary file and renames it)."""
+    if child.poll() is None:
+        child.kill()
+    child.wait()
+    _remove_partial(run_dir)
+
+
+def _remove_partial(run_dir: Path) -> None:
+    for leftover in run_dir.glob(f".{UMAP_FILE}.*.tmp"):
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
 
 
 def _umap_in_this_process(run_dir: Path, seed: int, n_neighbors: int, min_dist: float) -> None:
