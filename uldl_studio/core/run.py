@@ -250,13 +250,9 @@ class Run:
         Relabels and "unsure" marks in RUN/edits.jsonl are applied (``core.edits.apply_edits``),
         so retraining a run learns from the edited labels and unsure rows start with a high λ.
         """
-        from .edits import EditJournal, apply_edits
+        from .edits import apply_run_edits
 
-        table = self.load_dataset()
-        journal = self.path / "edits.jsonl"
-        if journal.exists():
-            table = apply_edits(table, EditJournal(journal))
-        return table
+        return apply_run_edits(self.load_dataset(), self.path)
 
 
 # ----------------------------------------------------------------------------- checkpoints

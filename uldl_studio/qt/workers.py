@@ -2,7 +2,7 @@
 
 A worker runs a plain-Python job on a ``QThread``.  It never touches a widget: it only emits
 signals carrying copies, which Qt queues to the GUI thread.  Cancelling sets a
-``threading.Event`` that the job checks between steps (between batches for training).
+``threading.Event`` that the job checks between steps (for training: in every phase, see ``core.training.fit``).
 
 Owners use :class:`JobRunner`: ``start(job, on_result=..., on_error=..., on_yield=...,
 on_cancelled=..., on_done=...)``, ``cancel()``, ``stop_and_wait()`` (False when the job did not
