@@ -145,3 +145,54 @@ def crop_face(image: np.ndarray, box: Box, margin: float = DEFAULT_MARGIN) -> np
 def needs_detection(shape: tuple[int, ...], input_size: int, factor: float = AUTO_FACTOR) -> bool:
     """``--faces auto``: True when the image's short side exceeds ``factor`` × the model's input."""
     return min(int(shape[0]), int(shape[1])) > factor * int(input_size)
+
+
+# ----------------------------------------------------------------------------- a synthetic test set
+@dataclass
+class Canvas:
+    """A made-up raw photo: ``image`` (uint8 HxW) and where the pasted face is (None: no face)."""
+
+    image: np.ndarray
+    box: Box | None
+    face: int | None        # index of the pasted face in the faces given
+
+
+def paste_faces(faces, n: int, *, empty: int = 0, size: tuple[int, int] = (480, 640),
+                scale: tuple[float, float] = (0.2, 0.5), seed: int = 0) -> list[Canvas]:
+    """``n`` canvases, each with one of ``faces`` (uint8 HxW crops, cycled) pasted at a random
+    position and scale (``scale`` × the canvas's short side), then ``empty`` canvases with no
+    face. Backgrounds are smooth random blobs plus pixel noise; the pasted face gets the same
+    noise. Deterministic for a seed. For measuring detection (``bench/faces.py``) and its tests.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    out = []
+    for i in range(n + empty):
+        coarse = rng.normal(0.0, 1.0, (6, 8))
+        base = np.asarray(Image.fromarray(coarse.astype(np.float32), "F").resize((w, h), Image.Resampling.BICUBIC))
+        canvas = 115.0 + 35.0 * base / max(1e-6, float(np.abs(base).max()))
+        box = index = None
+        if i < n:
+            index = i % len(faces)
+            face = np.asarray(faces[index])
+            side = int(rng.uniform(*scale) * min(h, w))
+            pasted = np.asarray(Image.fromarray(face).resize((side, side), Image.Resampling.BILINEAR), np.float64)
+            x, y = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
+            canvas[y:y + side, x:x + side] = pasted
+            box = Box(x, y, side, side)
+        canvas += rng.normal(0.0, 6.0, canvas.shape)
+        out.append(Canvas(np.clip(np.round(canvas), 0, 255).astype(np.uint8), box, index))
+    return out
+
+
+def finds(truth: Box, found: list[Box]) -> bool:
+    """A detection matches a true face box when its centre lies inside it and its side is
+    between 0.4 and 1.5 times the true side."""
+    for b in found:
+        cx, cy = b.x + b.w / 2, b.y + b.h / 2
+        if truth.x <= cx <= truth.x + truth.w and truth.y <= cy <= truth.y + truth.h \
+                and 0.4 <= b.w / truth.w <= 1.5:
+            return True
+    return False
