@@ -140,6 +140,7 @@ class PredictDialog(QDialog):
         self.progress: QProgressDialog | None = None
         self.outcome: str | None = None
         self.info: dict | None = None
+        self.chunk_size = 256  # images decoded and predicted between two cancel checks of a chunk's end
         self.data_edit = QLineEdit()
         self.data_edit.setPlaceholderText("a folder of images, a CSV with a path column, an image, or a dataset")
         self.format_combo = QComboBox()
@@ -157,9 +158,9 @@ class PredictDialog(QDialog):
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         data_row = _path_row(self.data_edit, "Folder…", self._browse_data)
-        file_button = QPushButton("File…")
-        file_button.clicked.connect(self._browse_file)
-        data_row.addWidget(file_button)
+        self.file_button = QPushButton("File…")
+        self.file_button.clicked.connect(self._browse_file)
+        data_row.addWidget(self.file_button)
         form = QFormLayout()
         form.addRow("Images", data_row)
         form.addRow("Format", self.format_combo)
@@ -220,7 +221,8 @@ class PredictDialog(QDialog):
         self.progress.setAutoReset(False)
         self.progress.canceled.connect(self.cancel)
         job = predict_job(self.run, data, self.format_combo.currentData(), out,
-                          faces=self.faces_combo.currentData(), tta=self.tta_check.isChecked())
+                          faces=self.faces_combo.currentData(), tta=self.tta_check.isChecked(),
+                          chunk_size=self.chunk_size)
         self.runner.start(job, with_report=True, on_yield=self._on_progress, on_result=self._on_done,
                           on_error=self._on_failed, on_cancelled=self._on_cancelled)
         self.progress.show()
