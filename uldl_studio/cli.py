@@ -321,9 +321,9 @@ def _cmd_predict(args) -> int:
     options = PredictOptions(faces=args.faces, tta=args.tta, chunk_size=args.batch_size, device=args.device,
                              face_margin=DEFAULT_MARGIN if args.face_margin is None else args.face_margin)
     run = Run.open(args.run)
-    predictor = Predictor(run, args.device)
     collection = read_collection(args.data, fmt=args.fmt, limit=args.limit, single_label=args.single_label,
                                  seed=args.seed)
+    predictor = Predictor(run, args.device)
     # a bar on a terminal only (disable=None): logs and pipes get the summary lines alone
     bar = tqdm(total=len(collection), unit="img", desc="predict", file=sys.stderr, disable=None)
 
