@@ -486,10 +486,11 @@ def predict_collection(run, source, options: PredictOptions | None = None, *,
         warnings.warn(DatasetWarning(f"{summary.no_face} of {n} images have no face the detector finds and were "
                                      f"not written, e.g. {summary.no_face_example}"), stacklevel=2)
 
-    out = _prediction_table(predictor, collection, np.asarray(src_rows, np.int64), np.asarray(face_index, np.int64),
+    rows = np.asarray(src_rows, np.int64)
+    out = _prediction_table(predictor, collection, rows, np.asarray(face_index, np.int64),
                             np.asarray(boxes, np.int64).reshape(-1, 4), np.concatenate(probs), np.concatenate(coords))
     summary.rows = len(out)
-    _score_against_sources(out, collection, predictor.classes, summary)
+    _score_against_sources(out, collection, rows, predictor.classes, summary)
     summary.seconds = time.perf_counter() - started
     return Prediction(out, summary)
 
@@ -531,8 +532,10 @@ def _prediction_table(predictor: Predictor, collection, rows: np.ndarray, faces:
     return out
 
 
-def _score_against_sources(out: pd.DataFrame, collection, classes: list[str], summary: PredictSummary) -> None:
-    """Accuracy and LDL metrics on the rows whose source label is one of the run's classes."""
+def _score_against_sources(out: pd.DataFrame, collection, rows: np.ndarray, classes: list[str],
+                           summary: PredictSummary) -> None:
+    """Accuracy and LDL metrics on the rows whose source label is one of the run's classes
+    (``rows``: each prediction row's position in the collection's table)."""
     from .metrics import accuracy, ldl_metrics, mean_class_accuracy
 
     labels = out["source_label"]
@@ -551,17 +554,13 @@ def _score_against_sources(out: pd.DataFrame, collection, classes: list[str], su
         return
     # The reference on the run's classes: mass on classes the run lacks is dropped, the rest
     # renormalised; rows left with no mass are not scored.
-    source = collection.table
-    rows = out["sample_id"].to_numpy(dtype=object)
-    index = pd.Index(source["sample_id"].astype(str))
-    base_ids = [sid.rsplit("#face", 1)[0] if "#face" in sid else sid for sid in rows[known]]
-    pos = index.get_indexer(base_ids)
-    ref = np.zeros((len(pos), m))
+    source = collection.table.iloc[rows[known]]
+    ref = np.zeros((len(source), m))
     for j, c in enumerate(classes):
         if c in collection.ref_classes:
-            ref[:, j] = source[f"ref_{c}"].to_numpy(np.float64)[pos]
+            ref[:, j] = source[f"ref_{c}"].to_numpy(np.float64)
     sums = ref.sum(1)
-    good = (pos >= 0) & np.isfinite(ref).all(1) & (sums > 0)
+    good = np.isfinite(ref).all(1) & (sums > 0)
     if good.any():
         summary.ldl = ldl_metrics(ref[good] / sums[good, None], p[good])
         summary.ldl_rows = int(good.sum())
