@@ -229,7 +229,7 @@ def test_a_labelled_dataset_with_a_class_the_run_lacks(demo_run, predictor, demo
     assert s.accuracy == pytest.approx(float(np.mean(truth == predicted)))
     # the reference restricted to the run's classes: contempt's mass dropped, happiness renormalised to 1
     assert s.ldl_rows == 6 and 0 <= s.ldl["intersection"] <= 1
-    happiness = result.table[f"p_happiness"].to_numpy()[[0, 2, 4, 6, 8, 10]]
+    happiness = result.table["p_happiness"].to_numpy()[[0, 2, 4, 6, 8, 10]]
     assert s.ldl["intersection"] == pytest.approx(float(happiness.mean()))
     assert "12 rows labelled, 6 with a class the run knows" in "\n".join(s.lines())
 
