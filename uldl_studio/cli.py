@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--noise-seed", type=int, default=0)
     train.add_argument("--soft-labels", metavar="FILE.csv", default=None,
                        help="train on these soft labels (a soft-label CSV, joined on sample_id or path)")
+    train.add_argument("--folds", type=int, default=0, metavar="K",
+                       help="also cross-fit K plain cross-entropy models for the out-of-fold "
+                            "self-confidence score (K extra trainings; off by default)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any TrainConfig field, e.g. --set width=32")
 
@@ -116,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
         if _is_user_error(exc):
-            print(f"uldl-studio: error: {exc}", file=sys.stderr)
+            print(f"uldl-studio: error: {_user_message(exc)}", file=sys.stderr)
             return 2
         raise
 
@@ -124,7 +127,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _is_user_error(exc: Exception) -> bool:
     from uldl_studio.core.table import DatasetError
 
-    return isinstance(exc, (CliError, DatasetError, FileNotFoundError, NotADirectoryError, PermissionError))
+    return isinstance(exc, (CliError, DatasetError, FileNotFoundError, NotADirectoryError, PermissionError,
+                            FileExistsError, IsADirectoryError))
+
+
+def _user_message(exc: Exception) -> str:
+    """One line naming the file and the problem."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+        return f"{exc.filename}: a file is in the way where a folder is needed"
+    if isinstance(exc, IsADirectoryError) and exc.filename:
+        return f"{exc.filename}: is a folder, not a file"
+    if isinstance(exc, PermissionError) and exc.filename:
+        return f"{exc.filename}: permission denied"
+    return str(exc)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -221,6 +236,10 @@ def _cmd_train(args) -> int:
                         "soft_labels": str(Path(args.soft_labels).resolve()) if args.soft_labels else None}
         Run.create(run_dir, config, table, dataset_info)
     _consume_with_progress(fit(table, config, run_dir, resume=args.resume), config)
+    if args.folds:
+        from uldl_studio.core.crossfit import crossfit
+
+        _consume_with_progress(crossfit(table, config, run_dir, args.folds), config)
     print(f"run written to {run_dir}")
     return 0
 
@@ -244,7 +263,7 @@ def _consume_with_progress(progress_iter, config) -> None:
     bar = None
     epoch_seen = None
     for progress in progress_iter:
-        if progress.phase in ("warmup", "train"):
+        if progress.phase in ("warmup", "train") and progress.batches:
             key = (progress.phase, progress.epoch)
             if key != epoch_seen:
                 if bar is not None:

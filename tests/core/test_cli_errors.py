@@ -40,3 +40,39 @@ def test_bad_set_option(tmp_path):
     assert result.returncode == 2
     assert "no_such_field" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+TINY = ["--set", "image_size=16", "--set", "width=8", "--set", "stages=2", "--set", "blocks=1",
+        "--set", "calib_hidden=[16]", "--set", "batch_size=64", "--device", "cpu"]
+
+
+def _one_line_error(result) -> str:
+    assert result.returncode == 2, result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("uldl-studio: error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_a_dataset_with_one_class_is_refused_before_training(tmp_path):
+    import pandas as pd
+
+    from uldl_studio.core.datasets.demo import write_demo
+
+    csv = write_demo(tmp_path / "demo", n=40)          # the labels CSV beside its images
+    folder = csv.parent
+    frame = pd.read_csv(csv)
+    frame["label"] = frame["label"].iloc[0]                 # every row the same class
+    frame.drop(columns=[c for c in frame.columns if c.startswith("ref_")]).to_csv(csv, index=False)
+    line = _one_line_error(run_cli("train", str(folder), "--out", str(tmp_path / "run"), "--epochs", "1", *TINY))
+    assert "needs at least two classes" in line
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_export_under_a_file_is_one_line_and_the_progress_has_no_empty_bars(tmp_path):
+    result = run_cli("train", "demo", "--out", str(tmp_path / "run"), "--limit", "40", "--epochs", "2", *TINY)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert "0batch" not in result.stderr and "loss=nan" not in result.stderr   # no bar for a message
+    (tmp_path / "afile").write_text("")
+    line = _one_line_error(run_cli("export", str(tmp_path / "run"), "--out", str(tmp_path / "afile" / "x.csv")))
+    assert str(tmp_path / "afile") in line and "a file is in the way" in line

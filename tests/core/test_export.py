@@ -16,8 +16,9 @@ from uldl_studio.core.table import DatasetError, make_table
 
 CLASSES = ["neutral", "happiness", "surprise"]
 SCORE_COLUMNS = ["lambda", "ambiguity", "self_confidence", "margin", "aum", "confidence_mean", "variability",
-                 "knn_disagreement", "entropy"]
-COLUMNS = ["sample_id", "path", "split", "label", "label_name", "edited", "valence", "arousal", *SCORE_COLUMNS,
+                 "knn_disagreement", "oof_confidence", "entropy"]
+COLUMNS = ["sample_id", "path", "split", "label", "label_name", "edited", "unsure", "reviewed", "valence", "arousal",
+           *SCORE_COLUMNS,
            "d_neutral", "d_happiness", "d_surprise", "p_neutral", "p_happiness", "p_surprise"]
 
 
@@ -78,7 +79,7 @@ def test_round_trip_is_bit_exact_and_idempotent(tmp_path):
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
     write_soft_labels(table, first)
     back = read_soft_labels(first)
-    for col in COLUMNS[6:]:
+    for col in COLUMNS[8:]:
         assert same_floats(back[col], expected(table, col)), col
     write_soft_labels(back, second)
     assert first.read_bytes() == second.read_bytes()
@@ -194,7 +195,7 @@ def test_json_flavour_round_trip(tmp_path):
     write_soft_labels(table, out)
     back = read_soft_labels(out)
     assert list(back.columns) == COLUMNS
-    for col in COLUMNS[6:]:
+    for col in COLUMNS[8:]:
         assert same_floats(back[col], expected(table, col)), col
     csv_back = tmp_path / "soft.csv"
     write_soft_labels(table, csv_back)
@@ -257,7 +258,7 @@ def test_round_trip_property(tmp_path_factory, table, suffix):
         assert back[col].tolist() == table[col].tolist(), col
     assert back["label"].tolist() == table["label"].tolist()
     assert back["edited"].tolist() == table["edited"].tolist()
-    for col in soft_label_columns(classes)[6:]:
+    for col in soft_label_columns(classes)[8:]:
         assert same_floats(back[col], expected(table, col)), col
 
 
@@ -322,7 +323,7 @@ def test_reader_header_problems(tmp_path):
     path.write_text("sample_id,path,split,label\n")
     with pytest.raises(DatasetError, match="no d_<class> columns"):
         read_soft_labels(path)
-    path.write_text(",".join(COLUMNS[:9] + ["d_a", "d_b", "p_b", "p_a"]) + "\n")
+    path.write_text(",".join(COLUMNS[:11] + ["d_a", "d_b", "p_b", "p_a"]) + "\n")
     with pytest.raises(DatasetError, match=r"p_ columns \['b', 'a'\] do not match d_ columns \['a', 'b'\]"):
         read_soft_labels(path)
     path.write_text("")
@@ -339,7 +340,7 @@ def test_reader_wrong_field_count(good):
     lines = good.read_text("utf-8").split("\n")
     lines[4] += ",extra"
     good.write_text("\n".join(lines), "utf-8")
-    with pytest.raises(DatasetError, match=r"row 3 \(line 5\): 24 fields, expected 23"):
+    with pytest.raises(DatasetError, match=r"row 3 \(line 5\): 27 fields, expected 26"):
         read_soft_labels(good)
 
 
@@ -371,3 +372,35 @@ def test_json_reader_validates_too(tmp_path):
     path.write_text('{"rows": []}')
     with pytest.raises(DatasetError, match="not a soft-label JSON file"):
         read_soft_labels(path)
+
+
+def test_review_state_columns_round_trip_and_are_validated(tmp_path):
+    table = make(5)
+    table["unsure"] = [False, True, False, False, True]
+    table["reviewed"] = [True, False, False, True, False]
+    out = tmp_path / "soft.csv"
+    write_soft_labels(table, out)
+    back = read_soft_labels(out)
+    assert back["unsure"].tolist() == table["unsure"].tolist()
+    assert back["reviewed"].tolist() == table["reviewed"].tolist()
+    # a file from before these columns still reads (all False)
+    old = pd.read_csv(out, dtype=str, keep_default_na=False).drop(columns=["unsure", "reviewed"])
+    old.to_csv(tmp_path / "old.csv", index=False)
+    assert not read_soft_labels(tmp_path / "old.csv")[["unsure", "reviewed"]].to_numpy().any()
+    edit_cell(out, 2, "reviewed", "maybe")
+    with pytest.raises(DatasetError, match=r"row 2 .*reviewed 'maybe' is not True or False"):
+        read_soft_labels(out)
+
+
+def test_the_journal_gives_unsure_and_reviewed(tmp_path):
+    table = make(4)
+    with EditJournal(tmp_path / "edits.jsonl") as journal:
+        journal.relabel(["s1"], [table["label"].iat[1]])     # confirmed: reviewed, not edited
+        journal.relabel(["s2"], [(table["label"].iat[2] + 1) % 3])
+        journal.mark_unsure(["s3"])
+        edited = apply_edits(table, journal)
+    write_soft_labels(edited, tmp_path / "soft.csv")
+    back = read_soft_labels(tmp_path / "soft.csv")
+    assert back["reviewed"].tolist() == [False, True, True, False]
+    assert back["edited"].tolist() == [False, False, True, False]
+    assert back["unsure"].tolist() == [False, False, False, True]

@@ -178,3 +178,10 @@ def test_losses_finite_and_non_negative(data):
     loss = ldl.discriminative_loss(torch.as_tensor(feats), torch.as_tensor(labels), torch.as_tensor(lam),
                                    torch.as_tensor(centres))
     assert torch.isfinite(loss) and loss >= 0
+
+
+def test_contribution_weights_by_hand():
+    from uldl_studio.core.ldl import contribution_weights
+
+    w = contribution_weights(torch.tensor([[1e-9, 3e-9], [0.0, 0.0]], dtype=torch.float64))
+    assert torch.allclose(w, torch.tensor([[0.25, 0.75], [0.5, 0.5]], dtype=torch.float64))

@@ -31,7 +31,7 @@ def test_temperature_recovers_an_overconfident_model():
 
 def test_mix_and_calibration_rows():
     constructed = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
-    mean_probs = np.array([[0.6, 0.4], [0.3, 0.7], [0.5, 0.5]])
+    mean_probs = np.array([[0.6, 0.4], [0.3, 0.7], [0.5, 0.5]])  # the prediction
     labels = np.array([0, 1, 0])
     soft, t = build_soft_labels(constructed, mean_probs, labels, np.array([], dtype=np.int64), mix=0.5)
     assert t == 1.0                                            # nothing to calibrate on: T = 1
@@ -64,7 +64,9 @@ def test_a_run_writes_soft_labels_and_exports_them(tmp_path):
     t = float(run.history()["soft_temperature"].iloc[-1])
     assert 0.2 <= t <= 10
     d = samples[[f"d_{c}" for c in classes]].to_numpy()
-    assert np.allclose(soft, 0.5 * d + 0.5 * temper(pavg, t), atol=1e-9)
+    p = samples[[f"p_{c}" for c in classes]].to_numpy()
+    assert np.allclose(soft, 0.9 * d + 0.1 * temper(p, t), atol=1e-9)      # ldlva: w = 0.1
+    assert not np.allclose(pavg, p)                                         # averaged over two epochs
     session = Session.open_run(tmp_path / "run")
     session.export(tmp_path / "soft.csv")
     session.journal.close()
@@ -137,3 +139,65 @@ def test_two_stage_train_export_retrain_on_d(tmp_path):
     assert not np.allclose(second.loc[train, d_cols].to_numpy().max(1), 1.0)    # not one-hot
     info = json.loads((tmp_path / "second" / "config.json").read_text())["dataset"]
     assert info["soft_labels"] == str((tmp_path / "d.csv").resolve())
+
+
+def test_evaluate_reports_review_counts_and_score_aurocs(tmp_path):
+    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.datasets.demo import load_demo
+    from uldl_studio.core.evaluate import evaluate
+    from uldl_studio.core.run import Run
+    from uldl_studio.core.session import Session
+    from uldl_studio.core.training import fit
+
+    config = TrainConfig(image_size=16, width=8, stages=2, blocks=1, calib_hidden=[16], batch_size=32,
+                         augment=False, device="cpu", k=4, epochs=2, progress_every=100)
+    for _ in fit(load_demo(n=200), config, tmp_path / "run"):
+        pass
+    session = Session.open_run(tmp_path / "run")
+    session.relabel([0], [(int(session.table["label"].iat[0]) + 1) % len(session.classes)])
+    session.relabel([1], [int(session.table["label"].iat[1])])          # confirmed
+    session.mark_unsure([2, 3], True)
+    session.journal.close()
+    metrics = evaluate(Run.open(tmp_path / "run"), write=False)
+    assert metrics["review"] == {"reviewed": 2, "relabelled": 1, "unsure": 2}
+    aurocs = metrics["constructed"]["score_auroc_reference"]          # the demo knows the true labels
+    assert {"ambiguity", "self_confidence", "aum", "lambda"} <= set(aurocs)
+    assert all(0.0 <= v <= 1.0 for v in aurocs.values())
+    assert "soft_vs_reference" in metrics["constructed"]
+
+
+def test_cross_fitted_out_of_fold_confidence(tmp_path):
+    """--folds K: every training row gets p from a model that did not train on it; the
+    oof_confidence score reads it through Run.samples() and follows an edit of the label."""
+    import subprocess
+    import sys
+
+    from uldl_studio.core import scores
+    from uldl_studio.core.crossfit import fold_of
+    from uldl_studio.core.run import Run
+    from uldl_studio.core.session import Session
+
+    tiny = ["--set", "image_size=16", "--set", "width=8", "--set", "stages=2", "--set", "blocks=1",
+            "--set", "calib_hidden=[16]", "--set", "augment=false", "--set", "k=4", "--set", "progress_every=100"]
+    done = subprocess.run([sys.executable, "-m", "uldl_studio", "train", "demo", "--out", str(tmp_path / "run"),
+                           "--limit", "60", "--epochs", "1", "--device", "cpu", "--folds", "2", *tiny],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    samples = Run.open(tmp_path / "run").samples()
+    train = samples["split"].to_numpy() == "train"
+    oof = scores.values(samples, "oof_confidence")
+    assert np.isfinite(oof[train]).all() and np.isnan(oof[~train]).all()
+    folds = fold_of(samples["sample_id"][train], 2)
+    assert set(folds) == {0, 1}
+    fold_models = [Run.open(tmp_path / "run" / "crossfit" / f"fold{k}").samples() for k in (0, 1)]
+    for k, model in enumerate(fold_models):     # a row is predicted by the model that held it out
+        assert set(model.loc[model["split"] == "valid", "sample_id"]) == \
+            set(samples["sample_id"][train][folds == k])
+    session = Session.open_run(tmp_path / "run")
+    row = int(np.flatnonzero(train)[0])
+    before = session.score("oof_confidence")[row]
+    new = (int(session.table["label"].iat[row]) + 1) % len(session.classes)
+    session.relabel([row], [new])
+    assert session.score("oof_confidence")[row] == pytest.approx(1 - session.table[f"oof_{session.classes[new]}"].iat[row])
+    assert session.score("oof_confidence")[row] != pytest.approx(before)
+    session.journal.close()

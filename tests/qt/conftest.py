@@ -74,3 +74,15 @@ def run_dir(tmp_path, trained_run_dir):
     target = tmp_path / "run"
     shutil.copytree(trained_run_dir, target)
     return target
+
+
+@pytest.fixture
+def run_bridge(qtbot, run_dir):
+    """A SessionBridge on a private copy of the trained run (its journal closed afterwards)."""
+    from uldl_studio.core.run import Run
+    from uldl_studio.qt.session_bridge import SessionBridge
+
+    bridge = SessionBridge()
+    bridge.session.set_run(Run.open(run_dir))
+    yield bridge
+    bridge.session.journal.close()

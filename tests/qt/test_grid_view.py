@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
@@ -90,7 +91,7 @@ def test_thumbnails_are_fetched_lazily_for_visible_items(qtbot, grid, table):
     edited["edited"] = False
     edited.loc[grid.rows()[[1, 4]], "edited"] = True
     grid.session.update_results(edited)
-    assert grid.model.data(grid.model.index(1)).startswith("✎ ")
+    assert grid.model.data(grid.model.item(1)).startswith("✎ ")
     grid.set_thumbnail_size(64)
     qtbot.wait(200)  # let the lazy fetch fill the visible items
     painted = colours_in(grid, step=2)
@@ -101,22 +102,44 @@ def test_thumbnails_are_fetched_lazily_for_visible_items(qtbot, grid, table):
 def test_click_sets_current_and_current_scrolls(qtbot, grid, table):
     grid.session.select(np.arange(0, 60))
     QApplication.processEvents()
-    index = grid.model.index(2)
-    rect = grid.list_view.visualRect(index)
+    index = grid.model.item(2)
+    rect = grid.tile_view.visualRect(index)
     with qtbot.waitSignal(grid.bridge.currentChanged) as blocker:
-        qtbot.mouseClick(grid.list_view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+        qtbot.mouseClick(grid.tile_view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert blocker.args == [int(grid.rows()[2])]
     # a current row set elsewhere is selected here
     target = int(grid.rows()[40])
     grid.session.set_current(target)
-    assert grid.list_view.currentIndex().row() == 40
+    assert grid.model.position(grid.tile_view.currentIndex()) == 40
 
 
-def test_max_items_caps_the_listing(grid, table):
-    grid.set_max_items(50)
-    assert grid.model.rowCount() == 50 and grid.show_all_button.isVisibleTo(grid)
-    grid.set_max_items(None)
-    assert grid.model.rowCount() == len(table)
+def test_every_row_is_listed_and_only_visible_tiles_are_drawn(qtbot):
+    """A grid over 100 000 rows lists them all (no cap): tiles fill the width, thumbnails are
+    fetched only for what is on screen, and the last row is reachable by scrolling."""
+    big = pd.concat([grid_table()] * 250, ignore_index=True)
+    big["sample_id"] = [f"s{i}" for i in range(len(big))]
+    big.attrs = dict(grid_table().attrs)
+    grid = GridView(SessionBridge())
+    grid.thumbnail_provider = provider = Provider()
+    grid.resize(700, 480)
+    qtbot.addWidget(grid)
+    grid.show()
+    qtbot.waitExposed(grid)
+    grid.session.set_dataset(big, {})
+    assert grid.model.rows.size == len(big) == 100_000
+    assert grid.model.columns == grid.tile_view.viewport().width() // grid._cell.width() > 1
+    assert "100,000 samples (all)" in grid.info_label.text()
+    qtbot.waitUntil(lambda: len(provider.calls) > 0, timeout=2000)
+    QApplication.processEvents()
+    assert 0 < len(set(provider.calls)) < 200                        # a screenful, not 100 000
+    grid.session.set_current(int(grid.rows()[-1]))                    # scrolls to the last tile
+    QApplication.processEvents()
+    index = grid.model.item(len(big) - 1)
+    assert grid.tile_view.viewport().rect().intersects(grid.tile_view.visualRect(index))
+    grid.resize(400, 480)                                             # narrower: fewer per row
+    QApplication.processEvents()
+    assert grid.model.columns == max(1, grid.tile_view.viewport().width() // grid._cell.width())
+    assert grid.model.position(grid.tile_view.currentIndex()) == len(big) - 1
 
 
 def test_linked_with_map(qtbot, table):
@@ -130,7 +153,7 @@ def test_linked_with_map(qtbot, table):
     model.set_dataset(table, {})
     rows = map_view.select_box(-0.52, -0.21, 0.31, 0.42)
     assert sorted(grid.rows().tolist()) == rows.tolist()
-    grid.list_view.setCurrentIndex(grid.model.index(0))
+    grid.tile_view.setCurrentIndex(grid.model.item(0))
     assert model.current == int(grid.rows()[0])
     assert np.allclose(map_view.current_mark.data["x"], table["valence"].iloc[model.current])
 

@@ -7,21 +7,10 @@ import pytest
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def project_with_run(qtbot, run_dir):
-    from uldl_studio.core.run import Run
-    from uldl_studio.qt.session_bridge import SessionBridge
-
-    bridge = SessionBridge()
-    bridge.session.set_run(Run.open(run_dir))
-    yield bridge
-    bridge.session.journal.close()
-
-
-def test_shows_a_training_sample(qtbot, project_with_run):
+def test_shows_a_training_sample(qtbot, run_bridge):
     from uldl_studio.qt.inspector import Inspector
 
-    bridge = project_with_run
+    bridge = run_bridge
     project = bridge.session
     inspector = Inspector(bridge)
     qtbot.addWidget(inspector)
@@ -48,10 +37,10 @@ def test_shows_a_training_sample(qtbot, project_with_run):
     assert blocker.args == [shown[0].row]
 
 
-def test_edit_state_and_test_rows(qtbot, project_with_run):
+def test_edit_state_and_test_rows(qtbot, run_bridge):
     from uldl_studio.qt.inspector import Inspector
 
-    bridge = project_with_run
+    bridge = run_bridge
     project = bridge.session
     inspector = Inspector(bridge)
     qtbot.addWidget(inspector)
@@ -81,3 +70,22 @@ def test_dataset_without_results(qtbot, demo_table):
     assert set(inspector.chart.bars) == {"ref"}          # only the reference before training
     assert inspector.fields["lambda"].text() == "–"
     assert "after training" in inspector.neighbour_note.text()
+
+
+def test_neighbour_tiles_show_their_share_of_d_tilde(qtbot, run_bridge):
+    """Raw s, ζ and c can all be tiny; each tile says what it contributed to d̃, and the shares
+    add up to 1 over the neighbours."""
+    import re
+
+    from uldl_studio.qt.inspector import Inspector
+
+    inspector = Inspector(run_bridge)
+    qtbot.addWidget(inspector)
+    table = run_bridge.session.table
+    train_row = int(np.flatnonzero(table["split"].to_numpy() == "train")[0])
+    inspector.set_row(train_row)
+    shown = [t for t in inspector.tiles if t.isVisibleTo(inspector)]
+    assert shown
+    shares = [float(re.search(r"(\d+)% of d̃", t.text()).group(1)) for t in shown]
+    assert abs(sum(shares) - 100) <= len(shares)          # whole percents, rounded
+    assert all("c " in t.toolTip() and "s " in t.toolTip() for t in shown)

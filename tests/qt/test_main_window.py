@@ -86,7 +86,7 @@ def test_demo_train_select_relabel_undo_export(qtbot, window, tmp_path):
     press(qtbot, win, Qt.Key(Qt.Key.Key_1 + new))
     assert int(win.project.table["label"].iat[row]) == new
     assert win.project.flag("edited")[row] and len(win.map_view.edited_marks.data) == 1  # marked
-    assert "✎" in win.grid_view.model.data(win.grid_view.model.index(win.grid_view.model.position_of(row)))
+    assert "✎" in win.grid_view.model.data(win.grid_view.model.item(win.grid_view.model.position_of(row)))
     assert "edited" in win.inspector.fields["state"].text()
     press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert int(win.project.table["label"].iat[row]) == given

@@ -81,8 +81,8 @@ class TrainConfig:
     lambda_baseline: str = "global"       # global | class | none (FER+ sweep: bench/RESULTS_ferplus.md)
     lambda_prior: float = 0.05            # β of ½β(raw - raw0)²
     lambda_budget: float | None = None    # cap on mean λ after each epoch
-    # exported soft labels (core.soft_labels): weight of the calibrated epoch-averaged prediction
-    soft_label_mix: float = 0.5
+    # exported soft labels (core.soft_labels): weight of the calibrated prediction; None: per method
+    soft_label_mix: float | None = None
 
     def __post_init__(self) -> None:
         choices = {"method": METHODS, "neighbors": NEIGHBOR_MODES, "va": VA_MODES,
@@ -104,7 +104,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be strictly between 0 and 1, got {getattr(self, name)}")
         if self.lambda_budget is not None and not 0.0 < self.lambda_budget < 1.0:
             raise ConfigError(f"lambda_budget must be in (0, 1) or null, got {self.lambda_budget}")
-        if not 0.0 <= float(self.soft_label_mix) <= 1.0:
+        if self.soft_label_mix is not None and not 0.0 <= float(self.soft_label_mix) <= 1.0:
             raise ConfigError(f"soft_label_mix must be in [0, 1], got {self.soft_label_mix}")
         if self.delta is not None and self.delta <= 0:
             raise ConfigError(f"delta must be > 0 or null (auto), got {self.delta}")

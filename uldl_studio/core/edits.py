@@ -514,7 +514,8 @@ def apply_edits(table: "pd.DataFrame", journal: EditJournal) -> "pd.DataFrame":
     * ``edited``: ``label != label_given``. A sample the annotator only confirmed (relabelled
       to its given label, or changed and changed back) is not ``edited``; it is still in
       ``journal.labels()`` (reviewed);
-    * ``unsure``: marked unsure in the journal.
+    * ``unsure``: marked unsure in the journal;
+    * ``reviewed``: the annotator labelled it (changed, or confirmed with Enter): in ``journal.labels()``.
 
     ``attrs`` are kept. Journal entries for sample ids the table lacks, or labels outside the
     table's classes, are ignored with one :class:`EditsWarning` giving counts (the dataset may
@@ -571,6 +572,7 @@ def apply_edits(table: "pd.DataFrame", journal: EditJournal) -> "pd.DataFrame":
     out["label_given"] = given
     out["edited"] = label != given
     out["unsure"] = unsure
+    out["reviewed"] = out["sample_id"].astype(str).isin(set(edits)).to_numpy() if edits else False
     return out
 
 
@@ -586,7 +588,7 @@ def without_edits(table: "pd.DataFrame") -> "pd.DataFrame":
     """A copy of ``table`` shaped as ``apply_edits`` output for a journal with no edits."""
     out = table.copy()
     out.attrs = dict(table.attrs)
-    for col in ("edited", "unsure"):
+    for col in ("edited", "unsure", "reviewed"):
         if col not in out:
             out[col] = False
     return out

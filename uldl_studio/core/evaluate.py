@@ -33,6 +33,29 @@ def _clean(tree):
     return tree
 
 
+def _score_aurocs(part, wrong: np.ndarray) -> dict:
+    """AUROC of every registered score (bad end high) for "given label ≠ reference majority"."""
+    from . import scores
+
+    out = {}
+    if wrong.all() or not wrong.any():
+        return out
+    for s in scores.registered():
+        bad = scores.badness(part, s.name)
+        if np.isfinite(bad).all() and np.ptp(bad) > 0:
+            out[s.name] = M.auroc(bad, wrong)
+    return out
+
+
+def _review_counts(run, samples) -> dict:
+    """How many samples the annotator reviewed, relabelled and marked unsure (the journal)."""
+    from .edits import apply_run_edits
+
+    edited = apply_run_edits(samples, run.path)
+    return {"reviewed": int(edited["reviewed"].sum()), "relabelled": int(edited["edited"].sum()),
+            "unsure": int(edited["unsure"].sum())}
+
+
 def evaluate(run, write: bool = True) -> dict:
     samples = run.samples()
     classes = list(run.classes)
@@ -66,12 +89,17 @@ def evaluate(run, write: bool = True) -> dict:
             ref = ref_all[train]
             d = part[d_columns(classes)].to_numpy(np.float64)
             constructed["d_vs_reference"] = M.ldl_metrics(ref, d)
+            soft_cols = [f"soft_{c}" for c in classes]
+            if all(c in part for c in soft_cols):
+                constructed["soft_vs_reference"] = M.ldl_metrics(ref, part[soft_cols].to_numpy(np.float64))
+            constructed["score_auroc_reference"] = _score_aurocs(part, given != ref.argmax(1))
             constructed["onehot_vs_reference"] = M.ldl_metrics(ref, np.eye(m)[given])
             if np.isfinite(lam).all():
                 constructed["lambda_auroc_reference"] = M.lambda_auroc(lam, given, ref)
         if "label_original" in part and np.isfinite(lam).all():
             constructed["lambda_auroc_original"] = M.lambda_auroc(lam, given, part["label_original"].to_numpy())
         out["constructed"] = constructed
+    out["review"] = _review_counts(run, samples)
     out = _clean(out)
     if write:
         atomic_write_text(run.path / "metrics.json", json.dumps(out, indent=2, sort_keys=True) + "\n")

@@ -2,7 +2,7 @@
 
 CSV columns, in this order::
 
-    sample_id, path, split, label, label_name, edited, valence, arousal,
+    sample_id, path, split, label, label_name, edited, unsure, reviewed, valence, arousal,
     <exported scores>…, d_<class>…, p_<class>…
 
 The exported scores are the registered scores with ``exported=True`` (``core.scores``), in
@@ -18,10 +18,12 @@ variability, knn_disagreement, entropy`` (``lambda`` keeps its place after ``aro
   constructed distribution); ``p_<class>`` is the model's prediction. A table without ``d_`` columns (no training results) gets the one-hot of
   ``label``; rows whose ``d`` is all NaN (samples no distribution was constructed for) get
   it too. A table without ``p_`` columns, or rows with all-NaN ``p``, get ``d``.
-* Missing ``edited`` → False; missing ``valence``/``arousal`` → NaN.
+* ``unsure`` (marked unsure) and ``reviewed`` (the annotator labelled or confirmed it) come
+  from the journal. Missing ``edited``/``unsure``/``reviewed`` → False (the reader accepts files
+  without ``unsure``/``reviewed``); missing ``valence``/``arousal`` → NaN.
 * Floats are written with ``repr`` (the shortest string that reads back as the same
   float64), so ``read_soft_labels(write_soft_labels(t))`` gives bit-identical values. NaN is
-  an empty field. ``edited`` is ``True``/``False``.
+  an empty field. ``edited``, ``unsure`` and ``reviewed`` are ``True``/``False``.
 * Each distribution sums to 1: a row off by more than 1e-9 but at most 1e-3 (float32 drift)
   is renormalised; a row further off, or with negative / non-finite entries, is an error.
   Rows within 1e-9 are written untouched (lossless).
@@ -50,7 +52,10 @@ from uldl_studio.core.table import SPLITS, DatasetError, classes_of, d_columns, 
 
 __all__ = ["write_soft_labels", "read_soft_labels", "soft_label_columns", "FIXED_COLUMNS"]
 
-FIXED_COLUMNS = ("sample_id", "path", "split", "label", "label_name", "edited", "valence", "arousal")
+#: the annotator's review state per sample; ``unsure`` and ``reviewed`` are optional when reading
+FLAG_COLUMNS = ("edited", "unsure", "reviewed")
+_OPTIONAL_FLAGS = ("unsure", "reviewed")
+FIXED_COLUMNS = ("sample_id", "path", "split", "label", "label_name", *FLAG_COLUMNS, "valence", "arousal")
 _FLOAT_FIXED = ("valence", "arousal")
 _RANGE_SLACK = 1e-9
 _RENORMALISE_ABOVE = 1e-9  # rows closer to 1 than this are written untouched
@@ -64,10 +69,12 @@ def score_columns() -> list[str]:
     return [s.name for s in scores.exported()]
 
 
-def soft_label_columns(classes: Sequence[str], score_names: Sequence[str] | None = None) -> list[str]:
+def soft_label_columns(classes: Sequence[str], score_names: Sequence[str] | None = None,
+                       flags: Sequence[str] = FLAG_COLUMNS) -> list[str]:
     """The exact column order of a soft-label file for ``classes`` (scores: all exported)."""
     score_names = score_columns() if score_names is None else list(score_names)
-    return [*FIXED_COLUMNS, *score_names, *d_columns(classes), *p_columns(classes)]
+    fixed = [c for c in FIXED_COLUMNS if c not in FLAG_COLUMNS or c in flags]
+    return [*fixed, *score_names, *d_columns(classes), *p_columns(classes)]
 
 
 def _range_text(score: scores.Score) -> str:
@@ -147,8 +154,8 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         raise ValueError(f"row {row + 1} ({ids[row]!r}): label {label[row]} is outside 0..{m - 1}")
     out["label"] = label
     out["label_name"] = np.asarray(classes, dtype=object)[label]
-    out["edited"] = (table["edited"].fillna(False).to_numpy(dtype=bool) if "edited" in table
-                     else np.zeros(n, dtype=bool))
+    for flag in FLAG_COLUMNS:
+        out[flag] = (table[flag].fillna(False).to_numpy(dtype=bool) if flag in table else np.zeros(n, dtype=bool))
     for col in _FLOAT_FIXED:
         values = table[col].to_numpy(np.float64) if col in table else np.full(n, np.nan)
         bad = ~np.isnan(values) & ~((values >= -1.0) & (values <= 1.0))
@@ -191,11 +198,12 @@ def _rows(frame: pd.DataFrame, classes: Sequence[str]) -> Iterator[list[str]]:
     floats = frame[[*_FLOAT_FIXED, *score_columns(), *d_columns(classes), *p_columns(classes)]].to_numpy(np.float64)
     strings = frame[["sample_id", "path", "split", "label_name"]].to_numpy(dtype=object)
     labels = frame["label"].to_numpy()
-    edited = frame["edited"].to_numpy()
+    flags = frame[list(FLAG_COLUMNS)].to_numpy(dtype=bool)
     for i in range(len(frame)):
         sid, path, split, name = strings[i]
         values = [_float_text(v) for v in floats[i].tolist()]
-        yield [sid, path, split, str(int(labels[i])), name, "True" if edited[i] else "False", *values]
+        marks = ["True" if f else "False" for f in flags[i].tolist()]
+        yield [sid, path, split, str(int(labels[i])), name, *marks, *values]
 
 
 def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
@@ -216,8 +224,9 @@ def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
             handle.write(json.dumps(list(classes), ensure_ascii=False))
             handle.write(', "columns": ' + json.dumps(columns, ensure_ascii=False) + ', "rows": [')
             for i, row in enumerate(_rows(frame, classes)):
-                cells = [*row[:3], int(row[3]), row[4], row[5] == "True",
-                         *(None if v == "" else float(v) for v in row[6:])]
+                k = 5 + len(FLAG_COLUMNS)
+                cells = [*row[:3], int(row[3]), row[4], *(v == "True" for v in row[5:k]),
+                         *(None if v == "" else float(v) for v in row[k:])]
                 handle.write(("," if i else "") + "\n" + json.dumps(cells, ensure_ascii=False, allow_nan=False))
             handle.write("\n]}\n")
         return
@@ -333,7 +342,8 @@ after them, kept as strings), ``attrs["classes"]``
     if not classes:
         raise DatasetError(f"{path}: header: no d_<class> columns (is this a soft-label file?)")
     present_scores = [name for name in score_columns() if name in header]
-    missing = [c for c in soft_label_columns(classes, present_scores) if c not in header]
+    present_flags = [f for f in FLAG_COLUMNS if f not in _OPTIONAL_FLAGS or f in header]
+    missing = [c for c in soft_label_columns(classes, present_scores, present_flags) if c not in header]
     if missing:
         raise DatasetError(f"{path}: header: missing columns {missing}")
     p_classes = [h[2:] for h in header if h.startswith("p_")]
@@ -378,16 +388,15 @@ after them, kept as strings), ``attrs["classes"]``
             raise _Bad(row, f"label_name {out['label_name'][row]!r} does not match label {labels[row]} "
                             f"({classes[labels[row]]!r})")
         out["label"] = labels
-        edited = np.empty(n, dtype=bool)
-        for i, text in enumerate(cells("edited")):
-            key = text.strip().lower()
-            if key in ("true", "1"):
-                edited[i] = True
-            elif key in ("false", "0", ""):
-                edited[i] = False
-            else:
-                raise _Bad(i, f"edited {text!r} is not True or False")
-        out["edited"] = edited
+        for flag in FLAG_COLUMNS:
+            values = np.zeros(n, dtype=bool)
+            for i, text in enumerate(cells(flag) if flag in position else ()):
+                key = text.strip().lower()
+                if key in ("true", "1"):
+                    values[i] = True
+                elif key not in ("false", "0", ""):
+                    raise _Bad(i, f"{flag} {text!r} is not True or False")
+            out[flag] = values
         for name in _FLOAT_FIXED:
             values = _parse_floats(cells(name), name, allow_nan=True)
             if (row := _first(~np.isnan(values) & ~((values >= -1.0) & (values <= 1.0)))) is not None:
@@ -414,7 +423,7 @@ after them, kept as strings), ``attrs["classes"]``
     except _Bad as bad:
         raise fail(bad.row, bad.reason) from None
 
-    order = [*soft_label_columns(classes, present_scores), *(h for h in header if h not in out)]
+    order = [*soft_label_columns(classes, present_scores), *(h for h in header if h not in out)]  # flags: always
     frame = pd.DataFrame({name: (out[name] if name in out else np.asarray(cells(name), dtype=object))
                           for name in order})
     for name in ("sample_id", "path", "split", "label_name"):

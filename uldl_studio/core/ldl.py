@@ -81,10 +81,16 @@ def aggregate_distribution(c, neighbour_probs) -> torch.Tensor:
     """
     c = _t(c)
     probs = _t(neighbour_probs, c.dtype)
+    return (contribution_weights(c).unsqueeze(-1) * probs).sum(-2)
+
+
+def contribution_weights(c) -> torch.Tensor:
+    """The weight of each neighbour in d̃: c_ik / Σ_k c_ik, uniform where the total is zero
+    (see ``aggregate_distribution``). (…, K) → (…, K), each row summing to 1."""
+    c = _t(c)
     total = c.sum(-1, keepdim=True)
     usable = total > ZERO_CONTRIBUTION
-    weights = torch.where(usable, c / total.clamp_min(ZERO_CONTRIBUTION), torch.full_like(c, 1.0 / c.shape[-1]))
-    return (weights.unsqueeze(-1) * probs).sum(-2)
+    return torch.where(usable, c / total.clamp_min(ZERO_CONTRIBUTION), torch.full_like(c, 1.0 / c.shape[-1]))
 
 
 def target_distribution(onehot, lam, d_tilde) -> torch.Tensor:

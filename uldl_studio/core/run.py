@@ -175,6 +175,7 @@ class Run:
                 frame[col] = frame[col].map({"True": True, "False": False, True: True, False: False})
         frame.attrs = {"classes": list(self.classes), "root": str(self.dataset_info.get("path", "")),
                        "format": self.dataset_info.get("format", "auto")}
+        frame = join_out_of_fold(self.path, frame)
         try:
             validate_table(frame)
         except DatasetError as exc:
@@ -399,3 +400,33 @@ def write_epoch_outputs(run_dir: str | Path, table: pd.DataFrame, config: TrainC
             np.savez(handle, **results["neighbors"])
     with atomic_open(run_dir / "history.csv", "w", newline="") as handle:
         pd.DataFrame(history).to_csv(handle, index=False)
+
+
+#: out-of-fold predictions of ``core.crossfit`` (``uldl-studio train … --folds K``)
+CROSSFIT_FILE = "crossfit.npz"
+OOF_PREFIX = "oof_"
+
+
+def join_out_of_fold(run_dir: str | Path, samples: pd.DataFrame) -> pd.DataFrame:
+    """``samples`` with ``oof_<class>`` columns from RUN/crossfit.npz (NaN for rows without an
+    out-of-fold prediction); unchanged when the run has no such file."""
+    path = Path(run_dir) / CROSSFIT_FILE
+    if not path.exists():
+        return samples
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            ids, probs, classes = data["sample_id"], data["probs"], [str(c) for c in data["classes"]]
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one line
+        raise DatasetError(f"{path}: unreadable cross-fit file ({exc})") from exc
+    if classes != classes_of(samples):
+        raise DatasetError(f"{path}: the cross-fit classes {classes} differ from the run's {classes_of(samples)}")
+    position = pd.Series(np.arange(len(ids)), index=pd.Index(ids.astype(str)))
+    pos = position.reindex(samples["sample_id"].astype(str)).to_numpy()
+    hit = np.isfinite(pos)
+    values = np.full((len(samples), len(classes)), np.nan)
+    values[hit] = probs[pos[hit].astype(np.int64)]
+    out = samples.copy()
+    out.attrs = dict(samples.attrs)
+    for j, c in enumerate(classes):
+        out[f"{OOF_PREFIX}{c}"] = values[:, j]
+    return out

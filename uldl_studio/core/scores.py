@@ -43,6 +43,11 @@ class Score:
     exported: bool = True                  # a column of the soft-label export
     value_range: tuple[float, float] | None = None   # the values' possible range (colour clip, reader)
     diverging: bool = False                # centred on 0 (colour scale symmetric)
+    short: str = ""                        # a few characters for narrow places (inspector rows)
+
+    @property
+    def short_label(self) -> str:
+        return self.short or self.name.replace("_", " ")
 
     @property
     def tooltip(self) -> str:
@@ -65,13 +70,13 @@ _REGISTRY: dict[str, Score] = {}
 
 def score(name: str, *, label: str, meaning: str, bad: str = "high", cmap: str = "viridis",
           exported: bool = True, value_range: tuple[float, float] | None = None,
-          diverging: bool = False):
+          diverging: bool = False, short: str = ""):
     """Decorator: register ``fn(table) -> np.ndarray`` as the score ``name``."""
     if bad not in ("high", "low"):
         raise ValueError(f"score {name!r}: bad must be 'high' or 'low', not {bad!r}")
 
     def register(fn: Callable[[pd.DataFrame], np.ndarray]):
-        _REGISTRY[name] = Score(name, label, meaning, fn, bad, cmap, exported, value_range, diverging)
+        _REGISTRY[name] = Score(name, label, meaning, fn, bad, cmap, exported, value_range, diverging, short)
         return fn
 
     return register
@@ -184,14 +189,15 @@ def _lambda(table: pd.DataFrame) -> np.ndarray:
 
 @score("ambiguity", label="ambiguity (combined)",
        meaning="the evidence below combined: mean percentile rank of λ, self-confidence, "
-               "area under the margin and neighbour disagreement; high = review first",
+               "area under the margin, neighbour disagreement and (with --folds) the out-of-fold "
+               "self-confidence; high = review first",
        value_range=(0.0, 1.0), cmap="plasma")
 def _ambiguity(table: pd.DataFrame) -> np.ndarray:
     parts = [badness(table, name) for name in AMBIGUITY_PARTS if name in _REGISTRY]
     return rank_average(parts)
 
 
-@score("self_confidence", label="self-confidence 1 − p[given]",
+@score("self_confidence", short="1 − p[given]", label="self-confidence 1 − p[given]",
        meaning="1 − the model's probability for the current label", value_range=(0.0, 1.0),
        cmap="magma")
 def _self_confidence(table: pd.DataFrame) -> np.ndarray:
@@ -207,7 +213,7 @@ def _margin(table: pd.DataFrame) -> np.ndarray:
     return best_other - p_given
 
 
-@score("aum", label="area under the margin",
+@score("aum", short="AUM", label="area under the margin",
        meaning="p[given] − best other class, averaged over the training epochs; below 0 = the "
                "label was never learned", bad="low", value_range=(-1.0, 1.0), cmap="CET-D1",
        diverging=True)
@@ -215,7 +221,7 @@ def _aum(table: pd.DataFrame) -> np.ndarray:
     return _column(table, "dyn_margin_mean")
 
 
-@score("confidence_mean", label="mean confidence over epochs",
+@score("confidence_mean", short="confidence", label="mean confidence over epochs",
        meaning="p[given] averaged over the training epochs (data-map confidence)", bad="low",
        value_range=(0.0, 1.0), cmap="magma")
 def _confidence_mean(table: pd.DataFrame) -> np.ndarray:
@@ -229,21 +235,29 @@ def _variability(table: pd.DataFrame) -> np.ndarray:
     return _column(table, "dyn_p_given_std")
 
 
-@score("knn_disagreement", label="neighbour disagreement",
+@score("knn_disagreement", short="kNN disagreement", label="neighbour disagreement",
        meaning="how much the nearest training samples in feature space disagree with the given "
                "label (their labels and predictions)", value_range=(0.0, 1.0), cmap="cividis")
 def _knn_disagreement(table: pd.DataFrame) -> np.ndarray:
     return _column(table, "knn_disagreement")
 
 
-@score("entropy", label="entropy of d",
+@score("oof_confidence", short="1 − OOF p[given]", label="out-of-fold 1 − p[given]",
+       meaning="1 − p[current label] from cross-fitted models that never saw the sample "
+               "(train --folds K)", value_range=(0.0, 1.0), cmap="magma")
+def _oof_confidence(table: pd.DataFrame) -> np.ndarray:
+    probs = _distribution(table, "oof_")
+    return 1.0 - probs[np.arange(len(probs)), _given_index(table, probs.shape[1])]
+
+
+@score("entropy", short="entropy of d", label="entropy of d",
        meaning="normalised entropy of the constructed distribution d (0 = one class, 1 = uniform)",
        value_range=(0.0, 1.0), cmap="inferno")
 def _entropy(table: pd.DataFrame) -> np.ndarray:
     return normalised_entropy(_distribution(table, "d_"))
 
 
-@score("lambda_change", label="λ change since last run",
+@score("lambda_change", short="λ change", label="λ change since last run",
        meaning="λ minus λ of the previous training in this run folder (after edits)",
        exported=False, cmap="CET-D1", diverging=True, value_range=(-1.0, 1.0))
 def _lambda_change(table: pd.DataFrame) -> np.ndarray:
@@ -251,7 +265,7 @@ def _lambda_change(table: pd.DataFrame) -> np.ndarray:
 
 
 #: the scores ``ambiguity`` combines (each oriented bad = high, then rank-averaged)
-AMBIGUITY_PARTS = ("lambda", "self_confidence", "aum", "knn_disagreement")
+AMBIGUITY_PARTS = ("lambda", "self_confidence", "aum", "knn_disagreement", "oof_confidence")
 
 
 def rank_average(parts: list[np.ndarray]) -> np.ndarray:

@@ -4,13 +4,17 @@ Ingredients, all from the run itself:
 
 - the constructed distribution d (LDLVA: (1 − λ) l + λ d̃; a plain cross-entropy run: the
   one-hot given label) for training rows, the prediction p for the others;
-- the epoch-averaged prediction p̄ (``pavg_<class>``), calibrated with one temperature T fitted
-  on the *valid* split's given labels. The negative log-likelihood of one annotator's label is
-  a proper score for the distribution of annotators' labels, so the temperature that best
-  predicts held-out given labels makes p̄ an estimate of that distribution; no crowd column is
-  ever read (a user's dataset has none).
+- the last epoch's prediction p, calibrated with one temperature T fitted on the *valid*
+  split's given labels. The negative log-likelihood of one annotator's label is a proper score
+  for the distribution of annotators' labels, so the temperature that best predicts held-out
+  given labels makes p an estimate of that distribution; no crowd column is ever read (a
+  user's dataset has none).
 
-soft = (1 − w) · d + w · temper(p̄, T), with w = ``mix`` (``TrainConfig.soft_label_mix``).
+soft = (1 − w) · d + w · temper(p, T), with w = ``TrainConfig.soft_label_mix``; by default
+(``None``) ``DEFAULT_MIX[method]``: 0.4 for ``ce`` (its d is the one-hot label) and 0.1 for
+``ldlva`` (its d already leans on the neighbours by λ). Measured on FER+ with one annotator's
+vote per image (bench/ferplus_scores.py, docs/method.md): the epoch-averaged prediction
+(``pavg_<class>``) is a worse ingredient than the last epoch's, its early epochs are underfit.
 """
 from __future__ import annotations
 
@@ -28,6 +32,12 @@ TARGET_PREFIX = "target_"
 
 #: temperatures searched (log-uniform bounds)
 T_RANGE = (0.2, 10.0)
+#: the weight of the calibrated prediction per method when ``soft_label_mix`` is None
+DEFAULT_MIX = {"ce": 0.4, "ldlva": 0.1}
+
+
+def mix_for(method: str, mix: float | None) -> float:
+    return DEFAULT_MIX.get(method, 0.1) if mix is None else float(mix)
 
 
 def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -60,19 +70,19 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(best.x))
 
 
-def build_soft_labels(constructed: np.ndarray, mean_probs: np.ndarray, labels: np.ndarray,
+def build_soft_labels(constructed: np.ndarray, probs: np.ndarray, labels: np.ndarray,
                       calibration_rows: np.ndarray, mix: float) -> tuple[np.ndarray, float]:
     """(soft labels (N, m), the fitted temperature).
 
-    ``constructed``: (N, m) d (train rows) / p (other rows); ``mean_probs``: (N, m) p̄;
+    ``constructed``: (N, m) d (train rows) / p (other rows); ``probs``: (N, m) the prediction;
     ``labels``: (N,) given labels; ``calibration_rows``: the rows T is fitted on (the valid
-    split; when empty, T = 1); ``mix``: the weight w of the calibrated p̄.
+    split; when empty, T = 1); ``mix``: the weight w of the calibrated prediction.
     """
     if not 0.0 <= mix <= 1.0:
         raise ValueError(f"mix must be in [0, 1], got {mix}")
     rows = np.asarray(calibration_rows, dtype=np.int64)
-    temperature = fit_temperature(mean_probs[rows], labels[rows]) if rows.size else 1.0
-    soft = (1.0 - mix) * np.asarray(constructed, np.float64) + mix * temper(mean_probs, temperature)
+    temperature = fit_temperature(probs[rows], labels[rows]) if rows.size else 1.0
+    soft = (1.0 - mix) * np.asarray(constructed, np.float64) + mix * temper(probs, temperature)
     return soft / soft.sum(axis=1, keepdims=True), temperature
 
 

@@ -101,7 +101,7 @@ from . import ldl
 from .augment import augment_batch, to_float
 from .config import TrainConfig, resolve_device
 from .dynamics import TrainingDynamics, knn_disagreement
-from .soft_labels import build_soft_labels, target_matrix
+from .soft_labels import build_soft_labels, mix_for, target_matrix
 from .model import LDLNet, build_model
 from .neighbors import knn
 from .precision import Precision, choose_precision
@@ -365,6 +365,11 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
     if len(train_rows) == 0:
         raise DatasetError(f"{table.attrs.get('root', 'dataset')}: no training samples (split 'train' is empty)")
     classes = classes_of(table)
+    present = np.unique(table["label"].to_numpy(np.int64)[train_rows])
+    if len(present) < 2:
+        names = ", ".join(classes[int(c)] for c in present) or "none"
+        raise DatasetError(f"{table.attrs.get('root', 'dataset')}: the training samples carry {len(present)} "
+                           f"class ({names}); training needs at least two classes")
     labels_all = torch.as_tensor(table["label"].to_numpy(np.int64).copy(), device=device)
     train_rows_t = torch.as_tensor(train_rows, device=device)
     train_labels = labels_all[train_rows_t]
@@ -506,8 +511,9 @@ def _soft_labels(state: _State, ctx: _FitContext, results: dict) -> tuple[np.nda
     constructed = probs / probs.sum(1, keepdims=True)
     constructed[ctx.train_rows] = results["d"]
     valid_rows = np.flatnonzero(ctx.table["split"].to_numpy() == "valid")
-    return build_soft_labels(constructed, state.dynamics.mean_probs(), ctx.table["label"].to_numpy(np.int64),
-                             valid_rows, ctx.config.soft_label_mix)
+    prediction = probs / probs.sum(1, keepdims=True)
+    return build_soft_labels(constructed, prediction, ctx.table["label"].to_numpy(np.int64), valid_rows,
+                             mix_for(ctx.config.method, ctx.config.soft_label_mix))
 
 
 def _class_columns(prefix: str, classes: list[str], values: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,15 +1,13 @@
 """Thumbnail grid of the current selection (or of all samples when nothing is selected).
 
-A ``QListView`` in icon mode over ``SampleGridModel``, a list model that holds only an index
-array (no per-row objects or widgets), so 300k rows cost one ``np.ndarray``.  Thumbnails are
-asked for only when the view paints an item; missing ones are fetched in small batches on
-the next event-loop turn through ``thumbnail_provider(row) -> QPixmap | None`` and cached.
-
-A Python list model costs Qt about 1 µs per row whenever the view lays items out (QListView
-creates an index per row and each index() calls the Python ``rowCount``), so 300k rows take
-~0.4 s per change.  The grid therefore lists the first ``max_items`` rows of the sort order
-(default 20,000: the most ambiguous ones) with a "Show all" button; the rest of the
-selection is still selected.
+Virtualised: a ``QTableView`` whose every row holds as many tiles as fit the width, over
+``SampleGridModel``, a table model that holds only an index array (no per-row objects or
+widgets).  Fixed row heights and column widths let Qt lay out any number of rows without
+asking the model about each (a ``QListView`` in icon mode asks for every item: ~0.4 s per
+change at 300k rows), so the whole selection is listed and the view just scrolls
+(``bench/gui_scale.py``).  Thumbnails are asked for only when a tile is painted; missing ones
+are fetched in small batches on the next event-loop turn through
+``thumbnail_provider(row) -> QPixmap | None`` and cached.
 
 Linking: the session's selection and filter decide which rows are listed, in the order of
 the chosen sort key (any registered score, worst first, or the sample id); clicking an item
@@ -24,14 +22,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from PySide6.QtCore import (
-    QAbstractListModel, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QSize, Qt, QTimer,
+    QAbstractTableModel, QItemSelectionModel, QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, QTimer,
     Signal, Slot,
 )
 from PySide6.QtGui import QBrush, QColor, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QListView, QPushButton, QSlider, QStyledItemDelegate,
-    QVBoxLayout,
-    QWidget,
+    QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QSlider, QStyle, QStyledItemDelegate,
+    QTableView, QVBoxLayout, QWidget,
 )
 
 from uldl_studio.core import scores
@@ -56,13 +53,15 @@ def short_name(key: str) -> str:
     return "λ" if key == "lambda" else key.replace("_", " ")
 
 
-class SampleGridModel(QAbstractListModel):
-    """List model over table rows given as an index array (display order)."""
+class SampleGridModel(QAbstractTableModel):
+    """Tiles over table rows given as an index array (display order), ``columns`` per row:
+    tile ``k`` is at (k // columns, k % columns); cells past the last tile are empty."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.table: pd.DataFrame | None = None
         self.rows = np.empty(0, dtype=np.int64)
+        self.columns = 1
         self.thumbnail_provider: Callable[[int], QPixmap | None] | None = None
         self.icon_size = 96
         self._classes: list[str] = []
@@ -96,8 +95,7 @@ class SampleGridModel(QAbstractListModel):
         """Same rows, new values: labels, λ, edits (thumbnails stay cached)."""
         self.table = table
         self._read_columns()
-        if self.rows.size:
-            self.dataChanged.emit(self.index(0), self.index(self.rows.size - 1))
+        self._all_changed()
 
     def _read_columns(self) -> None:
         table = self.table
@@ -114,8 +112,7 @@ class SampleGridModel(QAbstractListModel):
     def set_score(self, name: str, values: np.ndarray | None) -> None:
         """The score shown under each thumbnail (the sort key's)."""
         self._score_name, self._score = short_name(name), values
-        if self.rows.size:
-            self.dataChanged.emit(self.index(0), self.index(self.rows.size - 1))
+        self._all_changed()
 
     def set_rows(self, rows: np.ndarray) -> None:
         self.beginResetModel()
@@ -129,30 +126,57 @@ class SampleGridModel(QAbstractListModel):
         self.icon_size = int(px)
         self._scaled.clear()
         self._placeholder = self._make_placeholder()
-        if self.rows.size:
-            self.dataChanged.emit(self.index(0), self.index(self.rows.size - 1),
-                                  [Qt.ItemDataRole.DecorationRole])
+        self._all_changed([Qt.ItemDataRole.DecorationRole])
 
     def invalidate_thumbnails(self) -> None:
         self._raw.clear()
         self._scaled.clear()
-        if self.rows.size:
-            self.dataChanged.emit(self.index(0), self.index(self.rows.size - 1),
-                                  [Qt.ItemDataRole.DecorationRole])
+        self._all_changed([Qt.ItemDataRole.DecorationRole])
+
+    def set_columns(self, columns: int) -> None:
+        columns = max(1, int(columns))
+        if columns != self.columns:
+            self.beginResetModel()
+            self.columns = columns
+            self.endResetModel()
 
     def position_of(self, row: int) -> int:
-        """Position of a table row in the list, or -1."""
+        """Position of a table row among the tiles, or -1."""
         hits = np.flatnonzero(self.rows == row)
         return int(hits[0]) if hits.size else -1
 
+    def item(self, position: int) -> QModelIndex:
+        """The cell of the tile at ``position``."""
+        return self.index(position // self.columns, position % self.columns)
+
+    def position(self, index: QModelIndex) -> int:
+        """The tile position of a cell (-1 for an empty cell)."""
+        if not index.isValid():
+            return -1
+        k = index.row() * self.columns + index.column()
+        return k if k < self.rows.size else -1
+
+    def _all_changed(self, roles=()) -> None:
+        if self.rows.size:
+            self.dataChanged.emit(self.index(0, 0), self.index(self.rowCount() - 1, self.columns - 1), list(roles))
+
     # -- Qt model API --------------------------------------------------------------------
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else int(self.rows.size)
+        return 0 if parent.isValid() else -(-int(self.rows.size) // self.columns)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else self.columns
+
+    def flags(self, index):
+        if self.position(index) < 0:
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or index.row() >= self.rows.size:
+        k = self.position(index)
+        if k < 0:
             return None
-        row = int(self.rows[index.row()])
+        row = int(self.rows[k])
         if role == Qt.ItemDataRole.DisplayRole:
             label = int(self._labels[row])
             name = self._classes[label] if label < len(self._classes) else str(label)
@@ -218,23 +242,36 @@ class SampleGridModel(QAbstractListModel):
             self._scale(row, raw)
             done += 1
             if pidx.isValid():
-                idx = self.index(pidx.row())
+                idx = self.index(pidx.row(), pidx.column())
                 self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
         if self._pending:
             self._fetch_timer.start()
 
 
 class _TileDelegate(QStyledItemDelegate):
-    """Every tile as tall as the grid cell, so the label's second line (λ) is not elided.
+    """A tile: the thumbnail centred at the top, two lines of text under it."""
 
-    With uniform item sizes Qt sizes all tiles from the first one's text layout, which can
-    come out one line short; the grid cell already reserves room for two lines.
-    """
-
-    def sizeHint(self, option, index) -> QSize:  # noqa: N802
-        view = self.parent()
-        cell, gap = view.gridSize(), 2 * view.spacing()
-        return QSize(cell.width() - gap, cell.height() - gap)
+    def paint(self, painter, option, index) -> None:
+        if index.data(ROW_ROLE) is None:
+            return
+        rect = option.rect.adjusted(3, 3, -3, -3)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(rect, option.palette.highlight())
+        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        top = rect.top() + 3
+        if isinstance(pixmap, QPixmap) and not pixmap.isNull():
+            painter.drawPixmap(rect.left() + (rect.width() - pixmap.width()) // 2, top, pixmap)
+            top += pixmap.height()
+        brush = index.data(Qt.ItemDataRole.ForegroundRole)
+        colour = (option.palette.highlightedText().color() if selected
+                  else brush.color() if isinstance(brush, QBrush) else option.palette.text().color())
+        painter.save()
+        painter.setPen(colour)
+        painter.setFont(option.font)
+        text_rect = QRect(rect.left(), top + 2, rect.width(), rect.bottom() - top - 2)
+        painter.drawText(text_rect, int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop), str(index.data()))
+        painter.restore()
 
 
 class GridView(QWidget):
@@ -246,7 +283,7 @@ class GridView(QWidget):
         parent: Qt parent.
 
     Attributes: ``thumbnail_provider`` (property; ``callable(row) -> QPixmap | None``),
-    ``list_view`` (QListView), ``model`` (SampleGridModel).
+    ``tile_view`` (QTableView), ``model`` (SampleGridModel).
 
     Signals:
         sortKeyChanged(str)
@@ -261,11 +298,10 @@ class GridView(QWidget):
         self.bridge = bridge if bridge is not None else SessionBridge(self)
         self.session = self.bridge.session
         self._sort_key = "ambiguity"
+        self._cell = QSize(108, 140)  # tile size; set from the thumbnail size by _apply_sizes
         self._chosen_key = "ambiguity"  # what the user asked for; shown when it has values
         self._orders: dict[str, np.ndarray] = {}
         self._syncing = False
-        self.max_items: int | None = 20_000
-        self._total_rows = 0
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -292,30 +328,27 @@ class GridView(QWidget):
         bar.addStretch(1)
         self.info_label = QLabel(self)
         bar.addWidget(self.info_label)
-        self.show_all_button = QPushButton("Show all", self)
-        self.show_all_button.setToolTip("List every row (slower for very large selections)")
-        self.show_all_button.clicked.connect(lambda: self.set_max_items(None))
-        self.show_all_button.hide()
-        bar.addWidget(self.show_all_button)
         layout.addLayout(bar)
 
         self.model = SampleGridModel(self)
-        self.list_view = QListView(self)
-        self.list_view.setViewMode(QListView.ViewMode.IconMode)
-        self.list_view.setMovement(QListView.Movement.Static)
-        self.list_view.setResizeMode(QListView.ResizeMode.Adjust)
-        self.list_view.setUniformItemSizes(True)
-        self.list_view.setLayoutMode(QListView.LayoutMode.Batched)
-        self.list_view.setBatchSize(2000)
-        self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.list_view.setWordWrap(True)
-        self.list_view.setSpacing(4)
-        self.list_view.setModel(self.model)
-        self.list_view.setItemDelegate(_TileDelegate(self.list_view))
-        self.list_view.selectionModel().currentChanged.connect(self._on_view_current)
-        self.list_view.activated.connect(
-            lambda idx: self.activated.emit(int(idx.data(ROW_ROLE))) if idx.isValid() else None)
-        layout.addWidget(self.list_view, 1)
+        view = self.tile_view = QTableView(self)
+        view.setModel(self.model)
+        view.setItemDelegate(_TileDelegate(view))
+        view.setShowGrid(False)
+        view.setWordWrap(False)
+        view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectItems)
+        view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        view.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)  # the width never jumps
+        for header in (view.horizontalHeader(), view.verticalHeader()):
+            header.hide()
+            header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # no per-row size queries
+        view.selectionModel().currentChanged.connect(self._on_view_current)
+        view.activated.connect(lambda idx: self.activated.emit(int(idx.data(ROW_ROLE)))
+                               if idx.data(ROW_ROLE) is not None else None)
+        view.viewport().installEventFilter(self)
+        layout.addWidget(view, 1)
         self._apply_sizes(96)
 
         bridge = self.bridge
@@ -391,21 +424,30 @@ class GridView(QWidget):
             return
         self._apply_sizes(px)
 
-    def set_max_items(self, n: int | None) -> None:
-        """List at most ``n`` rows (None: all)."""
-        self.max_items = n
-        self._update_rows()
-
     def rows(self) -> np.ndarray:
         """Table rows in display order."""
         return self.model.rows
 
     # -- internals -------------------------------------------------------------------------
     def _apply_sizes(self, px: int) -> None:
-        self.list_view.setIconSize(QSize(px, px))
         text_height = 2 * self.fontMetrics().height() + 6
-        self.list_view.setGridSize(QSize(max(px, 72) + 12, px + text_height + 8))
+        self._cell = QSize(max(px, 72) + 12, px + text_height + 8)
+        self.tile_view.horizontalHeader().setDefaultSectionSize(self._cell.width())
+        self.tile_view.verticalHeader().setDefaultSectionSize(self._cell.height())
         self.model.set_icon_size(px)
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """As many tiles per row as the viewport's width holds; the current tile stays in view."""
+        columns = max(1, self.tile_view.viewport().width() // max(1, self._cell.width()))
+        if columns != self.model.columns:
+            self.model.set_columns(columns)
+            self._select_current(scroll=True)
+
+    def eventFilter(self, obj, event):  # noqa: N802
+        if obj is self.tile_view.viewport() and event.type() == event.Type.Resize:
+            self._fit_columns()
+        return super().eventFilter(obj, event)
 
     def _order(self) -> np.ndarray:
         order = self._orders.get(self._sort_key)
@@ -432,9 +474,6 @@ class GridView(QWidget):
             rows = order
         if self.session.filter.active:
             rows = rows[self.session.visible_mask()[rows]]
-        self._total_rows = rows.size
-        if self.max_items is not None and rows.size > self.max_items:
-            rows = rows[: self.max_items]
         self.model.set_rows(rows)
         self._select_current(scroll=False)
         self._update_info()
@@ -445,17 +484,15 @@ class GridView(QWidget):
         what = "selected" if self.session.selection.size else "all"
         if not total:
             self.info_label.setText("no data")
-        elif n < self._total_rows:
-            self.info_label.setText(f"first {n:,} of {self._total_rows:,} samples ({what})")
         else:
             self.info_label.setText(f"{n:,} samples ({what})")
-        self.show_all_button.setVisible(n < self._total_rows)
 
     @Slot(object, object)
     def _on_view_current(self, current, _previous) -> None:
-        if self._syncing or not current.isValid():
+        k = self.model.position(current)
+        if self._syncing or k < 0:
             return
-        self.session.set_current(int(self.model.rows[current.row()]))
+        self.session.set_current(int(self.model.rows[k]))
 
     @Slot(int)
     def _on_model_current(self, _row: int) -> None:
@@ -466,14 +503,14 @@ class GridView(QWidget):
         pos = self.model.position_of(row) if row >= 0 else -1
         self._syncing = True
         try:
-            sel = self.list_view.selectionModel()
+            sel = self.tile_view.selectionModel()
             if pos < 0:
                 sel.clearSelection()
                 return
-            index = self.model.index(pos)
+            index = self.model.item(pos)
             sel.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
             if scroll:
-                self.list_view.scrollTo(index)
+                self.tile_view.scrollTo(index)
         finally:
             self._syncing = False
 

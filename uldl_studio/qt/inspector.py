@@ -53,6 +53,13 @@ def short_name(name: str) -> str:
     return name[:3]
 
 
+def neighbour_shares(contribution: np.ndarray) -> np.ndarray:
+    """What each neighbour contributed to d̃ (``core.ldl.contribution_weights``: c_k / Σ c)."""
+    from uldl_studio.core.ldl import contribution_weights
+
+    return contribution_weights(np.asarray(contribution, dtype=np.float64)).numpy()
+
+
 class NeighbourTile(QToolButton):
     """One neighbour: thumbnail, class and s / ζ / c."""
 
@@ -162,7 +169,7 @@ class Inspector(QWidget):
         for score in scores.registered():
             if score.name == "lambda":
                 continue  # its own row above, with the change since the last run
-            caption, value = QLabel(score.label), QLabel("–")
+            caption, value = QLabel(score.short_label), QLabel("–")
             caption.setToolTip(score.tooltip)
             value.setToolTip(score.tooltip)
             form.addRow(caption, value)
@@ -178,7 +185,7 @@ class Inspector(QWidget):
 
         self.chart = DistributionChart()
 
-        self.neighbour_box = QGroupBox("Neighbours that built d (s · ζ = c)")
+        self.neighbour_box = QGroupBox("Neighbours that built d̃: share of d̃ (c / Σc), s · ζ = c")
         self.neighbour_grid = QGridLayout(self.neighbour_box)
         self.neighbour_grid.setSpacing(2)
         self.neighbour_note = QLabel("available after training")
@@ -348,18 +355,20 @@ class Inspector(QWidget):
         zeta = np.asarray(data["zeta"])[pos] if "zeta" in data else None
         c = np.asarray(data.get("contribution", data.get("c")))[pos] if data.get("contribution", data.get("c")) is not None else None
         classes = self.project.classes
+        shares = neighbour_shares(c) if c is not None else None
         items = []
         for j, idx in enumerate(indices):
             if idx < 0 or idx >= len(self._train_rows):
                 continue
             nrow = int(self._train_rows[idx])
-            parts = []
+            # the share of d̃ first (what the bars show); the raw s, ζ, c can be tiny at high λ
+            parts = [] if shares is None else [f"{shares[j]:.0%} of d̃"]
             if s is not None:
-                parts.append(f"s {s[j]:.2f}")
+                parts.append(f"s {s[j]:.3g}")
             if zeta is not None:
-                parts.append(f"ζ {zeta[j]:.2f}")
+                parts.append(f"ζ {zeta[j]:.3g}")
             if c is not None:
-                parts.append(f"c {c[j]:.2f}")
+                parts.append(f"c {c[j]:.3g}")
             items.append((nrow, classes[int(table['label'].iat[nrow])], parts))
         self.neighbour_note.setText("" if items else "no neighbours")
         self._set_tiles(items)

@@ -97,6 +97,9 @@ class MainWindow(QMainWindow):
             self.map_view.plot_item.getAxis(name).enableAutoSIPrefix(False)
         self.grid_view = self._make_grid_view()
         self.inspector = Inspector(self.bridge, self.thumbnails)
+        from uldl_studio.qt.health_panel import HealthPanel
+
+        self.health_panel = HealthPanel(self.bridge)
         self.training_panel = TrainingPanel(settings=self.settings)
 
         self.map_message = QLabel()
@@ -141,9 +144,12 @@ class MainWindow(QMainWindow):
         self.inspector_dock = dock("Inspector", "inspectorDock", self.inspector,
                                    Qt.DockWidgetArea.RightDockWidgetArea, scroll=True)
         self.grid_dock = dock("Samples", "gridDock", self.grid_view, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.health_dock = dock("Label health", "healthDock", self.health_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.inspector_dock, self.health_dock)
+        self.inspector_dock.raise_()
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.resizeDocks([self.training_dock, self.inspector_dock], [290, 400], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.training_dock, self.inspector_dock], [290, 440], Qt.Orientation.Horizontal)
         self.resizeDocks([self.grid_dock], [250], Qt.Orientation.Vertical)
 
     def _build_actions(self) -> None:
@@ -234,7 +240,7 @@ class MainWindow(QMainWindow):
         for a in r.selection_label_actions:
             self.selection_label_menu.addAction(a)
         view_menu = self.menuBar().addMenu("&View")
-        for d in (self.training_dock, self.inspector_dock, self.grid_dock):
+        for d in (self.training_dock, self.inspector_dock, self.health_dock, self.grid_dock):
             view_menu.addAction(d.toggleViewAction())
         view_menu.addAction(self.toolbar.toggleViewAction())
         view_menu.addAction("Show &all points", self.map_view.reset_view)

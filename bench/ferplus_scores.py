@@ -1,0 +1,234 @@
+"""FER+ label-health benchmark: which per-sample score finds the wrong labels, which soft
+label is closest to the crowd, and whether a second stage trained on the soft labels helps.
+
+Each image of FER+ has ten annotators' votes; the benchmark gives every training image ONE
+annotator's vote (`--single-label sample`, one draw per seed) and trains on that, then checks
+against the crowd:
+
+- **scores**: for every registered score (``core.scores``) of the ce and the ldlva run, the
+  AUROC and the precision in the top 5 % (the first images an annotator reviews) for
+  "given label != crowd majority" on the training split; cleanlab's out-of-fold
+  self-confidence (2-fold cross-fitted ce) next to them with `--cleanlab`;
+- **soft labels** on the training split against the crowd distributions (intersection, KL):
+  one-hot given label, the prediction p, the epoch-averaged prediction p̄, the constructed d,
+  and the exported soft label (d mixed with the calibrated p̄) for several mix weights; the
+  mix weight is selected on the *valid* split (its soft labels are (1 − w) p + w p̄_T);
+- **accuracy** on the test split against the crowd majority: ce, ldlva, a second stage (ce
+  trained on ldlva's exported soft labels, `--second-stage`) and ce on the crowd majority
+  (the ceiling, `--ceiling`, trained once).
+
+Repeats over annotator draws (`--seeds 0 1 2`) and prints mean ± sd. Images are decoded once.
+
+    python bench/ferplus_scores.py --seeds 0 1 2 --limit 12000 --epochs 6 --second-stage --cleanlab
+    python bench/ferplus_scores.py --seeds 0 --epochs 8 --second-stage --cleanlab --ceiling
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from ferplus import DEFAULT_DATA, load_shared_images, out_of_fold_probabilities, train  # noqa: E402
+
+from uldl_studio.core import scores  # noqa: E402
+from uldl_studio.core.config import TrainConfig  # noqa: E402
+from uldl_studio.core.datasets import load_dataset  # noqa: E402
+from uldl_studio.core.metrics import auroc, ldl_metrics  # noqa: E402
+from uldl_studio.core.soft_labels import TARGET_PREFIX, temper  # noqa: E402
+from uldl_studio.core.table import classes_of, d_columns, p_columns, ref_columns  # noqa: E402
+
+MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def precision_at(score: np.ndarray, positive: np.ndarray, share: float = 0.05) -> float:
+    """Share of true positives among the ``share`` highest scores."""
+    k = max(1, int(round(share * len(score))))
+    order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")[:k]
+    return float(positive[order].mean())
+
+
+def score_table(samples, classes, crowd_major, prefix: str) -> dict[str, float]:
+    """AUROC and precision@5% of every registered score on the training rows."""
+    train = samples["split"].to_numpy() == "train"
+    noisy = samples["label"].to_numpy()[train] != crowd_major[train]
+    out = {}
+    for s in scores.registered():
+        if s.name == "lambda_change":
+            continue
+        bad = scores.badness(samples, s.name)[train]
+        if not np.isfinite(bad).any() or np.nanstd(bad) == 0:
+            continue
+        bad = np.where(np.isfinite(bad), bad, np.nanmin(bad))
+        out[f"{prefix}{s.name}.auroc"] = auroc(bad, noisy)
+        out[f"{prefix}{s.name}.p@5%"] = precision_at(bad, noisy)
+    return out
+
+
+def soft_label_table(samples, classes, prefix: str) -> dict[str, float]:
+    """Distance of the soft-label candidates to the crowd: training split; the mix weight's
+    valid-split intersection, for selecting it."""
+    out = {}
+    m = len(classes)
+    temperature = float(samples.attrs.get("soft_temperature", 1.0))
+    for split in ("train", "valid"):
+        part = samples[samples["split"].to_numpy() == split]
+        crowd = part[ref_columns(classes)].to_numpy(float)
+        given = part["label"].to_numpy()
+        p = part[p_columns(classes)].to_numpy(float)
+        pavg = part[[f"pavg_{c}" for c in classes]].to_numpy(float)
+        d = part[d_columns(classes)].to_numpy(float)
+        calibrated = temper(pavg, temperature)
+        candidates = {"one-hot": np.eye(m)[given], "p": p, "pavg": pavg, "pavg_T": calibrated, "d": d}
+        for w in MIXES:
+            candidates[f"mix{w:g}"] = (1 - w) * d + w * calibrated
+        for name, dist in candidates.items():
+            metrics = ldl_metrics(crowd, dist)
+            out[f"{prefix}{split}.{name}.inter"] = metrics["intersection"]
+            out[f"{prefix}{split}.{name}.kl"] = metrics["kl"]
+    return out
+
+
+def test_accuracy(samples, classes) -> float:
+    test = samples[samples["split"] == "test"]
+    crowd = test[ref_columns(classes)].to_numpy(float).argmax(1)
+    return float((test[p_columns(classes)].to_numpy(float).argmax(1) == crowd).mean())
+
+
+def trained(table, config, work, name, images):
+    samples, seconds = train(table, config, work / name, name, images)
+    history = (work / name / "history.csv")
+    import pandas as pd
+
+    samples.attrs["soft_temperature"] = float(pd.read_csv(history)["soft_temperature"].iloc[-1])
+    return samples, seconds
+
+
+def one_seed(args, seed, images, majority, work) -> dict[str, float]:
+    sampled = load_dataset(args.data, fmt="ferplus", single_label="sample", seed=seed, limit=args.limit)
+    assert (sampled["path"].to_numpy() == majority["path"].to_numpy()).all(), "tables not row-aligned"
+    classes = classes_of(sampled)
+    crowd_major = majority["label"].to_numpy()
+    common = dict(epochs=args.epochs, seed=seed, device="auto")
+    result: dict[str, float] = {}
+    ce, result["ce.seconds"] = trained(sampled, TrainConfig(method="ce", **common), work, f"ce-s{seed}", images)
+    ldlva, result["ldlva.seconds"] = trained(sampled, TrainConfig(method="ldlva", **common), work,
+                                             f"ldlva-s{seed}", images)
+    result["given_noisy_share"] = float((sampled["label"].to_numpy() != crowd_major)[
+        sampled["split"].to_numpy() == "train"].mean())
+    for name, samples in (("ce", ce), ("ldlva", ldlva)):
+        result.update(score_table(samples, classes, crowd_major, f"{name}.score."))
+        result.update(soft_label_table(samples, classes, f"{name}.soft."))
+        result[f"{name}.test_acc"] = test_accuracy(samples, classes)
+    if args.second_stage:
+        staged = sampled.copy()
+        staged.attrs = dict(sampled.attrs)
+        soft = ldlva[[f"soft_{c}" for c in classes]].to_numpy(float)
+        for j, c in enumerate(classes):
+            staged[f"{TARGET_PREFIX}{c}"] = soft[:, j]
+        second, result["second.seconds"] = trained(staged, TrainConfig(method="ce", **common), work,
+                                                   f"second-s{seed}", images)
+        result["second.test_acc"] = test_accuracy(second, classes)
+    if args.cleanlab:
+        from cleanlab.rank import get_label_quality_scores
+
+        train_rows = sampled["split"].to_numpy() == "train"
+        given = sampled["label"].to_numpy()[train_rows]
+        oof = out_of_fold_probabilities(sampled, TrainConfig(method="ce", **common), work / f"oof-s{seed}", seed,
+                                        images)
+        quality = get_label_quality_scores(given, oof, method="self_confidence")
+        noisy = given != crowd_major[train_rows]
+        result["cleanlab.oof_self_confidence.auroc"] = auroc(1 - quality, noisy)
+        result["cleanlab.oof_self_confidence.p@5%"] = precision_at(1 - quality, noisy)
+    return result
+
+
+def summarise(per_seed: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    keys = sorted(set().union(*per_seed))
+    return {k: (float(np.mean([r[k] for r in per_seed if k in r])),
+                float(np.std([r[k] for r in per_seed if k in r])))
+            for k in keys}
+
+
+def show(summary: dict[str, tuple[float, float]], n: int) -> None:
+    def fmt(key):
+        if key not in summary:
+            return "    -      "
+        mean, sd = summary[key]
+        return f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}      "
+
+    print(f"\nFlagging given != crowd majority on the training split (mean ± sd over {n} annotator draw(s)):")
+    print(f"{'score':26s} {'ce AUROC':>13s} {'ce P@5%':>13s} {'ldlva AUROC':>13s} {'ldlva P@5%':>13s}")
+    for s in scores.registered():
+        if s.name == "lambda_change":
+            continue
+        print(f"{s.name:26s} {fmt(f'ce.score.{s.name}.auroc'):>13s} {fmt(f'ce.score.{s.name}.p@5%'):>13s} "
+              f"{fmt(f'ldlva.score.{s.name}.auroc'):>13s} {fmt(f'ldlva.score.{s.name}.p@5%'):>13s}")
+    print(f"{'cleanlab OOF (2-fold ce)':26s} {fmt('cleanlab.oof_self_confidence.auroc'):>13s} "
+          f"{fmt('cleanlab.oof_self_confidence.p@5%'):>13s}")
+
+    print("\nSoft labels against the crowd distributions (intersection ↑ / KL ↓):")
+    names = ["one-hot", "p", "pavg", "pavg_T", "d", *[f"mix{w:g}" for w in MIXES]]
+    print(f"{'candidate':10s} {'ce train':>25s} {'ldlva train':>25s} {'ldlva valid inter':>18s}")
+    for name in names:
+        cells = []
+        for run in ("ce", "ldlva"):
+            cells.append(f"{fmt(f'{run}.soft.train.{name}.inter')} / {fmt(f'{run}.soft.train.{name}.kl')}")
+        print(f"{name:10s} {cells[0]:>25s} {cells[1]:>25s} {fmt(f'ldlva.soft.valid.{name}.inter'):>18s}")
+
+    print("\nTest accuracy against the crowd majority:")
+    for key, label in (("ce.test_acc", "ce (one annotator)"), ("ldlva.test_acc", "ldlva (one annotator)"),
+                       ("second.test_acc", "second stage: ce on ldlva's soft labels"),
+                       ("ceiling.test_acc", "ce on the crowd majority (ceiling)")):
+        print(f"  {label:42s} {fmt(key)}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--limit", type=int, default=None, help="first N samples per split")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--second-stage", action="store_true")
+    parser.add_argument("--cleanlab", action="store_true")
+    parser.add_argument("--ceiling", action="store_true")
+    parser.add_argument("--work", default=None)
+    parser.add_argument("--json", default=None, help="write the per-seed numbers here")
+    args = parser.parse_args(argv)
+    if not Path(args.data).exists():
+        print(f"FER+ data not found at {args.data}; nothing to benchmark", file=sys.stderr)
+        return 1
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="uldl-ferplus-scores-"))
+    majority = load_dataset(args.data, fmt="ferplus", single_label="majority", limit=args.limit)
+    print(f"FER+ {majority['split'].value_counts().to_dict()}, {args.epochs} epochs, seeds {args.seeds}")
+    images = load_shared_images(majority, TrainConfig())
+    per_seed = []
+    started = time.perf_counter()
+    for seed in args.seeds:
+        per_seed.append(one_seed(args, seed, images, majority, work))
+        if args.json:
+            Path(args.json).write_text(json.dumps(per_seed, indent=1))
+        print(f"seed {seed} done ({time.perf_counter() - started:.0f}s)", flush=True)
+    if args.ceiling:
+        crowd, seconds = trained(majority, TrainConfig(method="ce", epochs=args.epochs, seed=0, device="auto"),
+                                 work, "ceiling", images)
+        for r in per_seed:
+            r["ceiling.test_acc"] = test_accuracy(crowd, classes_of(majority))
+    summary = summarise(per_seed)
+    show(summary, len(per_seed))
+    if args.json:
+        Path(args.json).write_text(json.dumps(per_seed, indent=1))
+    print(f"\nrun directories: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""HealthPanel: per-class likely-mislabelled rates and the given × constructed confusion matrix,
+drawn from the session and clicked with the real mouse."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QApplication
+
+from uldl_studio.core import health, scores
+from uldl_studio.qt.health_panel import NO_RESULTS, HealthPanel
+from uldl_studio.qt.session_bridge import SessionBridge
+
+pytestmark = pytest.mark.timeout(120)
+
+from synthetic import grid_table  # noqa: E402  (tests/qt/synthetic.py)
+
+SCREENSHOT = "/tmp/health_panel.png"
+
+
+def make_panel(qtbot, bridge, width=400, height=760):
+    panel = HealthPanel(bridge)
+    qtbot.addWidget(panel)
+    panel.resize(width, height)
+    panel.show()
+    qtbot.waitExposed(panel)
+    return panel
+
+
+def matrix_counts(panel) -> np.ndarray:
+    m = panel.matrix.rowCount()
+    return np.array([[int(panel.matrix.item(g, k).text().replace(",", "")) for k in range(m)]
+                     for g in range(m)])
+
+
+def rate_rows(panel) -> list[tuple[str, int, int, str]]:
+    t = panel.rates_table
+    return [(t.item(i, 0).text(), int(t.item(i, 1).text().replace(",", "")),
+             int(t.item(i, 2).text().replace(",", "")), t.item(i, 3).text()) for i in range(t.rowCount())]
+
+
+def click_cell(qtbot, table, row, column):
+    rect = table.visualItemRect(table.item(row, column))
+    assert table.viewport().rect().contains(rect), "the cell is drawn inside the table"
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def pixel(table, row, column, dx=3, dy=3) -> QColor:
+    """The colour painted near the top-left corner of a cell (clear of its text)."""
+    image = table.viewport().grab().toImage()
+    rect = table.visualItemRect(table.item(row, column))
+    return image.pixelColor(rect.topLeft() + QPoint(dx, dy))
+
+
+@pytest.fixture
+def synthetic(qtbot):
+    table = grid_table()
+    # a few rows outside the training split, so that "training samples only" matters
+    table.loc[:39, "split"] = "valid"
+    bridge = SessionBridge()
+    bridge.session.set_dataset(table, {"kind": "dataset", "path": "synthetic"})
+    return bridge
+
+
+def test_rates_and_matrix_match_the_pure_functions(qtbot, synthetic):
+    panel = make_panel(qtbot, synthetic)
+    session = synthetic.session
+    table = session.table
+    assert panel.training_only
+    train = health.training_rows(table)
+    expected = health.mislabel_rates(table, train)
+    assert np.array_equal(matrix_counts(panel), health.confusion(table, train))
+    shown = rate_rows(panel)
+    assert sorted(shown) == sorted((r["class"], r["n"], r["likely_mislabelled"], f"{r['rate']:.1%}")
+                                   for _, r in expected.iterrows())
+    rates_in_order = [float(s[3].rstrip("%")) for s in shown]
+    assert rates_in_order == sorted(rates_in_order, reverse=True), "sorted by rate, worst first"
+    # the mean column is the default score, ambiguity, per class
+    assert panel.score_name == "ambiguity"
+    means = health.class_means(table, session.score("ambiguity"), train)
+    for i in range(panel.rates_table.rowCount()):
+        c = int(panel.rates_table.item(i, 0).data(Qt.ItemDataRole.UserRole))
+        assert panel.rates_table.item(i, 4).text() == f"{means[c]:.3f}"
+    # all rows when the box is unticked
+    panel.train_only.click()
+    assert not panel.training_only
+    assert np.array_equal(matrix_counts(panel), health.confusion(table))
+    assert sum(r[1] for r in rate_rows(panel)) == len(table)
+
+
+def test_score_combo_lists_scores_with_values_and_changes_the_mean(qtbot, synthetic):
+    panel = make_panel(qtbot, synthetic)
+    session = synthetic.session
+    combo = panel.score_combo
+    names = [combo.itemData(i) for i in range(combo.count())]
+    assert names == [s.name for s in session.available_scores()]
+    assert "aum" not in names and "lambda" in names  # grid_table has no training dynamics
+    i = combo.findData("lambda")
+    assert combo.itemData(i, Qt.ItemDataRole.ToolTipRole) == scores.get("lambda").tooltip
+    combo.activated.emit(i)
+    assert panel.score_name == "lambda"
+    means = health.class_means(session.table, session.score("lambda"), panel.counted_rows())
+    c = int(panel.rates_table.item(0, 0).data(Qt.ItemDataRole.UserRole))
+    assert panel.rates_table.item(0, 4).text() == f"{means[c]:.3f}"
+
+
+def test_clicking_a_cell_selects_its_samples(qtbot, synthetic):
+    panel = make_panel(qtbot, synthetic)
+    session = synthetic.session
+    counts = matrix_counts(panel)
+    off = counts.copy()
+    np.fill_diagonal(off, -1)
+    g, k = np.unravel_index(int(np.argmax(off)), off.shape)
+    expected = health.cell_rows(session.table, g, k, rows=health.training_rows(session.table))
+    assert len(expected) == counts[g, k] > 0
+    with qtbot.waitSignal(panel.cellSelected) as blocker:
+        click_cell(qtbot, panel.matrix, g, k)
+    assert blocker.args == [g, k, len(expected)]
+    assert session.selection.tolist() == expected.tolist()
+    assert session.current in expected
+    mask = np.zeros(len(session), bool)
+    mask[expected] = True
+    assert session.current == session.most_ambiguous("ambiguity", mask)
+    # a diagonal cell too
+    diag = health.cell_rows(session.table, 0, 0, rows=health.training_rows(session.table))
+    click_cell(qtbot, panel.matrix, 0, 0)
+    assert session.selection.tolist() == diag.tolist()
+    # a class row of the rates table selects that class's flagged samples
+    with qtbot.waitSignal(panel.classSelected):
+        click_cell(qtbot, panel.rates_table, 0, 0)
+    c = int(panel.rates_table.item(0, 0).data(Qt.ItemDataRole.UserRole))
+    flagged = health.flagged_rows(session.table, c, rows=health.training_rows(session.table))
+    assert session.selection.tolist() == flagged.tolist()
+    assert session.current in flagged
+
+
+def test_click_selection_goes_through_the_undo_stack(qtbot, synthetic):
+    from PySide6.QtGui import QUndoStack
+
+    synthetic.undo_stack = QUndoStack()
+    panel = make_panel(qtbot, synthetic)
+    session = synthetic.session
+    click_cell(qtbot, panel.matrix, 1, 2)
+    assert session.selection.size == matrix_counts(panel)[1, 2]
+    assert "constructed" in synthetic.undo_stack.undoText()
+    synthetic.undo_stack.undo()
+    assert session.selection.size == 0
+
+
+def test_tooltips_name_the_cell(qtbot, synthetic):
+    panel = make_panel(qtbot, synthetic)
+    classes = synthetic.session.classes
+    counts = matrix_counts(panel)
+    g, k = 4, 6
+    tip = panel.matrix.item(g, k).toolTip()
+    assert tip.startswith(f"given {classes[g]}, constructed {classes[k]}: {counts[g, k]} samples")
+    assert tip.endswith("click to select them")
+    assert panel.matrix.horizontalHeaderItem(k).toolTip() == f"constructed label {classes[k]}"
+    assert panel.matrix.verticalHeaderItem(g).text() == classes[g]
+
+
+def test_cell_shades_follow_the_row_share_and_the_diagonal_is_distinct(qtbot, synthetic):
+    panel = make_panel(qtbot, synthetic)
+    counts = matrix_counts(panel)
+    share = counts / counts.sum(axis=1, keepdims=True)
+    off = share.copy()
+    np.fill_diagonal(off, np.nan)
+    hi = np.unravel_index(int(np.nanargmax(off)), off.shape)
+    lo = np.unravel_index(int(np.nanargmin(off)), off.shape)
+    assert share[hi] > share[lo]
+    c_hi, c_lo = pixel(panel.matrix, *hi), pixel(panel.matrix, *lo)
+    assert c_hi != c_lo
+    assert c_hi.lightness() < c_lo.lightness(), "a larger share is drawn darker"
+    assert c_hi.red() > c_hi.blue(), "off-diagonal cells are vermilion"
+    g = int(np.argmax(np.diag(share)))
+    c_diag = pixel(panel.matrix, g, g)
+    assert c_diag.blue() > c_diag.red(), "diagonal cells are blue"
+    assert panel.matrix.item(g, g).font().bold()
+    # rate bars: the worst class's bar is drawn from the left edge, and ends before the right
+    t = panel.rates_table
+    rate = t.item(0, 3).data(Qt.ItemDataRole.UserRole + 1)
+    assert 0 < rate < 0.95
+    rect = t.visualItemRect(t.item(0, 3))
+    bar = pixel(t, 0, 3, dx=4, dy=rect.height() // 2)
+    after = pixel(t, 0, 3, dx=rect.width() - 3, dy=rect.height() // 2)
+    assert bar.red() > bar.blue() + 30 and after.lightness() > 245
+
+
+def test_a_relabel_through_the_journal_changes_the_counts(qtbot, run_bridge):
+    panel = make_panel(qtbot, run_bridge)
+    session = run_bridge.session
+    table = session.table
+    m = len(session.classes)
+    train = health.training_rows(table)
+    before = matrix_counts(panel)
+    assert np.array_equal(before, health.confusion(table, train))
+    assert before.sum() == len(train)
+    # a training row relabelled away from what d says leaves the diagonal (d stays until retraining)
+    row = int(train[0])
+    old = int(table["label"].iat[row])
+    assert health.constructed_labels(table)[row] == old
+    new = (old + 1) % m
+    with qtbot.waitSignal(run_bridge.editsChanged):
+        session.relabel([row], [new])
+    after = matrix_counts(panel)
+    assert after[old, old] == before[old, old] - 1
+    assert after[new, old] == before[new, old] + 1
+    assert np.array_equal(after, health.confusion(session.table, train))
+    shown = {r[0]: r for r in rate_rows(panel)}
+    rates = health.mislabel_rates(session.table, train).set_index("class")
+    for name, (_, n, f, _) in shown.items():
+        assert (n, f) == (rates.loc[name, "n"], rates.loc[name, "likely_mislabelled"])
+    assert shown[session.classes[new]][2] >= 1
+    session.undo()
+    assert np.array_equal(matrix_counts(panel), before)
+    # all splits: a valid/test row whose prediction disagrees, relabelled to it, joins the diagonal
+    panel.train_only.click()
+    everything = matrix_counts(panel)
+    flagged = health.flagged_rows(session.table)
+    assert flagged.size and not np.isin(flagged, train).any()
+    row = int(flagged[0])
+    old = int(session.table["label"].iat[row])
+    built = int(health.constructed_labels(session.table)[row])
+    session.relabel([row], [built])
+    now = matrix_counts(panel)
+    assert now[old, built] == everything[old, built] - 1
+    assert now[built, built] == everything[built, built] + 1
+
+
+def test_clicking_an_empty_cell_changes_nothing(qtbot, run_bridge):
+    panel = make_panel(qtbot, run_bridge)
+    session = run_bridge.session
+    counts = matrix_counts(panel)
+    g, k = map(int, np.argwhere(counts == 0)[0])
+    assert panel.matrix.item(g, k).toolTip().endswith(": no samples")
+    session.select([0, 1])
+    with qtbot.assertNotEmitted(panel.cellSelected):
+        click_cell(qtbot, panel.matrix, g, k)
+    assert session.selection.tolist() == [0, 1]
+
+
+def test_a_hidden_panel_refreshes_when_shown(qtbot, run_bridge):
+    panel = HealthPanel(run_bridge)
+    qtbot.addWidget(panel)
+    session = run_bridge.session
+    before = panel.counts.copy()
+    row = int(health.training_rows(session.table)[0])
+    session.relabel([row], [(int(session.table["label"].iat[row]) + 1) % len(session.classes)])
+    assert np.array_equal(panel.counts, before), "not redrawn while hidden"
+    panel.show()
+    qtbot.waitExposed(panel)
+    assert np.array_equal(panel.counts, health.confusion(session.table, health.training_rows(session.table)))
+
+
+def test_a_dataset_without_results_says_train_first(qtbot, demo_table):
+    bridge = SessionBridge()
+    panel = make_panel(qtbot, bridge)
+    assert panel.message.isVisible() and "Open a dataset" in panel.message.text()
+    bridge.session.set_dataset(demo_table, {"kind": "demo", "path": "demo"})
+    assert panel.message.isVisible()
+    assert panel.message.text() == NO_RESULTS and "train a model first" in NO_RESULTS
+    assert not panel.matrix.isVisible() and panel.counts is None
+    assert panel.select_cell(0, 1).size == 0
+    assert bridge.session.selection.size == 0
+
+
+def test_screenshot_of_a_trained_run(qtbot, run_bridge):
+    panel = make_panel(qtbot, run_bridge, width=400, height=640)
+    QApplication.processEvents()
+    # everything fits the dock's width: no column of the matrix is cut off
+    m = panel.matrix
+    assert m.horizontalHeader().length() + m.verticalHeader().width() <= m.viewport().width() + m.verticalHeader().width()
+    last = m.visualItemRect(m.item(0, m.columnCount() - 1))
+    assert last.right() <= m.viewport().width()
+    assert m.height() >= m.horizontalHeader().height() + m.verticalHeader().length()
+    assert "likely mislabelled" in panel.summary.text()
+    image = panel.grab()
+    assert image.save(SCREENSHOT)
+    assert image.width() == 400
+    panel.train_only.click()  # every split: valid / test rows judged by their prediction
+    assert panel.rates["likely_mislabelled"].sum() > 0
+    assert panel.grab().save(SCREENSHOT.replace(".png", "_all.png"))
