@@ -19,7 +19,7 @@ from uldl_studio.core.datasets.common import DatasetWarning
 from uldl_studio.core.export import read_soft_labels, soft_label_columns
 from uldl_studio.core.image_collection import read_collection
 from uldl_studio.core.predict import (
-    EXTRA_COLUMNS, TRAINING_ONLY_SCORES, PredictionCancelled, PredictOptions, Predictor, predict_collection,
+    EXTRA_COLUMNS, PREDICTION_SCORES, PredictionCancelled, PredictOptions, Predictor, predict_collection,
     read_predictions, write_predictions,
 )
 from uldl_studio.core.run import Run
@@ -184,7 +184,11 @@ def test_prediction_rows_are_soft_labels_with_the_extra_columns(demo_run, predic
     np.testing.assert_allclose(table["self_confidence"], 1 - p.max(1), atol=1e-12)
     entropy = -(p * np.log(p)).sum(1) / np.log(len(classes))
     np.testing.assert_allclose(table["entropy"], entropy, atol=1e-9)
-    assert table[list(TRAINING_ONLY_SCORES)].isna().all().all()
+    from uldl_studio.core import scores
+
+    training = [s.name for s in scores.exported() if s.name not in PREDICTION_SCORES]
+    assert "lambda" in training and "aum" in training
+    assert table[training].isna().all().all()
     from uldl_studio.core.va import circumplex_points
 
     config = demo_run.config

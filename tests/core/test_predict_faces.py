@@ -2,7 +2,7 @@
 FER+ faces, when the data is there) pasted at random positions and scales into larger noisy
 canvases, plus canvases with no face.
 
-Measured on these canvases when the bounds were set (bench/faces.py prints the full numbers):
+Measured on these canvases when the bounds were set (bench/predict.py faces prints the full numbers):
 the Haar cascade found 39 of 40 demo faces and no false face on 10 empty canvases; on FER+'s
 48 px faces upscaled into canvases it found 148 of 200 (0.74), 12 of the 20 used below. The
 bounds below are looser.

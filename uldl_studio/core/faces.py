@@ -15,7 +15,7 @@ the wheel, but its ONNX model is not, so it is not used.
 * :func:`needs_detection`: ``--faces auto`` detects only in images whose short side is more
   than ``factor`` times the model's input size; smaller images are taken as face crops already.
 
-Measured on the project's own test canvases (``bench/faces.py``): the cascade finds the demo's
+Measured on the project's own test canvases (``bench/predict.py faces``): the cascade finds the demo's
 drawn faces and upscaled FER+ faces; see the README's benchmark section for the numbers.
 """
 from __future__ import annotations
@@ -162,7 +162,7 @@ def paste_faces(faces, n: int, *, empty: int = 0, size: tuple[int, int] = (480, 
     """``n`` canvases, each with one of ``faces`` (uint8 HxW crops, cycled) pasted at a random
     position and scale (``scale`` × the canvas's short side), then ``empty`` canvases with no
     face. Backgrounds are smooth random blobs plus pixel noise; the pasted face gets the same
-    noise. Deterministic for a seed. For measuring detection (``bench/faces.py``) and its tests.
+    noise. Deterministic for a seed. For measuring detection (``bench/predict.py faces``) and its tests.
     """
     from PIL import Image
 

@@ -18,15 +18,16 @@ A prediction row (:data:`PREDICTION_COLUMNS`, written by :func:`write_prediction
 * ``sample_id`` (the collection's id; ``<id>#face<k>`` for the k-th detected face, the largest
   face first), ``path`` (the source image), ``split`` = ``"test"`` (every prediction is held-out
   data for the run), ``label`` = the predicted class (argmax p) and ``label_name``, ``edited`` =
-  False;
+  False (the annotator's flags: none on a prediction);
 * ``valence``, ``arousal``: the circumplex projection of p with the run's centroids and
   temperature (``core.va.circumplex_points``); for a run trained on given V-A columns this is
   the same projection, since an image without annotations has no V-A of its own;
 * the registry scores: ``self_confidence`` = 1 − max p, ``margin`` = the registry's "best
   other − p[label]", which with label = the predicted class is −(best − second best) ∈
-  [−1, 0] (0 = a tie between the two top classes), ``entropy`` = normalised entropy of p;
-  ``lambda``, ``ambiguity``, ``aum``, ``confidence_mean``, ``variability`` and
-  ``knn_disagreement`` describe training and are empty;
+  [−1, 0] (0 = a tie between the two top classes), ``entropy`` = normalised entropy of p
+  (:data:`PREDICTION_SCORES`); the other exported scores (``lambda``, ``ambiguity``, ``aum``,
+  ``confidence_mean``, ``variability``, ``knn_disagreement``, ``oof_confidence``…) describe a
+  training run and are empty; ``unsure`` and ``reviewed`` are False;
 * ``d_<class>`` = ``p_<class>`` = the model's softmax (with ``tta``: the mean of the image's
   and its mirror image's softmax);
 * ``source_label`` (text, empty when the collection has none), ``face_index`` and ``box_x``,
@@ -59,14 +60,15 @@ from .table import DatasetError, classes_of, d_columns, p_columns
 
 __all__ = ["predict", "predict_collection", "Predictor", "PredictOptions", "Prediction", "PredictSummary",
            "FeatureProjection", "PredictionCancelled", "write_predictions", "read_predictions",
-           "EXTRA_COLUMNS", "PREDICTION_SPLIT", "TRAINING_ONLY_SCORES"]
+           "EXTRA_COLUMNS", "PREDICTION_SPLIT", "PREDICTION_SCORES"]
 
 PREDICTION_SPLIT = "test"
 EXTRA_COLUMNS = ("source_label", "face_index", "box_x", "box_y", "box_w", "box_h", "x2d", "y2d")
 _INT_EXTRAS = ("face_index", "box_x", "box_y", "box_w", "box_h")
 _FLOAT_EXTRAS = ("x2d", "y2d")
-#: registered scores that describe a training run; empty in a prediction file
-TRAINING_ONLY_SCORES = ("lambda", "ambiguity", "aum", "confidence_mean", "variability", "knn_disagreement")
+#: the registered scores a prediction row has; every other exported score describes a training
+#: run (λ, the training dynamics, neighbours, cross-fitting, their rank average) and is empty
+PREDICTION_SCORES = ("self_confidence", "margin", "entropy")
 _PROJECTION_TOLERANCE = 0.05
 
 
@@ -516,11 +518,9 @@ def _prediction_table(predictor: Predictor, collection, rows: np.ndarray, faces:
         out[dc] = p[:, j]
         out[pc] = p[:, j]
     out.attrs = {"classes": list(classes), "root": collection.root, "format": "prediction"}
-    for name in TRAINING_ONLY_SCORES:
-        out[name] = np.nan
     for score in scores.exported():
         if score.name not in out:
-            out[score.name] = score.values(out)
+            out[score.name] = score.values(out) if score.name in PREDICTION_SCORES else np.nan
     out["source_label"] = source["source_label"].to_numpy(dtype=object)
     out["face_index"] = pd.array(np.where(detected, faces, 0), dtype="Int64")
     out.loc[~detected, "face_index"] = pd.NA
