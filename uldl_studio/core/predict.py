@@ -330,7 +330,8 @@ class PredictSummary:
             detail.append(f"{n(self.whole_image, 'large image')} without a face predicted whole")
         rate = f"{self.images / self.seconds:.0f} images/s" if self.seconds > 0 else ""
         out.append(f"predicted {n(self.rows, 'row')} from {n(self.images, 'image')}"
-                   + (f" ({'; '.join(detail)})" if detail else "") + (f" in {self.seconds:.1f} s, {rate}" if rate else ""))
+                   + (f" ({'; '.join(detail)})" if detail else "")
+                   + (f" in {self.seconds:.1f} s, {rate}" if rate else ""))
         if self.labelled_rows:
             text = (f"source labels: {self.labelled_rows} rows labelled, {self.scored_rows} with a class the run "
                     f"knows")
