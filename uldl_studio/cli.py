@@ -81,12 +81,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run")
     export.add_argument("--out", required=True, metavar="FILE.csv")
 
-    predict = sub.add_parser("predict", help="soft labels for another dataset")
+    predict = sub.add_parser("predict", help="soft labels for any images: a folder, a CSV of paths, one image, "
+                                             "or a dataset in any layout")
     predict.add_argument("run")
-    predict.add_argument("data")
-    predict.add_argument("--out", required=True, metavar="FILE.csv")
-    _add_data_options(predict)
+    predict.add_argument("data", help="folder of images (searched recursively), CSV with a path column, an "
+                                      "image file, a dataset in any layout, or 'demo'")
+    predict.add_argument("--out", required=True, metavar="FILE.csv", help="soft-label CSV (or .json) to write")
+    predict.add_argument("--format", dest="fmt", default="auto", choices=(*FORMAT_CHOICES, "images"),
+                         help="input layout (default: detect; 'images' ignores any labels)")
+    predict.add_argument("--limit", type=int, default=None, metavar="N",
+                         help="first N images (of each split for layouts with splits)")
+    predict.add_argument("--single-label", default="majority", choices=("majority", "sample"),
+                         help="FER+: the source label is the crowd majority or one annotator's vote")
+    predict.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     predict.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    predict.add_argument("--faces", default="off", choices=("off", "auto", "detect"),
+                         help="detect faces and predict each (detect), only in images much larger than the "
+                              "model's input (auto), or use whole images (off, the default)")
+    predict.add_argument("--face-margin", type=float, default=None, metavar="F",
+                         help="grow each face box by F times its side on every side (default 0.1)")
+    predict.add_argument("--tta", action="store_true", help="average p over each image and its mirror image")
+    predict.add_argument("--batch-size", type=int, default=256, metavar="N",
+                         help="images decoded and predicted per chunk (default 256)")
     return parser
 
 
@@ -307,15 +323,41 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from uldl_studio.core.export import write_soft_labels
-    from uldl_studio.core.predict import predict
+    from tqdm import tqdm
+
+    from uldl_studio.core.faces import DEFAULT_MARGIN
+    from uldl_studio.core.image_collection import read_collection
+    from uldl_studio.core.predict import PredictOptions, Predictor, predict_collection, write_predictions
     from uldl_studio.core.run import Run
 
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CliError(f"{out}: the folder {out.parent} does not exist")
+    if args.data != "demo" and not Path(args.data).exists():
+        raise CliError(f"{args.data}: no such file or folder")
+    if args.batch_size < 1:
+        raise CliError(f"--batch-size {args.batch_size}: expected a positive number of images")
+    options = PredictOptions(faces=args.faces, tta=args.tta, chunk_size=args.batch_size, device=args.device,
+                             face_margin=DEFAULT_MARGIN if args.face_margin is None else args.face_margin)
     run = Run.open(args.run)
-    table = _load(args)
-    result = predict(run, table, device=args.device)
-    write_soft_labels(result, args.out)
-    print(f"wrote {len(result)} rows to {args.out}")
+    collection = read_collection(args.data, fmt=args.fmt, limit=args.limit, single_label=args.single_label,
+                                 seed=args.seed)
+    predictor = Predictor(run, args.device)
+    # a bar on a terminal only (disable=None): logs and pipes get the summary lines alone
+    bar = tqdm(total=len(collection), unit="img", desc="predict", file=sys.stderr, disable=None)
+
+    def progress(done: int, total: int, text: str) -> None:
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = predict_collection(predictor, collection, options, progress=progress)
+    finally:
+        bar.close()
+    write_predictions(result.table, out)
+    for line in result.summary.lines():
+        print(line)
+    print(f"wrote {len(result.table)} rows to {out}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """Export dialogs: soft-label CSV of the project (all samples or the selection, edits applied)
-and "predict soft labels for another dataset" with a cancellable progress dialog."""
+and "predict soft labels for other images" (any folder, CSV of paths, image or dataset; faces
+and TTA options) with a cancellable progress dialog."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,14 +8,14 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+    QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
     QLabel, QLineEdit, QProgressDialog, QPushButton, QRadioButton, QVBoxLayout,
     QWidget,
 )
 
 from uldl_studio.qt.workers import Cancelled, JobRunner
 
-FORMAT_CHOICES = ("auto", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders")
+FORMAT_CHOICES = ("auto", "images", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders")
 
 
 def _path_row(edit: QLineEdit, button_text: str, browse) -> QHBoxLayout:
@@ -84,80 +85,115 @@ class ExportDialog(QDialog):
         super().accept()
 
 
-def predict_job(run, data_path: str, fmt: str, out_path: str):
-    """Worker job ``job(cancel, report)``: read the dataset, predict with ``run``, write the CSV.
+def predict_job(run, data_path: str, fmt: str, out_path: str, *, faces: str = "off", tta: bool = False,
+                chunk_size: int = 256):
+    """Worker job ``job(cancel, report)``: read the collection, predict with ``run``, write the file.
 
-    Reports ``(done, total, text)`` tuples; a cancel is honoured in predict's progress callback.
+    Reports ``(done, total, text)`` tuples; the cancel event is checked before every image and
+    between forward batches (``core.predict.predict_collection``). Returns the info dict that
+    ``PredictDialog.finishedWith`` carries.
     """
 
     def job(cancel, report):
-        from uldl_studio.core.datasets import load_dataset
-        from uldl_studio.core.export import write_soft_labels
-        from uldl_studio.core.predict import predict
+        from uldl_studio.core.image_collection import read_collection
+        from uldl_studio.core.predict import PredictionCancelled, PredictOptions, predict_collection, write_predictions
 
-        report((0, 0, "reading the dataset"))
-        table = load_dataset(data_path, fmt=fmt)
+        report((0, 0, "reading the images"))
+        collection = read_collection(data_path, fmt=fmt)
         if cancel.is_set():
             raise Cancelled()
-
-        def progress(*args, **kwargs):
-            # Called by predict between batches: the place to honour a cancel.
-            if cancel.is_set():
-                raise Cancelled()
-            values = [a for a in args if isinstance(a, (int, float))][:2]
-            if len(values) == 2:
-                report((values[0], values[1], "predicting"))
-
-        report((0, 0, "predicting"))
-        out = predict(run, table, progress=progress)
+        options = PredictOptions(faces=faces, tta=tta, chunk_size=chunk_size)
+        try:
+            result = predict_collection(run, collection, options, cancel=cancel,
+                                        progress=lambda done, total, text: report((done, total, text)))
+        except PredictionCancelled:
+            raise Cancelled() from None
         if cancel.is_set():
             raise Cancelled()
-        report((1, 1, "writing the CSV"))
-        write_soft_labels(out, out_path)
-        return {"rows": len(out), "path": out_path}
+        report((1, 1, "writing the file"))
+        write_predictions(result.table, out_path)
+        summary = result.summary
+        return {"rows": len(result.table), "path": out_path, "table": result.table,
+                "summary": summary.to_dict(), "text": "\n".join(summary.lines())}
 
     return job
 
 
+FACE_CHOICES = (("off", "whole images"), ("auto", "auto: find faces in large images"),
+                ("detect", "detect: one row per face"))
+
+
 class PredictDialog(QDialog):
-    """Choose a dataset and an output CSV; runs the prediction on a worker with a
-    cancellable QProgressDialog.  ``finishedWith(str outcome, object info)``."""
+    """Choose images (a folder, a CSV of paths, one image or any dataset), the face and TTA options
+    and an output file; runs the prediction on a worker with a cancellable QProgressDialog and
+    shows its summary. ``finishedWith(str outcome, object info)``: outcome ``done`` (info: ``rows``,
+    ``path``, ``table`` = the predicted rows as a DataFrame, ``summary`` dict, ``text``),
+    ``failed`` (the message) or ``cancelled`` (None)."""
 
     finishedWith = Signal(str, object)
 
     def __init__(self, run, default_dir: str | Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Predict soft labels for another dataset")
+        self.setWindowTitle("Predict soft labels for other images")
         self.run = run
         self.runner = JobRunner(self, name="predict")
         self.progress: QProgressDialog | None = None
         self.outcome: str | None = None
+        self.info: dict | None = None
+        self.chunk_size = 256  # images decoded and predicted between two cancel checks of a chunk's end
         self.data_edit = QLineEdit()
+        self.data_edit.setPlaceholderText("a folder of images, a CSV with a path column, an image, or a dataset")
         self.format_combo = QComboBox()
         for f in FORMAT_CHOICES:
             self.format_combo.addItem(f, f)
+        self.faces_combo = QComboBox()
+        for value, text in FACE_CHOICES:
+            self.faces_combo.addItem(text, value)
+        self.tta_check = QCheckBox("Average over each image and its mirror image (TTA)")
         self.out_edit = QLineEdit(str(Path(default_dir) / "predicted_soft_labels.csv"))
         self.error = QLabel("")
         self.error.setStyleSheet("color: #b00020;")
         self.error.setWordWrap(True)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        data_row = _path_row(self.data_edit, "Folder…", self._browse_data)
+        self.file_button = QPushButton("File…")
+        self.file_button.clicked.connect(self._browse_file)
+        data_row.addWidget(self.file_button)
         form = QFormLayout()
-        form.addRow("Dataset", _path_row(self.data_edit, "Folder…", self._browse_data))
+        form.addRow("Images", data_row)
         form.addRow("Format", self.format_combo)
+        form.addRow("Faces", self.faces_combo)
+        form.addRow("", self.tta_check)
         form.addRow("Output CSV", _path_row(self.out_edit, "Browse…", self._browse_out))
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Predict")
-        buttons.accepted.connect(self.start)
-        buttons.rejected.connect(self.reject)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.predict_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.predict_button.setText("Predict")
+        self.close_button = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.start)
+        self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel(f"Model: {run.path}"))
         layout.addLayout(form)
         layout.addWidget(self.error)
-        layout.addWidget(buttons)
-        self.resize(620, 200)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.buttons)
+        self.resize(680, 280)
 
     @Slot()
     def _browse_data(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Dataset folder", self.data_edit.text())
+        path = QFileDialog.getExistingDirectory(self, "Folder of images", self.data_edit.text())
+        if path:
+            self.data_edit.setText(path)
+
+    @Slot()
+    def _browse_file(self) -> None:
+        from uldl_studio.core.datasets.common import IMAGE_EXTENSIONS
+
+        images = " ".join(f"*{e}" for e in IMAGE_EXTENSIONS)
+        path, _ = QFileDialog.getOpenFileName(self, "An image or a CSV of image paths", self.data_edit.text(),
+                                              f"Images or CSV ({images} *.csv);;All files (*)")
         if path:
             self.data_edit.setText(path)
 
@@ -169,11 +205,14 @@ class PredictDialog(QDialog):
 
     @Slot()
     def start(self) -> None:
+        if self.runner.is_running:
+            return
         data, out = self.data_edit.text().strip(), self.out_edit.text().strip()
         if not data or not out:
-            self.error.setText("Choose a dataset and an output file.")
+            self.error.setText("Choose the images and an output file.")
             return
         self.error.setText("")
+        self.summary.setText("")
         self.progress = QProgressDialog("Predicting soft labels…", "Cancel", 0, 0, self)
         self.progress.setWindowTitle("Predict")
         self.progress.setWindowModality(Qt.WindowModality.WindowModal)
@@ -181,9 +220,11 @@ class PredictDialog(QDialog):
         self.progress.setAutoClose(False)
         self.progress.setAutoReset(False)
         self.progress.canceled.connect(self.cancel)
-        self.runner.start(predict_job(self.run, data, self.format_combo.currentData(), out), with_report=True,
-                          on_yield=self._on_progress, on_result=self._on_done, on_error=self._on_failed,
-                          on_cancelled=self._on_cancelled)
+        job = predict_job(self.run, data, self.format_combo.currentData(), out,
+                          faces=self.faces_combo.currentData(), tta=self.tta_check.isChecked(),
+                          chunk_size=self.chunk_size)
+        self.runner.start(job, with_report=True, on_yield=self._on_progress, on_result=self._on_done,
+                          on_error=self._on_failed, on_cancelled=self._on_cancelled)
         self.progress.show()
 
     @Slot()
@@ -197,9 +238,9 @@ class PredictDialog(QDialog):
     def _on_progress(self, item) -> None:
         done, total, text = item
         progress = self.progress  # setValue of a modal progress dialog processes events
-        if progress is None:
+        if progress is None or self.runner.cancel_requested:
             return
-        progress.setLabelText(f"{text}…")
+        progress.setLabelText(f"{text}… {done} of {total} images" if total else f"{text}…")
         if total:
             progress.setRange(0, int(total))
             progress.setValue(int(done))
@@ -214,8 +255,10 @@ class PredictDialog(QDialog):
 
     @Slot(object)
     def _on_done(self, info) -> None:
+        self.info = info
+        self.summary.setText(f"{info['text']}\nWrote {info['rows']} rows to {info['path']}")
+        self.close_button.setText("Close")
         self._end("done", info)
-        self.accept()
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:

@@ -1,0 +1,116 @@
+"""PredictDialog: any input (folder, CSV of paths, one image), faces and TTA options, progress,
+a working Cancel, the summary, and the predicted table in ``finishedWith``."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QPushButton
+
+from uldl_studio.core.run import Run
+from uldl_studio.qt.export_dialogs import PredictDialog
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def images(tmp_path, demo_table):
+    """12 demo images copied into a plain folder (no labels) with a text file beside them."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, path in enumerate(demo_table["path"].head(12)):
+        Image.open(path).save(folder / f"p{i:02d}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture
+def dialog(qtbot, run_dir, tmp_path):
+    dlg = PredictDialog(Run.open(run_dir), tmp_path)
+    qtbot.addWidget(dlg)
+    return dlg
+
+
+def run_to_end(qtbot, dlg, timeout=60_000):
+    with qtbot.waitSignal(dlg.finishedWith, timeout=timeout) as blocker:
+        dlg.start()
+    return blocker.args
+
+
+def test_a_plain_folder_gives_the_summary_and_the_table(qtbot, dialog, images, tmp_path):
+    from uldl_studio.core.predict import read_predictions
+
+    assert dialog.file_button.text() == "File…"
+    assert [dialog.faces_combo.itemData(i) for i in range(dialog.faces_combo.count())] == ["off", "auto", "detect"]
+    dialog.data_edit.setText(str(images))
+    dialog.out_edit.setText(str(tmp_path / "pred.csv"))
+    dialog.tta_check.setChecked(True)
+    outcome, info = run_to_end(qtbot, dialog)
+    assert outcome == "done", info
+    assert info["rows"] == 12 and info["path"] == str(tmp_path / "pred.csv")
+    assert isinstance(info["table"], pd.DataFrame) and len(info["table"]) == 12
+    assert {"x2d", "y2d", "source_label", "face_index"} <= set(info["table"].columns)
+    assert info["summary"]["tta"] and info["summary"]["skipped_files"] == 1
+    assert "predicted 12 rows from 12 images" in dialog.summary.text()
+    assert "Wrote 12 rows" in dialog.summary.text() and dialog.close_button.text() == "Close"
+    back = read_predictions(tmp_path / "pred.csv")
+    np.testing.assert_allclose(back["x2d"].to_numpy(), info["table"]["x2d"].to_numpy())
+
+
+def test_one_image_file_with_face_detection(qtbot, dialog, demo_table, tmp_path):
+    from uldl_studio.core.faces import paste_faces
+
+    face = np.asarray(Image.open(demo_table["path"].iloc[0]).resize((128, 128)))
+    canvas = paste_faces([face], 1, seed=2, scale=(0.3, 0.4))[0]
+    Image.fromarray(canvas.image).save(tmp_path / "photo.png")
+    dialog.data_edit.setText(str(tmp_path / "photo.png"))
+    dialog.out_edit.setText(str(tmp_path / "face.csv"))
+    dialog.faces_combo.setCurrentIndex(dialog.faces_combo.findData("detect"))
+    outcome, info = run_to_end(qtbot, dialog)
+    assert outcome == "done", info
+    table = info["table"]
+    assert list(table["sample_id"]) == ["photo.png#face0"] and int(table["face_index"].iloc[0]) == 0
+    assert "1 face found" in dialog.summary.text()
+
+
+def test_a_csv_of_paths_and_a_labelled_summary(qtbot, dialog, demo_table, tmp_path):
+    rows = demo_table.head(10)
+    pd.DataFrame({"path": rows["path"], "label": ["happy", "contempt"] * 5}).to_csv(tmp_path / "list.csv", index=False)
+    dialog.data_edit.setText(str(tmp_path / "list.csv"))
+    dialog.out_edit.setText(str(tmp_path / "pred.csv"))
+    outcome, info = run_to_end(qtbot, dialog)
+    assert outcome == "done", info
+    assert info["summary"]["labelled_rows"] == 10 and info["summary"]["scored_rows"] == 5
+    assert "5 with a class the run knows" in dialog.summary.text()
+
+
+def test_cancel_stops_within_a_second_and_writes_nothing(qtbot, dialog, demo_table, tmp_path):
+    # 4000 rows over the same 40 files: long enough to cancel in the middle
+    paths = demo_table["path"].head(40).tolist() * 100
+    pd.DataFrame({"sample_id": [f"s{i}" for i in range(len(paths))], "path": paths}).to_csv(
+        tmp_path / "many.csv", index=False)
+    dialog.chunk_size = 32
+    dialog.data_edit.setText(str(tmp_path / "many.csv"))
+    dialog.out_edit.setText(str(tmp_path / "cancelled.csv"))
+    with qtbot.waitSignal(dialog.finishedWith, timeout=60_000) as blocker:
+        dialog.start()
+        qtbot.waitUntil(lambda: dialog.progress is not None and dialog.progress.value() >= 64, timeout=30_000)
+        clicked = time.perf_counter()
+        qtbot.mouseClick(dialog.progress.findChild(QPushButton), Qt.MouseButton.LeftButton)
+    assert blocker.args[0] == "cancelled"
+    assert time.perf_counter() - clicked < 2.0
+    assert not (tmp_path / "cancelled.csv").exists()
+    assert "Cancelled" in dialog.error.text()
+
+
+def test_a_bad_input_is_reported_in_the_dialog(qtbot, dialog, tmp_path):
+    (tmp_path / "empty").mkdir()
+    dialog.data_edit.setText(str(tmp_path / "empty"))
+    dialog.out_edit.setText(str(tmp_path / "x.csv"))
+    outcome, message = run_to_end(qtbot, dialog)
+    assert outcome == "failed" and "the folder is empty" in message
+    assert "the folder is empty" in dialog.error.text() and not (tmp_path / "x.csv").exists()
