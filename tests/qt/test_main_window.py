@@ -364,6 +364,12 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
     assert blocker.args[0] == "done", blocker.args
     back = read_soft_labels(tmp_path / "pred.csv")
     assert len(back) == 60
+    # the predicted samples join the map as their own marker, and the toggle hides them
+    assert win.project.predictions is not None and len(win.map_view.predicted_marks.data) == 60
+    assert win.map_view.predicted_toggle.isVisibleTo(win.map_view)
+    win.map_view.predicted_toggle.setChecked(False)
+    assert len(win.map_view.predicted_marks.data) == 0
+    win.map_view.predicted_toggle.setChecked(True)
     # Cancelled right away: nothing is written.
     dialog = win.show_predict_dialog()
     qtbot.addWidget(dialog)

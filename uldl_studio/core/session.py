@@ -12,7 +12,8 @@ Events (``session.events.<name>.connect(callback)``):
 - ``edits_changed(rows)``: int64 rows whose label / unsure / edited changed;
 - ``run_changed()``: a run was opened or created;
 - ``filter_changed()``: the class or score-range filter changed;
-- ``selection_changed()`` and ``current_changed(row)`` (-1 = none).
+- ``selection_changed()`` and ``current_changed(row)`` (-1 = none);
+- ``predictions_changed()``: soft labels predicted for another collection were set or cleared.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class SessionEvents(SignalGroup):
     filter_changed = Signal()
     selection_changed = Signal()
     current_changed = Signal(int)
+    predictions_changed = Signal()
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class Session:
         self._selected = np.empty(0, dtype=np.int64)
         self._selected.flags.writeable = False
         self._current = -1
+        self.predictions: pd.DataFrame | None = None   # another collection's predictions (core.predict)
 
     @classmethod
     def open_run(cls, path: str | Path) -> "Session":
@@ -222,6 +225,8 @@ class Session:
         self._row_of_id = {sid: i for i, sid in enumerate(self.table["sample_id"].tolist())}
         self._scores.clear()
         if reset:
+            if self.predictions is not None:  # predictions belong to the rows they were shown with
+                self.set_predictions(None)
             self._filter = Filter()
             self._set_selected(np.empty(0, dtype=np.int64), emit=False)
             self._current = -1
@@ -384,6 +389,13 @@ class Session:
         if row != self._current:
             self._current = row
             self.events.current_changed.emit(row)
+
+    # -- predictions for other collections --------------------------------------------------
+    def set_predictions(self, table: pd.DataFrame | None) -> None:
+        """Show (or, with None, drop) the predictions of another image collection beside the
+        dataset: they carry valence/arousal and x2d/y2d in the run's own map."""
+        self.predictions = table
+        self.events.predictions_changed.emit()
 
     # -- export ---------------------------------------------------------------------------
     def export(self, path: str | Path, rows=None) -> int:

@@ -752,10 +752,18 @@ class MainWindow(QMainWindow):
         if self.project.run is None:
             return None
         dialog = PredictDialog(self.project.run, self._export_dir(), self)
-        dialog.finishedWith.connect(lambda outcome, info: self._show_status(
-            f"Predicted {info['rows']} samples → {info['path']}" if outcome == "done" else f"Predict: {outcome}"))
+        dialog.finishedWith.connect(self._on_predicted)
         dialog.open()
         return dialog
+
+    @Slot(str, object)
+    def _on_predicted(self, outcome: str, info) -> None:
+        """A finished prediction: its samples join the map (triangles) until the next one."""
+        if outcome != "done":
+            self._show_status(f"Predict: {outcome}")
+            return
+        self.project.set_predictions(info.get("table"))
+        self._show_status(f"Predicted {info['rows']} samples → {info['path']}; shown on the map as triangles")
 
     # ================================================================ closing / layout
     def _ask_close_while_training(self) -> bool:

@@ -21,7 +21,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
-    QButtonGroup, QComboBox, QFrame, QGraphicsPathItem, QGraphicsRectItem, QHBoxLayout, QLabel,
+    QButtonGroup, QCheckBox, QComboBox, QFrame, QGraphicsPathItem, QGraphicsRectItem, QHBoxLayout, QLabel,
     QPushButton, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
@@ -184,6 +184,7 @@ class MapView(QWidget):
         bridge.resultsChanged.connect(self._on_values_changed)
         bridge.editsChanged.connect(self._on_edits)
         bridge.filterChanged.connect(self._on_filter_changed)
+        bridge.predictionsChanged.connect(self._update_predicted_marks)
 
     # -- construction ------------------------------------------------------------------
     def _build_ui(self, show_controls: bool) -> None:
@@ -238,6 +239,12 @@ class MapView(QWidget):
         self.size_spin.setToolTip("Point size")
         self.size_spin.valueChanged.connect(lambda v: self.set_point_size(v))
         bar.addWidget(self.size_spin)
+        self.predicted_toggle = QCheckBox("predicted", self.controls)
+        self.predicted_toggle.setChecked(True)
+        self.predicted_toggle.setToolTip("show the samples predicted for another collection (triangles)")
+        self.predicted_toggle.toggled.connect(self._update_predicted_marks)
+        self.predicted_toggle.hide()
+        bar.addWidget(self.predicted_toggle)
         self.info_label = QLabel(self.controls)
         # the counts take the room that is left: a longer text must never widen the window
         self.info_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -291,6 +298,12 @@ class MapView(QWidget):
             brush=QBrush(Qt.BrushStyle.NoBrush), symbol="o", pxMode=True)
         for z, item in enumerate((self.current_mark_inner, self.current_mark), start=3):
             item.setZValue(z)
+        # another collection's predicted samples (session.predictions): their own marker
+        self.predicted_marks = pg.ScatterPlotItem(
+            size=self._point_size + 4, symbol="t", pen=pg.mkPen(palette.FOREGROUND, width=1),
+            brush=QBrush(QColor(*palette.PREDICTED_RGB)), pxMode=True)
+        self.predicted_marks.setZValue(2.5)
+        self.plot_item.addItem(self.predicted_marks)
         for item in (self.points, self.edited_marks, self.selection_marks,
                      self.current_mark_inner, self.current_mark):
             self.plot_item.addItem(item)
@@ -615,6 +628,7 @@ class MapView(QWidget):
         self._update_selection_marks(redraw_points=False)
         self._update_current_mark()
         self._update_banner()
+        self._update_predicted_marks()
         if reset_view:
             self.reset_view()
 
@@ -760,6 +774,20 @@ class MapView(QWidget):
         if xy.shape[0] or len(self.selection_marks.data):
             self.selection_marks.set_points(xy[:, 0], xy[:, 1])
         self._update_info()
+
+    @Slot()
+    def _update_predicted_marks(self, *_args) -> None:
+        """The predicted samples in the current map (V-A or the feature map; UMAP has none)."""
+        predictions = self.session.predictions
+        self.predicted_toggle.setVisible(predictions is not None)
+        cols = {"va": ("valence", "arousal"), "features": ("x2d", "y2d")}.get(self._coord_mode)
+        if (predictions is None or cols is None or not self.predicted_toggle.isChecked()
+                or any(c not in predictions for c in cols)):
+            self.predicted_marks.setData([], [])
+            return
+        xy = predictions[list(cols)].to_numpy(np.float64)
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        self.predicted_marks.setData(xy[:, 0], xy[:, 1])
 
     def _update_edited_marks(self) -> None:
         rows = np.flatnonzero(self.session.flag("edited"))

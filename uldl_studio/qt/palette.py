@@ -37,6 +37,7 @@ DIM_KEEP = 0.25                    # share of its colour an unselected point kee
 DIM_TOWARDS = (236, 236, 236)      # ...mixed (opaque) with this light grey
 CURRENT_RGB = (20, 20, 20)         # current-sample marker
 EDITED_RGB = (20, 20, 20)          # edited-sample marker
+PREDICTED_RGB = (255, 255, 255)    # samples predicted for another collection (outlined triangles)
 BACKGROUND = "w"
 FOREGROUND = (60, 60, 60)
 

@@ -38,6 +38,7 @@ class SessionBridge(QObject):
     filterChanged = Signal()
     selectionChanged = Signal()
     currentChanged = Signal(int)
+    predictionsChanged = Signal()
 
     def __init__(self, parent: QObject | None = None, session: Session | None = None,
                  undo_stack: QUndoStack | None = None) -> None:
@@ -49,7 +50,8 @@ class SessionBridge(QObject):
                  (events.edits_changed, self.editsChanged), (events.run_changed, self.runChanged),
                  (events.filter_changed, self.filterChanged),
                  (events.selection_changed, self.selectionChanged),
-                 (events.current_changed, self.currentChanged))
+                 (events.current_changed, self.currentChanged),
+                 (events.predictions_changed, self.predictionsChanged))
         self._relays = []
         for event, signal in pairs:
             relay = (lambda sig: lambda *args: sig.emit(*args))(signal)
