@@ -89,3 +89,34 @@ def test_neighbour_tiles_show_their_share_of_d_tilde(qtbot, run_bridge):
     shares = [float(re.search(r"(\d+)% of d̃", t.text()).group(1)) for t in shown]
     assert abs(sum(shares) - 100) <= len(shares)          # whole percents, rounded
     assert all("c " in t.toolTip() and "s " in t.toolTip() for t in shown)
+
+
+def test_a_predicted_sample_shows_the_whole_image_with_its_face_box(qtbot, run_bridge, tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from uldl_studio.qt.inspector import Inspector
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.full((200, 300), 128, np.uint8)).save(photo)
+    classes = run_bridge.session.classes
+    p = np.full(len(classes), 0.5 / (len(classes) - 1))
+    p[1] = 0.5
+    row = {"sample_id": "photo.png", "path": str(photo), "split": "test", "label": 1,
+           "label_name": classes[1], "source_label": "", "face_index": 0,
+           "box_x": 100, "box_y": 50, "box_w": 80, "box_h": 80, "valence": 0.2, "arousal": 0.1,
+           **{f"p_{c}": p[j] for j, c in enumerate(classes)}, **{f"d_{c}": p[j] for j, c in enumerate(classes)}}
+    predictions = pd.DataFrame([row])
+    predictions.attrs["classes"] = classes
+    run_bridge.session.set_predictions(predictions)
+    inspector = Inspector(run_bridge)
+    qtbot.addWidget(inspector)
+    inspector.show_prediction(0)
+    assert inspector.title.text() == "photo.png (predicted)"
+    assert inspector.fields["pred"].text().startswith(classes[1])
+    image = inspector.image.pixmap().toImage()
+    assert image.width() == 160                                   # the whole photo, scaled to fit
+    reds = sum(1 for x in range(image.width()) for y in range(image.height())
+               if image.pixelColor(x, y).red() > 200 and image.pixelColor(x, y).green() < 100)
+    assert reds > 50                                              # the face box is drawn
+    assert set(inspector.chart.bars) == {"p"}

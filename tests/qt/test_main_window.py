@@ -370,6 +370,15 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
     win.map_view.predicted_toggle.setChecked(False)
     assert len(win.map_view.predicted_marks.data) == 0
     win.map_view.predicted_toggle.setChecked(True)
+    # a click on a triangle shows that predicted sample in the inspector
+    x, y = win.map_view.predicted_marks.data["x"][0], win.map_view.predicted_marks.data["y"][0]
+    index = win.map_view.predicted_at(x, y)
+    assert index == int(win.map_view._predicted_rows[0])
+    win.map_view.predictedClicked.emit(index)
+    expected = win.project.predictions.iloc[index]
+    assert win.inspector.title.text() == f"{expected['sample_id']} (predicted)"
+    assert expected["label_name"] in win.inspector.fields["pred"].text()
+    assert not win.inspector.image.pixmap().isNull()
     # Cancelled right away: nothing is written.
     dialog = win.show_predict_dialog()
     qtbot.addWidget(dialog)

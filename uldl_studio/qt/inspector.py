@@ -3,9 +3,10 @@ K neighbours that built d with their similarity s, calibration ζ and contributi
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QFont, QImage, QPixmap
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
     QToolButton, QVBoxLayout, QWidget,
@@ -253,6 +254,58 @@ class Inspector(QWidget):
     def _on_edits(self, rows) -> None:
         if self.row is not None and (len(rows) == 0 or self.row in set(np.asarray(rows).tolist())):
             self.refresh()
+
+    @Slot(int)
+    def show_prediction(self, index: int) -> None:
+        """Show row ``index`` of ``session.predictions`` (another collection's sample): the whole
+        image with the detected face box, the prediction and its uncertainty."""
+        from uldl_studio.core.images import decode_image
+
+        table = self.project.predictions
+        if table is None or not 0 <= index < len(table):
+            return
+        self.row = None
+        rec = table.iloc[index]
+        classes = self.project.classes
+        self.title.setText(f"{rec['sample_id']} (predicted)")
+        self.title.setToolTip(str(rec["path"]))
+        try:
+            pixmap = array_to_pixmap(decode_image(str(rec["path"])))
+        except Exception:  # noqa: BLE001 - an unreadable image must not break the inspector
+            pixmap = None
+        if pixmap is None:
+            self.image.setPixmap(QPixmap())
+            self.image.setText("image\nunreadable")
+        else:
+            box = pd.to_numeric(pd.Series([rec.get(f"box_{k}") for k in ("x", "y", "w", "h")]), errors="coerce")
+            if box.notna().all():
+                painter = QPainter(pixmap)
+                pen = QPen(QColor(255, 40, 40))
+                pen.setWidth(max(2, pixmap.width() // 120))
+                painter.setPen(pen)
+                painter.drawRect(*(int(v) for v in box))
+                painter.end()
+            self.image.setPixmap(pixmap.scaled(IMAGE_SIZE, IMAGE_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
+                                               Qt.TransformationMode.SmoothTransformation))
+        p = rec[p_columns(classes)].to_numpy(np.float64)
+        k = int(np.argmax(p))
+        source = rec.get("source_label")
+        self.fields["label"].setText(f"source: {source}" if isinstance(source, str) and source else "–")
+        self.fields["state"].setText("predicted for another collection")
+        self.fields["lambda"].setText("–")
+        va = [rec[c] if c in table else np.nan for c in ("valence", "arousal")]
+        self.fields["va"].setText("–" if not np.all(np.isfinite(va)) else f"{va[0]:+.2f}, {va[1]:+.2f} (predicted)")
+        self.fields["pred"].setText(f"{classes[k]} ({p[k]:.2f})")
+        self.fields["split"].setText("other collection")
+        for name, (caption, value) in self.score_fields.items():
+            v = float(scores.values(table, name)[index])
+            shown = bool(np.isfinite(v))
+            caption.setVisible(shown)
+            value.setVisible(shown)
+            value.setText(f"{v:.3f}")
+        self.chart.set_distributions(classes, {"p": p})
+        self._set_tiles([])
+        self.neighbour_note.setText("a predicted sample: no neighbours built its label")
 
     @Slot(int)
     def set_row(self, row: int | None) -> None:

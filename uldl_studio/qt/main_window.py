@@ -264,6 +264,7 @@ class MainWindow(QMainWindow):
         b.selectionChanged.connect(self._update_counts)
         self.relabel.statusMessage.connect(self._show_status)
         self.inspector.neighbourActivated.connect(self.set_current_row)
+        self.map_view.predictedClicked.connect(self._show_predicted)
         self.map_view.coordinatesRequested.connect(self._on_coordinates_requested)
         self.map_view.size_spin.valueChanged.connect(lambda v: self.settings.set_value("point_size", int(v)))
         self.map_view.set_point_size(int(self.settings.value("point_size", 5)))
@@ -764,6 +765,11 @@ class MainWindow(QMainWindow):
             return
         self.project.set_predictions(info.get("table"))
         self._show_status(f"Predicted {info['rows']} samples → {info['path']}; shown on the map as triangles")
+
+    @Slot(int)
+    def _show_predicted(self, index: int) -> None:
+        self.inspector_dock.raise_()
+        self.inspector.show_prediction(index)
 
     # ================================================================ closing / layout
     def _ask_close_while_training(self) -> bool:

@@ -131,6 +131,7 @@ class MapView(QWidget):
         coordinatesRequested(str): the user asked for a map with no coordinates yet (e.g.
             "umap"): compute it off the GUI thread and call ``set_coordinates(mode, xy)``.
         hovered(int): row under the mouse (-1 when none), throttled to 50 ms.
+        predictedClicked(int): a predicted sample (a row of ``session.predictions``) was clicked.
         gestureSelected(object): the ``core.selection.Selection`` a box/lasso gesture made
             (in table columns), after it was applied to the selection model.
     """
@@ -142,6 +143,7 @@ class MapView(QWidget):
     coordinatesChanged = Signal(str)
     coordinatesRequested = Signal(str)
     hovered = Signal(int)
+    predictedClicked = Signal(int)
     gestureSelected = Signal(object)
 
     def __init__(self, bridge: SessionBridge | None = None, parent: QWidget | None = None,
@@ -303,6 +305,7 @@ class MapView(QWidget):
             size=self._point_size + 4, symbol="t", pen=pg.mkPen(palette.FOREGROUND, width=1),
             brush=QBrush(QColor(*palette.PREDICTED_RGB)), pxMode=True)
         self.predicted_marks.setZValue(2.5)
+        self._predicted_rows = np.empty(0, dtype=np.int64)  # predictions row of each drawn triangle
         self.plot_item.addItem(self.predicted_marks)
         for item in (self.points, self.edited_marks, self.selection_marks,
                      self.current_mark_inner, self.current_mark):
@@ -786,8 +789,9 @@ class MapView(QWidget):
             self.predicted_marks.setData([], [])
             return
         xy = predictions[list(cols)].to_numpy(np.float64)
-        xy = xy[np.isfinite(xy).all(axis=1)]
-        self.predicted_marks.setData(xy[:, 0], xy[:, 1])
+        placed = np.isfinite(xy).all(axis=1)
+        self._predicted_rows = np.flatnonzero(placed)
+        self.predicted_marks.setData(xy[placed, 0], xy[placed, 1])
 
     def _update_edited_marks(self) -> None:
         rows = np.flatnonzero(self.session.flag("edited"))
@@ -913,8 +917,23 @@ class MapView(QWidget):
                 a, b = points[0], points[-1]
                 self.select_box(a.x(), a.y(), b.x(), b.y(), mode)
 
+    def predicted_at(self, x: float, y: float, radius_px: float = 8.0) -> int:
+        """The drawn predicted sample nearest to the data point (x, y) within ``radius_px``, or -1
+        (a row of ``session.predictions``)."""
+        data = self.predicted_marks.data
+        if not len(data):
+            return -1
+        pw, ph = self.view_box.viewPixelSize()
+        d = np.hypot((data["x"] - x) / (pw or 1e-9), (data["y"] - y) / (ph or 1e-9))
+        best = int(np.argmin(d))
+        return int(self._predicted_rows[best]) if d[best] <= radius_px else -1
+
     def _gesture_click(self, ev) -> None:
         pos = self.view_box.mapToView(ev.pos())
+        predicted = self.predicted_at(pos.x(), pos.y())
+        if predicted >= 0:
+            self.predictedClicked.emit(predicted)
+            return
         row = self.row_at(pos.x(), pos.y())
         if row < 0:
             return
