@@ -11,8 +11,8 @@ against the crowd:
   self-confidence (2-fold cross-fitted ce) next to them with `--cleanlab`;
 - **soft labels** on the training split against the crowd distributions (intersection, KL):
   one-hot given label, the prediction p, the epoch-averaged prediction p̄, the constructed d,
-  and the exported soft label (d mixed with the calibrated p̄) for several mix weights; the
-  mix weight is selected on the *valid* split (its soft labels are (1 − w) p + w p̄_T);
+  the exported soft label (``soft_<class>``), and (1 − w) d + w p_T (p calibrated by one
+  temperature fitted on the valid split's given labels) for several weights w;
 - **accuracy** on the test split against the crowd majority: ce, ldlva, a second stage (ce
   trained on ldlva's exported soft labels, `--second-stage`) and ce on the crowd majority
   (the ceiling, `--ceiling`, trained once).
@@ -43,10 +43,11 @@ from uldl_studio.core import scores  # noqa: E402
 from uldl_studio.core.config import TrainConfig  # noqa: E402
 from uldl_studio.core.datasets import load_dataset  # noqa: E402
 from uldl_studio.core.metrics import auroc, ldl_metrics  # noqa: E402
-from uldl_studio.core.soft_labels import TARGET_PREFIX, temper  # noqa: E402
+from uldl_studio.core.run import Run  # noqa: E402
+from uldl_studio.core.soft_labels import TARGET_PREFIX, fit_temperature, temper  # noqa: E402
 from uldl_studio.core.table import classes_of, d_columns, p_columns, ref_columns  # noqa: E402
 
-MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)
+MIXES = (0.0, 0.1, 0.25, 0.4, 0.5, 1.0)
 
 
 def precision_at(score: np.ndarray, positive: np.ndarray, share: float = 0.05) -> float:
@@ -78,7 +79,8 @@ def soft_label_table(samples, classes, prefix: str) -> dict[str, float]:
     valid-split intersection, for selecting it."""
     out = {}
     m = len(classes)
-    temperature = float(samples.attrs.get("soft_temperature", 1.0))
+    valid = samples[samples["split"].to_numpy() == "valid"]
+    temperature = fit_temperature(valid[p_columns(classes)].to_numpy(float), valid["label"].to_numpy())
     for split in ("train", "valid"):
         part = samples[samples["split"].to_numpy() == split]
         crowd = part[ref_columns(classes)].to_numpy(float)
@@ -86,10 +88,11 @@ def soft_label_table(samples, classes, prefix: str) -> dict[str, float]:
         p = part[p_columns(classes)].to_numpy(float)
         pavg = part[[f"pavg_{c}" for c in classes]].to_numpy(float)
         d = part[d_columns(classes)].to_numpy(float)
-        calibrated = temper(pavg, temperature)
-        candidates = {"one-hot": np.eye(m)[given], "p": p, "pavg": pavg, "pavg_T": calibrated, "d": d}
+        candidates = {"one-hot": np.eye(m)[given], "p": p, "pavg": pavg, "d": d,
+                      "soft": part[[f"soft_{c}" for c in classes]].to_numpy(float)}
+        p_calibrated = temper(p, temperature)
         for w in MIXES:
-            candidates[f"mix{w:g}"] = (1 - w) * d + w * calibrated
+            candidates[f"mix{w:g}"] = (1 - w) * d + w * p_calibrated
         for name, dist in candidates.items():
             metrics = ldl_metrics(crowd, dist)
             out[f"{prefix}{split}.{name}.inter"] = metrics["intersection"]
@@ -103,11 +106,18 @@ def test_accuracy(samples, classes) -> float:
     return float((test[p_columns(classes)].to_numpy(float).argmax(1) == crowd).mean())
 
 
+REUSE = False  # --reuse: read finished runs in WORK instead of training them again
+
+
 def trained(table, config, work, name, images):
-    samples, seconds = train(table, config, work / name, name, images)
-    history = (work / name / "history.csv")
     import pandas as pd
 
+    history = work / name / "history.csv"
+    if REUSE and history.exists() and len(pd.read_csv(history)) == config.epochs:
+        samples, seconds = Run.open(work / name).samples(), float(pd.read_csv(history)["seconds"].sum())
+        print(f"  [{name}] reused the finished run in {work / name}", flush=True)
+    else:
+        samples, seconds = train(table, config, work / name, name, images)
     samples.attrs["soft_temperature"] = float(pd.read_csv(history)["soft_temperature"].iloc[-1])
     return samples, seconds
 
@@ -176,7 +186,7 @@ def show(summary: dict[str, tuple[float, float]], n: int) -> None:
           f"{fmt('cleanlab.oof_self_confidence.p@5%'):>13s}")
 
     print("\nSoft labels against the crowd distributions (intersection ↑ / KL ↓):")
-    names = ["one-hot", "p", "pavg", "pavg_T", "d", *[f"mix{w:g}" for w in MIXES]]
+    names = ["one-hot", "p", "pavg", "d", "soft", *[f"mix{w:g}" for w in MIXES]]
     print(f"{'candidate':10s} {'ce train':>25s} {'ldlva train':>25s} {'ldlva valid inter':>18s}")
     for name in names:
         cells = []
@@ -202,7 +212,11 @@ def main(argv=None) -> int:
     parser.add_argument("--ceiling", action="store_true")
     parser.add_argument("--work", default=None)
     parser.add_argument("--json", default=None, help="write the per-seed numbers here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read runs already finished in --work instead of training them again")
     args = parser.parse_args(argv)
+    global REUSE
+    REUSE = args.reuse
     if not Path(args.data).exists():
         print(f"FER+ data not found at {args.data}; nothing to benchmark", file=sys.stderr)
         return 1
