@@ -379,6 +379,15 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
     assert win.inspector.title.text() == f"{expected['sample_id']} (predicted)"
     assert expected["label_name"] in win.inspector.fields["pred"].text()
     assert not win.inspector.image.pixmap().isNull()
+    # the grid lists them too, and picking one shows it in the inspector
+    assert win.grid_view.predicted_box.isVisibleTo(win.grid_view)
+    win.grid_view.predicted_box.setChecked(True)
+    assert win.grid_view.model.rows.size == 60 and win.grid_view.model.table is win.project.predictions
+    first = int(win.grid_view.rows()[0])
+    win.grid_view.tile_view.setCurrentIndex(win.grid_view.model.item(0))
+    assert win.inspector.title.text() == f"{win.project.predictions['sample_id'].iat[first]} (predicted)"
+    win.grid_view.predicted_box.setChecked(False)
+    assert win.grid_view.model.table is win.project.table and win.grid_view.model.rows.size == len(win.project)
     # Cancelled right away: nothing is written.
     dialog = win.show_predict_dialog()
     qtbot.addWidget(dialog)

@@ -27,7 +27,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QSlider, QStyle, QStyledItemDelegate,
+    QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QSlider, QStyle, QStyledItemDelegate,
     QTableView, QVBoxLayout, QWidget,
 )
 
@@ -288,10 +288,13 @@ class GridView(QWidget):
     Signals:
         sortKeyChanged(str)
         activated(int): a row was double-clicked or Enter was pressed on it.
+        predictedActivated(int): a predicted sample (a row of ``session.predictions``) became
+            current while the grid lists them ("predicted samples" ticked).
     """
 
     sortKeyChanged = Signal(str)
     activated = Signal(int)
+    predictedActivated = Signal(int)
 
     def __init__(self, bridge: SessionBridge | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -326,6 +329,14 @@ class GridView(QWidget):
         self.size_slider.valueChanged.connect(self.set_thumbnail_size)
         bar.addWidget(self.size_slider)
         bar.addStretch(1)
+        self.predicted_box = QCheckBox("predicted samples", self)
+        self.predicted_box.setToolTip("list the samples predicted for another collection instead of the dataset")
+        self.predicted_box.toggled.connect(self._update_rows)
+        self.predicted_box.hide()
+        bar.addWidget(self.predicted_box)
+        #: thumbnails of ``session.predictions`` rows (set by the owner)
+        self.prediction_thumbnail_provider: Callable[[int], QPixmap | None] | None = None
+        self._dataset_thumbnails: Callable[[int], QPixmap | None] | None = None
         self.info_label = QLabel(self)
         bar.addWidget(self.info_label)
         layout.addLayout(bar)
@@ -358,6 +369,7 @@ class GridView(QWidget):
         bridge.tableReset.connect(self._on_table_reset)
         bridge.resultsChanged.connect(self._on_values_changed)
         bridge.editsChanged.connect(self._on_values_changed)
+        bridge.predictionsChanged.connect(self._on_predictions_changed)
         self._update_info()
 
     # -- public API ----------------------------------------------------------------------
@@ -367,8 +379,27 @@ class GridView(QWidget):
 
     @thumbnail_provider.setter
     def thumbnail_provider(self, provider: Callable[[int], QPixmap | None] | None) -> None:
+        self._dataset_thumbnails = provider
         self.model.thumbnail_provider = provider
         self.model.invalidate_thumbnails()
+
+    def listing_predictions(self) -> bool:
+        """Whether the grid lists ``session.predictions`` rather than the dataset."""
+        return self.predicted_box.isChecked() and self.session.predictions is not None
+
+    @Slot()
+    def _on_predictions_changed(self) -> None:
+        has = self.session.predictions is not None
+        self.predicted_box.setVisible(has)
+        if not has:
+            self.predicted_box.setChecked(False)
+        self._update_rows()
+
+    def _show_source(self, table, provider) -> None:
+        """Point the model at the dataset or at the predictions (thumbnails follow)."""
+        if self.model.table is not table:
+            self.model.thumbnail_provider = provider
+            self.model.set_table(table)
 
     @property
     def sort_key(self) -> str:
@@ -457,7 +488,11 @@ class GridView(QWidget):
         return order
 
     @Slot()
-    def _update_rows(self) -> None:
+    def _update_rows(self, *_args) -> None:
+        if self.listing_predictions():
+            self._list_predictions()
+            return
+        self._show_source(self._table, self._dataset_thumbnails)
         if self._table is None:
             self.model.set_rows(np.empty(0, dtype=np.int64))
             self._update_info()
@@ -478,6 +513,19 @@ class GridView(QWidget):
         self._select_current(scroll=False)
         self._update_info()
 
+    def _list_predictions(self) -> None:
+        """Every predicted sample, worst first by the sort key where it applies to them."""
+        table = self.session.predictions
+        self._show_source(table, self.prediction_thumbnail_provider)
+        key = self._sort_key
+        if key == "sample_id":
+            order = np.argsort(table["sample_id"].to_numpy().astype(str), kind="stable")
+        else:
+            order = scores.sort_order(table, key)
+        self.model.set_score(key, None if key == "sample_id" else scores.values(table, key))
+        self.model.set_rows(order)
+        self._update_info()
+
     def _update_info(self) -> None:
         n = self.model.rows.size
         total = 0 if self._table is None else len(self._table)
@@ -492,6 +540,9 @@ class GridView(QWidget):
         k = self.model.position(current)
         if self._syncing or k < 0:
             return
+        if self.listing_predictions():
+            self.predictedActivated.emit(int(self.model.rows[k]))
+            return
         self.session.set_current(int(self.model.rows[k]))
 
     @Slot(int)
@@ -499,6 +550,8 @@ class GridView(QWidget):
         self._select_current(scroll=True)
 
     def _select_current(self, scroll: bool) -> None:
+        if self.listing_predictions():
+            return
         row = self.session.current
         pos = self.model.position_of(row) if row >= 0 else -1
         self._syncing = True

@@ -120,6 +120,7 @@ class MainWindow(QMainWindow):
 
         grid = GridView(self.bridge)
         grid.thumbnail_provider = lambda row: self._thumbnail_pixmap(row, 128)
+        grid.prediction_thumbnail_provider = lambda i: row_pixmap(self.thumbnails, self.project.predictions, i, 128)
         return grid
 
     def _thumbnail_pixmap(self, row: int, size: int = 96):
@@ -265,6 +266,7 @@ class MainWindow(QMainWindow):
         self.relabel.statusMessage.connect(self._show_status)
         self.inspector.neighbourActivated.connect(self.set_current_row)
         self.map_view.predictedClicked.connect(self._show_predicted)
+        self.grid_view.predictedActivated.connect(self._show_predicted)
         self.map_view.coordinatesRequested.connect(self._on_coordinates_requested)
         self.map_view.size_spin.valueChanged.connect(lambda v: self.settings.set_value("point_size", int(v)))
         self.map_view.set_point_size(int(self.settings.value("point_size", 5)))
