@@ -269,6 +269,12 @@ def test_settings_persist_recent_and_geometry(qtbot, settings_dir, run_dir):
     again = MainWindow()
     qtbot.addWidget(again)
     assert again.height() == height
+    from uldl_studio.qt.main_window import MAP_MIN_SIZE
+
+    again.resize(1000, 640)   # the smallest window the geometry clamp allows
+    again.show()
+    qtbot.waitExposed(again)
+    assert again.map_view.width() >= MAP_MIN_SIZE[0] and again.map_view.height() >= MAP_MIN_SIZE[1]
     assert again.grid_dock.isHidden() and not again.inspector_dock.isHidden()   # dock layout restored
 
 

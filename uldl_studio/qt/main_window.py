@@ -32,6 +32,9 @@ from uldl_studio.qt.training_panel import TrainingPanel, TrainingSession, make_t
 from uldl_studio.qt.umap_worker import cached_umap, compute_umap
 from uldl_studio.qt.workers import JobRunner
 
+MAP_MIN_SIZE = (360, 280)
+
+
 def default_runs_dir() -> Path:
     env = os.environ.get("ULDL_STUDIO_RUNS")
     if env:
@@ -113,6 +116,8 @@ class MainWindow(QMainWindow):
         layout.setSpacing(0)
         layout.addWidget(self.map_message)
         layout.addWidget(self.map_view, 1)
+        # the docks give way before the map does: it keeps a usable size in any window
+        self.map_view.setMinimumSize(*MAP_MIN_SIZE)
         self.setCentralWidget(centre)
 
     def _make_grid_view(self) -> QWidget:
