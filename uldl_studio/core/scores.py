@@ -19,7 +19,7 @@ describe the labels the model was trained on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ import pandas as pd
 from .table import classes_of
 
 __all__ = ["Score", "score", "get", "registered", "exported", "available", "names",
-           "unregister", "values", "badness", "sort_order", "compute_all"]
+           "unregister", "values", "badness", "oriented", "worst_first", "sort_order"]
 
 
 @dataclass(frozen=True)
@@ -117,24 +117,24 @@ def available(table: pd.DataFrame | None) -> list[Score]:
     return [s for s in _REGISTRY.values() if np.isfinite(s.values(table)).any()]
 
 
+def oriented(name: str, values: np.ndarray) -> np.ndarray:
+    """``values`` of score ``name`` oriented so that higher is worse (NaN kept)."""
+    return values if get(name).bad == "high" else -values
+
+
 def badness(table: pd.DataFrame, name: str) -> np.ndarray:
     """The score oriented so that higher is worse (NaN kept)."""
-    s = get(name)
-    v = s.values(table)
-    return v if s.bad == "high" else -v
+    return oriented(name, get(name).values(table))
+
+
+def worst_first(bad: np.ndarray) -> np.ndarray:
+    """Row order by an oriented score, the worst first (stable; NaN last)."""
+    return np.argsort(np.where(np.isfinite(bad), -bad, np.inf), kind="stable")
 
 
 def sort_order(table: pd.DataFrame, name: str) -> np.ndarray:
     """Row order with the worst first (stable; NaN last)."""
-    bad = badness(table, name)
-    key = np.where(np.isfinite(bad), -bad, np.inf)
-    return np.argsort(key, kind="stable")
-
-
-def compute_all(table: pd.DataFrame, which: Iterable[Score] | None = None) -> pd.DataFrame:
-    """One column per score (``which``: default all registered)."""
-    which = registered() if which is None else list(which)
-    return pd.DataFrame({s.name: s.values(table) for s in which}, index=table.index)
+    return worst_first(badness(table, name))
 
 
 # ------------------------------------------------------------------------------- helpers

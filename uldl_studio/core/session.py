@@ -173,16 +173,13 @@ class Session:
             return np.empty(0, dtype=np.int64)
         if name == "sample_id":
             return np.argsort(self.table["sample_id"].to_numpy().astype(str), kind="stable")
-        s = scores.get(name)
-        bad = self.score(name) if s.bad == "high" else -self.score(name)
-        return np.argsort(np.where(np.isfinite(bad), -bad, np.inf), kind="stable")
+        return scores.worst_first(scores.oriented(name, self.score(name)))
 
     def most_ambiguous(self, name: str = "ambiguity", candidates: np.ndarray | None = None) -> int | None:
         """The candidate row (bool mask; default all) worst by ``name``; None when none scores."""
         if self.table is None or not len(self.table):
             return None
-        bad = scores.get(name)
-        values = self.score(name) if bad.bad == "high" else -self.score(name)
+        values = scores.oriented(name, self.score(name))
         ok = np.isfinite(values) if candidates is None else (np.asarray(candidates, bool) & np.isfinite(values))
         if not ok.any():
             return None
