@@ -248,16 +248,9 @@ def _find_path_csv(folder: Path) -> Path | None:
     found = sorted(p for p in folder.glob("*.csv") if csv_has_path_column(p))
     if not found:
         return None
-    from .datasets.csv_layout import PREFERRED_NAMES
+    from .datasets.csv_layout import pick_csv
 
-    for name in PREFERRED_NAMES:
-        for p in found:
-            if p.name.lower() == name:
-                return p
-    if len(found) > 1:
-        raise DatasetError(f"{folder}: several CSVs with a path column ({', '.join(p.name for p in found)}); "
-                           f"pass the file itself")
-    return found[0]
+    return pick_csv(folder, found, "a path column")
 
 
 # ----------------------------------------------------------------------------- dataset layouts

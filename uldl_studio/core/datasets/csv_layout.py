@@ -72,12 +72,17 @@ def find_csv(path: str | Path) -> Path:
     found = sorted(p for p in path.glob("*.csv") if is_generic_csv(p))
     if not found:
         raise DatasetError(f"{path}: no CSV with columns path, label in this folder")
+    return pick_csv(path, found, "columns path, label")
+
+
+def pick_csv(folder: Path, found: list[Path], what: str) -> Path:
+    """The CSV of ``found`` to read: a preferred name first, else the only one (else an error)."""
     for name in PREFERRED_NAMES:
         for p in found:
             if p.name.lower() == name:
                 return p
     if len(found) > 1:
-        raise DatasetError(f"{path}: several CSVs with columns path, label ({', '.join(p.name for p in found)}); "
+        raise DatasetError(f"{folder}: several CSVs with {what} ({', '.join(p.name for p in found)}); "
                            f"pass the file itself")
     return found[0]
 
