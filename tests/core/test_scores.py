@@ -61,11 +61,12 @@ def test_missing_columns_give_nan_not_an_error():
 def test_ambiguity_is_the_mean_percentile_rank_of_its_parts():
     t = tiny()
     # badness per part (high = bad), ranks 0..1 over the rows that have the part:
-    #   lambda           0.1, 0.8, nan  -> a 0, b 1
     #   self_confidence  0.3, 0.7, 0.4  -> a 0, b 1, c 0.5
-    #   aum (bad = low) -0.4, 0.3, -0.1 -> a 0, b 1, c 0.5
     #   knn              0.0, 0.75, 0.5 -> a 0, b 1, c 0.5
+    #   oof_confidence   absent (no --folds): left out
     assert np.allclose(scores.values(t, "ambiguity"), [0.0, 1.0, 0.5])
+    t["knn_disagreement"] = [0.9, 0.0, 0.5]            # now the two views disagree on a and b
+    assert np.allclose(scores.values(t, "ambiguity"), [0.5, 0.5, 0.5])
 
 
 def test_rank_average_skips_constant_parts_and_all_nan_rows():
