@@ -44,7 +44,9 @@ from uldl_studio.core.config import TrainConfig  # noqa: E402
 from uldl_studio.core.datasets import load_dataset  # noqa: E402
 from uldl_studio.core.metrics import auroc, ldl_metrics  # noqa: E402
 from uldl_studio.core.run import Run  # noqa: E402
-from uldl_studio.core.soft_labels import TARGET_PREFIX, fit_temperature, temper  # noqa: E402
+from uldl_studio.core.soft_labels import (  # noqa: E402
+    TARGET_PREFIX, build_soft_labels, fit_temperature, mix_for, temper,
+)
 from uldl_studio.core.table import classes_of, d_columns, p_columns, ref_columns  # noqa: E402
 
 MIXES = (0.0, 0.1, 0.25, 0.4, 0.5, 1.0)
@@ -89,7 +91,8 @@ def soft_label_table(samples, classes, prefix: str) -> dict[str, float]:
         pavg = part[[f"pavg_{c}" for c in classes]].to_numpy(float)
         d = part[d_columns(classes)].to_numpy(float)
         candidates = {"one-hot": np.eye(m)[given], "p": p, "pavg": pavg, "d": d,
-                      "soft": part[[f"soft_{c}" for c in classes]].to_numpy(float)}
+                      "soft": current_soft_labels(samples, classes, prefix.split(".")[0])[
+                          samples["split"].to_numpy() == split]}
         p_calibrated = temper(p, temperature)
         for w in MIXES:
             candidates[f"mix{w:g}"] = (1 - w) * d + w * p_calibrated
@@ -98,6 +101,19 @@ def soft_label_table(samples, classes, prefix: str) -> dict[str, float]:
             out[f"{prefix}{split}.{name}.inter"] = metrics["intersection"]
             out[f"{prefix}{split}.{name}.kl"] = metrics["kl"]
     return out
+
+
+def current_soft_labels(samples, classes, method: str) -> np.ndarray:
+    """The exported soft labels by today's rule (core.soft_labels), from a run's d and p: the
+    same as its soft_<class> columns for a run trained by this version, and comparable for
+    runs kept from an earlier one (--reuse)."""
+    p = samples[p_columns(classes)].to_numpy(float)
+    constructed = p.copy()
+    train = samples["split"].to_numpy() == "train"
+    constructed[train] = samples.loc[train, d_columns(classes)].to_numpy(float)
+    valid = np.flatnonzero(samples["split"].to_numpy() == "valid")
+    soft, _ = build_soft_labels(constructed, p, samples["label"].to_numpy(), valid, mix_for(method, None))
+    return soft
 
 
 def test_accuracy(samples, classes) -> float:
@@ -141,7 +157,7 @@ def one_seed(args, seed, images, majority, work) -> dict[str, float]:
     if args.second_stage:
         staged = sampled.copy()
         staged.attrs = dict(sampled.attrs)
-        soft = ldlva[[f"soft_{c}" for c in classes]].to_numpy(float)
+        soft = current_soft_labels(ldlva, classes, "ldlva")
         for j, c in enumerate(classes):
             staged[f"{TARGET_PREFIX}{c}"] = soft[:, j]
         second, result["second.seconds"] = trained(staged, TrainConfig(method="ce", **common), work,
