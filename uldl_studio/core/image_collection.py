@@ -223,11 +223,9 @@ def _read_path_csv(csv_path: Path, use_labels: bool = True) -> Collection:
         out[f"ref_{name}"] = pd.to_numeric(frame[col].astype(str).str.strip(), errors="coerce").to_numpy(np.float64)
     out["_row"] = rows
     out = out.loc[keep]
-    dup = out["sample_id"].duplicated().to_numpy()
-    if dup.any():
-        warn_dropped(csv_path, "duplicate sample id (first occurrence kept)", out.loc[dup, "_row"].tolist(),
-                     total=total, detail=f"first duplicate: {out.loc[dup, 'sample_id'].iloc[0]!r}")
-        out = out.loc[~dup]
+    from .datasets.csv_layout import drop_duplicate_ids
+
+    out = drop_duplicate_ids(out, csv_path, total)
     if len(out) == 0:
         raise DatasetError(f"{csv_path}: no usable rows (every path is empty)")
     exists = existing_mask(out["path"].tolist())

@@ -87,6 +87,17 @@ def pick_csv(folder: Path, found: list[Path], what: str) -> Path:
     return found[0]
 
 
+def drop_duplicate_ids(out: pd.DataFrame, csv_path: Path, total: int) -> pd.DataFrame:
+    """``out`` without repeated ``sample_id`` rows (the first kept), with one warning naming them
+    by their CSV row (``_row``)."""
+    dup = out["sample_id"].duplicated().to_numpy()
+    if dup.any():
+        warn_dropped(csv_path, "duplicate sample id (first occurrence kept)", out.loc[dup, "_row"].tolist(),
+                     total=total, detail=f"first duplicate: {out.loc[dup, 'sample_id'].iloc[0]!r}")
+        out = out.loc[~dup]
+    return out
+
+
 def read_class_list(path: Path) -> list[str]:
     names = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
     try:
@@ -248,11 +259,7 @@ def load_csv(path: str | Path, *, single_label: str = "majority", seed: int = 0)
             out[col] = values
 
     out = out.loc[keep]
-    dup = out["sample_id"].duplicated().to_numpy()
-    if dup.any():
-        warn_dropped(csv_path, "duplicate sample id (first occurrence kept)", out.loc[dup, "_row"].tolist(),
-                     total=total, detail=f"first duplicate: {out.loc[dup, 'sample_id'].iloc[0]!r}")
-        out = out.loc[~dup]
+    out = drop_duplicate_ids(out, csv_path, total)
     out = drop_missing_files(out, csv_path)
     ensure_rows(out, csv_path, "see the warnings for the dropped rows")
     check_one_class(out["label"].to_numpy(), classes, csv_path)
