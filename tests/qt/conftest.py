@@ -86,3 +86,21 @@ def run_bridge(qtbot, run_dir):
     bridge.session.set_run(Run.open(run_dir))
     yield bridge
     bridge.session.journal.close()
+
+
+@pytest.fixture
+def window(qtbot, settings_dir, tiny_config):
+    """The real main window, shown offscreen, training the tiny config; closed afterwards."""
+    from uldl_studio.qt.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.confirm_close = lambda: True
+    win.training_panel.extra_config = dict(tiny_config)
+    win.resize(1500, 950)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    if win.training.is_running:
+        win.training.stop_and_wait()
+    win.close()

@@ -53,3 +53,10 @@ def colours_in(widget, step: int = 1) -> set[tuple[int, int, int]]:
             c = image.pixelColor(x, y)
             found.add((c.red(), c.green(), c.blue()))
     return found
+
+
+def open_demo(qtbot, win, n: int = 300) -> None:
+    """Open the ``n``-sample demo in a main window and wait until it is shown."""
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_demo(n=n)
+    assert len(win.project) == n

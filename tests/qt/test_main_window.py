@@ -11,32 +11,11 @@ import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
 
+from synthetic import open_demo  # noqa: E402  (tests/qt/synthetic.py)
+
 pytestmark = pytest.mark.timeout(120)
 
 SCREENSHOT = Path(os.environ.get("ULDL_STUDIO_TEST_SCREENSHOT", "/tmp/main_window.png"))
-
-
-@pytest.fixture
-def window(qtbot, settings_dir, tiny_config):
-    from uldl_studio.qt.main_window import MainWindow
-
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.confirm_close = lambda: True
-    win.training_panel.extra_config = dict(tiny_config)
-    win.resize(1500, 950)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    if win.training.is_running:
-        win.training.stop_and_wait()
-    win.close()
-
-
-def open_demo(qtbot, win):
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
-        win.open_demo(n=300)
-    assert len(win.project) == 300
 
 
 def train(qtbot, win, run_dir, epochs=1, expect="done"):

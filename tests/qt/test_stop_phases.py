@@ -14,29 +14,9 @@ from PySide6.QtCore import Qt
 
 from uldl_studio.core.run import Run, load_checkpoint
 
+from synthetic import open_demo  # noqa: E402  (tests/qt/synthetic.py)
+
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def window(qtbot, settings_dir, tiny_config):
-    from uldl_studio.qt.main_window import MainWindow
-
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.confirm_close = lambda: True
-    win.training_panel.extra_config = dict(tiny_config)
-    win.resize(1200, 800)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    if win.training.is_running:
-        win.training.stop_and_wait()
-    win.close()
-
-
-def open_demo(qtbot, win):
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
-        win.open_demo(n=300)
 
 
 def leftovers(run_dir: Path) -> list[str]:
