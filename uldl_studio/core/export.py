@@ -187,7 +187,7 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return out, classes
 
 
-def _csv_field(text: str) -> str:
+def csv_field(text: str) -> str:
     """RFC 4180 quoting; unlike ``csv.writer`` with a ``\n`` terminator it also quotes a lone ``\r``."""
     if any(c in text for c in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
@@ -231,9 +231,9 @@ def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
             handle.write("\n]}\n")
         return
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(",".join(_csv_field(c) for c in columns) + "\n")
+        handle.write(",".join(csv_field(c) for c in columns) + "\n")
         for row in _rows(frame, classes):
-            handle.write(",".join(_csv_field(c) for c in row) + "\n")
+            handle.write(",".join(csv_field(c) for c in row) + "\n")
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import pandas as pd
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from uldl_studio.core.atomic import atomic_open
+from uldl_studio.core.cancel import cancel_requested
 from uldl_studio.core.datasets.common import DatasetWarning
 from uldl_studio.core.table import DatasetError
 
@@ -194,14 +195,6 @@ class LoadCancelled(Exception):
     """``load_images`` stopped because its ``cancel`` said so; nothing is returned."""
 
 
-def _cancel_requested(cancel) -> bool:
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
-
-
 def load_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
                 progress: Callable[[int, int], None] | None = None,
                 cancel: Callable[[], bool] | threading.Event | None = None) -> tuple[np.ndarray, list[ImageProblem]]:
@@ -224,7 +217,7 @@ def load_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
     def work(start: int) -> list[ImageProblem]:
         problems = []
         for i in range(start, min(start + chunk, n)):
-            if cancel is not None and _cancel_requested(cancel):
+            if cancel is not None and cancel_requested(cancel):
                 raise LoadCancelled(f"cancelled after {i - start} images of the chunk at {start}")
             try:
                 out[i] = to_model_input(decode_image(paths[i], pixels[i]), size, channels)
@@ -249,7 +242,7 @@ def load_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
                 problems.extend(future.result())  # re-raises a worker's LoadCancelled
                 if progress is not None:
                     progress(min(start + chunk, n), n)
-                if cancel is not None and _cancel_requested(cancel):
+                if cancel is not None and cancel_requested(cancel):
                     raise LoadCancelled(f"cancelled after {min(start + chunk, n)} of {n} images")
         finally:
             # on a cancel (or an error): drop the chunks not started; running ones stop at

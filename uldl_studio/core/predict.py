@@ -53,6 +53,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .cancel import cancel_requested
 from .classes import canonical_name
 from .datasets.common import DatasetWarning
 from .faces import AUTO_FACTOR, DEFAULT_MARGIN, FACE_MODES
@@ -360,16 +361,6 @@ class _Item:
     whole_image: bool = False
 
 
-def _cancel_check(cancel) -> Callable[[], bool]:
-    if cancel is None:
-        return lambda: False
-    if isinstance(cancel, threading.Event) or hasattr(cancel, "is_set"):
-        return cancel.is_set
-    if callable(cancel):
-        return lambda: bool(cancel())
-    raise TypeError("cancel must be a threading.Event or a callable returning bool")
-
-
 def predict_collection(run, source, options: PredictOptions | None = None, *,
                        progress: Callable[[int, int, str], None] | None = None, cancel=None) -> Prediction:
     """Soft labels for every image (or face) of ``source`` (see the module docstring).
@@ -386,7 +377,7 @@ def predict_collection(run, source, options: PredictOptions | None = None, *,
 
     options = options or PredictOptions()
     started = time.perf_counter()
-    cancelled = _cancel_check(cancel)
+    cancelled = lambda: cancel_requested(cancel)  # noqa: E731
     collection = source if isinstance(source, Collection) else read_collection(source)
     predictor = run if isinstance(run, Predictor) else Predictor(run, options.device)
     detector = FaceDetector() if options.faces != "off" else None
@@ -578,12 +569,6 @@ def _extra_text(value, name: str) -> str:
     return str(value)
 
 
-def _csv_field(text: str) -> str:
-    if any(c in text for c in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
 def write_predictions(table: pd.DataFrame, path: str | Path) -> None:
     """A soft-label file (``core.export.write_soft_labels``) plus the :data:`EXTRA_COLUMNS`.
 
@@ -593,7 +578,7 @@ def write_predictions(table: pd.DataFrame, path: str | Path) -> None:
     (extra columns kept as strings); :func:`read_predictions` converts them back.
     """
     from .atomic import atomic_open
-    from .export import write_soft_labels
+    from .export import csv_field, write_soft_labels
 
     path = Path(path)
     extras = [c for c in EXTRA_COLUMNS if c in table]
@@ -627,11 +612,11 @@ def write_predictions(table: pd.DataFrame, path: str | Path) -> None:
                 atomic_open(path, "w", encoding="utf-8", newline="") as handle:
             reader = csv.reader(source, strict=True)
             header = next(reader)
-            handle.write(",".join(_csv_field(c) for c in [*header, *extras]) + "\n")
+            handle.write(",".join(csv_field(c) for c in [*header, *extras]) + "\n")
             count = 0
             for i, row in enumerate(reader):
                 cells = [_extra_text(column[i], name) for name, column in zip(extras, values)]
-                handle.write(",".join(_csv_field(c) for c in [*row, *cells]) + "\n")
+                handle.write(",".join(csv_field(c) for c in [*row, *cells]) + "\n")
                 count += 1
             if count != len(table):
                 raise DatasetError(f"{path}: internal error: {count} rows written for {len(table)} predictions")

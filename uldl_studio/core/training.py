@@ -85,7 +85,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -99,6 +98,7 @@ import torch.nn.functional as F
 
 from . import ldl
 from .augment import augment_batch, to_float
+from .cancel import Cancel, cancel_requested
 from .config import TrainConfig, resolve_device
 from .dynamics import TrainingDynamics, knn_disagreement
 from .images import LoadCancelled, load_readable_images
@@ -129,17 +129,6 @@ class Progress:
     message: str = ""
 
 
-Cancel = Callable[[], bool] | threading.Event | None
-
-
-def _is_cancelled(cancel: Cancel) -> bool:
-    if cancel is None:
-        return False
-    if hasattr(cancel, "is_set"):
-        return bool(cancel.is_set())
-    return bool(cancel())
-
-
 class _Stopped(Exception):
     """Raised by a cancel check inside ``fit``'s phases; ``fit`` ends with Progress("cancelled")."""
 
@@ -157,7 +146,7 @@ def _checker(cancel: Cancel, where: str, epoch: int = 0, batches: int = 0) -> Ch
         return None
 
     def check() -> None:
-        if _is_cancelled(cancel):
+        if cancel_requested(cancel):
             raise _Stopped(where, epoch, 0, batches)
 
     return check
@@ -489,7 +478,7 @@ def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel
     epoch_start = time.perf_counter()
     total_steps = config.epochs * ctx.batches
     for b in range(ctx.batches):
-        if _is_cancelled(cancel):
+        if cancel_requested(cancel):
             raise _Stopped(f"in epoch {epoch} before batch {b + 1}", epoch, b, ctx.batches)
         t_batch = time.perf_counter()
         idx = order[b * config.batch_size:(b + 1) * config.batch_size]
