@@ -24,17 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .scores import p_given_and_best_other
+
 #: samples.csv columns written from this module, in order.
 COLUMNS = ("dyn_p_given_mean", "dyn_p_given_std", "dyn_margin_mean", "knn_disagreement")
-
-
-def _given_and_margin(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """p[given] and p[given] - max_{j≠given} p[j] per row (float64)."""
-    rows = np.arange(len(labels))
-    given = probs[rows, labels]
-    others = probs.copy()
-    others[rows, labels] = -np.inf
-    return given, given - others.max(axis=1)
 
 
 class TrainingDynamics:
@@ -52,7 +45,8 @@ class TrainingDynamics:
         """Add one epoch's evaluation pass: ``probs`` (N, m), ``labels`` (N,) given labels."""
         p = np.asarray(probs, dtype=np.float64)
         p = p / p.sum(axis=1, keepdims=True)  # as written to the p_<class> columns
-        given, margin = _given_and_margin(p, np.asarray(labels, dtype=np.int64))
+        given, best_other = p_given_and_best_other(p, np.asarray(labels, dtype=np.int64))
+        margin = given - best_other
         self.p_given_sum += given
         self.p_given_sumsq += given * given
         self.margin_sum += margin

@@ -150,16 +150,21 @@ def _given_index(table: pd.DataFrame, m: int) -> np.ndarray:
     return np.clip(table["label"].to_numpy(np.int64), 0, m - 1)
 
 
-def _p_given_and_best_other(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    probs = _distribution(table, "p_")
+def p_given_and_best_other(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """p[label] and the highest probability of another class, per row of ``probs`` (N, m)."""
+    probs = np.asarray(probs, dtype=np.float64)
     n, m = probs.shape
-    given = _given_index(table, m)
     rows = np.arange(n)
-    p_given = probs[rows, given]
+    p_given = probs[rows, labels]
     others = probs.copy()
-    others[rows, given] = -np.inf
+    others[rows, labels] = -np.inf
     best_other = others.max(axis=1) if m > 1 else np.zeros(n)
     return p_given, best_other
+
+
+def _p_given_and_best_other(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    probs = _distribution(table, "p_")
+    return p_given_and_best_other(probs, _given_index(table, probs.shape[1]))
 
 
 def normalised_entropy(dist: np.ndarray) -> np.ndarray:
