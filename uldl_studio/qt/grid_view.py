@@ -92,10 +92,10 @@ class SampleGridModel(QAbstractTableModel):
         self.endResetModel()
 
     def refresh_values(self, table: pd.DataFrame) -> None:
-        """Same rows, new values: labels, λ, edits (thumbnails stay cached)."""
+        """Same rows, new values: labels, λ, edits (thumbnails stay cached); shown from the
+        next ``set_rows``, which resets the model."""
         self.table = table
         self._read_columns()
-        self._all_changed()
 
     def _read_columns(self) -> None:
         table = self.table
@@ -110,9 +110,9 @@ class SampleGridModel(QAbstractTableModel):
         self._ids = table["sample_id"].to_numpy()
 
     def set_score(self, name: str, values: np.ndarray | None) -> None:
-        """The score shown under each thumbnail (the sort key's)."""
+        """The score shown under each thumbnail (the sort key's); shown from the next
+        ``set_rows``, which resets the model (its callers always follow with one)."""
         self._score_name, self._score = short_name(name), values
-        self._all_changed()
 
     def set_rows(self, rows: np.ndarray) -> None:
         self.beginResetModel()
@@ -433,7 +433,8 @@ class GridView(QWidget):
     def _on_values_changed(self, *_args) -> None:
         """Same rows, new λ/d/p/edits: re-sort and refresh text, keep cached thumbnails."""
         self._orders.clear()
-        self.model.refresh_values(self._table)
+        if not self.listing_predictions():  # the model shows the dataset: new values, same thumbnails
+            self.model.refresh_values(self._table)
         self._follow_chosen_key()
         self._update_rows()
 
