@@ -197,6 +197,18 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 
 def _cmd_train(args) -> int:
+    """Train one run; under torchrun every process runs this with the same arguments (rank 0
+    creates the run directory and reports progress, the others train their shards silently)."""
+    from uldl_studio.core.distributed import Comm
+
+    comm = Comm.from_env(args.device)
+    try:
+        return _train(args, comm)
+    finally:
+        comm.close()
+
+
+def _train(args, comm) -> int:
     from uldl_studio.core.run import Run
     from uldl_studio.core.config import TrainConfig
     from uldl_studio.core.training import fit
@@ -234,14 +246,24 @@ def _cmd_train(args) -> int:
                         "format": args.fmt, "limit": args.limit, "single_label": args.single_label,
                         "seed": args.seed, "label_noise": args.label_noise, "noise_seed": args.noise_seed,
                         "soft_labels": str(Path(args.soft_labels).resolve()) if args.soft_labels else None}
-        Run.create(run_dir, config, table, dataset_info)
-    _consume_with_progress(fit(table, config, run_dir, resume=args.resume), config)
+        comm.barrier()  # every rank has checked that --out holds no run before rank 0 creates it
+        if comm.is_main:
+            Run.create(run_dir, config, table, dataset_info)
+        comm.barrier()
+    report = _consume_with_progress if comm.is_main else _consume_silently
+    report(fit(table, config, run_dir, resume=args.resume, comm=comm), config)
     if args.folds:
         from uldl_studio.core.crossfit import crossfit
 
-        _consume_with_progress(crossfit(table, config, run_dir, args.folds), config)
-    print(f"run written to {run_dir}")
+        report(crossfit(table, config, run_dir, args.folds, comm=comm), config)
+    if comm.is_main:
+        print(f"run written to {run_dir}")
     return 0
+
+
+def _consume_silently(progress_iter, config) -> None:
+    for _ in progress_iter:
+        pass
 
 
 def _check_resume_data(data: str, run) -> None:

@@ -32,9 +32,13 @@ def fold_of(sample_ids, folds: int) -> np.ndarray:
 
 
 def crossfit(table: pd.DataFrame, config, run_dir: str | Path, folds: int, *, cancel=None,
-             images: np.ndarray | None = None) -> Iterator:
+             images: np.ndarray | None = None, comm=None) -> Iterator:
     """Train the K fold models (``config`` with method ``ce``) under RUN/crossfit/, yielding their
-    Progress; then write RUN/crossfit.npz. A cancelled fold leaves the previous file as it was."""
+    Progress; then write RUN/crossfit.npz. A cancelled fold leaves the previous file as it was.
+    ``comm``: the torchrun process group (each fold trains on all ranks; rank 0 writes)."""
+    from .distributed import Comm
+
+    comm = comm or Comm()
     from .training import fit
 
     if folds < 2:
@@ -55,13 +59,19 @@ def crossfit(table: pd.DataFrame, config, run_dir: str | Path, folds: int, *, ca
         held = fold == k
         part["split"] = np.where(held, "valid", "train")
         part_images = None if images is None else images[train_rows]
-        for progress in fit(part, fold_config, run_dir / FOLDS_DIR / f"fold{k}", cancel=cancel, images=part_images):
+        for progress in fit(part, fold_config, run_dir / FOLDS_DIR / f"fold{k}", cancel=cancel, images=part_images,
+                            comm=comm):
             progress.message = f"fold {k + 1}/{folds}: {progress.message}" if progress.message else progress.message
             yield progress
             if progress.phase == "cancelled":
                 return
+        comm.barrier()  # rank 0 has written the fold's samples.csv
+        if not comm.is_main:
+            continue
         samples = pd.read_csv(run_dir / FOLDS_DIR / f"fold{k}" / "samples.csv", dtype={"sample_id": str})
         probs = samples.set_index("sample_id").loc[ids[held], p_columns(classes)].to_numpy(np.float64)
         oof[held] = probs
+    if not comm.is_main:
+        return
     with atomic_open(run_dir / CROSSFIT_FILE, "wb", encoding=None) as handle:
         np.savez(handle, sample_id=ids.astype(str), probs=oof, fold=fold, classes=np.array(classes))

@@ -112,7 +112,7 @@ class CalibrationMLP(nn.Module):
 
 
 class LDLNet(nn.Module):
-    """Backbone + linear classifier + calibration MLP. ``forward`` → (logits, features)."""
+    """Backbone + linear classifier + calibration MLP. ``forward`` → (logits, features[, ζ])."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -123,9 +123,15 @@ class LDLNet(nn.Module):
         self.head = nn.Linear(self.feature_dim, config.num_classes)
         self.calibration = CalibrationMLP(self.feature_dim, config.calib_hidden)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, neighbor_features: torch.Tensor | None = None):
+        """(logits, features); with ``neighbor_features`` v_k (B, K, V) also ζ (B, K) of each
+        sample's own (detached) features and its neighbours', so that one forward reaches every
+        parameter used (DistributedDataParallel reduces the gradients of what its forward used)."""
         features = self.backbone(x)
-        return self.head(self.dropout(features)), features
+        logits = self.head(self.dropout(features))
+        if neighbor_features is None:
+            return logits, features
+        return logits, features, self.zeta(features.detach(), neighbor_features)
 
     def zeta(self, v_i: torch.Tensor, v_k: torch.Tensor) -> torch.Tensor:
         """Calibration ζ_ik = sigmoid(g([v_i, v_k])) in (0, 1), (B, K)."""

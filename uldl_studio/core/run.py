@@ -398,6 +398,26 @@ def write_epoch_outputs(run_dir: str | Path, table: pd.DataFrame, config: TrainC
         pd.DataFrame(history).to_csv(handle, index=False)
 
 
+#: the ranks of a torchrun training and their state digests after every epoch
+DISTRIBUTED_LOG = "distributed.json"
+
+
+def write_distributed_log(run_dir: str | Path, epoch: int, world_size: int, backend: str | None,
+                          digests: list[str]) -> None:
+    """Record in RUN/distributed.json that ``world_size`` ranks finished ``epoch`` with these
+    digests of their replicated state (``core.training.state_digest``), one per rank. Epochs
+    after ``epoch`` (from a run this one restarted) are dropped; written atomically."""
+    path = Path(run_dir) / DISTRIBUTED_LOG
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+        epochs = [e for e in log.get("epochs", []) if int(e["epoch"]) < epoch]
+    except (OSError, ValueError, KeyError, TypeError):
+        epochs = []
+    epochs.append({"epoch": int(epoch), "world_size": int(world_size), "backend": backend,
+                   "digests": list(digests)})
+    atomic_write_text(path, json.dumps({"epochs": epochs}, indent=1) + "\n")
+
+
 #: out-of-fold predictions of ``core.crossfit`` (``uldl-studio train … --folds K``)
 CROSSFIT_FILE = "crossfit.npz"
 OOF_PREFIX = "oof_"

@@ -98,8 +98,10 @@ import torch.nn.functional as F
 
 from . import ldl
 from .augment import augment_batch, to_float
+from .batches import ArrayImages, ImageSource, iterate_batches, read_tensor
 from .cancel import Cancel, cancel_requested
 from .config import TrainConfig, resolve_device
+from .distributed import Comm, shard_bounds, shard_counts, tensor_digest
 from .dynamics import TrainingDynamics, knn_disagreement
 from .images import LoadCancelled, load_readable_images
 from .soft_labels import build_soft_labels, mix_for, target_matrix
@@ -107,7 +109,7 @@ from .model import LDLNet, build_model
 from .neighbors import knn
 from .precision import Precision, choose_precision
 from .run import (CHECKPOINT_FORMAT, ensure_run, load_checkpoint, previous_lambda, remove_checkpoints,
-                  save_checkpoint, write_epoch_outputs)
+                  save_checkpoint, write_distributed_log, write_epoch_outputs)
 from .table import DatasetError, classes_of, validate_table
 from .va import resolve_provider
 
@@ -176,6 +178,7 @@ class _State:
                  device: torch.device, dynamics: TrainingDynamics):
         torch.manual_seed(config.seed)
         self.model: LDLNet = build_model(config.model_config(num_classes)).to(device)
+        self.net: torch.nn.Module = self.model           # what training forwards through (DDP under torchrun)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=True)
         raw0 = np.where(unsure, _logit(config.lambda_unsure_init), _logit(config.lambda_init))
@@ -260,7 +263,7 @@ class _FitContext:
     run_dir: Path
     table: pd.DataFrame             # the readable rows, index 0..N-1
     classes: list[str]
-    images: torch.Tensor            # uint8 (N, C, H, W); on the GPU when it fits there
+    source: ImageSource             # the rows' uint8 images: in memory (on the GPU when they fit) or the disk cache
     labels: torch.Tensor            # (N,) given labels of all rows
     train_rows: np.ndarray          # positions of the train rows in ``table``
     train_rows_t: torch.Tensor
@@ -273,6 +276,7 @@ class _FitContext:
     scaler: torch.amp.GradScaler | None
     batches: int                    # per epoch
     warmup_epochs: int              # ldlva's CE epochs (0 for ce)
+    comm: Comm                      # the process group (Comm(): one process)
 
     @property
     def n_train(self) -> int:
@@ -313,7 +317,8 @@ class _EpochTotals:
 # ----------------------------------------------------------------------------- fit
 
 def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel: Cancel = None,
-        resume: bool = False, images: np.ndarray | torch.Tensor | None = None) -> Iterator[Progress]:
+        resume: bool = False, images: np.ndarray | torch.Tensor | ImageSource | None = None,
+        comm: Comm | None = None) -> Iterator[Progress]:
     """Train ``config.method`` on ``table`` (already edited, see ``Run.training_table``) into
     ``run_dir``; yields Progress every ``progress_every`` batches and at each epoch end.
 
@@ -324,7 +329,11 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     directory never holds half an epoch). A cancelled fit yields phase ``cancelled`` and leaves
     the last completed epoch on disk untouched.
     ``resume=True`` continues from the last completed epoch's checkpoint (a fresh start if
-    there is none). ``images``: optional preloaded uint8 (N, C, H, W) in table order.
+    there is none). ``images``: optional preloaded uint8 (N, C, H, W) in table order, or an
+    image source (``core.batches``); without it the images come from the decoded-image cache
+    (``core.image_cache``; ``config.image_cache=False`` decodes them into memory instead).
+    ``comm``: the process group under torchrun (``core.distributed``): every rank trains a shard
+    of each batch and keeps the same state; rank 0 alone writes the run directory.
     """
     started = time.perf_counter()
     clock = lambda: time.perf_counter() - started  # noqa: E731
@@ -332,17 +341,20 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     table = table.reset_index(drop=True)
     if config.num_threads:
         torch.set_num_threads(int(config.num_threads))
-    device = resolve_device(config.device)
+    comm = comm or Comm()
+    device = comm.device(resolve_device(config.device))
     yield Progress("load", epochs=config.epochs, message=f"loading {len(table)} images", seconds=clock())
     saved = None  # the last epoch whose files and checkpoint are on disk (None: not looked yet)
     try:
-        ctx = _setup(table, config, Path(run_dir), images, device, cancel)
+        ctx = _setup(table, config, Path(run_dir), images, device, comm, cancel)
         state = _State(config, len(ctx.classes), ctx.n_train, _unsure_train_rows(ctx), device,
                        TrainingDynamics(len(ctx.table), ctx.rows_digest))
         ctx.precision.prepare_model(state.model)
+        where = f"{device.type}" if not comm.distributed else f"{comm.world_size} processes ({comm.backend}, {device.type})"
         yield Progress("load", epochs=config.epochs, seconds=clock(),
-                       message=f"training {ctx.n_train} images on {device.type}: {ctx.precision.describe()}")
+                       message=f"training {ctx.n_train} images on {where}: {ctx.precision.describe()}")
         _resume_or_start(state, ctx, resume)
+        state.net = _forward_module(state.model, ctx)
         saved = state.epoch
         step_seconds: list[float] = []
         for epoch in range(state.epoch + 1, config.epochs + 1):
@@ -377,20 +389,20 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
                    message=f"finished {state.epoch} epoch(s) in {clock():.1f} s")
 
 
-def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, device: torch.device,
+def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, device: torch.device, comm: Comm,
            cancel: Cancel = None) -> _FitContext:
     """Images (loaded unless given; unreadable rows dropped), train rows and labels, precision,
     RUN/config.json. A cancel while decoding raises ``LoadCancelled`` before anything is written."""
     if images is None:
         n_rows = len(table)
         # train on the readable rows; a DatasetWarning names the bad files
-        table, images = load_readable_images(table, config.image_size, config.channels, cancel=cancel)
+        table, images = _load_images(table, config, cancel)
         if len(table) != n_rows:
             validate_table(table)
-    images = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    source = images if hasattr(images, "read") else ArrayImages(images)
     n = len(table)
-    if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != n:
-        raise ValueError(f"images must be uint8 (N={n}, C, H, W), got {tuple(images.shape)} {images.dtype}")
+    if len(source) != n or len(source.shape) != 4:
+        raise ValueError(f"images must be uint8 (N={n}, C, H, W), got {tuple(source.shape)}")
     train_rows = np.flatnonzero(table["split"].to_numpy() == "train")
     if len(train_rows) == 0:
         raise DatasetError(f"{table.attrs.get('root', 'dataset')}: no training samples (split 'train' is empty)")
@@ -404,18 +416,49 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
     train_rows_t = torch.as_tensor(train_rows, device=device)
     train_labels = labels_all[train_rows_t]
     ids_digest = _ids_digest(table["sample_id"].iloc[train_rows])
-    ensure_run(run_dir, config, table)
-    if device.type == "cuda" and images.numel() <= 4 * 2 ** 30:  # ≤ 4 GiB: keep the dataset on the GPU
-        images = images.to(device)
+    if comm.is_main:
+        ensure_run(run_dir, config, table)
+    if isinstance(source, ArrayImages) and device.type == "cuda" and source.images.numel() <= 4 * 2 ** 30:
+        source = source.to(device)  # ≤ 4 GiB: keep the dataset on the GPU
+    batches = math.ceil(len(train_rows) / config.batch_size)
+    if comm.distributed and len(train_rows) % config.batch_size and \
+            len(train_rows) % config.batch_size < comm.world_size:
+        batches -= 1  # the short last batch joins the one before: every rank needs a sample
+    if batches < 1:
+        raise DatasetError(f"{table.attrs.get('root', 'dataset')}: {len(train_rows)} training samples cannot "
+                           f"be shared by {comm.world_size} processes")
     precision = choose_precision(device, config.amp, config.channels_last)
     return _FitContext(
-        config=config, run_dir=run_dir, table=table, classes=classes, images=images, labels=labels_all,
+        config=config, run_dir=run_dir, table=table, classes=classes, source=source, labels=labels_all,
         train_rows=train_rows, train_rows_t=train_rows_t, train_labels=train_labels,
         onehot_train=_label_targets(table, classes, train_rows, train_labels), ids_digest=ids_digest,
         rows_digest=_ids_digest(table["sample_id"]), device=device,
         precision=precision, scaler=torch.amp.GradScaler("cuda") if precision.needs_scaler else None,
-        batches=math.ceil(len(train_rows) / config.batch_size),
+        batches=batches, comm=comm,
         warmup_epochs=min(config.warmup_epochs, config.epochs - 1) if config.method == "ldlva" else 0)
+
+
+def _load_images(table: pd.DataFrame, config: TrainConfig, cancel: Cancel):
+    """The readable rows and their images: from the decoded-image cache on disk (default), or
+    decoded into memory (``image_cache=False``)."""
+    if not config.image_cache:
+        return load_readable_images(table, config.image_size, config.channels, cancel=cancel)
+    from .image_cache import open_cached_images
+
+    return open_cached_images(table, config.image_size, config.channels, cancel=cancel)
+
+
+def _forward_module(model: LDLNet, ctx: _FitContext) -> torch.nn.Module:
+    """What the training step forwards through: the model, wrapped in DistributedDataParallel
+    under torchrun (gradients averaged over the ranks in backward; rank 0's buffers broadcast).
+    Unused parameters are expected: the calibration MLP g takes part only after LDLVA's warm-up
+    (and never in ``ce``)."""
+    if not ctx.comm.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
 
 def _label_targets(table: pd.DataFrame, classes: list[str], train_rows: np.ndarray,
@@ -447,6 +490,8 @@ def _resume_or_start(state: _State, ctx: _FitContext, resume: bool) -> None:
     remove its checkpoints."""
     run_dir = ctx.run_dir
     if not resume:
+        if not ctx.comm.is_main:
+            return  # rank 0 alone reads and clears the run directory
         lam = previous_lambda(run_dir, ctx.table)
         state.lambda_prev = None if lam is None else torch.as_tensor(lam, device=ctx.device)
         remove_checkpoints(run_dir)
@@ -472,20 +517,27 @@ def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel
     seed = _epoch_seed(config.seed, epoch)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(ctx.n_train, generator=generator).to(ctx.device)
+    order = torch.randperm(ctx.n_train, generator=generator)
+    # Rank r augments its shard with its own draws; rank 0 (and a single process) with the
+    # generator that drew the order, as always.
+    augment_generator = generator if ctx.comm.rank == 0 else \
+        torch.Generator().manual_seed(_epoch_seed(config.seed + 7919 * ctx.comm.rank, epoch))
+    batches = _global_batches(order, config.batch_size, ctx.batches)
+    local = [_local_shard(ctx.comm, idx) for idx in batches]
+    images = iterate_batches(ctx.source, [ctx.train_rows[idx.numpy()] for idx in local], device=ctx.device,
+                             workers=config.loader_workers)
     state.model.train()
     totals = _EpochTotals()
     epoch_start = time.perf_counter()
     total_steps = config.epochs * ctx.batches
-    for b in range(ctx.batches):
+    for b, (idx, batch) in enumerate(zip(batches, images)):
         if cancel_requested(cancel):
             raise _Stopped(f"in epoch {epoch} before batch {b + 1}", epoch, b, ctx.batches)
         t_batch = time.perf_counter()
-        idx = order[b * config.batch_size:(b + 1) * config.batch_size]
         totals.lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * state.step / max(total_steps, 1)))
         for group in state.optimizer.param_groups:
             group["lr"] = totals.lr
-        totals.add(_train_step(state, ctx, idx, generator, warm), len(idx))
+        totals.add(_train_step(state, ctx, idx.to(ctx.device), batch, augment_generator, warm), len(local[b]))
         state.step += 1
         step_seconds.append(time.perf_counter() - t_batch)
         if (b + 1) % config.progress_every == 0 or b + 1 == ctx.batches:
@@ -497,6 +549,18 @@ def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel
                            eta_seconds=float(np.mean(step_seconds[-50:])) * remaining)
     totals.seconds = time.perf_counter() - epoch_start
     return totals
+
+
+def _global_batches(order: torch.Tensor, batch_size: int, batches: int) -> list[torch.Tensor]:
+    """``order`` cut into ``batches`` batches of ``batch_size`` (the last takes what is left)."""
+    cuts = [order[b * batch_size:(b + 1) * batch_size] for b in range(batches - 1)]
+    return cuts + [order[(batches - 1) * batch_size:]]
+
+
+def _local_shard(comm: Comm, idx: torch.Tensor) -> torch.Tensor:
+    """This rank's contiguous share of a global batch (``distributed.shard_bounds``)."""
+    start, stop = shard_bounds(len(idx), comm.rank, comm.world_size)
+    return idx[start:stop]
 
 
 def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: _EpochTotals,
@@ -513,7 +577,7 @@ def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: 
     state.epoch = epoch
     results = _evaluate_epoch(state, ctx, _checker(cancel, f"in epoch {epoch}'s evaluation pass", epoch,
                                                    ctx.batches))
-    means = totals.means()
+    means = _global_totals(ctx.comm, totals, ctx.device).means()
     row = {"epoch": epoch, "phase": ctx.phase(epoch), "loss": means["loss"], "loss_ce": means["loss_ce"],
            "loss_d": means["loss_d"], "train_accuracy": means["accuracy"],
            "mean_lambda": _mean_lambda(state, config), "lr": totals.lr,
@@ -523,12 +587,10 @@ def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: 
         mask = split == part
         row[f"{part}_accuracy"] = float((results["pred"][mask] == labels[mask]).mean()) if mask.any() \
             else float("nan")
+    if ctx.comm.distributed:
+        row["processes"] = ctx.comm.world_size
     state.history.append(row)
-    state.dynamics.update(results["probs"], labels)
-    soft, row["soft_temperature"] = _soft_labels(state, ctx, results)
-    scores = {**state.dynamics.columns(), "knn_disagreement": results["knn_disagreement"],
-              **_class_columns("pavg_", ctx.classes, state.dynamics.mean_probs()),
-              **_class_columns("soft_", ctx.classes, soft)}
+    scores = _epoch_scores(state, ctx, results, row) if ctx.comm.is_main else {}
     va, lambda_prev = _numpy(state.va), _numpy(state.lambda_prev)  # this epoch's (the refresh replaces state.va)
     if epoch < config.epochs and _needs_refresh(state, config):
         # the next epoch's neighbours come from this epoch's model; written files keep the ones used
@@ -537,11 +599,57 @@ def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: 
     check = _checker(cancel, f"before writing epoch {epoch}'s files", epoch, ctx.batches)
     if check is not None:
         check()
+    digests = ctx.comm.gather_objects(state_digest(state)) if ctx.comm.distributed else None
+    if digests is not None and len(set(digests)) > 1:
+        raise RuntimeError(f"epoch {epoch}: the ranks' training states differ (digests {digests}); "
+                           "the run directory keeps the previous epoch")
+    if not ctx.comm.is_main:
+        return row
     # From here on: files only, the checkpoint last (core.run writes each one atomically).
     write_epoch_outputs(ctx.run_dir, ctx.table, config, ctx.train_rows, results, va=va,
                         lambda_prev=lambda_prev, history=state.history, scores=scores)
+    if digests is not None:
+        write_distributed_log(ctx.run_dir, epoch, ctx.comm.world_size, ctx.comm.backend, digests)
     save_checkpoint(ctx.run_dir, state.checkpoint(config, ctx.classes, ctx.ids_digest, ctx.scaler))
     return row
+
+
+def _epoch_scores(state: _State, ctx: _FitContext, results: dict, row: dict) -> dict[str, np.ndarray]:
+    """The per-sample evidence written with an epoch: training dynamics (updated here), neighbour
+    disagreement, epoch-averaged p and the exported soft labels (their temperature goes to ``row``)."""
+    state.dynamics.update(results["probs"], ctx.table["label"].to_numpy())
+    soft, row["soft_temperature"] = _soft_labels(state, ctx, results)
+    return {**state.dynamics.columns(), "knn_disagreement": results["knn_disagreement"],
+            **_class_columns("pavg_", ctx.classes, state.dynamics.mean_probs()),
+            **_class_columns("soft_", ctx.classes, soft)}
+
+
+def _global_totals(comm: Comm, totals: _EpochTotals, device: torch.device) -> _EpochTotals:
+    """The epoch's sums over every rank's shards (one process: ``totals`` itself)."""
+    if not comm.distributed:
+        return totals
+    loss, loss_ce, loss_d, correct, seen = comm.sum(
+        [totals.loss, totals.loss_ce, totals.loss_d, totals.correct, totals.seen],
+        device if device.type == "cuda" else None)
+    return _EpochTotals(loss, loss_ce, loss_d, int(round(correct)), int(round(seen)), totals.lr, totals.seconds)
+
+
+def state_digest(state: _State) -> str:
+    """SHA-1 of the state every rank keeps a copy of: the model's parameters and buffers, λ, the
+    memory bank, the class centres, λ's baseline and the neighbours. Equal on two ranks exactly
+    when they are bit-identical; equal to ``checkpoint_digest`` of the checkpoint it is saved to."""
+    return _digest(state.model.state_dict(), state.lambda_raw.data, state.bank_probs, state.bank_features,
+                   state.centres, state.baseline, state.neighbor_index, state.similarity)
+
+
+def checkpoint_digest(ckpt: dict) -> str:
+    """``state_digest`` of the state a checkpoint holds."""
+    return _digest(ckpt["model"], ckpt["lambda_raw"], ckpt["bank_probs"], ckpt["bank_features"], ckpt["centres"],
+                   ckpt["baseline"], ckpt["neighbor_index"], ckpt["similarity"])
+
+
+def _digest(model_state: dict, *tensors) -> str:
+    return tensor_digest([t for _, t in sorted(model_state.items())] + list(tensors))
 
 
 def _soft_labels(state: _State, ctx: _FitContext, results: dict) -> tuple[np.ndarray, float]:
@@ -569,22 +677,45 @@ def _mean_lambda(state: _State, config: TrainConfig) -> float:
     return float(torch.sigmoid(state.lambda_raw.detach()).mean())
 
 
-def _forward_rows(model: LDLNet, images: torch.Tensor, rows: torch.Tensor, device, precision: Precision,
-                  batch_size: int, check: Check = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """No-grad forward of ``rows`` (un-augmented) → float32 probs (R, m), features (R, V).
-    ``check()`` runs before every batch (it raises to stop)."""
+def _forward_rows(model: LDLNet, source: ImageSource, rows: np.ndarray, device, precision: Precision,
+                  batch_size: int, check: Check = None, workers: int | None = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """No-grad forward of the table rows ``rows`` (un-augmented) → float32 probs (R, m), features
+    (R, V). ``check()`` runs before every batch (it raises to stop)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    chunks = [rows[start:start + batch_size] for start in range(0, len(rows), batch_size)]
     probs, feats = [], []
     with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
+        for batch in iterate_batches(source, chunks, device=device, workers=workers):
             if check is not None:
                 check()
-            chunk = rows[start:start + batch_size]
-            x = precision.prepare_input(to_float(images[chunk.to(images.device)].to(device, non_blocking=True)))
+            x = precision.prepare_input(to_float(batch.to(device, non_blocking=True)))
             with precision.autocast():
                 logits, v = model(x)
             probs.append(torch.softmax(logits.float(), -1))
             feats.append(v.float())
+    if not probs:
+        return torch.zeros(0, 0, device=device), torch.zeros(0, 0, device=device)
     return torch.cat(probs), torch.cat(feats)
+
+
+def _forward_all(state: _State, ctx: _FitContext, check: Check = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode probs and features of every row of the table, on every rank: each rank forwards
+    its contiguous share of the rows with rank 0's BatchNorm statistics, then the shares are
+    gathered. The model is left in eval mode."""
+    comm = ctx.comm
+    comm.broadcast_buffers(state.model)
+    state.model.eval()
+    n = len(ctx.table)
+    start, stop = shard_bounds(n, comm.rank, comm.world_size)
+    probs, feats = _forward_rows(state.model, ctx.source, np.arange(start, stop), ctx.device, ctx.precision,
+                                 ctx.config.eval_batch_size, check, ctx.config.loader_workers)
+    if comm.distributed:
+        counts = shard_counts(n, comm.world_size)
+        if stop == start:  # an empty share still takes part in the gather with the right widths
+            m, v = len(ctx.classes), state.model.feature_dim
+            probs, feats = torch.zeros(0, m, device=ctx.device), torch.zeros(0, v, device=ctx.device)
+        probs, feats = comm.gather_rows(probs, counts), comm.gather_rows(feats, counts)
+    return probs, feats
 
 
 # ----------------------------------------------------------------------------- LDLVA
@@ -593,10 +724,7 @@ def _prepare_ldlva(state: _State, ctx: _FitContext, check: Check = None) -> None
     """After warm-up: V-A points, K neighbours, similarities, bank initialisation. ``check()``
     runs between the forward batches and before the neighbour search; a stop there leaves
     ``state`` without neighbours (the fit ends, nothing is written)."""
-    state.model.eval()
-    all_rows = torch.arange(len(ctx.table), device=ctx.device)
-    probs, feats = _forward_rows(state.model, ctx.images, all_rows, ctx.device, ctx.precision,
-                                 ctx.config.eval_batch_size, check)
+    probs, feats = _forward_all(state, ctx, check)
     if check is not None:
         check()
     _place_and_link(state, ctx, probs, feats)
@@ -611,7 +739,19 @@ def _prepare_ldlva(state: _State, ctx: _FitContext, check: Check = None) -> None
 
 
 def _place_and_link(state: _State, ctx: _FitContext, probs: torch.Tensor, feats: torch.Tensor) -> None:
-    """V-A points of all rows, then K neighbours and s_ik of the train rows in the neighbour space."""
+    """V-A points of all rows, then K neighbours and s_ik of the train rows in the neighbour space:
+    computed once, by rank 0, and broadcast to the other ranks."""
+    placed = _placement(ctx, probs, feats) if ctx.comm.is_main else None
+    va, index, s, delta, provider = ctx.comm.broadcast_object(placed)
+    device = ctx.device
+    state.va = torch.as_tensor(va, dtype=torch.float32, device=device)
+    state.neighbor_index = torch.as_tensor(index, device=device)
+    state.similarity = torch.as_tensor(s, dtype=torch.float32, device=device)
+    state.delta, state.va_provider = delta, provider
+
+
+def _placement(ctx: _FitContext, probs: torch.Tensor, feats: torch.Tensor) -> tuple:
+    """(V-A points (N, 2), neighbour index (n_train, K), s_ik (n_train, K), δ, provider name)."""
     config, table = ctx.config, ctx.table
     device = probs.device
     provider = resolve_provider(config.va, table, centroids=config.va_centroids, temperature=config.va_temperature)
@@ -632,9 +772,7 @@ def _place_and_link(state: _State, ctx: _FitContext, probs: torch.Tensor, feats:
     index_t = torch.as_tensor(index, device=device)
     points_t = torch.as_tensor(points, dtype=torch.float32, device=device)
     s = ldl.local_similarity(points_t, points_t[index_t], delta, config.similarity, config.l1_scale)
-    state.va = torch.as_tensor(va, dtype=torch.float32, device=device)
-    state.neighbor_index, state.similarity, state.delta = index_t, s.float(), delta
-    state.va_provider = provider.name
+    return va, index, s.float().cpu().numpy(), delta, provider.name
 
 
 def _needs_refresh(state: _State, config: TrainConfig) -> bool:
@@ -644,75 +782,88 @@ def _needs_refresh(state: _State, config: TrainConfig) -> bool:
     return config.neighbor_space == "features" or state.va_provider == "circumplex"
 
 
-def _train_step(state: _State, ctx: _FitContext, idx: torch.Tensor, generator: torch.Generator,
-                warm: bool) -> dict:
-    """One optimiser step on the train rows at positions ``idx`` (into the train rows)."""
-    config, device, precision = ctx.config, ctx.device, ctx.precision
-    rows = ctx.train_rows_t[idx]
+def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, images: torch.Tensor,
+                generator: torch.Generator, warm: bool) -> dict:
+    """One optimiser step on the global batch ``batch_idx`` (positions into the train rows), of
+    which this rank forwards its shard (``images``, uint8, in shard order).
+
+    The model's gradients are averaged over the ranks by DistributedDataParallel. λ, its
+    baseline, the memory bank and the class centres are updated from the whole global batch on
+    every rank alike: each rank's per-sample evidence, probabilities and features are gathered
+    first, so the replicated state stays bit-identical across ranks (and equals one process's).
+    """
+    config, device, precision, comm = ctx.config, ctx.device, ctx.precision, ctx.comm
+    idx = _local_shard(comm, batch_idx)
     y = ctx.train_labels[idx]
-    batch = ctx.images[rows.to(ctx.images.device)]
-    x = augment_batch(batch.to(device), generator, erase_p=config.erase_p) if config.augment else to_float(batch.to(device))
+    batch = images.to(device, non_blocking=True)
+    x = augment_batch(batch, generator, erase_p=config.erase_p) if config.augment else to_float(batch)
     x = precision.prepare_input(x)
-    model = state.model
-    with precision.autocast():
-        logits, feats = model(x)
-    logits, feats = logits.float(), feats.float()
-    probs = torch.softmax(logits.detach(), -1)
     loss_d = torch.zeros((), device=device)
-    loss_lambda = None
+    evidence = None
     if warm:
+        with precision.autocast():
+            logits, feats = state.net(x)
+        logits, feats = logits.float(), feats.float()
         loss_ce = ldl.soft_cross_entropy(ctx.onehot_train[idx], logits)  # = CE(y) for one-hot labels
         loss = loss_ce
     else:
-        lam = torch.sigmoid(state.lambda_raw[idx])
+        lam = torch.sigmoid(state.lambda_raw[idx]).detach()
         nb = state.neighbor_index[idx]
         if config.neighbors == "bank":
             f_k, v_k = state.bank_probs[nb], state.bank_features[nb]
         else:
             b, k = nb.shape
-            f_k, v_k = _forward_rows(model, ctx.images, ctx.train_rows_t[nb.reshape(-1)], device, precision, b * k)
+            f_k, v_k = _forward_rows(state.model, ctx.source, ctx.train_rows[nb.reshape(-1).cpu().numpy()], device,
+                                     precision, b * k)
             f_k, v_k = f_k.reshape(b, k, -1), v_k.reshape(b, k, -1)
         with precision.autocast():
-            zeta = model.zeta(feats.detach(), v_k)
+            logits, feats, zeta = state.net(x, v_k)
+        logits, feats = logits.float(), feats.float()
         c = ldl.contribution_degrees(zeta.float(), state.similarity[idx])
         d_tilde = ldl.aggregate_distribution(c, f_k)
-        target = ldl.target_distribution(ctx.onehot_train[idx], lam.detach(), d_tilde)
+        target = ldl.target_distribution(ctx.onehot_train[idx], lam, d_tilde)
         loss_ce = ldl.soft_cross_entropy(target, logits)
-        loss_d = ldl.discriminative_loss(feats, y, lam.detach(), state.centres, reduction="mean")
+        loss_d = ldl.discriminative_loss(feats, y, lam, state.centres, reduction="mean")
         loss = loss_ce + config.gamma * loss_d
-        # λ's own objective: per-sample evidence minus its running baseline, plus the prior
-        # (module docstring, "λ anchoring").
-        with torch.no_grad():
+        with torch.no_grad():  # λ's per-sample evidence (module docstring, "λ anchoring")
             log_f = F.log_softmax(logits.detach(), -1)
             evidence = -(d_tilde.detach() * log_f).sum(-1) + (ctx.onehot_train[idx] * log_f).sum(-1)
-            evidence = _centre_evidence(state, config.lambda_baseline, y, evidence)
-        raw = state.lambda_raw[idx]
-        loss_lambda = (lam * evidence).sum() + 0.5 * config.lambda_prior * (raw - state.lambda_raw0[idx]).pow(2).sum()
+    probs = torch.softmax(logits.detach(), -1)
     state.optimizer.zero_grad(set_to_none=True)
-    state.lambda_optimizer.zero_grad(set_to_none=True)
-    total = loss if loss_lambda is None else loss + loss_lambda
     scaler = ctx.scaler
     if scaler is not None:
-        scaler.scale(total).backward()
+        scaler.scale(loss).backward()
         scaler.step(state.optimizer)
-        if loss_lambda is not None:
-            scaler.step(state.lambda_optimizer)
         scaler.update()
     else:
-        total.backward()
+        loss.backward()
         state.optimizer.step()
-        if loss_lambda is not None:
-            state.lambda_optimizer.step()
-    if config.method == "ldlva":
+    if evidence is not None:  # LDLVA after its warm-up (the placement pass then fills the bank)
+        counts = shard_counts(len(batch_idx), comm.world_size)
+        all_y = ctx.train_labels[batch_idx]
+        all_feats = comm.gather_rows(feats.detach(), counts)
+        _lambda_step(state, config, batch_idx, all_y, comm.gather_rows(evidence, counts))
         with torch.no_grad():
-            state.bank_probs[idx] = probs
-            state.bank_features[idx] = feats.detach()
-            if not warm:
-                weights = 1.0 - torch.sigmoid(state.lambda_raw[idx])
-                state.centres = ldl.update_centres(state.centres, feats.detach(), y, weights, config.centre_alpha,
-                                                   config.centre_separation_lr)
+            state.bank_probs[batch_idx] = comm.gather_rows(probs, counts)
+            state.bank_features[batch_idx] = all_feats
+            weights = 1.0 - torch.sigmoid(state.lambda_raw[batch_idx])
+            state.centres = ldl.update_centres(state.centres, all_feats, all_y, weights, config.centre_alpha,
+                                               config.centre_separation_lr)
     return {"loss": float(loss.detach()), "loss_ce": float(loss_ce.detach()), "loss_d": float(loss_d.detach()),
             "correct": int((probs.argmax(-1) == y).sum())}
+
+
+def _lambda_step(state: _State, config: TrainConfig, idx: torch.Tensor, y: torch.Tensor,
+                 evidence: torch.Tensor) -> None:
+    """One SGD step of λ's own objective on the batch ``idx``: the evidence minus its running
+    baseline, weighted by λ and summed, plus the prior ½β(raw − raw0)²."""
+    evidence = _centre_evidence(state, config.lambda_baseline, y, evidence)
+    raw = state.lambda_raw[idx]
+    loss = (torch.sigmoid(raw) * evidence).sum() + \
+        0.5 * config.lambda_prior * (raw - state.lambda_raw0[idx]).pow(2).sum()
+    state.lambda_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.lambda_optimizer.step()
 
 
 def _centre_evidence(state: _State, baseline: str, y: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
@@ -757,18 +908,20 @@ def _apply_budget(state: _State, budget: float) -> None:
 @torch.no_grad()
 def _evaluate_epoch(state: _State, ctx: _FitContext, check: Check = None) -> dict:
     """Eval-mode pass over all rows → p, features, knn_disagreement; d, λ, neighbour weights for
-    train rows. ``check()`` runs between batches (it raises to stop; nothing is written here)."""
+    train rows. ``check()`` runs between batches (it raises to stop; nothing is written here).
+    Under torchrun every rank forwards its share; only rank 0 computes what is written alone
+    (the other ranks get p, the features and the predictions)."""
     config, model = ctx.config, state.model
-    model.eval()
-    n = len(ctx.table)
-    probs, feats = _forward_rows(model, ctx.images, torch.arange(n, device=ctx.device), ctx.device, ctx.precision,
-                                 config.eval_batch_size, check)
+    probs, feats = _forward_all(state, ctx, check)
     if check is not None:
         check()
     onehot = ctx.onehot_train
     out: dict[str, Any] = {"probs": probs.cpu().numpy(), "features": feats.cpu().numpy(),
-                           "pred": probs.argmax(-1).cpu().numpy(),
-                           "knn_disagreement": knn_disagreement(feats, ctx.labels, probs, ctx.train_rows_t, config.k)}
+                           "pred": probs.argmax(-1).cpu().numpy()}
+    if not ctx.comm.is_main:
+        model.train()
+        return out
+    out["knn_disagreement"] = knn_disagreement(feats, ctx.labels, probs, ctx.train_rows_t, config.k)
     if config.method == "ce":
         out["lambda"] = np.zeros(ctx.n_train, np.float64)
         out["d"] = onehot.cpu().numpy()
