@@ -179,6 +179,7 @@ class _State:
         torch.manual_seed(config.seed)
         self.model: LDLNet = build_model(config.model_config(num_classes)).to(device)
         self.net: torch.nn.Module = self.model           # what training forwards through (DDP under torchrun)
+        self.net_warm: bool | None = None                # the phase ``net`` was wrapped for
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=True)
         raw0 = np.where(unsure, _logit(config.lambda_unsure_init), _logit(config.lambda_init))
@@ -354,7 +355,6 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
         yield Progress("load", epochs=config.epochs, seconds=clock(),
                        message=f"training {ctx.n_train} images on {where}: {ctx.precision.describe()}")
         _resume_or_start(state, ctx, resume)
-        state.net = _forward_module(state.model, ctx)
         saved = state.epoch
         step_seconds: list[float] = []
         for epoch in range(state.epoch + 1, config.epochs + 1):
@@ -362,6 +362,7 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
             if check is not None:
                 check()
             warm = ctx.is_warm(epoch)
+            _wrap_for_phase(state, ctx, warm)
             if not warm and state.neighbor_index is None:  # ldlva, first epoch after the warm-up
                 yield Progress("warmup", epoch, config.epochs, message="placing samples in valence-arousal space",
                                seconds=clock())
@@ -448,17 +449,20 @@ def _load_images(table: pd.DataFrame, config: TrainConfig, cancel: Cancel):
     return open_cached_images(table, config.image_size, config.channels, cancel=cancel)
 
 
-def _forward_module(model: LDLNet, ctx: _FitContext) -> torch.nn.Module:
-    """What the training step forwards through: the model, wrapped in DistributedDataParallel
-    under torchrun (gradients averaged over the ranks in backward; rank 0's buffers broadcast).
-    Unused parameters are expected: the calibration MLP g takes part only after LDLVA's warm-up
-    (and never in ``ce``)."""
-    if not ctx.comm.distributed:
-        return model
+def _wrap_for_phase(state: _State, ctx: _FitContext, warm: bool) -> None:
+    """Under torchrun, what the training step forwards through is the model wrapped in
+    DistributedDataParallel (gradients averaged over the ranks in backward, rank 0's buffers
+    broadcast in forward), re-wrapped when the set of parameters in use changes: plain
+    cross-entropy never reaches the calibration MLP g (so DDP must look for unused parameters),
+    LDLVA's steps use every parameter (so it need not, which saves a graph traversal a step)."""
+    if not ctx.comm.distributed or state.net_warm == warm:
+        return
     from torch.nn.parallel import DistributedDataParallel
 
+    state.net = state.model  # drop the previous wrapper (and its gradient hooks) first
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    state.net = DistributedDataParallel(state.model, device_ids=ids, find_unused_parameters=warm)
+    state.net_warm = warm
 
 
 def _label_targets(table: pd.DataFrame, classes: list[str], train_rows: np.ndarray,
