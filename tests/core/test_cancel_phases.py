@@ -38,7 +38,10 @@ N = 320           # > 256: two decoding chunks, so the thread pool is used
 EVAL_BATCH = 32
 CONFIG = TrainConfig(image_size=16, width=8, stages=2, blocks=1, calib_hidden=[16], batch_size=32,
                      progress_every=1, device="cpu", k=4, eval_batch_size=EVAL_BATCH, num_threads=1,
-                     va="circumplex", epochs=3)  # epoch 1 warm-up, placement, epochs 2-3 LDLVA
+                     va="circumplex", epochs=3,  # epoch 1 warm-up, placement, epochs 2-3 LDLVA
+                     # decode into memory every time, so every run has a decoding phase to stop
+                     # (the decoded-image cache's own cancel is tested in test_image_cache.py)
+                     image_cache=False)
 
 
 @dataclass

@@ -168,3 +168,13 @@ def test_resume_after_one_rank_is_killed(two_ranks, work):
     assert log["epochs"][-1]["digests"] == reference["epochs"][-1]["digests"]  # bit for bit
     resumed, whole = pd.read_csv(run / "samples.csv"), pd.read_csv(two_ranks / "samples.csv")
     np.testing.assert_array_equal(resumed["lambda"].to_numpy(), whole["lambda"].to_numpy())
+
+
+def test_the_run_opens_like_any_other(two_ranks, tmp_path):
+    from uldl_studio.core.session import Session
+
+    session = Session.open_run(two_ranks)
+    assert len(session.table) == 1800 and session.table["ambiguity"].notna().all()
+    out = tmp_path / "soft.csv"
+    session.export(out)
+    assert len(pd.read_csv(out)) == 1800

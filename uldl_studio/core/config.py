@@ -49,7 +49,7 @@ class TrainConfig:
     num_threads: int | None = None        # torch CPU threads (None: leave as is)
     progress_every: int = 10              # batches between Progress reports
     eval_batch_size: int = 64   # measured: 3000 CPU forwards take 3.6 s at 64, 6.7 s at 256
-    image_cache: bool = False             # read images from the decoded-image cache on disk (False: decode into RAM)
+    image_cache: bool = True              # read images from the decoded-image cache on disk (False: decode into RAM)
     loader_workers: int | None = None     # DataLoader worker processes (None: 0 on CPU, up to 4 on CUDA)
     # input and network (core.model.ModelConfig)
     image_size: int = 48

@@ -324,7 +324,8 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     ``run_dir``; yields Progress every ``progress_every`` batches and at each epoch end.
 
     ``cancel`` (callable returning True, or a ``threading.Event``) is checked in every phase:
-    per image while decoding (from the decoding threads too), between the evaluation batches of
+    while decoding (per image in memory, from the decoding threads too; every 16 images or
+    0.2 s into the cache), between the evaluation batches of
     the post-warm-up placement and of every epoch's evaluation pass, before every batch, and once
     more before an epoch's files are written (after that only the files are written, so a run
     directory never holds half an epoch). A cancelled fit yields phase ``cancelled`` and leaves
