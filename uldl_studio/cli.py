@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tta", action="store_true", help="average p over each image and its mirror image")
     predict.add_argument("--batch-size", type=int, default=256, metavar="N",
                          help="images decoded and predicted per chunk (default 256)")
+    cache = sub.add_parser("cache", help="list or clear the decoded-image cache")
+    cache.add_argument("action", nargs="?", default="list", choices=("list", "clear"))
+    cache.add_argument("match", nargs="?", default=None,
+                       help="clear: only entries whose dataset folder or key contains this text")
     return parser
 
 
@@ -344,6 +348,28 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_cache(args) -> int:
+    from uldl_studio.core.image_cache import cache_root, clear_caches, list_caches
+
+    root = cache_root()
+    if args.action == "clear":
+        removed = clear_caches(root, match=args.match)
+        for entry in removed:
+            print(f"removed {entry.describe()}")
+        freed = sum(e.bytes for e in removed) / 2 ** 20
+        print(f"{len(removed)} cache entr{'y' if len(removed) == 1 else 'ies'} removed, {freed:.1f} MB freed "
+              f"({root})")
+        return 0
+    entries = list_caches(root)
+    print(f"decoded-image cache: {root}")
+    for entry in entries:
+        print(f"  {entry.describe()}")
+    total = sum(e.bytes for e in entries) / 2 ** 20
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {total:.1f} MB"
+          + ("" if entries else " (training fills it; `uldl-studio cache clear` empties it)"))
+    return 0
+
+
 def _cmd_predict(args) -> int:
     from tqdm import tqdm
 
@@ -392,4 +418,5 @@ COMMANDS = {
     "evaluate": _cmd_evaluate,
     "export": _cmd_export,
     "predict": _cmd_predict,
+    "cache": _cmd_cache,
 }

@@ -232,7 +232,7 @@ def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "au
     dropped with a DatasetWarning. For collections whatever their classes, see
     :func:`predict_collection`.
     """
-    from .images import load_readable_images
+    from .image_cache import open_cached_images
 
     predictor = Predictor(run, device, projection=False)
     run_classes = predictor.classes
@@ -243,12 +243,13 @@ def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "au
                            f"{run.path} (it was trained on {', '.join(run_classes)}); "
                            f"predict_collection keeps such labels as text")
     remap = np.array([run_classes.index(c) for c in table_classes], dtype=np.int64)
-    table, images = load_readable_images(table, predictor.image_size, predictor.channels)
+    # through the decoded-image cache: one batch in memory at a time, whatever the table's size
+    table, images = open_cached_images(table, predictor.image_size, predictor.channels)
     if len(table) == 0:
         raise DatasetError(f"{table.attrs.get('root', 'dataset')}: no readable images to predict")
     probs = []
     for start in range(0, len(images), batch_size):
-        p, _ = predictor.forward(images[start:start + batch_size])
+        p, _ = predictor.forward(images.read(np.arange(start, min(start + batch_size, len(images)))))
         probs.append(p)
         if progress is not None:
             progress(min(start + batch_size, len(images)), len(images))
