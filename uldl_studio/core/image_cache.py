@@ -58,7 +58,7 @@ IN_PROCESS_BELOW = 512      # fewer images than this are decoded without worker 
 def cache_root() -> Path:
     """``$ULDL_STUDIO_CACHE/images``, else the platform's user cache folder for uldl-studio
     (``platformdirs``: ~/.cache/uldl-studio on Linux, ~/Library/Caches/uldl-studio on macOS,
-    %LOCALAPPDATA%\\uldl-studio\\Cache on Windows) ``/images``."""
+    %LOCALAPPDATA%\\uldl-studio\\uldl-studio\\Cache on Windows) ``/images``."""
     base = os.environ.get("ULDL_STUDIO_CACHE")
     if not base:
         from platformdirs import user_cache_dir

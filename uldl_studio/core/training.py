@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -348,6 +349,11 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     yield Progress("load", epochs=config.epochs, message=f"loading {len(table)} images", seconds=clock())
     saved = None  # the last epoch whose files and checkpoint are on disk (None: not looked yet)
     try:
+        if images is None and config.image_cache:
+            n_rows = len(table)
+            table, images = yield from _decode_into_cache(table, config, cancel, clock)
+            if len(table) != n_rows:
+                validate_table(table)
         ctx = _setup(table, config, Path(run_dir), images, device, comm, cancel)
         state = _State(config, len(ctx.classes), ctx.n_train, _unsure_train_rows(ctx), device,
                        TrainingDynamics(len(ctx.table), ctx.rows_digest))
@@ -395,7 +401,7 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
            cancel: Cancel = None) -> _FitContext:
     """Images (loaded unless given; unreadable rows dropped), train rows and labels, precision,
     RUN/config.json. A cancel while decoding raises ``LoadCancelled`` before anything is written."""
-    if images is None:
+    if images is None:  # image_cache=False (fit reads the cache itself, reporting progress)
         n_rows = len(table)
         # train on the readable rows; a DatasetWarning names the bad files
         table, images = _load_images(table, config, cancel)
@@ -441,13 +447,40 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
 
 
 def _load_images(table: pd.DataFrame, config: TrainConfig, cancel: Cancel):
-    """The readable rows and their images: from the decoded-image cache on disk (default), or
-    decoded into memory (``image_cache=False``)."""
-    if not config.image_cache:
-        return load_readable_images(table, config.image_size, config.channels, cancel=cancel)
+    """The readable rows and their images decoded into memory (``image_cache=False``)."""
+    return load_readable_images(table, config.image_size, config.channels, cancel=cancel)
+
+
+def _decode_into_cache(table: pd.DataFrame, config: TrainConfig, cancel: Cancel, clock):
+    """``open_cached_images`` in a thread while this generator reports its progress (phase
+    ``load``, ``batch``/``batches`` = images decoded / to decode, every half second). Returns the
+    readable rows and their ``CachedImages``; re-raises what the decoding raised."""
     from .image_cache import open_cached_images
 
-    return open_cached_images(table, config.image_size, config.channels, cancel=cancel)
+    seen, outcome = [0, 0], {}
+
+    def progress(done: int, total: int) -> None:
+        seen[:] = [done, total]
+
+    def work() -> None:
+        try:
+            outcome["result"] = open_cached_images(table, config.image_size, config.channels, progress=progress,
+                                                   cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 - handed to the generator's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name="uldl-image-cache", daemon=True)
+    thread.start()
+    reported = None
+    while thread.is_alive():
+        thread.join(0.5)
+        if seen[1] and seen != reported:
+            reported = list(seen)
+            yield Progress("load", epochs=config.epochs, batch=seen[0], batches=seen[1], seconds=clock(),
+                           message=f"decoding images into the cache: {seen[0]} of {seen[1]}")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _wrap_for_phase(state: _State, ctx: _FitContext, warm: bool) -> None:
