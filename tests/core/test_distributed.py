@@ -173,8 +173,38 @@ def test_resume_after_one_rank_is_killed(two_ranks, work):
 def test_the_run_opens_like_any_other(two_ranks, tmp_path):
     from uldl_studio.core.session import Session
 
+    rows = len(pd.read_csv(two_ranks / "samples.csv"))
     session = Session.open_run(two_ranks)
-    assert len(session.table) == 1800 and session.table["ambiguity"].notna().all()
+    assert len(session.table) == rows and session.table["ambiguity"].notna().all()
     out = tmp_path / "soft.csv"
     session.export(out)
-    assert len(pd.read_csv(out)) == 1800
+    assert len(pd.read_csv(out)) == rows
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ce_across_two_nodes_of_one_process_each(work):
+    """``ce`` (whose calibration MLP is never used) launched as two single-process "nodes" that
+    meet through a c10d rendezvous, as on a cluster: it finishes and the ranks stay in step."""
+    run = work / "nodes"
+    port = _free_port()
+    env = _env(work)
+    launchers = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+         "--node_rank", str(node), "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}",
+         "--rdzv_id", "nodes-test", "-m", "uldl_studio", "train", *DATA, "--method", "ce", "--epochs", "2",
+         "--out", str(run)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for node in (0, 1)]
+    outputs = [p.communicate(timeout=400) for p in launchers]
+    assert [p.returncode for p in launchers] == [0, 0], outputs
+    log = json.loads((run / "distributed.json").read_text())
+    assert [e["epoch"] for e in log["epochs"]] == [1, 2]
+    assert all(e["world_size"] == 2 and e["digests"][0] == e["digests"][1] for e in log["epochs"])
+    assert pd.read_csv(run / "samples.csv")["lambda"].fillna(0).eq(0).all()  # ce: no λ
+    assert "run written to" in outputs[0][0] + outputs[1][0]
