@@ -17,3 +17,18 @@ def ferplus_root() -> Path:
     if not (root / "FER2013Train" / "label.csv").is_file():
         pytest.skip(f"real FER+ data not found at {root} (a clone without ../shared/data)")
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _caches_in_a_temporary_folder(tmp_path_factory):
+    """The demo and the decoded-image cache of the whole session live in a temporary folder, not
+    in the user's cache (a test may point ULDL_STUDIO_CACHE elsewhere for itself)."""
+    import os
+
+    old = os.environ.get("ULDL_STUDIO_CACHE")
+    os.environ["ULDL_STUDIO_CACHE"] = str(tmp_path_factory.mktemp("uldl-cache"))
+    yield
+    if old is None:
+        os.environ.pop("ULDL_STUDIO_CACHE", None)
+    else:
+        os.environ["ULDL_STUDIO_CACHE"] = old

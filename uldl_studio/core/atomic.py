@@ -49,8 +49,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def fsync_dir(directory: str | Path) -> None:
     """Make a rename in ``directory`` durable (no-op where directories cannot be opened)."""
+    fsync_path(directory)
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's (or a folder's) contents to disk, as far as the platform allows."""
     try:
-        fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:

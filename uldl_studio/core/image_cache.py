@@ -42,7 +42,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_write_text, fsync_dir
+from .atomic import atomic_write_text, fsync_dir, fsync_path
 from .cancel import cancel_requested
 from .datasets.common import DatasetWarning
 from .images import ImageProblem, ImageReadError, LoadCancelled, decode_image, describe_problems, to_model_input
@@ -356,13 +356,7 @@ def _build(folder: Path, manifest: dict, data_path: Path, todo: dict[str, int], 
     jobs = [(paths[todo[key]], pixels[todo[key]]) for key in order]
     problems = _decode_missing(data_path, first, jobs, size, channels, workers, progress, cancel,
                                total - len(order), total)
-    fd = os.open(data_path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_path(data_path)
     for i, key in enumerate(order):
         if i in problems:
             manifest["problems"][key] = [problems[i], *stamps[key]]
