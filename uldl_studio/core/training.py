@@ -70,6 +70,12 @@ with AMX-BF16 / AVX512-BF16), fp16 with a GradScaler on older GPUs, fp32 elsewhe
 convolutions. On a CPU with AMX, ``bench/cpu_speed.py`` measured a training epoch 2.4× faster
 than fp32 NCHW.
 
+Images and processes: batches are read from an image source (``core.batches``: the decoded-image
+cache on disk by default, ``core.image_cache``), so memory does not grow with the dataset. Under
+torchrun (``comm``, ``core.distributed``) every rank trains its share of each global batch in
+DistributedDataParallel and applies the same λ, bank and centre updates to the gathered batch;
+rank 0 places the samples and writes the run (``docs/architecture.md``, "Distributed training").
+
 Reproducibility: every epoch reseeds the global torch RNG and a CPU ``torch.Generator`` (data
 order, augmentation) from (seed, epoch); the checkpoint carries everything else, so on CPU a
 resumed run equals an uninterrupted one bit for bit.
