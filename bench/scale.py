@@ -96,13 +96,32 @@ def _table(folder: Path, rows: int) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- workers
 class PeakRSS:
     """Peak resident set of this process and its children (decoding and loader workers), from
-    ru_maxrss, in MB."""
+    ru_maxrss, in MB; ``Phases`` also samples it to say in which phase the peak came."""
 
     @staticmethod
     def mb() -> dict:
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         return {"peak_rss_mb": own, "peak_child_rss_mb": children}
+
+
+class Phases:
+    """Samples this process's resident set every 20 ms (Linux /proc): the peak of each phase."""
+
+    def __init__(self):
+        self.phase, self.peaks = "setup", {}
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        try:
+            statm = open("/proc/self/statm")
+        except OSError:
+            return
+        while True:
+            statm.seek(0)
+            mb = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), mb)
+            time.sleep(0.02)
 
 
 def worker(args) -> None:
@@ -141,9 +160,13 @@ def train_worker(args, folder: Path) -> None:
                          image_cache=not args.case.endswith("-ram"))
     stop = threading.Event()
     marks: dict[int, float] = {}
+    phases = Phases()
     with tempfile.TemporaryDirectory(dir=args.work) as run_dir:
         t0 = time.perf_counter()
         for progress in fit(table, config, run_dir, cancel=stop):
+            # the batches, then (after the last batch's report) the evaluation pass and the files
+            phases.phase = "batches" if progress.phase == "train" and progress.batch < progress.batches \
+                else "evaluation and files" if progress.phase == "train" else progress.phase
             if progress.phase == "train" and progress.batch:
                 marks.setdefault(progress.batch, time.perf_counter())
                 if not full_epoch and progress.batch >= args.batches:
@@ -152,7 +175,7 @@ def train_worker(args, folder: Path) -> None:
     first, last = min(marks), max(marks)
     rate = (last - first) * config.batch_size / (marks[last] - marks[first]) if last > first else float("nan")
     report({"rows": len(table), "batches": last, "images_per_s": rate, "seconds": total,
-            "setup_seconds": marks[first] - t0, **PeakRSS.mb()})
+            "setup_seconds": marks[first] - t0, "phase_peaks_mb": phases.peaks, **PeakRSS.mb()})
 
 
 def predict_worker(args, folder: Path) -> None:

@@ -288,32 +288,34 @@ def _consume_with_progress(progress_iter, config) -> None:
 
     bar = None
     epoch_seen = None
-    for progress in progress_iter:
-        if progress.phase in ("warmup", "train", "load") and progress.batches:
-            key = (progress.phase, progress.epoch)
-            if key != epoch_seen:
+    try:  # a bar is closed (its line ended) before an error is printed
+        for progress in progress_iter:
+            if progress.phase in ("warmup", "train", "load") and progress.batches:
+                key = (progress.phase, progress.epoch)
+                if key != epoch_seen:
+                    if bar is not None:
+                        bar.close()
+                    label = {"warmup": "warm-up", "load": "decoding"}.get(progress.phase,
+                                                                         f"epoch {progress.epoch}/{progress.epochs}")
+                    bar = tqdm(total=progress.batches, desc=label, unit="img" if progress.phase == "load" else "batch",
+                               leave=True, file=sys.stderr)
+                    epoch_seen = key
+                bar.n = progress.batch
+                if progress.phase == "load":
+                    bar.refresh()
+                    continue
+                bar.set_postfix(loss=f"{progress.loss:.3f}", acc=f"{progress.accuracy:.3f}",
+                                lam=f"{progress.mean_lambda:.3f}", refresh=False)
+                bar.refresh()
+            elif progress.message:
                 if bar is not None:
                     bar.close()
-                label = {"warmup": "warm-up", "load": "decoding"}.get(progress.phase,
-                                                                     f"epoch {progress.epoch}/{progress.epochs}")
-                bar = tqdm(total=progress.batches, desc=label, unit="img" if progress.phase == "load" else "batch",
-                           leave=True, file=sys.stderr)
-                epoch_seen = key
-            bar.n = progress.batch
-            if progress.phase == "load":
-                bar.refresh()
-                continue
-            bar.set_postfix(loss=f"{progress.loss:.3f}", acc=f"{progress.accuracy:.3f}",
-                            lam=f"{progress.mean_lambda:.3f}", refresh=False)
-            bar.refresh()
-        elif progress.message:
-            if bar is not None:
-                bar.close()
-                bar = None
-                epoch_seen = None
-            print(progress.message, file=sys.stderr)
-    if bar is not None:
-        bar.close()
+                    bar = None
+                    epoch_seen = None
+                print(progress.message, file=sys.stderr)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _cmd_evaluate(args) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -62,3 +63,18 @@ def test_training_from_the_cache_with_loader_workers_equals_training_from_memory
 def test_loader_workers_must_not_be_negative():
     with pytest.raises(ConfigError, match="loader_workers"):
         TrainConfig(loader_workers=-1)
+
+
+def test_the_cuda_loader_settings_work_on_a_cpu_only_machine(dataset):
+    """On CUDA the loader uses worker processes and pinned memory; without a GPU PyTorch skips
+    the pinning, and the batches are still the right ones."""
+    from uldl_studio.core.batches import default_workers
+
+    cuda = torch.device("cuda")
+    assert default_workers(cuda) >= 1 and default_workers(torch.device("cpu")) == 0
+    _, cached = open_cached_images(dataset, 16, 1)
+    batches = [np.arange(0, 40), np.arange(100, 37, -3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "pin_memory ... no accelerator is found"
+        got = list(iterate_batches(cached, batches, device=cuda, workers=1))
+    assert all(torch.equal(g, torch.as_tensor(cached.read(b))) for g, b in zip(got, batches))

@@ -175,7 +175,8 @@ def test_the_run_opens_like_any_other(two_ranks, tmp_path):
 
     rows = len(pd.read_csv(two_ranks / "samples.csv"))
     session = Session.open_run(two_ranks)
-    assert len(session.table) == rows and session.table["ambiguity"].notna().all()
+    assert len(session) == rows and np.isfinite(session.score("ambiguity")).all()
+    assert session.most_ambiguous() is not None
     out = tmp_path / "soft.csv"
     session.export(out)
     assert len(pd.read_csv(out)) == rows
