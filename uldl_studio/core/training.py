@@ -105,7 +105,7 @@ import torch.nn.functional as F
 
 from . import ldl
 from .augment import augment_batch, to_float
-from .batches import ArrayImages, ImageSource, iterate_batches, read_tensor
+from .batches import ArrayImages, ImageSource, iterate_batches
 from .cancel import Cancel, cancel_requested
 from .config import TrainConfig, resolve_device
 from .distributed import Comm, shard_bounds, shard_counts, tensor_digest
