@@ -228,3 +228,36 @@ def test_list_and_clear_from_the_command_line(dataset, capsys, cache_dir):
     out = capsys.readouterr().out
     assert "2 cache entries removed" in out and list_caches() == []
     assert clear_caches() == []
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs file permissions that bind (not root)")
+def test_an_unreadable_by_permission_file_is_tried_again(dataset):
+    path = Path(dataset["path"].iloc[0])
+    path.chmod(0)
+    try:
+        _, _, warned = _open(dataset)
+        assert "permission denied" in warned[0]
+    finally:
+        path.chmod(0o644)
+    kept, cached, _ = _open(dataset)
+    assert kept["sample_id"].iloc[0] == dataset["sample_id"].iloc[0]
+
+
+UNGUARDED = """
+from uldl_studio.core.datasets.demo import read_demo
+from uldl_studio.core.image_cache import open_cached_images
+import sys
+open_cached_images(read_demo(sys.argv[1]), 48, 1, workers=2)
+print("done")
+"""
+
+
+def test_a_script_without_a_main_guard_fails_instead_of_hanging(dataset, tmp_path):
+    """Spawned decoding workers import the script again: without ``if __name__ == "__main__"``
+    they would wait for the lock their parent holds."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "demo")], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert result.returncode != 0 and "done" not in result.stdout
+    assert "__main__" in result.stderr

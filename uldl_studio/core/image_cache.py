@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -299,6 +300,11 @@ def open_cached_images(table: pd.DataFrame, size: int, channels: int, *, root: P
     a ``threading.Event``) raises ``LoadCancelled`` and leaves the cache as it was. ``workers``:
     decoding processes (default: the CPU count, at most 8).
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # a spawned decoding worker re-running a script without a main guard: it would wait
+        # forever for the lock its parent holds
+        raise RuntimeError("open_cached_images ran while a worker process started: put the script's "
+                           "code under `if __name__ == '__main__':`")
     size, channels = int(size), int(channels)
     paths = table["path"].astype(str).tolist()
     pixels = table["pixels"].tolist() if "pixels" in table else [None] * len(paths)
@@ -322,8 +328,9 @@ def open_cached_images(table: pd.DataFrame, size: int, channels: int, *, root: P
                 continue
             todo[key] = row
         data_path = folder / manifest["data"]
+        unrecorded: dict[str, str] = {}
         if todo:
-            _build(folder, manifest, data_path, todo, stamps, paths, pixels, size, channels, workers, progress,
+            unrecorded = _build(folder, manifest, data_path, todo, stamps, paths, pixels, size, channels, workers, progress,
                    cancel, len(keys))
         (folder / USED).touch()
     slots = np.full(len(keys), -1, dtype=np.int64)
@@ -333,7 +340,7 @@ def open_cached_images(table: pd.DataFrame, size: int, channels: int, *, root: P
         if entry is not None:
             slots[row] = entry[0]
         else:
-            reason = bad.get(key, ["missing file"])[0]
+            reason = unrecorded.get(key) or bad.get(key, ["missing file"])[0]
             problems.append(ImageProblem(paths[row], reason, row))
     item_shape = (channels, size, size)
     if not problems:
@@ -346,8 +353,9 @@ def open_cached_images(table: pd.DataFrame, size: int, channels: int, *, root: P
 
 
 def _build(folder: Path, manifest: dict, data_path: Path, todo: dict[str, int], stamps: dict, paths: list[str],
-           pixels: list, size: int, channels: int, workers, progress, cancel, total: int) -> None:
-    """Decode ``todo`` into new slots at the end of the data file, then write the manifest."""
+           pixels: list, size: int, channels: int, workers, progress, cancel, total: int) -> dict[str, str]:
+    """Decode ``todo`` into new slots at the end of the data file, then write the manifest.
+    Returns the problems not recorded in it ({key: reason}: permission denied)."""
     item = size * size * channels
     first = int(manifest["slots"])
     order = list(todo)
@@ -357,9 +365,14 @@ def _build(folder: Path, manifest: dict, data_path: Path, todo: dict[str, int], 
     problems = _decode_missing(data_path, first, jobs, size, channels, workers, progress, cancel,
                                total - len(order), total)
     fsync_path(data_path)
+    unrecorded = {}
     for i, key in enumerate(order):
         if i in problems:
-            manifest["problems"][key] = [problems[i], *stamps[key]]
+            # a permission change leaves size and mtime alone: such a file is tried again next time
+            if problems[i] != "permission denied":
+                manifest["problems"][key] = [problems[i], *stamps[key]]
+            else:
+                unrecorded[key] = problems[i]
             manifest["files"].pop(key, None)
         else:
             manifest["files"][key] = [first + i, *stamps[key]]
@@ -370,6 +383,7 @@ def _build(folder: Path, manifest: dict, data_path: Path, todo: dict[str, int], 
     for stale in folder.glob("data-*.u8"):  # left by a manifest that could not be trusted
         if stale.name != manifest["data"]:
             stale.unlink(missing_ok=True)
+    return unrecorded
 
 
 # ----------------------------------------------------------------------------- listing and clearing
