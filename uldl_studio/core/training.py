@@ -355,12 +355,15 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     yield Progress("load", epochs=config.epochs, message=f"loading {len(table)} images", seconds=clock())
     saved = None  # the last epoch whose files and checkpoint are on disk (None: not looked yet)
     try:
-        if images is None and config.image_cache:
+        if images is None:  # train on the readable rows; a DatasetWarning names the bad files
             n_rows = len(table)
-            table, images = yield from _decode_into_cache(table, config, cancel, clock)
+            if config.image_cache:
+                table, images = yield from _decode_into_cache(table, config, cancel, clock)
+            else:
+                table, images = load_readable_images(table, config.image_size, config.channels, cancel=cancel)
             if len(table) != n_rows:
                 validate_table(table)
-        ctx = _setup(table, config, Path(run_dir), images, device, comm, cancel)
+        ctx = _setup(table, config, Path(run_dir), images, device, comm)
         state = _State(config, len(ctx.classes), ctx.n_train, _unsure_train_rows(ctx), device,
                        TrainingDynamics(len(ctx.table), ctx.rows_digest))
         ctx.precision.prepare_model(state.model)
@@ -403,16 +406,10 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
                    message=f"finished {state.epoch} epoch(s) in {clock():.1f} s")
 
 
-def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, device: torch.device, comm: Comm,
-           cancel: Cancel = None) -> _FitContext:
-    """Images (loaded unless given; unreadable rows dropped), train rows and labels, precision,
-    RUN/config.json. A cancel while decoding raises ``LoadCancelled`` before anything is written."""
-    if images is None:  # image_cache=False (fit reads the cache itself, reporting progress)
-        n_rows = len(table)
-        # train on the readable rows; a DatasetWarning names the bad files
-        table, images = _load_images(table, config, cancel)
-        if len(table) != n_rows:
-            validate_table(table)
+def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, device: torch.device,
+           comm: Comm) -> _FitContext:
+    """The image source, train rows and labels, precision, RUN/config.json (``images``: the
+    readable rows' images, in memory or an image source)."""
     source = images if hasattr(images, "read") else ArrayImages(images)
     n = len(table)
     if len(source) != n or len(source.shape) != 4:
@@ -450,11 +447,6 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
         precision=precision, scaler=torch.amp.GradScaler("cuda") if precision.needs_scaler else None,
         batches=batches, comm=comm,
         warmup_epochs=min(config.warmup_epochs, config.epochs - 1) if config.method == "ldlva" else 0)
-
-
-def _load_images(table: pd.DataFrame, config: TrainConfig, cancel: Cancel):
-    """The readable rows and their images decoded into memory (``image_cache=False``)."""
-    return load_readable_images(table, config.image_size, config.channels, cancel=cancel)
 
 
 def _decode_into_cache(table: pd.DataFrame, config: TrainConfig, cancel: Cancel, clock):
@@ -581,7 +573,8 @@ def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel
         totals.lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * state.step / max(total_steps, 1)))
         for group in state.optimizer.param_groups:
             group["lr"] = totals.lr
-        totals.add(_train_step(state, ctx, idx.to(ctx.device), batch, augment_generator, warm), len(local[b]))
+        totals.add(_train_step(state, ctx, idx.to(ctx.device), local[b].to(ctx.device), batch, augment_generator,
+                               warm), len(local[b]))
         state.step += 1
         step_seconds.append(time.perf_counter() - t_batch)
         if (b + 1) % config.progress_every == 0 or b + 1 == ctx.batches:
@@ -826,10 +819,10 @@ def _needs_refresh(state: _State, config: TrainConfig) -> bool:
     return config.neighbor_space == "features" or state.va_provider == "circumplex"
 
 
-def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, images: torch.Tensor,
+def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: torch.Tensor, images: torch.Tensor,
                 generator: torch.Generator, warm: bool) -> dict:
     """One optimiser step on the global batch ``batch_idx`` (positions into the train rows), of
-    which this rank forwards its shard (``images``, uint8, in shard order).
+    which this rank forwards its shard ``idx`` (``_local_shard``; ``images``, uint8, in its order).
 
     The model's gradients are averaged over the ranks by DistributedDataParallel. λ, its
     baseline, the memory bank and the class centres are updated from the whole global batch on
@@ -837,7 +830,6 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, images
     first, so the replicated state stays bit-identical across ranks (and equals one process's).
     """
     config, device, precision, comm = ctx.config, ctx.device, ctx.precision, ctx.comm
-    idx = _local_shard(comm, batch_idx)
     y = ctx.train_labels[idx]
     batch = images.to(device, non_blocking=True)
     x = augment_batch(batch, generator, erase_p=config.erase_p) if config.augment else to_float(batch)
