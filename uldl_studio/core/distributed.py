@@ -68,8 +68,13 @@ class Comm:
         return resolved
 
     def close(self) -> None:
+        """Leave the group once every rank is done with it: a rank that tears down the group (or
+        the rendezvous store it hosts) while another still uses it aborts that other one."""
         if self.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+            try:
+                dist.barrier()
+            finally:
+                dist.destroy_process_group()
 
     # ------------------------------------------------------------------ collectives
     def barrier(self) -> None:
