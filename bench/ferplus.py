@@ -84,14 +84,23 @@ def load_shared_images(table, config):
 
 
 def train_diagnostics(samples, classes):
-    """Constructed d vs crowd on train, and AUROC of λ for given != crowd majority."""
-    part = samples[samples["split"].to_numpy() == "train"]
+    """On the training split: the constructed d and the exported soft label vs the crowd, and
+    the AUROC of λ, of the same run's self-confidence and of ``ambiguity`` for given != crowd
+    majority."""
+    from uldl_studio.core import scores
+
+    train_mask = samples["split"].to_numpy() == "train"
+    part = samples[train_mask]
     crowd = part[ref_columns(classes)].to_numpy(float)
-    given = part["label"].to_numpy()
+    noisy = part["label"].to_numpy() != crowd.argmax(1)
     constructed = part[d_columns(classes)].to_numpy(float)
+    soft = part[[f"soft_{c}" for c in classes]].to_numpy(float)
     lam = part["lambda"].to_numpy(float)
     return {"d_inter": ldl_metrics(crowd, constructed)["intersection"],
-            "lambda_auroc": auroc(lam, given != crowd.argmax(1)), "mean_lambda": float(lam.mean())}
+            "soft_inter": ldl_metrics(crowd, soft)["intersection"],
+            "lambda_auroc": auroc(lam, noisy), "mean_lambda": float(lam.mean()),
+            "self_conf_auroc": auroc(scores.badness(samples, "self_confidence")[train_mask], noisy),
+            "ambiguity_auroc": auroc(scores.badness(samples, "ambiguity")[train_mask], noisy)}
 
 
 def sweep(sampled, classes, variants, common, work, images, with_ce=True):
@@ -106,13 +115,17 @@ def sweep(sampled, classes, variants, common, work, images, with_ce=True):
         samples, secs = train(sampled, config, work / f"ldlva-{name}", f"ldlva {name}", images)
         rows.append((f"ldlva {name}", spec, split_scores(samples, classes, "valid"),
                      train_diagnostics(samples, classes), secs))
+        print(f"  [ldlva {name}] {rows[-1][2]} {rows[-1][3]}", flush=True)
     print(f"\nValid split ({int((sampled['split'] == 'valid').sum())} images), {common['epochs']} epochs, "
           f"seed {common['seed']}:")
-    print(f"{'run':24s} {'acc':>6s} {'KL':>6s} {'inter':>6s} {'λ AUROC':>8s} {'d inter':>8s} {'mean λ':>7s} "
-          f"{'time':>6s}  overrides")
+    print("(λ, 1 − p[given] and ambiguity: AUROC for given != crowd majority on train; d and the exported "
+          "soft label: intersection with the crowd on train)")
+    print(f"{'run':24s} {'acc':>6s} {'KL':>6s} {'inter':>6s} {'λ':>6s} {'1-p':>6s} {'ambig':>6s} {'d':>6s} "
+          f"{'soft':>6s} {'mean λ':>7s} {'time':>6s}  overrides")
     for name, spec, score, diag, secs in rows:
-        extra = (f"{diag['lambda_auroc']:8.3f} {diag['d_inter']:8.3f} {diag['mean_lambda']:7.3f}" if diag
-                 else f"{'-':>8s} {'-':>8s} {'-':>7s}")
+        extra = (f"{diag['lambda_auroc']:6.3f} {diag['self_conf_auroc']:6.3f} {diag['ambiguity_auroc']:6.3f} "
+                 f"{diag['d_inter']:6.3f} {diag['soft_inter']:6.3f} {diag['mean_lambda']:7.3f}" if diag
+                 else " ".join(f"{'-':>6s}" for _ in range(5)) + f" {'-':>7s}")
         print(f"{name:24s} {score['accuracy']:6.3f} {score['kl']:6.3f} {score['intersection']:6.3f} {extra} "
               f"{secs:5.0f}s  {spec}", flush=True)
 
@@ -143,6 +156,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-cleanlab", action="store_true")
     parser.add_argument("--set", action="append", default=[], help="TrainConfig override for ldlva, KEY=VALUE")
     parser.add_argument("--work", default=None, help="keep run directories here")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
     parser.add_argument("--sweep", nargs=2, action="append", default=[], metavar=("NAME", "OVERRIDES"),
                         help='ldlva variant: NAME "KEY=VALUE KEY=VALUE" (sweep mode, valid split only)')
     parser.add_argument("--sweep-skip-ce", action="store_true",
@@ -160,7 +174,7 @@ def main(argv=None) -> int:
           f"{np.mean(sampled['label'].to_numpy() != majority['label'].to_numpy()):.3f} of samples")
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="uldl-ferplus-"))
-    common = dict(epochs=args.epochs, seed=args.seed, device="auto")
+    common = dict(epochs=args.epochs, seed=args.seed, device="auto", num_threads=args.threads)
     images = load_shared_images(sampled, TrainConfig(**common))
     assert (sampled["path"].to_numpy() == majority["path"].to_numpy()).all(), "tables not row-aligned"
     if args.sweep:

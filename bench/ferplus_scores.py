@@ -143,7 +143,7 @@ def one_seed(args, seed, images, majority, work) -> dict[str, float]:
     assert (sampled["path"].to_numpy() == majority["path"].to_numpy()).all(), "tables not row-aligned"
     classes = classes_of(sampled)
     crowd_major = majority["label"].to_numpy()
-    common = dict(epochs=args.epochs, seed=seed, device="auto")
+    common = dict(epochs=args.epochs, seed=seed, device="auto", num_threads=args.threads)
     result: dict[str, float] = {}
     ce, result["ce.seconds"] = trained(sampled, TrainConfig(method="ce", **common), work, f"ce-s{seed}", images)
     ldlva, result["ldlva.seconds"] = trained(sampled, TrainConfig(method="ldlva", **common), work,
@@ -227,6 +227,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cleanlab", action="store_true")
     parser.add_argument("--ceiling", action="store_true")
     parser.add_argument("--work", default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
     parser.add_argument("--json", default=None, help="write the per-seed numbers here")
     parser.add_argument("--reuse", action="store_true",
                         help="read runs already finished in --work instead of training them again")
@@ -248,7 +249,8 @@ def main(argv=None) -> int:
             Path(args.json).write_text(json.dumps(per_seed, indent=1))
         print(f"seed {seed} done ({time.perf_counter() - started:.0f}s)", flush=True)
     if args.ceiling:
-        crowd, seconds = trained(majority, TrainConfig(method="ce", epochs=args.epochs, seed=0, device="auto"),
+        crowd, seconds = trained(majority, TrainConfig(method="ce", epochs=args.epochs, seed=0, device="auto",
+                                                       num_threads=args.threads),
                                  work, "ceiling", images)
         for r in per_seed:
             r["ceiling.test_acc"] = test_accuracy(crowd, classes_of(majority))

@@ -185,3 +185,20 @@ def test_contribution_weights_by_hand():
 
     w = contribution_weights(torch.tensor([[1e-9, 3e-9], [0.0, 0.0]], dtype=torch.float64))
     assert torch.allclose(w, torch.tensor([[0.25, 0.75], [0.5, 0.5]], dtype=torch.float64))
+
+
+def test_lambda_evidence_hand_values():
+    """g = CE(d̃, f) − CE(l, f): negative when f agrees with the neighbours rather than the label."""
+    log_f = torch.log(torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]]))
+    onehot = torch.tensor([[1.0, 0, 0], [1.0, 0, 0]])
+    d_tilde = torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]])
+    g = ldl.lambda_evidence(d_tilde, onehot, log_f)
+    expected = [-(0.5 * math.log(0.7) + 0.5 * math.log(0.2)) + math.log(0.7),
+                -math.log(0.8) + math.log(0.1)]
+    assert torch.allclose(g, torch.tensor(expected), atol=1e-6)
+    assert g[0] > 0 > g[1]  # row 0 fits its label better, row 1 its neighbours
+    # equals the difference of the two soft cross-entropies
+    logits = torch.randn(4, 5)
+    target, neigh = torch.softmax(torch.randn(4, 5), -1), torch.softmax(torch.randn(4, 5), -1)
+    diff = ldl.soft_cross_entropy(neigh, logits, "none") - ldl.soft_cross_entropy(target, logits, "none")
+    assert torch.allclose(ldl.lambda_evidence(neigh, target, torch.log_softmax(logits, -1)), diff, atol=1e-5)

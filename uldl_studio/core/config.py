@@ -22,11 +22,13 @@ VA_MODES = ("auto", "columns", "circumplex")
 SIMILARITIES = ("l2", "l1")
 NEIGHBOR_SPACES = ("va", "features")
 LAMBDA_BASELINES = ("class", "global", "none")
+LAMBDA_EVIDENCE = ("batch", "epoch", "both")
 DEVICES = ("auto", "cpu", "cuda")
 ARCHS = ("compact", "resnet18")
 # Options whose default changed after runs were written without them: such a run keeps the
 # behaviour it was trained with when it is resumed or retrained.
-LEGACY_DEFAULTS = {"neighbor_refresh": False}
+LEGACY_DEFAULTS = {"neighbor_refresh": False, "lambda_evidence": "batch", "bank_momentum": 0.0,
+                   "lambda_knn_weight": 0.0}
 
 
 class ConfigError(TypeError, ValueError):
@@ -83,13 +85,16 @@ class TrainConfig:
     lambda_baseline: str = "global"       # global | class | none (FER+ sweep: bench/RESULTS_ferplus.md)
     lambda_prior: float = 0.05            # β of ½β(raw - raw0)²
     lambda_budget: float | None = None    # cap on mean λ after each epoch
+    lambda_evidence: str = "batch"        # batch (augmented training forward) | epoch (evaluation pass) | both
+    lambda_knn_weight: float = 0.0        # epoch evidence: minus this × neighbour disagreement (centred)
+    bank_momentum: float = 0.0            # bank probabilities: m·old + (1 − m)·new (0: the latest forward)
     # exported soft labels (core.soft_labels): weight of the calibrated prediction; None: per method
     soft_label_mix: float | None = None
 
     def __post_init__(self) -> None:
         choices = {"method": METHODS, "neighbors": NEIGHBOR_MODES, "va": VA_MODES,
                    "similarity": SIMILARITIES, "device": DEVICES, "neighbor_space": NEIGHBOR_SPACES,
-                   "arch": ARCHS, "lambda_baseline": LAMBDA_BASELINES}
+                   "arch": ARCHS, "lambda_baseline": LAMBDA_BASELINES, "lambda_evidence": LAMBDA_EVIDENCE}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -110,6 +115,10 @@ class TrainConfig:
             raise ConfigError(f"lambda_budget must be in (0, 1) or null, got {self.lambda_budget}")
         if self.soft_label_mix is not None and not 0.0 <= float(self.soft_label_mix) <= 1.0:
             raise ConfigError(f"soft_label_mix must be in [0, 1], got {self.soft_label_mix}")
+        if float(self.lambda_knn_weight) < 0:
+            raise ConfigError(f"lambda_knn_weight must be >= 0, got {self.lambda_knn_weight}")
+        if not 0.0 <= float(self.bank_momentum) < 1.0:
+            raise ConfigError(f"bank_momentum must be in [0, 1), got {self.bank_momentum}")
         if self.delta is not None and self.delta <= 0:
             raise ConfigError(f"delta must be > 0 or null (auto), got {self.delta}")
         if self.warmup_epochs < 0:

@@ -105,6 +105,14 @@ def target_distribution(onehot, lam, d_tilde) -> torch.Tensor:
     return (1.0 - lam) * onehot + lam * _t(d_tilde, onehot.dtype)
 
 
+def lambda_evidence(d_tilde, target, log_probs) -> torch.Tensor:
+    """λ's per-sample evidence g_i = CE(d̃_i, f_i) − CE(l_i, f_i) = Σ_j (l_ij − d̃_ij) log f_ij,
+    from log-probabilities ``log_probs`` (B, m). Negative when the model fits the neighbours'
+    distribution better than the label (λ should rise), positive when it fits the label better."""
+    log_probs = _t(log_probs)
+    return ((_t(target, log_probs.dtype) - _t(d_tilde, log_probs.dtype)) * log_probs).sum(-1)
+
+
 def soft_cross_entropy(target, logits, reduction: str = "mean") -> torch.Tensor:
     """CE(d, f(x)) = -Σ_j d_j log softmax(logits)_j; ``reduction``: mean | sum | none."""
     logits = _t(logits)

@@ -609,11 +609,11 @@ def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: 
     after that check only files are written (the epoch's, then the checkpoint), so a cancel
     leaves either the previous epoch or this one on disk, never a mix."""
     config = ctx.config
-    if not warm and config.lambda_budget is not None:
-        _apply_budget(state, config.lambda_budget)
     state.epoch = epoch
     results = _evaluate_epoch(state, ctx, _checker(cancel, f"in epoch {epoch}'s evaluation pass", epoch,
                                                    ctx.batches))
+    if not warm:
+        _update_lambda_after_epoch(state, ctx, results)
     means = _global_totals(ctx.comm, totals, ctx.device).means()
     row = {"epoch": epoch, "phase": ctx.phase(epoch), "loss": means["loss"], "loss_ce": means["loss_ce"],
            "loss_d": means["loss_d"], "train_accuracy": means["accuracy"],
@@ -862,8 +862,8 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
         loss_d = ldl.discriminative_loss(feats, y, lam, state.centres, reduction="mean")
         loss = loss_ce + config.gamma * loss_d
         with torch.no_grad():  # λ's per-sample evidence (module docstring, "λ anchoring")
-            log_f = F.log_softmax(logits.detach(), -1)
-            evidence = -(d_tilde.detach() * log_f).sum(-1) + (ctx.onehot_train[idx] * log_f).sum(-1)
+            evidence = ldl.lambda_evidence(d_tilde.detach(), ctx.onehot_train[idx],
+                                           F.log_softmax(logits.detach(), -1))
     probs = torch.softmax(logits.detach(), -1)
     state.optimizer.zero_grad(set_to_none=True)
     scaler = ctx.scaler
@@ -878,9 +878,12 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
         counts = shard_counts(len(batch_idx), comm.world_size)
         all_y = ctx.train_labels[batch_idx]
         all_feats = comm.gather_rows(feats.detach(), counts)
-        _lambda_step(state, config, batch_idx, all_y, comm.gather_rows(evidence, counts))
+        if config.lambda_evidence != "epoch":
+            _lambda_step(state, config, batch_idx, all_y, comm.gather_rows(evidence, counts))
         with torch.no_grad():
-            state.bank_probs[batch_idx] = comm.gather_rows(probs, counts)
+            fresh = comm.gather_rows(probs, counts)
+            m = config.bank_momentum
+            state.bank_probs[batch_idx] = fresh if m == 0 else m * state.bank_probs[batch_idx] + (1 - m) * fresh
             state.bank_features[batch_idx] = all_feats
             weights = 1.0 - torch.sigmoid(state.lambda_raw[batch_idx])
             state.centres = ldl.update_centres(state.centres, all_feats, all_y, weights, config.centre_alpha,
@@ -890,16 +893,52 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
 
 
 def _lambda_step(state: _State, config: TrainConfig, idx: torch.Tensor, y: torch.Tensor,
-                 evidence: torch.Tensor) -> None:
-    """One SGD step of λ's own objective on the batch ``idx``: the evidence minus its running
-    baseline, weighted by λ and summed, plus the prior ½β(raw − raw0)²."""
-    evidence = _centre_evidence(state, config.lambda_baseline, y, evidence)
+                 evidence: torch.Tensor, baseline: str | None = None) -> None:
+    """One SGD step of λ's own objective on the rows ``idx``: the evidence minus its running
+    baseline (``baseline``, default ``config.lambda_baseline``), weighted by λ and summed, plus
+    the prior ½β(raw − raw0)²."""
+    evidence = _centre_evidence(state, baseline or config.lambda_baseline, y, evidence)
     raw = state.lambda_raw[idx]
     loss = (torch.sigmoid(raw) * evidence).sum() + \
         0.5 * config.lambda_prior * (raw - state.lambda_raw0[idx]).pow(2).sum()
     state.lambda_optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.lambda_optimizer.step()
+
+
+def _update_lambda_after_epoch(state: _State, ctx: _FitContext, results: dict) -> None:
+    """After an LDLVA epoch's evaluation pass: λ's step on the pass's evidence (``lambda_evidence``
+    ``epoch`` or ``both``), then the budget; ``results``' λ and d are brought up to date.
+
+    The evidence is g_i = CE(d̃_i, p_i) − CE(l_i, p_i) from the un-augmented, eval-mode pass (p of
+    the sample and of its neighbours at one model state), minus ``lambda_knn_weight`` × the row's
+    neighbour disagreement (``core.dynamics.knn_disagreement``: the K nearest training samples in
+    feature space, their labels and predictions), minus its mean over all train rows: the same
+    objective as a batch step, on cleaner evidence and with an exact baseline. Rank 0 computes
+    it and every rank applies the same step."""
+    config = ctx.config
+    if config.method != "ldlva" or state.neighbor_index is None:
+        return
+    changed = False
+    if config.lambda_evidence in ("epoch", "both"):
+        evidence = None
+        if ctx.comm.is_main:
+            train_probs = torch.as_tensor(results["probs"][ctx.train_rows], device=ctx.device).float()
+            log_probs = torch.log(train_probs.clamp_min(1e-12))
+            evidence = ldl.lambda_evidence(results["d_tilde"], ctx.onehot_train, log_probs).cpu().numpy()
+            if config.lambda_knn_weight:
+                disagreement = results["knn_disagreement"][ctx.train_rows]
+                evidence = evidence - config.lambda_knn_weight * np.nan_to_num(disagreement, nan=np.nanmean(disagreement))
+        evidence = torch.as_tensor(ctx.comm.broadcast_object(evidence), device=ctx.device)
+        all_rows = torch.arange(ctx.n_train, device=ctx.device)
+        _lambda_step(state, config, all_rows, ctx.train_labels, evidence - evidence.mean(), baseline="none")
+        changed = True
+    if config.lambda_budget is not None:
+        changed |= _apply_budget(state, config.lambda_budget)
+    if changed and "d_tilde" in results:
+        lam = torch.sigmoid(state.lambda_raw.detach())
+        results["lambda"] = lam.cpu().numpy()
+        results["d"] = ldl.target_distribution(ctx.onehot_train, lam, results["d_tilde"]).cpu().numpy()
 
 
 def _centre_evidence(state: _State, baseline: str, y: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
@@ -925,10 +964,11 @@ def _update_baseline(state: _State, y: torch.Tensor, evidence: torch.Tensor, mom
 
 
 @torch.no_grad()
-def _apply_budget(state: _State, budget: float) -> None:
+def _apply_budget(state: _State, budget: float) -> bool:
+    """Shift every raw λ down by one constant until mean λ is ``budget``; whether it shifted."""
     raw = state.lambda_raw.data
     if float(torch.sigmoid(raw).mean()) <= budget:
-        return
+        return False
     lo, hi = -50.0, 0.0
     for _ in range(60):
         mid = 0.5 * (lo + hi)
@@ -937,6 +977,7 @@ def _apply_budget(state: _State, budget: float) -> None:
         else:
             lo = mid
     raw.add_(lo)
+    return True
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -979,6 +1020,7 @@ def _evaluate_epoch(state: _State, ctx: _FitContext, check: Check = None) -> dic
         c = ldl.contribution_degrees(zeta, state.similarity)
         d_tilde = ldl.aggregate_distribution(c, train_probs[state.neighbor_index])
         out["lambda"] = lam.cpu().numpy()
+        out["d_tilde"] = d_tilde
         out["d"] = ldl.target_distribution(onehot, lam, d_tilde).cpu().numpy()
         out["neighbors"] = {"indices": state.neighbor_index.cpu().numpy(),
                             "similarity": state.similarity.cpu().numpy(),
