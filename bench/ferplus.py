@@ -130,8 +130,10 @@ def sweep(sampled, classes, variants, common, work, images, with_ce=True):
               f"{secs:5.0f}s  {spec}", flush=True)
 
 
-def out_of_fold_probabilities(table, config, work, seed, images=None):
-    """`ce` predictions for every training sample from a model that never saw it (2 folds)."""
+def out_of_fold_probabilities(table, config, work, seed, images=None, train_fn=None):
+    """`ce` predictions for every training sample from a model that never saw it (2 folds).
+    ``train_fn`` (default ``train``) trains one fold: (table, config, out_dir, label, images)."""
+    train_fn = train_fn or train
     train_rows = np.flatnonzero(table["split"].to_numpy() == "train")
     rng = np.random.default_rng(seed)
     fold = rng.integers(0, 2, size=len(train_rows))
@@ -140,7 +142,7 @@ def out_of_fold_probabilities(table, config, work, seed, images=None):
         part = table.iloc[train_rows].copy()
         part.attrs = dict(table.attrs)
         part["split"] = np.where(fold == k, "valid", "train")
-        samples, _ = train(part, config, work / f"oof{k}", f"ce fold {k}",
+        samples, _ = train_fn(part, config, work / f"oof{k}", f"ce fold {k}",
                            None if images is None else images[train_rows])
         held = samples["split"].to_numpy() == "valid"
         probs[np.flatnonzero(fold == k)] = samples.loc[held, p_columns(classes_of(table))].to_numpy(float)

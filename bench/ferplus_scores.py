@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ferplus import DEFAULT_DATA, load_shared_images, out_of_fold_probabilities, train  # noqa: E402
+from ferplus import DEFAULT_DATA, load_shared_images, out_of_fold_probabilities, parse_overrides, train  # noqa: E402
 
 from uldl_studio.core import scores  # noqa: E402
 from uldl_studio.core.config import TrainConfig  # noqa: E402
@@ -128,14 +128,19 @@ REUSE = False  # --reuse: read finished runs in WORK instead of training them ag
 def trained(table, config, work, name, images):
     import pandas as pd
 
-    history = work / name / "history.csv"
+    history = Path(work) / name / "history.csv"
     if REUSE and history.exists() and len(pd.read_csv(history)) == config.epochs:
-        samples, seconds = Run.open(work / name).samples(), float(pd.read_csv(history)["seconds"].sum())
-        print(f"  [{name}] reused the finished run in {work / name}", flush=True)
+        samples, seconds = Run.open(Path(work) / name).samples(), float(pd.read_csv(history)["seconds"].sum())
+        print(f"  [{name}] reused the finished run in {Path(work) / name}", flush=True)
     else:
-        samples, seconds = train(table, config, work / name, name, images)
+        samples, seconds = train(table, config, Path(work) / name, name, images)
     samples.attrs["soft_temperature"] = float(pd.read_csv(history)["soft_temperature"].iloc[-1])
     return samples, seconds
+
+
+def _trained_fold(table, config, out_dir, label, images):
+    """``trained`` for ``out_of_fold_probabilities`` (a fold's run is reused with --reuse too)."""
+    return trained(table, config, Path(out_dir).parent, Path(out_dir).name, images)
 
 
 def one_seed(args, seed, images, majority, work) -> dict[str, float]:
@@ -145,16 +150,18 @@ def one_seed(args, seed, images, majority, work) -> dict[str, float]:
     crowd_major = majority["label"].to_numpy()
     common = dict(epochs=args.epochs, seed=seed, device="auto", num_threads=args.threads)
     result: dict[str, float] = {}
-    ce, result["ce.seconds"] = trained(sampled, TrainConfig(method="ce", **common), work, f"ce-s{seed}", images)
-    ldlva, result["ldlva.seconds"] = trained(sampled, TrainConfig(method="ldlva", **common), work,
-                                             f"ldlva-s{seed}", images)
+    runs = {"ce": trained(sampled, TrainConfig(method="ce", **common), work, f"ce-s{seed}", images)}
+    if "ldlva" in args.methods:
+        runs["ldlva"] = trained(sampled, TrainConfig(method="ldlva", **common, **parse_overrides(args.set)), work,
+                                f"ldlva-s{seed}", images)
     result["given_noisy_share"] = float((sampled["label"].to_numpy() != crowd_major)[
         sampled["split"].to_numpy() == "train"].mean())
-    for name, samples in (("ce", ce), ("ldlva", ldlva)):
+    for name, (samples, result[f"{name}.seconds"]) in runs.items():
         result.update(score_table(samples, classes, crowd_major, f"{name}.score."))
         result.update(soft_label_table(samples, classes, f"{name}.soft."))
         result[f"{name}.test_acc"] = test_accuracy(samples, classes)
-    if args.second_stage:
+    if args.second_stage and "ldlva" in runs:
+        ldlva = runs["ldlva"][0]
         staged = sampled.copy()
         staged.attrs = dict(sampled.attrs)
         soft = current_soft_labels(ldlva, classes, "ldlva")
@@ -169,7 +176,7 @@ def one_seed(args, seed, images, majority, work) -> dict[str, float]:
         train_rows = sampled["split"].to_numpy() == "train"
         given = sampled["label"].to_numpy()[train_rows]
         oof = out_of_fold_probabilities(sampled, TrainConfig(method="ce", **common), work / f"oof-s{seed}", seed,
-                                        images)
+                                        images, train_fn=_trained_fold)
         quality = get_label_quality_scores(given, oof, method="self_confidence")
         noisy = given != crowd_major[train_rows]
         result["cleanlab.oof_self_confidence.auroc"] = auroc(1 - quality, noisy)
@@ -228,6 +235,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ceiling", action="store_true")
     parser.add_argument("--work", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
+    parser.add_argument("--methods", nargs="+", choices=("ce", "ldlva"), default=["ce", "ldlva"],
+                        help="train these (ce always: the baselines are measured on it)")
+    parser.add_argument("--set", action="append", default=[], help="TrainConfig override for ldlva, KEY=VALUE")
     parser.add_argument("--json", default=None, help="write the per-seed numbers here")
     parser.add_argument("--reuse", action="store_true",
                         help="read runs already finished in --work instead of training them again")

@@ -202,3 +202,18 @@ def test_lambda_evidence_hand_values():
     target, neigh = torch.softmax(torch.randn(4, 5), -1), torch.softmax(torch.randn(4, 5), -1)
     diff = ldl.soft_cross_entropy(neigh, logits, "none") - ldl.soft_cross_entropy(target, logits, "none")
     assert torch.allclose(ldl.lambda_evidence(neigh, target, torch.log_softmax(logits, -1)), diff, atol=1e-5)
+
+
+def test_lambda_evidence_prob_form_hand_values():
+    """prob: Σ_j (l_j − d̃_j) f_j, bounded in [−1, 1] where the ce form grows without bound as f[label] → 0."""
+    f = torch.tensor([[0.7, 0.2, 0.1], [0.001, 0.989, 0.01]])
+    onehot = torch.tensor([[1.0, 0, 0], [1.0, 0, 0]])
+    d_tilde = torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]])
+    g = ldl.lambda_evidence(d_tilde, onehot, torch.log(f), "prob")
+    expected = [0.7 - (0.5 * 0.7 + 0.5 * 0.2), 0.001 - 0.989]
+    assert torch.allclose(g, torch.tensor(expected), atol=1e-6)
+    ce = ldl.lambda_evidence(d_tilde, onehot, torch.log(f), "ce")
+    assert float(ce[1]) == pytest.approx(math.log(0.001) - math.log(0.989), abs=1e-5)  # about -6.9
+    assert g[0] > 0 > g[1] and ce[0] > 0 > ce[1]  # the same direction
+    with pytest.raises(ValueError, match="unknown evidence form"):
+        ldl.lambda_evidence(d_tilde, onehot, torch.log(f), "other")

@@ -23,12 +23,13 @@ SIMILARITIES = ("l2", "l1")
 NEIGHBOR_SPACES = ("va", "features")
 LAMBDA_BASELINES = ("class", "global", "none")
 LAMBDA_EVIDENCE = ("batch", "epoch", "both")
+LAMBDA_EVIDENCE_FORMS = ("ce", "prob")
 DEVICES = ("auto", "cpu", "cuda")
 ARCHS = ("compact", "resnet18")
 # Options whose default changed after runs were written without them: such a run keeps the
 # behaviour it was trained with when it is resumed or retrained.
 LEGACY_DEFAULTS = {"neighbor_refresh": False, "lambda_evidence": "batch", "bank_momentum": 0.0,
-                   "lambda_knn_weight": 0.0}
+                   "lambda_knn_weight": 0.0, "lambda_evidence_form": "ce"}
 
 
 class ConfigError(TypeError, ValueError):
@@ -86,6 +87,7 @@ class TrainConfig:
     lambda_prior: float = 0.05            # β of ½β(raw - raw0)²
     lambda_budget: float | None = None    # cap on mean λ after each epoch
     lambda_evidence: str = "batch"        # batch (augmented training forward) | epoch (evaluation pass) | both
+    lambda_evidence_form: str = "ce"      # ce: CE(d̃, f) − CE(l, f) | prob: Σ (l − d̃) f (core.ldl.lambda_evidence)
     lambda_knn_weight: float = 0.0        # epoch evidence: minus this × neighbour disagreement (centred)
     bank_momentum: float = 0.0            # bank probabilities: m·old + (1 − m)·new (0: the latest forward)
     # exported soft labels (core.soft_labels): weight of the calibrated prediction; None: per method
@@ -94,7 +96,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         choices = {"method": METHODS, "neighbors": NEIGHBOR_MODES, "va": VA_MODES,
                    "similarity": SIMILARITIES, "device": DEVICES, "neighbor_space": NEIGHBOR_SPACES,
-                   "arch": ARCHS, "lambda_baseline": LAMBDA_BASELINES, "lambda_evidence": LAMBDA_EVIDENCE}
+                   "arch": ARCHS, "lambda_baseline": LAMBDA_BASELINES, "lambda_evidence": LAMBDA_EVIDENCE,
+                   "lambda_evidence_form": LAMBDA_EVIDENCE_FORMS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")

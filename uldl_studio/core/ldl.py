@@ -105,12 +105,24 @@ def target_distribution(onehot, lam, d_tilde) -> torch.Tensor:
     return (1.0 - lam) * onehot + lam * _t(d_tilde, onehot.dtype)
 
 
-def lambda_evidence(d_tilde, target, log_probs) -> torch.Tensor:
-    """λ's per-sample evidence g_i = CE(d̃_i, f_i) − CE(l_i, f_i) = Σ_j (l_ij − d̃_ij) log f_ij,
-    from log-probabilities ``log_probs`` (B, m). Negative when the model fits the neighbours'
-    distribution better than the label (λ should rise), positive when it fits the label better."""
+def lambda_evidence(d_tilde, target, log_probs, form: str = "ce") -> torch.Tensor:
+    """λ's per-sample evidence from log-probabilities ``log_probs`` (B, m): negative when the model
+    fits the neighbours' distribution d̃ better than the label l (λ should rise), positive when
+    it fits the label better.
+
+    - ``ce``: g_i = CE(d̃_i, f_i) − CE(l_i, f_i) = Σ_j (l_ij − d̃_ij) log f_ij, the derivative of
+      the training loss by λ_i;
+    - ``prob``: g_i = Σ_j (l_ij − d̃_ij) f_ij, the probability the model gives the label minus the
+      one it gives the neighbours' distribution: bounded in [−1, 1], where ``ce`` grows without
+      bound as f[label] → 0, so a few hopeless labels do not dominate λ's running baseline.
+    """
     log_probs = _t(log_probs)
-    return ((_t(target, log_probs.dtype) - _t(d_tilde, log_probs.dtype)) * log_probs).sum(-1)
+    weights = _t(target, log_probs.dtype) - _t(d_tilde, log_probs.dtype)
+    if form == "ce":
+        return (weights * log_probs).sum(-1)
+    if form == "prob":
+        return (weights * log_probs.exp()).sum(-1)
+    raise ValueError(f"unknown evidence form {form!r}")
 
 
 def soft_cross_entropy(target, logits, reduction: str = "mean") -> torch.Tensor:

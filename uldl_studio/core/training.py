@@ -863,7 +863,7 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
         loss = loss_ce + config.gamma * loss_d
         with torch.no_grad():  # λ's per-sample evidence (module docstring, "λ anchoring")
             evidence = ldl.lambda_evidence(d_tilde.detach(), ctx.onehot_train[idx],
-                                           F.log_softmax(logits.detach(), -1))
+                                           F.log_softmax(logits.detach(), -1), config.lambda_evidence_form)
     probs = torch.softmax(logits.detach(), -1)
     state.optimizer.zero_grad(set_to_none=True)
     scaler = ctx.scaler
@@ -925,7 +925,8 @@ def _update_lambda_after_epoch(state: _State, ctx: _FitContext, results: dict) -
         if ctx.comm.is_main:
             train_probs = torch.as_tensor(results["probs"][ctx.train_rows], device=ctx.device).float()
             log_probs = torch.log(train_probs.clamp_min(1e-12))
-            evidence = ldl.lambda_evidence(results["d_tilde"], ctx.onehot_train, log_probs).cpu().numpy()
+            evidence = ldl.lambda_evidence(results["d_tilde"], ctx.onehot_train, log_probs,
+                                           config.lambda_evidence_form).cpu().numpy()
             if config.lambda_knn_weight:
                 disagreement = results["knn_disagreement"][ctx.train_rows]
                 evidence = evidence - config.lambda_knn_weight * np.nan_to_num(disagreement, nan=np.nanmean(disagreement))
