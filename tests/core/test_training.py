@@ -243,17 +243,18 @@ def test_lambda_evidence_baselines():
     assert float(state_global.baseline[0]) == pytest.approx(0.9 * 2 + 0.1 * 2.5)
 
 
-@pytest.mark.parametrize("knn_weight", [0.0, 1.5])
-def test_epoch_evidence_step_by_hand(demo, tmp_path, knn_weight):
+@pytest.mark.parametrize("form, knn_weight", [("ce", 0.0), ("prob", 1.5)])
+def test_epoch_evidence_step_by_hand(demo, tmp_path, form, knn_weight):
     """lambda_evidence=epoch: λ moves once per LDLVA epoch, by one SGD step on the evaluation
-    pass's evidence g_i = Σ_j (l_ij − d̃_ij) log p_ij − κ · knn_disagreement_i minus its mean over
-    the train rows; here (one LDLVA epoch, no prior) recomputed from the files the run wrote."""
+    pass's evidence g_i = Σ_j (l_ij − d̃_ij) log p_ij (``ce``) or Σ_j (l_ij − d̃_ij) p_ij (``prob``),
+    minus κ · knn_disagreement_i, minus its mean over the train rows; here (one LDLVA epoch, no
+    prior) recomputed from the files the run wrote."""
     from uldl_studio.core.training import _logit
 
     table, images = demo
     lr, init = 2.0, 0.2
     run_fit(table, images, tmp_path / "run", va="columns", lambda_evidence="epoch", lambda_prior=0.0,
-            lambda_lr=lr, lambda_init=init, lambda_knn_weight=knn_weight)
+            lambda_lr=lr, lambda_init=init, lambda_knn_weight=knn_weight, lambda_evidence_form=form)
     run = Run.open(tmp_path / "run")
     samples, nb = run.samples(), run.neighbors()
     train = samples[samples["split"] == "train"]
@@ -261,7 +262,7 @@ def test_epoch_evidence_step_by_hand(demo, tmp_path, knn_weight):
     c = nb["contribution"].astype(np.float64)
     d_tilde = (c[:, :, None] * p[nb["indices"]]).sum(1) / c.sum(1, keepdims=True)
     onehot = np.eye(p.shape[1])[train["label"].to_numpy()]
-    g = ((onehot - d_tilde) * np.log(p)).sum(1) - knn_weight * train["knn_disagreement"].to_numpy()
+    g = ((onehot - d_tilde) * (np.log(p) if form == "ce" else p)).sum(1) - knn_weight * train["knn_disagreement"].to_numpy()
     sig = init * (1 - init)
     expected = 1 / (1 + np.exp(-(_logit(init) - lr * sig * (g - g.mean()))))
     assert np.allclose(train["lambda"].to_numpy(), expected, atol=1e-4)

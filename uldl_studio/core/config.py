@@ -82,13 +82,15 @@ class TrainConfig:
     # λ (see core.training, "λ anchoring")
     lambda_init: float = 0.2
     lambda_unsure_init: float = 0.8       # rows with unsure == True
-    lambda_lr: float = 1.0
-    lambda_baseline: str = "global"       # global | class | none (FER+ sweep: bench/RESULTS_ferplus.md)
-    lambda_prior: float = 0.05            # β of ½β(raw - raw0)²
+    # (defaults chosen on FER+, bench/RESULTS_ferplus.md §7: λ then ranks the wrong labels as well
+    # as the model's own self-confidence; the published-style per-batch update ranked them worse)
+    lambda_lr: float = 3.0
+    lambda_baseline: str = "global"       # global | class | none (per-batch evidence; FER+ sweep: bench/RESULTS_ferplus.md)
+    lambda_prior: float = 0.3             # β of ½β(raw - raw0)²: λ's memory of earlier epochs' evidence
     lambda_budget: float | None = None    # cap on mean λ after each epoch
-    lambda_evidence: str = "batch"        # batch (augmented training forward) | epoch (evaluation pass) | both
-    lambda_evidence_form: str = "ce"      # ce: CE(d̃, f) − CE(l, f) | prob: Σ (l − d̃) f (core.ldl.lambda_evidence)
-    lambda_knn_weight: float = 0.0        # epoch evidence: minus this × neighbour disagreement (centred)
+    lambda_evidence: str = "epoch"        # epoch (evaluation pass) | batch (augmented training forward) | both
+    lambda_evidence_form: str = "prob"    # prob: Σ (l − d̃) f | ce: CE(d̃, f) − CE(l, f) (core.ldl.lambda_evidence)
+    lambda_knn_weight: float = 2.0        # epoch evidence: minus this × neighbour disagreement (centred)
     bank_momentum: float = 0.0            # bank probabilities: m·old + (1 − m)·new (0: the latest forward)
     # exported soft labels (core.soft_labels): weight of the calibrated prediction; None: per method
     soft_label_mix: float | None = None

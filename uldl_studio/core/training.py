@@ -861,9 +861,10 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
         loss_ce = ldl.soft_cross_entropy(target, logits)
         loss_d = ldl.discriminative_loss(feats, y, lam, state.centres, reduction="mean")
         loss = loss_ce + config.gamma * loss_d
-        with torch.no_grad():  # λ's per-sample evidence (module docstring, "λ anchoring")
-            evidence = ldl.lambda_evidence(d_tilde.detach(), ctx.onehot_train[idx],
-                                           F.log_softmax(logits.detach(), -1), config.lambda_evidence_form)
+        if config.lambda_evidence != "epoch":  # λ's per-batch evidence (module docstring, "λ anchoring")
+            with torch.no_grad():
+                evidence = ldl.lambda_evidence(d_tilde.detach(), ctx.onehot_train[idx],
+                                               F.log_softmax(logits.detach(), -1), config.lambda_evidence_form)
     probs = torch.softmax(logits.detach(), -1)
     state.optimizer.zero_grad(set_to_none=True)
     scaler = ctx.scaler
@@ -874,11 +875,11 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
     else:
         loss.backward()
         state.optimizer.step()
-    if evidence is not None:  # LDLVA after its warm-up (the placement pass then fills the bank)
+    if not warm:  # LDLVA after its warm-up (the placement pass then fills the bank)
         counts = shard_counts(len(batch_idx), comm.world_size)
         all_y = ctx.train_labels[batch_idx]
         all_feats = comm.gather_rows(feats.detach(), counts)
-        if config.lambda_evidence != "epoch":
+        if evidence is not None:
             _lambda_step(state, config, batch_idx, all_y, comm.gather_rows(evidence, counts))
         with torch.no_grad():
             fresh = comm.gather_rows(probs, counts)
