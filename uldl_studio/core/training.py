@@ -45,23 +45,23 @@ With d̃ built from the model's own predictions, ∂CE(d_i, f_i)/∂λ_i = CE(d�
 is positive-biased early in training for *every* sample (the model has not fitted the labels
 yet, d̃ agrees with f), so an unanchored λ self-confirms; with a batch-mean loss each λ_i's
 gradient is 1/B of that and λ does not move at all. ``fit`` therefore updates λ with its own
-SGD optimiser on a separate objective with four knobs (``TrainConfig``):
+SGD optimiser (``lambda_lr``) on a separate, per-sample objective Σ_i λ_i (g_i − ḡ) plus a prior
+½ β (raw_i − raw0_i)² (``lambda_prior``) towards the initial value (``lambda_init``, or
+``lambda_unsure_init`` for rows marked ``unsure``). ``TrainConfig`` chooses:
 
-1. per-sample scale: the λ objective is a *sum* over the batch, so every λ_i receives its own
-   O(1) evidence g_i = CE(d̃_i, f_i) - CE(l_i, f_i) (with d̃ and f detached), at ``lambda_lr``;
-2. a baseline (``lambda_baseline``): g_i minus a running mean of g, so the drift shared by all
-   samples (self-confirmation) cancels. ``"global"`` (default) subtracts one running mean over
-   all samples and keeps class-level differences: on FER+ some given classes are mostly wrong
-   (81 % of single-annotator "contempt" labels differ from the crowd, 9 % of "happiness").
-   ``"class"`` subtracts a running mean per given label, so λ rises only for samples whose label
-   fits worse than their class usually does; on FER+ that erased the class-level signal and λ
-   ranked the disagreeing labels with AUROC 0.68 against 0.77 for ``"global"`` (12 000 images,
-   6 epochs, bench/RESULTS_ferplus.md). ``"none"`` is the naive, published-style update;
-3. a prior (``lambda_prior`` β): ½ β (raw_i - raw0_i)² pulls each raw λ back towards its
-   initial value (``lambda_init``, or ``lambda_unsure_init`` for rows marked ``unsure``), so λ
-   measures accumulated evidence rather than integrating noise;
-4. a budget (``lambda_budget``, optional): after each epoch, if mean λ exceeds it, all raw λ
+1. where the evidence g comes from (``lambda_evidence``): ``epoch`` (default) takes one step per
+   LDLVA epoch on the evaluation pass (un-augmented, eval mode, all rows at one model state),
+   ḡ its exact mean; ``batch`` one step per batch on the augmented training forward, ḡ a running
+   mean (``lambda_baseline``: ``global`` one mean, ``class`` one per given label, which on FER+
+   erased the signal that some classes are mostly mislabelled, ``none``); ``both`` does both;
+2. its form (``lambda_evidence_form``, ``core.ldl.lambda_evidence``): ``prob`` (default)
+   Σ_j (l_j − d̃_j) f_j, bounded; ``ce`` Σ_j (l_j − d̃_j) log f_j, the loss derivative;
+3. neighbour disagreement (``lambda_knn_weight`` κ, epoch evidence): g − κ · knn_disagreement;
+4. the memory: β · lr is the share of λ's offset from its start lost per step (0.9 by default:
+   λ follows the last epochs' evidence rather than averaging in the under-fitted first ones);
+5. a budget (``lambda_budget``, optional): after each epoch, if mean λ exceeds it, all raw λ
    are shifted down by one constant (ranking unchanged) until the mean equals the budget.
+The FER+ measurements behind the defaults are in bench/RESULTS_ferplus.md (§4, §7).
 λ enters L_D only as a detached weight: otherwise ½(1-λ)||v-μ||² rewards a larger λ for every
 sample regardless of its label.
 
