@@ -224,6 +224,32 @@ def show(summary: dict[str, tuple[float, float]], n: int) -> None:
         print(f"  {label:42s} {fmt(key)}")
 
 
+def markdown(summary: dict[str, tuple[float, float]], n: int) -> None:
+    """The tables of ``show`` as Markdown (for the README)."""
+    def cell(key):
+        if key not in summary:
+            return "–"
+        mean, sd = summary[key]
+        return f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}"
+
+    print("\n| score | ce AUROC | ce P@5% | ldlva AUROC | ldlva P@5% |\n|---|---|---|---|---|")
+    for s in scores.registered():
+        if s.name == "lambda_change":
+            continue
+        print(f"| {s.name} | " + " | ".join(cell(f"{run}.score.{s.name}.{m}") for run in ("ce", "ldlva")
+                                            for m in ("auroc", "p@5%")) + " |")
+    print(f"| cleanlab out-of-fold (2-fold ce) | {cell('cleanlab.oof_self_confidence.auroc')} | "
+          f"{cell('cleanlab.oof_self_confidence.p@5%')} | | |")
+    print("\n| soft label | ce train ∩ / KL | ldlva train ∩ / KL |\n|---|---|---|")
+    for name in ["one-hot", "p", "pavg", "d", "soft", *[f"mix{w:g}" for w in MIXES]]:
+        print(f"| {name} | " + " | ".join(f"{cell(f'{run}.soft.train.{name}.inter')} / "
+                                         f"{cell(f'{run}.soft.train.{name}.kl')}" for run in ("ce", "ldlva")) + " |")
+    print("\n| test accuracy vs crowd majority | |\n|---|---|")
+    for key, label in (("ce.test_acc", "ce"), ("ldlva.test_acc", "ldlva"), ("second.test_acc", "second stage"),
+                       ("ceiling.test_acc", "ceiling")):
+        print(f"| {label} | {cell(key)} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
@@ -235,6 +261,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ceiling", action="store_true")
     parser.add_argument("--work", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per run")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown too")
     parser.add_argument("--methods", nargs="+", choices=("ce", "ldlva"), default=["ce", "ldlva"],
                         help="train these (ce always: the baselines are measured on it)")
     parser.add_argument("--set", action="append", default=[], help="TrainConfig override for ldlva, KEY=VALUE")
@@ -266,6 +293,8 @@ def main(argv=None) -> int:
             r["ceiling.test_acc"] = test_accuracy(crowd, classes_of(majority))
     summary = summarise(per_seed)
     show(summary, len(per_seed))
+    if args.markdown:
+        markdown(summary, len(per_seed))
     if args.json:
         Path(args.json).write_text(json.dumps(per_seed, indent=1))
     print(f"\nrun directories: {work}")
