@@ -287,7 +287,7 @@ def test_bank_momentum_averages_the_bank(demo, tmp_path):
 
 def test_lambda_baseline_global_trains(demo, tmp_path):
     table, images = demo
-    run_fit(table, images, tmp_path / "g", va="columns", lambda_baseline="global")
+    run_fit(table, images, tmp_path / "g", va="columns", lambda_baseline="global", lambda_evidence="batch")
     ckpt = load_checkpoint(tmp_path / "g")
     assert bool(ckpt["baseline_seen"][0]) and not ckpt["baseline_seen"][1:].any()  # one shared slot
     lam = torch.sigmoid(ckpt["lambda_raw"])
