@@ -90,7 +90,8 @@ def soft_label_table(samples, classes, prefix: str) -> dict[str, float]:
         p = part[p_columns(classes)].to_numpy(float)
         pavg = part[[f"pavg_{c}" for c in classes]].to_numpy(float)
         d = part[d_columns(classes)].to_numpy(float)
-        candidates = {"one-hot": np.eye(m)[given], "p": p, "pavg": pavg, "d": d,
+        candidates = {"crowd one-hot": np.eye(m)[crowd.argmax(1)],  # the reference to beat (needs the crowd)
+                      "one-hot": np.eye(m)[given], "p": p, "pavg": pavg, "d": d,
                       "soft": current_soft_labels(samples, classes, prefix.split(".")[0])[
                           samples["split"].to_numpy() == split]}
         p_calibrated = temper(p, temperature)
@@ -209,13 +210,13 @@ def show(summary: dict[str, tuple[float, float]], n: int) -> None:
           f"{fmt('cleanlab.oof_self_confidence.p@5%'):>13s}")
 
     print("\nSoft labels against the crowd distributions (intersection ↑ / KL ↓):")
-    names = ["one-hot", "p", "pavg", "d", "soft", *[f"mix{w:g}" for w in MIXES]]
-    print(f"{'candidate':10s} {'ce train':>25s} {'ldlva train':>25s} {'ldlva valid inter':>18s}")
+    names = ["crowd one-hot", "one-hot", "p", "pavg", "d", "soft", *[f"mix{w:g}" for w in MIXES]]
+    print(f"{'candidate':13s} {'ce train':>25s} {'ldlva train':>25s} {'ldlva valid inter':>18s}")
     for name in names:
         cells = []
         for run in ("ce", "ldlva"):
             cells.append(f"{fmt(f'{run}.soft.train.{name}.inter')} / {fmt(f'{run}.soft.train.{name}.kl')}")
-        print(f"{name:10s} {cells[0]:>25s} {cells[1]:>25s} {fmt(f'ldlva.soft.valid.{name}.inter'):>18s}")
+        print(f"{name:13s} {cells[0]:>25s} {cells[1]:>25s} {fmt(f'ldlva.soft.valid.{name}.inter'):>18s}")
 
     print("\nTest accuracy against the crowd majority:")
     for key, label in (("ce.test_acc", "ce (one annotator)"), ("ldlva.test_acc", "ldlva (one annotator)"),
@@ -241,7 +242,7 @@ def markdown(summary: dict[str, tuple[float, float]], n: int) -> None:
     print(f"| cleanlab out-of-fold (2-fold ce) | {cell('cleanlab.oof_self_confidence.auroc')} | "
           f"{cell('cleanlab.oof_self_confidence.p@5%')} | | |")
     print("\n| soft label | ce train ∩ / KL | ldlva train ∩ / KL |\n|---|---|---|")
-    for name in ["one-hot", "p", "pavg", "d", "soft", *[f"mix{w:g}" for w in MIXES]]:
+    for name in ["crowd one-hot", "one-hot", "p", "pavg", "d", "soft", *[f"mix{w:g}" for w in MIXES]]:
         print(f"| {name} | " + " | ".join(f"{cell(f'{run}.soft.train.{name}.inter')} / "
                                          f"{cell(f'{run}.soft.train.{name}.kl')}" for run in ("ce", "ldlva")) + " |")
     print("\n| test accuracy vs crowd majority | |\n|---|---|")
