@@ -8,6 +8,7 @@ same for all methods). Prints ratios to ce, e.g. `bank 1.07x`, and each run's to
 (loading the model, every epoch's training, evaluation pass and files).
 
     python bench/overhead.py --data demo --limit 2000
+    python bench/overhead.py --data demo --limit 600 --modes ce,bank,bank-batch   # λ's epoch vs batch update
     python bench/overhead.py --data ../shared/data/ferplus --limit 3000
 """
 from __future__ import annotations
@@ -21,7 +22,11 @@ from pathlib import Path
 from worker_result import report, run_worker
 
 MODES = {"ce": {"method": "ce"}, "bank": {"method": "ldlva", "neighbors": "bank"},
-         "exact": {"method": "ldlva", "neighbors": "exact"}}
+         "exact": {"method": "ldlva", "neighbors": "exact"},
+         # λ updated per batch on the training forward (the update before the epoch step)
+         "bank-batch": {"method": "ldlva", "neighbors": "bank", "lambda_evidence": "batch",
+                        "lambda_evidence_form": "ce", "lambda_knn_weight": 0.0, "lambda_prior": 0.05,
+                        "lambda_lr": 1.0}}
 
 
 def worker(args) -> None:
@@ -100,6 +105,9 @@ def main() -> None:
     if "ce" in results:
         base = results["ce"]["epoch_seconds"]
         print("ratios to ce: " + "  ".join(f"{m} {r['epoch_seconds'] / base:.2f}x" for m, r in results.items()))
+        total = results["ce"]["total_seconds"]
+        print("total (evaluation pass, scores, files included), ratios to ce: "
+              + "  ".join(f"{m} {r['total_seconds'] / total:.2f}x" for m, r in results.items()))
 
 
 if __name__ == "__main__":
