@@ -911,12 +911,12 @@ def _update_lambda_after_epoch(state: _State, ctx: _FitContext, results: dict) -
     """After an LDLVA epoch's evaluation pass: λ's step on the pass's evidence (``lambda_evidence``
     ``epoch`` or ``both``), then the budget; ``results``' λ and d are brought up to date.
 
-    The evidence is g_i = CE(d̃_i, p_i) − CE(l_i, p_i) from the un-augmented, eval-mode pass (p of
-    the sample and of its neighbours at one model state), minus ``lambda_knn_weight`` × the row's
-    neighbour disagreement (``core.dynamics.knn_disagreement``: the K nearest training samples in
-    feature space, their labels and predictions), minus its mean over all train rows: the same
-    objective as a batch step, on cleaner evidence and with an exact baseline. Rank 0 computes
-    it and every rank applies the same step."""
+    The evidence is ``ldl.lambda_evidence`` of the un-augmented, eval-mode pass (p of the sample
+    and of its neighbours at one model state; by default Σ_j (l_ij − d̃_ij) p_ij), minus
+    ``lambda_knn_weight`` × the row's neighbour disagreement (``core.dynamics.knn_disagreement``:
+    the K nearest training samples in feature space, their labels and predictions), minus its
+    mean over all train rows: the same objective as a batch step, on cleaner evidence and with an
+    exact baseline. Rank 0 computes it and every rank applies the same step."""
     config = ctx.config
     if config.method != "ldlva" or state.neighbor_index is None:
         return
@@ -930,7 +930,8 @@ def _update_lambda_after_epoch(state: _State, ctx: _FitContext, results: dict) -
                                            config.lambda_evidence_form).cpu().numpy()
             if config.lambda_knn_weight:
                 disagreement = results["knn_disagreement"][ctx.train_rows]
-                evidence = evidence - config.lambda_knn_weight * np.nan_to_num(disagreement, nan=np.nanmean(disagreement))
+                disagreement = np.nan_to_num(disagreement, nan=np.nanmean(disagreement))
+                evidence = evidence - config.lambda_knn_weight * disagreement
         evidence = torch.as_tensor(ctx.comm.broadcast_object(evidence), device=ctx.device)
         all_rows = torch.arange(ctx.n_train, device=ctx.device)
         _lambda_step(state, config, all_rows, ctx.train_labels, evidence - evidence.mean(), baseline="none")
