@@ -83,7 +83,7 @@ class TrainConfig:
     lambda_init: float = 0.2
     lambda_unsure_init: float = 0.8       # rows with unsure == True
     # (defaults chosen on FER+, bench/RESULTS_ferplus.md §7: λ then ranks the wrong labels as well
-    # as the model's own self-confidence; the published-style per-batch update ranked them worse)
+    # as the model's own self-confidence; the per-batch update of earlier versions ranked them worse)
     lambda_lr: float = 3.0
     lambda_baseline: str = "global"       # global | class | none (per-batch evidence; FER+ sweep: bench/RESULTS_ferplus.md)
     lambda_prior: float = 0.3             # β of ½β(raw - raw0)²: λ's memory of earlier epochs' evidence
