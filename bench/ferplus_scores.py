@@ -192,12 +192,24 @@ def summarise(per_seed: list[dict[str, float]]) -> dict[str, tuple[float, float]
             for k in keys}
 
 
-def show(summary: dict[str, tuple[float, float]], n: int) -> None:
-    def fmt(key):
+SOFT_CANDIDATES = ["crowd one-hot", "one-hot", "p", "pavg", "d", "soft", *[f"mix{w:g}" for w in MIXES]]
+ACCURACY_ROWS = (("ce.test_acc", "ce (one annotator)"), ("ldlva.test_acc", "ldlva (one annotator)"),
+                 ("second.test_acc", "second stage: ce on ldlva's soft labels"),
+                 ("ceiling.test_acc", "ce on the crowd majority (ceiling)"))
+
+
+def _cell_formatter(summary: dict[str, tuple[float, float]], n: int, missing: str, pad: str = ""):
+    """key -> "mean ± sd" over draws (one draw: the value and ``pad``), ``missing`` when absent."""
+    def cell(key):
         if key not in summary:
-            return "    -      "
+            return missing
         mean, sd = summary[key]
-        return f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}      "
+        return f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}{pad}"
+    return cell
+
+
+def show(summary: dict[str, tuple[float, float]], n: int) -> None:
+    fmt = _cell_formatter(summary, n, "    -      ", "      ")
 
     print(f"\nFlagging given != crowd majority on the training split (mean ± sd over {n} annotator draw(s)):")
     print(f"{'score':26s} {'ce AUROC':>13s} {'ce P@5%':>13s} {'ldlva AUROC':>13s} {'ldlva P@5%':>13s}")
@@ -210,28 +222,21 @@ def show(summary: dict[str, tuple[float, float]], n: int) -> None:
           f"{fmt('cleanlab.oof_self_confidence.p@5%'):>13s}")
 
     print("\nSoft labels against the crowd distributions (intersection ↑ / KL ↓):")
-    names = ["crowd one-hot", "one-hot", "p", "pavg", "d", "soft", *[f"mix{w:g}" for w in MIXES]]
     print(f"{'candidate':13s} {'ce train':>25s} {'ldlva train':>25s} {'ldlva valid inter':>18s}")
-    for name in names:
+    for name in SOFT_CANDIDATES:
         cells = []
         for run in ("ce", "ldlva"):
             cells.append(f"{fmt(f'{run}.soft.train.{name}.inter')} / {fmt(f'{run}.soft.train.{name}.kl')}")
         print(f"{name:13s} {cells[0]:>25s} {cells[1]:>25s} {fmt(f'ldlva.soft.valid.{name}.inter'):>18s}")
 
     print("\nTest accuracy against the crowd majority:")
-    for key, label in (("ce.test_acc", "ce (one annotator)"), ("ldlva.test_acc", "ldlva (one annotator)"),
-                       ("second.test_acc", "second stage: ce on ldlva's soft labels"),
-                       ("ceiling.test_acc", "ce on the crowd majority (ceiling)")):
+    for key, label in ACCURACY_ROWS:
         print(f"  {label:42s} {fmt(key)}")
 
 
 def markdown(summary: dict[str, tuple[float, float]], n: int) -> None:
     """The tables of ``show`` as Markdown (for the README)."""
-    def cell(key):
-        if key not in summary:
-            return "–"
-        mean, sd = summary[key]
-        return f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}"
+    cell = _cell_formatter(summary, n, "–")
 
     print("\n| score | ce AUROC | ce P@5% | ldlva AUROC | ldlva P@5% |\n|---|---|---|---|---|")
     for s in scores.registered():
@@ -242,12 +247,11 @@ def markdown(summary: dict[str, tuple[float, float]], n: int) -> None:
     print(f"| cleanlab out-of-fold (2-fold ce) | {cell('cleanlab.oof_self_confidence.auroc')} | "
           f"{cell('cleanlab.oof_self_confidence.p@5%')} | | |")
     print("\n| soft label | ce train ∩ / KL | ldlva train ∩ / KL |\n|---|---|---|")
-    for name in ["crowd one-hot", "one-hot", "p", "pavg", "d", "soft", *[f"mix{w:g}" for w in MIXES]]:
+    for name in SOFT_CANDIDATES:
         print(f"| {name} | " + " | ".join(f"{cell(f'{run}.soft.train.{name}.inter')} / "
                                          f"{cell(f'{run}.soft.train.{name}.kl')}" for run in ("ce", "ldlva")) + " |")
     print("\n| test accuracy vs crowd majority | |\n|---|---|")
-    for key, label in (("ce.test_acc", "ce"), ("ldlva.test_acc", "ldlva"), ("second.test_acc", "second stage"),
-                       ("ceiling.test_acc", "ceiling")):
+    for key, label in ACCURACY_ROWS:
         print(f"| {label} | {cell(key)} |")
 
 
