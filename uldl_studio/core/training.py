@@ -612,8 +612,7 @@ def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: 
     state.epoch = epoch
     results = _evaluate_epoch(state, ctx, _checker(cancel, f"in epoch {epoch}'s evaluation pass", epoch,
                                                    ctx.batches))
-    if not warm:
-        _update_lambda_after_epoch(state, ctx, results)
+    _update_lambda_after_epoch(state, ctx, results)
     means = _global_totals(ctx.comm, totals, ctx.device).means()
     row = {"epoch": epoch, "phase": ctx.phase(epoch), "loss": means["loss"], "loss_ce": means["loss_ce"],
            "loss_d": means["loss_d"], "train_accuracy": means["accuracy"],
@@ -908,8 +907,9 @@ def _lambda_step(state: _State, config: TrainConfig, idx: torch.Tensor, y: torch
 
 
 def _update_lambda_after_epoch(state: _State, ctx: _FitContext, results: dict) -> None:
-    """After an LDLVA epoch's evaluation pass: λ's step on the pass's evidence (``lambda_evidence``
-    ``epoch`` or ``both``), then the budget; ``results``' λ and d are brought up to date.
+    """After an LDLVA epoch's evaluation pass (neighbours built, i.e. past the warm-up): λ's step
+    on the pass's evidence (``lambda_evidence`` ``epoch`` or ``both``), then the budget; then, on
+    rank 0, ``results``' λ and d = (1 − λ) l + λ d̃ from the updated λ.
 
     The evidence is ``ldl.lambda_evidence`` of the un-augmented, eval-mode pass (p of the sample
     and of its neighbours at one model state; by default Σ_j (l_ij − d̃_ij) p_ij), minus
@@ -920,12 +920,10 @@ def _update_lambda_after_epoch(state: _State, ctx: _FitContext, results: dict) -
     config = ctx.config
     if config.method != "ldlva" or state.neighbor_index is None:
         return
-    changed = False
     if config.lambda_evidence in ("epoch", "both"):
         evidence = None
         if ctx.comm.is_main:
-            train_probs = torch.as_tensor(results["probs"][ctx.train_rows], device=ctx.device).float()
-            log_probs = torch.log(train_probs.clamp_min(1e-12))
+            log_probs = torch.log(results["train_probs"].clamp_min(1e-12))
             evidence = ldl.lambda_evidence(results["d_tilde"], ctx.onehot_train, log_probs,
                                            config.lambda_evidence_form).cpu().numpy()
             if config.lambda_knn_weight:
@@ -935,10 +933,9 @@ def _update_lambda_after_epoch(state: _State, ctx: _FitContext, results: dict) -
         evidence = torch.as_tensor(ctx.comm.broadcast_object(evidence), device=ctx.device)
         all_rows = torch.arange(ctx.n_train, device=ctx.device)
         _lambda_step(state, config, all_rows, ctx.train_labels, evidence - evidence.mean(), baseline="none")
-        changed = True
     if config.lambda_budget is not None:
-        changed |= _apply_budget(state, config.lambda_budget)
-    if changed and "d_tilde" in results:
+        _apply_budget(state, config.lambda_budget)
+    if ctx.comm.is_main:
         lam = torch.sigmoid(state.lambda_raw.detach())
         results["lambda"] = lam.cpu().numpy()
         results["d"] = ldl.target_distribution(ctx.onehot_train, lam, results["d_tilde"]).cpu().numpy()
@@ -967,11 +964,11 @@ def _update_baseline(state: _State, y: torch.Tensor, evidence: torch.Tensor, mom
 
 
 @torch.no_grad()
-def _apply_budget(state: _State, budget: float) -> bool:
-    """Shift every raw λ down by one constant until mean λ is ``budget``; whether it shifted."""
+def _apply_budget(state: _State, budget: float) -> None:
+    """Shift every raw λ down by one constant until mean λ is ``budget`` (when it is above)."""
     raw = state.lambda_raw.data
     if float(torch.sigmoid(raw).mean()) <= budget:
-        return False
+        return
     lo, hi = -50.0, 0.0
     for _ in range(60):
         mid = 0.5 * (lo + hi)
@@ -980,15 +977,15 @@ def _apply_budget(state: _State, budget: float) -> bool:
         else:
             lo = mid
     raw.add_(lo)
-    return True
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
 def _evaluate_epoch(state: _State, ctx: _FitContext, check: Check = None) -> dict:
-    """Eval-mode pass over all rows → p, features, knn_disagreement; d, λ, neighbour weights for
-    train rows. ``check()`` runs between batches (it raises to stop; nothing is written here).
+    """Eval-mode pass over all rows → p, features, knn_disagreement; for train rows: λ and d (ce,
+    warm-up) or d̃, their p and the neighbour weights (LDLVA, whose λ and d
+    ``_update_lambda_after_epoch`` writes after λ's step). ``check()`` runs between batches (it raises to stop; nothing is written here).
     Under torchrun every rank forwards its share; only rank 0 computes what is written alone
     (the other ranks get p, the features and the predictions)."""
     config, model = ctx.config, state.model
@@ -1009,7 +1006,6 @@ def _evaluate_epoch(state: _State, ctx: _FitContext, check: Check = None) -> dic
         out["lambda"] = torch.sigmoid(state.lambda_raw.detach()).cpu().numpy()
         out["d"] = onehot.cpu().numpy()
     else:
-        lam = torch.sigmoid(state.lambda_raw.detach())
         train_probs, train_feats = probs[ctx.train_rows_t], feats[ctx.train_rows_t]
         zetas = []
         for start in range(0, ctx.n_train, config.eval_batch_size):
@@ -1022,9 +1018,7 @@ def _evaluate_epoch(state: _State, ctx: _FitContext, check: Check = None) -> dic
         zeta = torch.cat(zetas)
         c = ldl.contribution_degrees(zeta, state.similarity)
         d_tilde = ldl.aggregate_distribution(c, train_probs[state.neighbor_index])
-        out["lambda"] = lam.cpu().numpy()
-        out["d_tilde"] = d_tilde
-        out["d"] = ldl.target_distribution(onehot, lam, d_tilde).cpu().numpy()
+        out["train_probs"], out["d_tilde"] = train_probs, d_tilde
         out["neighbors"] = {"indices": state.neighbor_index.cpu().numpy(),
                             "similarity": state.similarity.cpu().numpy(),
                             "zeta": zeta.cpu().numpy(), "contribution": c.cpu().numpy()}
