@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 from uldl_studio.core import export, scores
 from uldl_studio.core.edits import EditJournal, apply_edits
 from uldl_studio.core.export import read_soft_labels, soft_label_columns, write_soft_labels
+from uldl_studio.core.soft_labels import UNSURE_LABEL_MASS, reviewed_soft_labels
 from uldl_studio.core.table import DatasetError, make_table
 
 CLASSES = ["neutral", "happiness", "surprise"]
 SCORE_COLUMNS = ["lambda", "ambiguity", "self_confidence", "margin", "aum", "confidence_mean", "variability",
                  "knn_disagreement", "oof_confidence", "entropy"]
-COLUMNS = ["sample_id", "path", "split", "label", "label_name", "edited", "unsure", "reviewed", "valence", "arousal",
+COLUMNS = ["sample_id", "path", "split", "label", "label_name", "original_label", "original_label_name",
+           "edited", "unsure", "reviewed", "valence", "arousal",
            *SCORE_COLUMNS,
            "d_neutral", "d_happiness", "d_surprise", "p_neutral", "p_happiness", "p_surprise"]
 
@@ -79,7 +81,7 @@ def test_round_trip_is_bit_exact_and_idempotent(tmp_path):
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
     write_soft_labels(table, first)
     back = read_soft_labels(first)
-    for col in COLUMNS[8:]:
+    for col in COLUMNS[10:]:
         assert same_floats(back[col], expected(table, col)), col
     write_soft_labels(back, second)
     assert first.read_bytes() == second.read_bytes()
@@ -195,7 +197,7 @@ def test_json_flavour_round_trip(tmp_path):
     write_soft_labels(table, out)
     back = read_soft_labels(out)
     assert list(back.columns) == COLUMNS
-    for col in COLUMNS[8:]:
+    for col in COLUMNS[10:]:
         assert same_floats(back[col], expected(table, col)), col
     csv_back = tmp_path / "soft.csv"
     write_soft_labels(table, csv_back)
@@ -258,8 +260,15 @@ def test_round_trip_property(tmp_path_factory, table, suffix):
         assert back[col].tolist() == table[col].tolist(), col
     assert back["label"].tolist() == table["label"].tolist()
     assert back["edited"].tolist() == table["edited"].tolist()
-    for col in soft_label_columns(classes)[8:]:
-        assert same_floats(back[col], expected(table, col)), col
+    d_cols = [f"d_{c}" for c in classes]
+    d = reviewed_soft_labels(table[d_cols].to_numpy(), table["label"].to_numpy(), table["edited"].to_numpy(),
+                             np.zeros(len(table), bool))
+    for col in soft_label_columns(classes)[12:]:
+        want = d[:, d_cols.index(col)] if col in d_cols else expected(table, col)
+        assert same_floats(back[col], want), col
+    # edited rows carry the one-hot of their label
+    edited = back["edited"].to_numpy()
+    assert np.array_equal(back[d_cols].to_numpy()[edited], np.eye(len(classes))[back["label"].to_numpy()[edited]])
 
 
 # -- reading: validation -------------------------------------------------------------------
@@ -323,7 +332,7 @@ def test_reader_header_problems(tmp_path):
     path.write_text("sample_id,path,split,label\n")
     with pytest.raises(DatasetError, match="no d_<class> columns"):
         read_soft_labels(path)
-    path.write_text(",".join(COLUMNS[:11] + ["d_a", "d_b", "p_b", "p_a"]) + "\n")
+    path.write_text(",".join(COLUMNS[:13] + ["d_a", "d_b", "p_b", "p_a"]) + "\n")
     with pytest.raises(DatasetError, match=r"p_ columns \['b', 'a'\] do not match d_ columns \['a', 'b'\]"):
         read_soft_labels(path)
     path.write_text("")
@@ -340,7 +349,7 @@ def test_reader_wrong_field_count(good):
     lines = good.read_text("utf-8").split("\n")
     lines[4] += ",extra"
     good.write_text("\n".join(lines), "utf-8")
-    with pytest.raises(DatasetError, match=r"row 3 \(line 5\): 27 fields, expected 26"):
+    with pytest.raises(DatasetError, match=r"row 3 \(line 5\): 29 fields, expected 28"):
         read_soft_labels(good)
 
 

@@ -201,3 +201,84 @@ def test_cross_fitted_out_of_fold_confidence(tmp_path):
     assert session.score("oof_confidence")[row] == pytest.approx(1 - session.table[f"oof_{session.classes[new]}"].iat[row])
     assert session.score("oof_confidence")[row] != pytest.approx(before)
     session.journal.close()
+
+
+def test_review_rule_by_hand():
+    from uldl_studio.core.soft_labels import UNSURE_LABEL_MASS, reviewed_soft_labels
+
+    soft = np.array([[0.78, 0.04, 0.18],     # relabelled 0 → 1: all mass on the correction
+                     [0.90, 0.06, 0.04],     # unsure, label 0: capped at 0.5, the rest 0.6 : 0.4
+                     [0.30, 0.50, 0.20],     # unsure, label 0 already below the cap: unchanged
+                     [0.70, 0.10, 0.20],     # relabelled 0 → 2 and unsure: 0.5 on 2, rest 0.875 : 0.125
+                     [1.00, 0.00, 0.00],     # unsure, nothing off the label: the prediction spreads it
+                     [0.20, 0.30, 0.50]])    # untouched
+    p = np.array([[1, 0, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0], [0.5, 0.25, 0.25], [1, 0, 0]], dtype=float)
+    labels = np.array([1, 0, 0, 2, 0, 0])
+    edited = np.array([True, False, False, True, False, False])
+    unsure = np.array([False, True, True, True, True, False])
+    out = reviewed_soft_labels(soft, labels, edited, unsure, fallback=p)
+    assert UNSURE_LABEL_MASS == 0.5
+    assert np.allclose(out, [[0, 1, 0], [0.5, 0.3, 0.2], [0.3, 0.5, 0.2], [0.4375, 0.0625, 0.5],
+                             [0.5, 0.25, 0.25], [0.2, 0.3, 0.5]])
+    assert np.allclose(out.sum(1), 1)
+    # idempotent: a file read back and exported again keeps its soft labels
+    assert np.allclose(reviewed_soft_labels(out, labels, edited, unsure, fallback=p), out)
+    # no prediction either: the rest is spread evenly
+    alone = reviewed_soft_labels(np.array([[1.0, 0, 0]]), np.array([0]), np.array([False]), np.array([True]))
+    assert np.allclose(alone, [[0.5, 0.25, 0.25]])
+
+
+def test_corrections_reach_the_export_and_train_on_it(tmp_path):
+    """Relabel and mark unsure in the run's journal, export from the command line: the relabelled
+    row's soft label is the correction, the unsure row's keeps at most half on its label, the
+    original label is a column; `train --soft-labels` on that file learns exactly those rows."""
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from uldl_studio.core.edits import run_journal
+    from uldl_studio.core.export import read_soft_labels
+
+    tiny = ["--set", "image_size=16", "--set", "width=8", "--set", "stages=2", "--set", "blocks=1",
+            "--set", "calib_hidden=[16]", "--set", "augment=false", "--set", "k=4", "--set", "progress_every=100"]
+    cli = [sys.executable, "-m", "uldl_studio"]
+
+    def run(*args):
+        done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    first = tmp_path / "first"
+    run("train", "demo", "--out", str(first), "--limit", "80", "--epochs", "1", "--device", "cpu", *tiny)
+    samples = pd.read_csv(first / "samples.csv", dtype={"sample_id": str})
+    classes = json.loads((first / "config.json").read_text())["classes"]
+    d_cols = [f"soft_{c}" for c in classes]
+    train = samples[samples["split"] == "train"]
+    # the training row whose soft label is surest of its given label: relabel it to another class
+    sure = train.iloc[np.argsort(-train[d_cols].to_numpy().max(1))]
+    relabelled, doubtful = sure.iloc[0], sure.iloc[1]
+    old, new = int(relabelled["label"]), (int(relabelled["label"]) + 3) % len(classes)
+    with run_journal(first) as journal:
+        journal.relabel([relabelled["sample_id"]], [new])
+        journal.mark_unsure([doubtful["sample_id"]])
+    run("export", str(first), "--out", str(tmp_path / "soft.csv"))
+    back = read_soft_labels(tmp_path / "soft.csv").set_index("sample_id")
+    d = back[[f"d_{c}" for c in classes]]
+    row = back.loc[relabelled["sample_id"]]
+    assert (row["label"], row["original_label"], row["edited"]) == (new, old, True)
+    assert row["original_label_name"] == classes[old] and row["label_name"] == classes[new]
+    assert d.loc[relabelled["sample_id"]].to_numpy()[new] == 1.0
+    unsure = back.loc[doubtful["sample_id"]]
+    assert unsure["unsure"] and not unsure["edited"]
+    assert d.loc[doubtful["sample_id"]].to_numpy()[int(unsure["label"])] == pytest.approx(0.5)
+    untouched = back.index[~back["edited"] & ~back["unsure"]]
+    assert (back.loc[untouched, "original_label"] == back.loc[untouched, "label"]).all()
+    # train on the export: a ce run learns the soft label as its target
+    second = tmp_path / "second"
+    run("train", "demo", "--out", str(second), "--limit", "80", "--epochs", "1", "--method", "ce",
+        "--device", "cpu", "--soft-labels", str(tmp_path / "soft.csv"), *tiny)
+    learned = pd.read_csv(second / "samples.csv", dtype={"sample_id": str}).set_index("sample_id")
+    for sid in (relabelled["sample_id"], doubtful["sample_id"]):
+        assert np.allclose(learned.loc[sid, [f"d_{c}" for c in classes]].to_numpy(float), d.loc[sid].to_numpy(),
+                           atol=1e-6)

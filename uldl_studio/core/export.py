@@ -2,25 +2,30 @@
 
 CSV columns, in this order::
 
-    sample_id, path, split, label, label_name, edited, unsure, reviewed, valence, arousal,
-    <exported scores>…, d_<class>…, p_<class>…
+    sample_id, path, split, label, label_name, original_label, original_label_name, edited,
+    unsure, reviewed, valence, arousal, <exported scores>…, d_<class>…, p_<class>…
 
 The exported scores are the registered scores with ``exported=True`` (``core.scores``), in
 registration order: ``lambda, ambiguity, self_confidence, margin, aum, confidence_mean,
 variability, knn_disagreement, entropy`` (``lambda`` keeps its place after ``arousal``).  A score is the table's own column when it has one
 (a file read back), else computed from the table; NaN where it does not apply.
 
-* ``label`` is the label after the annotator's edits (``core.edits.apply_edits``), ``edited``
-  says whether it differs from the dataset's label; ``label_name`` is ``classes[label]``.
-* ``d_<class>`` is the run's soft label: the table's ``soft_<class>`` columns when it has them
-  (a run's ``samples.csv``: the constructed distribution mixed with the calibrated
-  epoch-averaged prediction, ``core.soft_labels``), else its ``d_<class>`` columns (the
-  constructed distribution); ``p_<class>`` is the model's prediction. A table without ``d_`` columns (no training results) gets the one-hot of
+* ``label`` is the label after the annotator's edits (``core.edits.apply_edits``),
+  ``original_label`` the dataset's own (``label_given``); ``edited`` says whether they differ;
+  ``label_name`` / ``original_label_name`` are ``classes[label]`` / ``classes[original_label]``.
+* ``d_<class>`` is the soft label: the run's (the table's ``soft_<class>`` columns when it has
+  them, a run's ``samples.csv``: the constructed distribution mixed with the calibrated
+  prediction, ``core.soft_labels``; else its ``d_<class>`` columns, the constructed
+  distribution) with the annotator's review applied (``core.soft_labels.reviewed_soft_labels``):
+  a relabelled row puts all its mass on the annotator's label, an unsure row keeps at most
+  ``UNSURE_LABEL_MASS`` (0.5) on its label. ``p_<class>`` is the model's prediction,
+  unchanged by edits. A table without ``d_`` columns (no training results) gets the one-hot of
   ``label``; rows whose ``d`` is all NaN (samples no distribution was constructed for) get
   it too. A table without ``p_`` columns, or rows with all-NaN ``p``, get ``d``.
 * ``unsure`` (marked unsure) and ``reviewed`` (the annotator labelled or confirmed it) come
   from the journal. Missing ``edited``/``unsure``/``reviewed`` → False (the reader accepts files
-  without ``unsure``/``reviewed``); missing ``valence``/``arousal`` → NaN.
+  without ``original_label``/``original_label_name`` (then = ``label``) and without
+  ``unsure``/``reviewed``); missing ``valence``/``arousal`` → NaN.
 * Floats are written with ``repr`` (the shortest string that reads back as the same
   float64), so ``read_soft_labels(write_soft_labels(t))`` gives bit-identical values. NaN is
   an empty field. ``edited``, ``unsure`` and ``reviewed`` are ``True``/``False``.
@@ -48,6 +53,7 @@ import pandas as pd
 from uldl_studio.core import scores
 from uldl_studio.core.atomic import atomic_open
 from uldl_studio.core.datasets.common import sniff_delimiter
+from uldl_studio.core.soft_labels import reviewed_soft_labels
 from uldl_studio.core.table import SPLITS, DatasetError, classes_of, d_columns, p_columns
 
 __all__ = ["write_soft_labels", "read_soft_labels", "soft_label_columns", "FIXED_COLUMNS"]
@@ -55,7 +61,10 @@ __all__ = ["write_soft_labels", "read_soft_labels", "soft_label_columns", "FIXED
 #: the annotator's review state per sample; ``unsure`` and ``reviewed`` are optional when reading
 FLAG_COLUMNS = ("edited", "unsure", "reviewed")
 _OPTIONAL_FLAGS = ("unsure", "reviewed")
-FIXED_COLUMNS = ("sample_id", "path", "split", "label", "label_name", *FLAG_COLUMNS, "valence", "arousal")
+#: the dataset's own label beside the edited one; optional when reading (older files)
+ORIGINAL_COLUMNS = ("original_label", "original_label_name")
+FIXED_COLUMNS = ("sample_id", "path", "split", "label", "label_name", *ORIGINAL_COLUMNS, *FLAG_COLUMNS,
+                 "valence", "arousal")
 _FLOAT_FIXED = ("valence", "arousal")
 _RANGE_SLACK = 1e-9
 _RENORMALISE_ABOVE = 1e-9  # rows closer to 1 than this are written untouched
@@ -70,10 +79,12 @@ def score_columns() -> list[str]:
 
 
 def soft_label_columns(classes: Sequence[str], score_names: Sequence[str] | None = None,
-                       flags: Sequence[str] = FLAG_COLUMNS) -> list[str]:
+                       flags: Sequence[str] = FLAG_COLUMNS, original: bool = True) -> list[str]:
     """The exact column order of a soft-label file for ``classes`` (scores: all exported)."""
     score_names = score_columns() if score_names is None else list(score_names)
     fixed = [c for c in FIXED_COLUMNS if c not in FLAG_COLUMNS or c in flags]
+    if not original:
+        fixed = [c for c in fixed if c not in ORIGINAL_COLUMNS]
     return [*fixed, *score_names, *d_columns(classes), *p_columns(classes)]
 
 
@@ -154,6 +165,9 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         raise ValueError(f"row {row + 1} ({ids[row]!r}): label {label[row]} is outside 0..{m - 1}")
     out["label"] = label
     out["label_name"] = np.asarray(classes, dtype=object)[label]
+    given = _original_labels(table, label, m, ids)
+    out["original_label"] = given
+    out["original_label_name"] = np.asarray(classes, dtype=object)[given]
     for flag in FLAG_COLUMNS:
         out[flag] = (table[flag].fillna(False).to_numpy(dtype=bool) if flag in table else np.zeros(n, dtype=bool))
     for col in _FLOAT_FIXED:
@@ -174,6 +188,7 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     source = soft_cols if all(c in table for c in soft_cols) else dcols
     d = _distribution(table, source, one_hot, "d") if source[0] in table else one_hot
     p = _distribution(table, pcols, d, "p") if pcols[0] in table else d.copy()
+    d = reviewed_soft_labels(d, label, out["edited"].to_numpy(), out["unsure"].to_numpy(), fallback=p)
     out[dcols] = d
     out[pcols] = p
     for score in scores.exported():
@@ -187,6 +202,23 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return out, classes
 
 
+def _original_labels(table: pd.DataFrame, label: np.ndarray, m: int, ids: np.ndarray) -> np.ndarray:
+    """The dataset's own label per row: ``label_given`` (``apply_edits``), ``original_label``
+    (a file read back), else ``label``."""
+    for col in ("label_given", "original_label"):
+        if col in table:
+            values = table[col].to_numpy()
+            if values.dtype.kind not in "iu":
+                raise ValueError(f"{col} column must hold ints, not {values.dtype}")
+            values = values.astype(np.int64)
+            bad = (values < 0) | (values >= m)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"row {row + 1} ({ids[row]!r}): {col} {values[row]} is outside 0..{m - 1}")
+            return values
+    return label.copy()
+
+
 def csv_field(text: str) -> str:
     """RFC 4180 quoting; unlike ``csv.writer`` with a ``\n`` terminator it also quotes a lone ``\r``."""
     if any(c in text for c in ',"\r\n'):
@@ -196,14 +228,15 @@ def csv_field(text: str) -> str:
 
 def _rows(frame: pd.DataFrame, classes: Sequence[str]) -> Iterator[list[str]]:
     floats = frame[[*_FLOAT_FIXED, *score_columns(), *d_columns(classes), *p_columns(classes)]].to_numpy(np.float64)
-    strings = frame[["sample_id", "path", "split", "label_name"]].to_numpy(dtype=object)
+    strings = frame[["sample_id", "path", "split", "label_name", "original_label_name"]].to_numpy(dtype=object)
     labels = frame["label"].to_numpy()
+    originals = frame["original_label"].to_numpy()
     flags = frame[list(FLAG_COLUMNS)].to_numpy(dtype=bool)
     for i in range(len(frame)):
-        sid, path, split, name = strings[i]
+        sid, path, split, name, original_name = strings[i]
         values = [_float_text(v) for v in floats[i].tolist()]
         marks = ["True" if f else "False" for f in flags[i].tolist()]
-        yield [sid, path, split, str(int(labels[i])), name, *marks, *values]
+        yield [sid, path, split, str(int(labels[i])), name, str(int(originals[i])), original_name, *marks, *values]
 
 
 def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
@@ -224,8 +257,8 @@ def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
             handle.write(json.dumps(list(classes), ensure_ascii=False))
             handle.write(', "columns": ' + json.dumps(columns, ensure_ascii=False) + ', "rows": [')
             for i, row in enumerate(_rows(frame, classes)):
-                k = 5 + len(FLAG_COLUMNS)
-                cells = [*row[:3], int(row[3]), row[4], *(v == "True" for v in row[5:k]),
+                k = 7 + len(FLAG_COLUMNS)
+                cells = [*row[:3], int(row[3]), row[4], int(row[5]), row[6], *(v == "True" for v in row[7:k]),
                          *(None if v == "" else float(v) for v in row[k:])]
                 handle.write(("," if i else "") + "\n" + json.dumps(cells, ensure_ascii=False, allow_nan=False))
             handle.write("\n]}\n")
@@ -343,7 +376,9 @@ after them, kept as strings), ``attrs["classes"]``
         raise DatasetError(f"{path}: header: no d_<class> columns (is this a soft-label file?)")
     present_scores = [name for name in score_columns() if name in header]
     present_flags = [f for f in FLAG_COLUMNS if f not in _OPTIONAL_FLAGS or f in header]
-    missing = [c for c in soft_label_columns(classes, present_scores, present_flags) if c not in header]
+    has_original = any(c in header for c in ORIGINAL_COLUMNS)
+    missing = [c for c in soft_label_columns(classes, present_scores, present_flags, original=has_original)
+               if c not in header]
     if missing:
         raise DatasetError(f"{path}: header: missing columns {missing}")
     p_classes = [h[2:] for h in header if h.startswith("p_")]
@@ -388,6 +423,22 @@ after them, kept as strings), ``attrs["classes"]``
             raise _Bad(row, f"label_name {out['label_name'][row]!r} does not match label {labels[row]} "
                             f"({classes[labels[row]]!r})")
         out["label"] = labels
+        originals = labels.copy()
+        if has_original:
+            for i, text in enumerate(cells("original_label")):
+                try:
+                    originals[i] = int(text.strip())
+                except ValueError:
+                    raise _Bad(i, f"original_label {text!r} is not an integer") from None
+            if (row := _first((originals < 0) | (originals >= m))) is not None:
+                raise _Bad(row, f"original_label {originals[row]} is outside 0..{m - 1} ({m} classes)")
+            given_names = np.asarray(cells("original_label_name"), dtype=object)
+            expected_names = np.asarray(classes, dtype=object)[originals] if n else np.empty(0, dtype=object)
+            if (row := _first(expected_names != given_names)) is not None:
+                raise _Bad(row, f"original_label_name {given_names[row]!r} does not match original_label "
+                                f"{originals[row]} ({classes[originals[row]]!r})")
+        out["original_label"] = originals
+        out["original_label_name"] = np.asarray(classes, dtype=object)[originals] if n else np.empty(0, dtype=object)
         for flag in FLAG_COLUMNS:
             values = np.zeros(n, dtype=bool)
             for i, text in enumerate(cells(flag) if flag in position else ()):
@@ -426,7 +477,7 @@ after them, kept as strings), ``attrs["classes"]``
     order = [*soft_label_columns(classes, present_scores), *(h for h in header if h not in out)]  # flags: always
     frame = pd.DataFrame({name: (out[name] if name in out else np.asarray(cells(name), dtype=object))
                           for name in order})
-    for name in ("sample_id", "path", "split", "label_name"):
+    for name in ("sample_id", "path", "split", "label_name", "original_label_name"):
         frame[name] = frame[name].astype(object)
     frame.attrs = {"classes": classes, "root": str(path), "format": "soft-labels"}
     return frame

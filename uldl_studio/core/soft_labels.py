@@ -27,6 +27,9 @@ from scipy.optimize import minimize_scalar
 from .classes import canonical_name
 from .table import DatasetError, classes_of
 
+#: the most mass an exported soft label keeps on the label of a row the annotator marked unsure
+UNSURE_LABEL_MASS = 0.5
+
 #: columns of the training targets ``fit`` learns from instead of the one-hot label
 TARGET_PREFIX = "target_"
 
@@ -84,6 +87,45 @@ def build_soft_labels(constructed: np.ndarray, probs: np.ndarray, labels: np.nda
     temperature = fit_temperature(probs[rows], labels[rows]) if rows.size else 1.0
     soft = (1.0 - mix) * np.asarray(constructed, np.float64) + mix * temper(probs, temperature)
     return soft / soft.sum(axis=1, keepdims=True), temperature
+
+
+def reviewed_soft_labels(soft: np.ndarray, labels: np.ndarray, edited: np.ndarray, unsure: np.ndarray,
+                         fallback: np.ndarray | None = None) -> np.ndarray:
+    """The soft labels with the annotator's review applied (what an export writes as ``d``).
+
+    ``soft``: (N, m) the run's soft labels; ``labels``: (N,) the labels after the edits;
+    ``edited``: the annotator changed the label; ``unsure``: the annotator marked the row unsure.
+
+    - an edited row that is not unsure: the one-hot of the annotator's label;
+    - an unsure row: at most ``UNSURE_LABEL_MASS`` on its label (the annotator's when edited);
+      the rest goes to the other classes in proportion to ``soft`` there (else ``fallback``'s,
+      the prediction, else evenly);
+    - every other row: ``soft`` unchanged.
+
+    Applying it twice gives the same result, so a file read back and exported again is unchanged.
+    """
+    soft = np.asarray(soft, dtype=np.float64)
+    n, m = soft.shape
+    labels = np.asarray(labels, dtype=np.int64)
+    edited = np.asarray(edited, dtype=bool)
+    unsure = np.asarray(unsure, dtype=bool)
+    out = soft.copy()
+    out[edited] = np.eye(m)[labels[edited]]
+    rows = np.flatnonzero(unsure & (out[np.arange(n), labels] > UNSURE_LABEL_MASS))
+    if rows.size and m > 1:
+        others = np.ones((rows.size, m), dtype=bool)
+        others[np.arange(rows.size), labels[rows]] = False
+        candidates = [soft[rows]] + ([np.asarray(fallback, np.float64)[rows]] if fallback is not None else [])
+        spread = np.where(others, 1.0, 0.0)
+        for source in reversed(candidates):  # the first source with mass off the label wins
+            weight = np.where(others, np.nan_to_num(source), 0.0)
+            has_mass = weight.sum(axis=1) > 1e-12
+            spread[has_mass] = weight[has_mass]
+        spread /= spread.sum(axis=1, keepdims=True)
+        capped = (1.0 - UNSURE_LABEL_MASS) * spread
+        capped[np.arange(rows.size), labels[rows]] = UNSURE_LABEL_MASS
+        out[rows] = capped
+    return out
 
 
 def target_matrix(table: pd.DataFrame, classes: list[str]) -> np.ndarray | None:
