@@ -1,7 +1,10 @@
-"""Package data: the application icon (SVG and PNGs) and the Linux ``.desktop`` entry.
+"""Package data: the application icon (SVG and PNGs), the Linux ``.desktop`` entry and the
+AppStream metainfo.
 
-Read through :mod:`importlib.resources`, so they are found in an installed wheel as in a
-checkout.  ``tools/render_icons.py`` renders the PNGs from the SVGs.
+This folder is the repository's top-level ``resources/``; ``pyproject.toml`` installs it as
+the package ``uldl_studio.resources``.  Read through :mod:`importlib.resources`, so the files
+are found in an installed wheel as in an editable checkout.  ``tools/render_icons.py`` renders
+the PNGs from the SVGs.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from importlib import resources
 ICON_NAME = "uldl-studio"
 ICON_SIZES = (16, 32, 48, 64, 128, 256)
 DESKTOP_FILE = f"{ICON_NAME}.desktop"
+METAINFO_FILE = f"{ICON_NAME}.metainfo.xml"
 
 
 def files():
@@ -30,3 +34,8 @@ def icon_png(size: int) -> bytes:
 def desktop_entry() -> str:
     """The freedesktop entry (copy to ~/.local/share/applications/ with the icon)."""
     return files().joinpath(DESKTOP_FILE).read_text(encoding="utf-8")
+
+
+def metainfo() -> str:
+    """The AppStream metainfo (copy to ~/.local/share/metainfo/ for software centres)."""
+    return files().joinpath(METAINFO_FILE).read_text(encoding="utf-8")

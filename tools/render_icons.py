@@ -1,4 +1,4 @@
-"""Render uldl_studio/resources/uldl-studio.svg to the PNG icons next to it.
+"""Render resources/uldl-studio.svg to the PNG icons next to it.
 
     QT_QPA_PLATFORM=offscreen python tools/render_icons.py
 
@@ -15,7 +15,7 @@ from PySide6.QtCore import QByteArray, QRectF, Qt
 from PySide6.QtGui import QGuiApplication, QImage, QPainter
 from PySide6.QtSvg import QSvgRenderer
 
-RESOURCES = Path(__file__).resolve().parents[1] / "uldl_studio" / "resources"
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 SIZES = (16, 32, 48, 64, 128, 256)
 SMALL = 16  # sizes up to this one use the small drawing
 
@@ -42,7 +42,7 @@ def main() -> int:
         out = RESOURCES / f"uldl-studio-{size}.png"
         if not render(small if size <= SMALL else full, size).save(str(out)):
             raise OSError(f"{out}: could not write")
-        print(out.relative_to(RESOURCES.parents[1]))
+        print(out.relative_to(RESOURCES.parent))
     return 0
 
 
