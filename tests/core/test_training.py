@@ -336,11 +336,16 @@ def test_unsure_rows_start_high_and_budget_caps_mean_lambda(demo, tmp_path):
 
 
 def test_retrain_keeps_lambda_prev(demo, tmp_path):
+    from uldl_studio.core.versions import complete_version, start_version
+
     table, images = demo
     run_fit(table, images, tmp_path / "run", epochs=1)
     first = Run.open(tmp_path / "run").samples()
     assert first["lambda_prev"].isna().all()
-    run_fit(table, images, tmp_path / "run", epochs=1, lambda_lr=5.0)
+    config = TrainConfig(**{**TINY, "epochs": 1, "lambda_lr": 5.0})
+    version = start_version(tmp_path / "run", config, table)  # training again writes a new version
+    list(fit(table, config, version.path, images=images))
+    assert complete_version(version)
     second = Run.open(tmp_path / "run").samples()
     train = second["split"] == "train"
     assert np.array_equal(second.loc[train, "lambda_prev"].to_numpy(), first.loc[train, "lambda"].to_numpy())

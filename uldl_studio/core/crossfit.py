@@ -60,7 +60,7 @@ def crossfit(table: pd.DataFrame, config, run_dir: str | Path, folds: int, *, ca
         part["split"] = np.where(held, "valid", "train")
         part_images = None if images is None else images[train_rows]
         for progress in fit(part, fold_config, run_dir / FOLDS_DIR / f"fold{k}", cancel=cancel, images=part_images,
-                            comm=comm):
+                            comm=comm, replace=True):
             progress.message = f"fold {k + 1}/{folds}: {progress.message}" if progress.message else progress.message
             yield progress
             if progress.phase == "cancelled":

@@ -155,8 +155,12 @@ class EditJournal:
     (``subscribe``) are called after each change with the list of affected sample ids.
     """
 
-    def __init__(self, path: str | Path, *, recover: bool = False) -> None:
+    def __init__(self, path: str | Path, *, recover: bool = False, upto_seq: int | None = None) -> None:
+        """``upto_seq``: replay only the operations with ``seq <= upto_seq`` (the state the
+        journal had then, e.g. the edits a run version was trained with); such a journal is
+        read-only (writing raises JournalError)."""
         self.path = Path(path)
+        self._upto_seq = upto_seq
         self._lock = threading.RLock()
         self._labels: dict[str, int] = {}
         self._unsure: set[str] = set()
@@ -215,6 +219,8 @@ class EditJournal:
                     break
                 self._bad_line(number, str(exc), lines, index, recover, bad)
                 continue
+            if self._upto_seq is not None and _is_int(record.get("seq")) and record["seq"] > self._upto_seq:
+                break
             try:
                 _check_record(record)
                 self._replay(record)
@@ -226,7 +232,7 @@ class EditJournal:
             kept.append(raw + b"\n")
             self._valid_end = end
         # Anything after _valid_end (a torn line) is truncated away by the next append.
-        if bad and recover:
+        if bad and recover and self._upto_seq is None:  # a partial replay never rewrites
             self._rewrite(kept, bad)
 
     def _bad_line(self, number: int, reason: str, lines, index: int, recover: bool, bad: list) -> None:
@@ -304,6 +310,8 @@ class EditJournal:
 
     # -- writing ------------------------------------------------------------------------
     def _open_for_append(self) -> int:
+        if self._upto_seq is not None:
+            raise JournalError(f"{self.path}: opened as of edit {self._upto_seq} (read-only); open it whole to edit")
         if self._closed:
             raise JournalError(f"{self.path}: the edit journal is closed")
         if self._failed is not None:
@@ -580,7 +588,8 @@ JOURNAL_NAME = "edits.jsonl"
 
 
 def run_journal(run_dir: str | Path) -> EditJournal:
-    """The edit journal of a run directory (an empty one when nothing was edited yet)."""
+    """The edit journal in ``run_dir`` (an empty one when nothing was edited yet). A run's
+    versions share one journal, in the family folder: pass ``run.root`` (``core.run``)."""
     return EditJournal(Path(run_dir) / JOURNAL_NAME)
 
 
@@ -594,12 +603,13 @@ def without_edits(table: "pd.DataFrame") -> "pd.DataFrame":
     return out
 
 
-def apply_run_edits(table: "pd.DataFrame", run_dir: str | Path) -> "pd.DataFrame":
-    """``table`` with the journal of ``run_dir`` applied (when the run has one)."""
+def apply_run_edits(table: "pd.DataFrame", run_dir: str | Path, upto_seq: int | None = None) -> "pd.DataFrame":
+    """``table`` with the journal in ``run_dir`` applied (when there is one; ``run.root`` for a
+    run's shared journal). ``upto_seq``: only the operations up to that sequence number."""
     path = Path(run_dir) / JOURNAL_NAME
     if not path.exists():
         return without_edits(table)
-    journal = EditJournal(path)
+    journal = EditJournal(path, upto_seq=upto_seq)
     try:
         return apply_edits(table, journal)
     finally:

@@ -51,7 +51,7 @@ def _review_counts(run, samples) -> dict:
     """How many samples the annotator reviewed, relabelled and marked unsure (the journal)."""
     from .edits import apply_run_edits
 
-    edited = apply_run_edits(samples, run.path)
+    edited = apply_run_edits(samples, run.root)  # the journal is shared by the versions
     return {"reviewed": int(edited["reviewed"].sum()), "relabelled": int(edited["edited"].sum()),
             "unsure": int(edited["unsure"].sum())}
 

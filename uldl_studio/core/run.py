@@ -11,8 +11,18 @@ RUN/neighbors.npz    LDLVA only: indices (N_train, K) into the *train rows of sa
 RUN/features.npy     (N, V) float16 features of all rows (UMAP input)
 RUN/history.csv      one row per epoch
 RUN/metrics.json     core.evaluate.evaluate() output
-RUN/edits.jsonl      the annotator's journal (core.edits)
+RUN/edits.jsonl      the annotator's journal (core.edits), shared by all versions of the run
+RUN/versions.json    the run's versions, once it was retrained (core.versions)
+RUN/versions/vN/     version N ≥ 2 of the run: a run directory of its own (no journal)
 ```
+
+Versions: a trained model is never overwritten. The folder itself is version 1; training
+again writes version N into ``RUN/versions/vN/`` (``core.versions``), and ``RUN/versions.json``
+says which version is current. ``Run.open(RUN)`` opens the current version, ``Run.open(RUN,
+version="v1")`` or ``Run.open(RUN/versions/v2)`` a given one; ``run.path`` is the version's
+folder (its files), ``run.root`` the run folder (the journal), ``run.version`` its name. A
+run without versions.json is a family of one: v1, the folder, current. ``fit`` refuses to
+start a fresh training in a folder that holds a trained model.
 
 This module reads and writes all of it: ``Run`` (open, read the results), ``ensure_run`` and
 ``Run.create`` (config.json), ``save_checkpoint``/``load_checkpoint`` (checkpoint.pt) and
@@ -31,7 +41,7 @@ Per-row meaning of the result columns in samples.csv:
   warm-up predictions); when they differ from the dataset's own columns, those are kept as
   ``valence_given``/``arousal_given``.
 - ``x2d``/``y2d``: the PCA of the epoch's features (``feature_map_2d``).
-- ``lambda_prev``: λ of the previous training in this folder (retraining after edits), NaN if none.
+- ``lambda_prev``: λ of the parent version (the one this version was retrained from), NaN if none.
 - Evidence about the given label, for every row (all splits, each with its own given ``label``;
   ``core.dynamics``), from the eval-mode pass after each epoch, warm-up included:
 
@@ -76,7 +86,7 @@ def _dataset_info_from_table(table: pd.DataFrame) -> dict:
     return {"path": str(table.attrs.get("root", "")), "format": table.attrs.get("format", "auto"), "limit": None}
 
 
-def _write_config(path: Path, train: dict, dataset_info: dict, classes: list[str]) -> None:
+def _write_config(path: Path, train: dict, dataset_info: dict, classes: list[str], extra: dict | None = None) -> None:
     info = dict(dataset_info)
     raw = str(info.get("path", ""))
     if raw and raw != "demo":
@@ -88,7 +98,7 @@ def _write_config(path: Path, train: dict, dataset_info: dict, classes: list[str
             info["path_rel"] = None
     document = {"format_version": FORMAT_VERSION,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "train": train, "dataset": info, "classes": list(classes)}
+                "train": train, "dataset": info, "classes": list(classes), **(extra or {})}
     from uldl_studio import __version__
 
     document["uldl_studio_version"] = __version__
@@ -96,23 +106,32 @@ def _write_config(path: Path, train: dict, dataset_info: dict, classes: list[str
 
 
 def ensure_run(run_dir: str | Path, config, table: pd.DataFrame) -> None:
-    """Called by ``fit``: create config.json if missing, else record the config being trained."""
+    """Called by ``fit``: create config.json if missing, else record the config being trained
+    (in this very folder, whatever version of its run is current; a version's record of its
+    parent is kept)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / CONFIG
     if not path.exists():
         _write_config(run_dir, config.to_dict(), _dataset_info_from_table(table), classes_of(table))
         return
-    run = Run.open(run_dir)
+    run = Run._read(run_dir)
     if run.config.to_dict() != config.to_dict() or run.classes != classes_of(table):
-        _write_config(run_dir, config.to_dict(), run.dataset_info, classes_of(table))
+        extra = {"version": run._document["version"]} if "version" in run._document else None
+        _write_config(run_dir, config.to_dict(), run.dataset_info, classes_of(table), extra)
 
 
 class Run:
-    """A run directory (see module docstring). ``Run.create`` / ``Run.open``; never pickles."""
+    """A run directory (see module docstring). ``Run.create`` / ``Run.open``; never pickles.
 
-    def __init__(self, path: Path, document: dict):
+    ``path``: the folder of this version's files; ``root``: the run folder (the family of
+    versions, where the journal lives); ``version``: this version's name ("v1" is the run
+    folder itself)."""
+
+    def __init__(self, path: Path, document: dict, root: Path | None = None, version: str = "v1"):
         self.path = Path(path)
+        self.root = self.path if root is None else Path(root)
+        self.version = version
         self._document = document
         try:
             self.config = TrainConfig.from_dict(document["train"])
@@ -133,7 +152,22 @@ class Run:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path: str | Path) -> "Run":
+    def open(cls, path: str | Path, version: str | None = None) -> "Run":
+        """The current version of the run folder ``path``, or the version ``version`` of it
+        ("v1", "v2", ...); a version folder (``RUN/versions/vN``) opens that version."""
+        from .versions import locate
+
+        path = Path(path)
+        if not path.is_dir():
+            raise DatasetError(f"{path}: no such run directory")
+        folder, root, name = locate(path, version)
+        run = cls._read(folder)
+        run.root, run.version = root, name
+        return run
+
+    @classmethod
+    def _read(cls, path: Path) -> "Run":
+        """The run directory ``path`` itself (no version lookup)."""
         path = Path(path)
         if not path.is_dir():
             raise DatasetError(f"{path}: no such run directory")
@@ -153,7 +187,28 @@ class Run:
         return cls(path, document)
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, method={self.config.method!r}, classes={len(self.classes)})"
+        return (f"Run({str(self.path)!r}, version={self.version!r}, method={self.config.method!r}, "
+                f"classes={len(self.classes)})")
+
+    # -- the version ----------------------------------------------------------------------
+    @property
+    def parent(self) -> str | None:
+        """The version this one was retrained from (None for version 1)."""
+        return (self._document.get("version") or {}).get("parent")
+
+    @property
+    def edits(self) -> int | None:
+        """How many samples had a label from the annotator when this version was started
+        (None when not recorded: version 1)."""
+        value = (self._document.get("version") or {}).get("edits")
+        return None if value is None else int(value)
+
+    @property
+    def edits_seq(self) -> int | None:
+        """The journal's last sequence number when this version was started (None when not
+        recorded: version 1). Replaying the journal up to it gives the labels it trained on."""
+        value = (self._document.get("version") or {}).get("edits_seq")
+        return None if value is None else int(value)
 
     # -- results --------------------------------------------------------------------------
     @property
@@ -245,14 +300,24 @@ class Run:
         return table
 
     def training_table(self) -> pd.DataFrame:
-        """The table ``fit`` should train on: the dataset with the annotator's edits applied.
+        """The table a new version of this run trains on: the dataset with the annotator's
+        edits applied, as they are now.
 
-        Relabels and "unsure" marks in RUN/edits.jsonl are applied (``core.edits.apply_edits``),
-        so retraining a run learns from the edited labels and unsure rows start with a high λ.
+        Relabels and "unsure" marks of the run's journal (RUN/edits.jsonl in ``root``) are
+        applied (``core.edits.apply_edits``), so retraining a run learns from the edited labels
+        and unsure rows start with a high λ.
         """
         from .edits import apply_run_edits
 
-        return apply_run_edits(self.load_dataset(), self.path)
+        return apply_run_edits(self.load_dataset(), self.root)
+
+    def version_training_table(self) -> pd.DataFrame:
+        """The table this version trains on (to resume it): the dataset with the journal
+        replayed up to ``edits_seq``, the edits it was started with (edits made since are left
+        for the next version); the whole journal when that was not recorded (version 1)."""
+        from .edits import apply_run_edits
+
+        return apply_run_edits(self.load_dataset(), self.root, upto_seq=self.edits_seq)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -313,9 +378,14 @@ def remove_checkpoints(run_dir: str | Path) -> None:
 # ----------------------------------------------------------------------------- per-epoch outputs
 
 def previous_lambda(run_dir: str | Path, table: pd.DataFrame) -> np.ndarray | None:
-    """λ per row of ``table`` from an earlier training in the same folder (its samples.csv),
-    float32, NaN where unknown; None when there is none."""
-    path = Path(run_dir) / "samples.csv"
+    """λ per row of ``table`` from the training before: the parent version's samples.csv when
+    ``run_dir`` is a version of a run (``core.versions``), else an earlier training in the same
+    folder. float32, NaN where unknown; None when there is none (or the parent was deleted)."""
+    from .versions import parent_folder
+
+    run_dir = Path(run_dir)
+    parent = parent_folder(run_dir)
+    path = (parent if parent is not None else run_dir) / "samples.csv"
     if not path.exists():
         return None
     try:

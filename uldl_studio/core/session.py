@@ -202,7 +202,7 @@ class Session:
         if not same_run or self.journal is None:
             from .edits import run_journal
 
-            self.journal = run_journal(run.path)
+            self.journal = run_journal(run.root)
         if source is not None:
             self.source = dict(source)
         self.update_results(run.samples() if samples is None else samples)

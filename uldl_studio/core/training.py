@@ -115,7 +115,7 @@ from .soft_labels import build_soft_labels, mix_for, target_matrix
 from .model import LDLNet, build_model
 from .neighbors import knn
 from .precision import Precision, choose_precision
-from .run import (CHECKPOINT_FORMAT, ensure_run, load_checkpoint, previous_lambda, remove_checkpoints,
+from .run import (CHECKPOINT, CHECKPOINT_FORMAT, CHECKPOINT_PREV, ensure_run, load_checkpoint, previous_lambda, remove_checkpoints,
                   save_checkpoint, write_distributed_log, write_epoch_outputs)
 from .table import DatasetError, classes_of, validate_table
 from .va import resolve_provider
@@ -326,9 +326,14 @@ class _EpochTotals:
 
 def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel: Cancel = None,
         resume: bool = False, images: np.ndarray | torch.Tensor | ImageSource | None = None,
-        comm: Comm | None = None) -> Iterator[Progress]:
+        comm: Comm | None = None, replace: bool = False) -> Iterator[Progress]:
     """Train ``config.method`` on ``table`` (already edited, see ``Run.training_table``) into
     ``run_dir``; yields Progress every ``progress_every`` batches and at each epoch end.
+
+    A trained model is never overwritten: a fresh start (``resume=False``) in a folder that
+    holds a checkpoint raises DatasetError before anything is written; train a new version of
+    the run instead (``core.versions.start_version``) or resume it. ``replace=True`` allows it
+    for folders whose models are intermediate (the cross-fit folds).
 
     ``cancel`` (callable returning True, or a ``threading.Event``) is checked in every phase:
     while decoding (per image in memory, from the decoding threads too; every 16 images or
@@ -346,6 +351,8 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
     """
     started = time.perf_counter()
     clock = lambda: time.perf_counter() - started  # noqa: E731
+    if not resume and not replace:
+        _refuse_overwrite(Path(run_dir))
     validate_table(table)
     table = table.reset_index(drop=True)
     if config.num_threads:
@@ -404,6 +411,12 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
         return
     yield Progress("done", state.epoch, config.epochs, seconds=clock(),
                    message=f"finished {state.epoch} epoch(s) in {clock():.1f} s")
+
+
+def _refuse_overwrite(run_dir: Path) -> None:
+    if any((run_dir / name).exists() for name in (CHECKPOINT, CHECKPOINT_PREV)):
+        raise DatasetError(f"{run_dir}: already holds a trained model; a fresh training would overwrite it. "
+                           "Train a new version of the run (uldl-studio retrain) or resume this one")
 
 
 def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, device: torch.device,
@@ -522,8 +535,8 @@ def _unsure_train_rows(ctx: _FitContext) -> np.ndarray:
 
 def _resume_or_start(state: _State, ctx: _FitContext, resume: bool) -> None:
     """``resume``: restore the last checkpoint if there is one (it must match the dataset and
-    method). Otherwise a fresh start: keep the previous training's λ as ``lambda_prev`` and
-    remove its checkpoints."""
+    method). Otherwise a fresh start: keep the previous training's λ (the parent version's,
+    ``core.run.previous_lambda``) as ``lambda_prev`` and remove any checkpoints (``replace``)."""
     run_dir = ctx.run_dir
     if not resume:
         if not ctx.comm.is_main:
