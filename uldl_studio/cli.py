@@ -73,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any TrainConfig field, e.g. --set width=32")
 
+    retrain = sub.add_parser("retrain", help="train a new version of a run, with the annotator's edits "
+                                             "(the run's other versions are kept)")
+    retrain.add_argument("run", help="run directory (its current version is the parent)")
+    retrain.add_argument("--epochs", type=int, default=None, help="epochs of the new version (default: the parent's)")
+    retrain.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    retrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a training option of the parent's configuration, e.g. --set width=32")
+
+    versions = sub.add_parser("versions", help="list the versions of a run")
+    versions.add_argument("run", help="run directory")
+
     evaluate = sub.add_parser("evaluate", help="metrics of a run")
     evaluate.add_argument("run")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
@@ -220,14 +231,16 @@ def _train(args, comm) -> int:
     run_dir = Path(args.out)
     if args.resume:
         run = Run.open(run_dir)
+        run_dir = run.path  # the run's current version, or the version folder given
         _check_resume_data(args.data, run)
         config = run.config
         if args.epochs is not None:  # continue to a new total: the schedule stretches to it
             config = dataclasses.replace(config, epochs=args.epochs)
-        table = run.training_table()
+        table = run.version_training_table()  # the edits the version was started with
     else:
         if (run_dir / "config.json").exists():
-            raise CliError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
+            raise CliError(f"{run_dir}: already holds a run; train a new version of it with "
+                           f"`uldl-studio retrain {run_dir}`, continue it with --resume, or choose another --out")
         fields = dict(method=args.method, device=args.device, seed=args.seed,
                       neighbors=args.neighbors, va=args.va)
         if args.epochs is not None:
@@ -250,12 +263,24 @@ def _train(args, comm) -> int:
                         "format": args.fmt, "limit": args.limit, "single_label": args.single_label,
                         "seed": args.seed, "label_noise": args.label_noise, "noise_seed": args.noise_seed,
                         "soft_labels": str(Path(args.soft_labels).resolve()) if args.soft_labels else None}
+        existed = run_dir.exists()
         comm.barrier()  # every rank has checked that --out holds no run before rank 0 creates it
         if comm.is_main:
             Run.create(run_dir, config, table, dataset_info)
         comm.barrier()
     report = _consume_with_progress if comm.is_main else _consume_silently
-    report(fit(table, config, run_dir, resume=args.resume, comm=comm), config)
+    try:
+        report(fit(table, config, run_dir, resume=args.resume, comm=comm), config)
+    except BaseException:
+        if comm.is_main and not args.resume:  # stopped or failed before its first epoch: no orphan folder
+            from uldl_studio.core.versions import discard_unstarted
+
+            discard_unstarted(run_dir, keep_folder=existed)
+        raise
+    if comm.is_main and args.resume and run.version != "v1":
+        from uldl_studio.core.versions import complete_version
+
+        complete_version(run)  # a resumed version becomes current once all its epochs are trained
     if args.folds:
         from uldl_studio.core.crossfit import crossfit
 
@@ -316,6 +341,59 @@ def _consume_with_progress(progress_iter, config) -> None:
     finally:
         if bar is not None:
             bar.close()
+
+
+def _cmd_retrain(args) -> int:
+    """A new version of the run (``core.versions``): the current version's configuration (with
+    --epochs, --device, --set), trained on its dataset with the journal's edits applied into
+    RUN/versions/vN; it becomes current once all its epochs are trained."""
+    import os
+
+    from uldl_studio.core.run import Run
+    from uldl_studio.core.training import fit
+    from uldl_studio.core.versions import complete_version, discard_unstarted, start_version
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise CliError("retrain runs in one process; under torchrun, start the version with `uldl-studio "
+                       "retrain` and continue it with `train --resume --out RUN/versions/vN`")
+    if not Path(args.run).is_dir():
+        raise CliError(f"{args.run}: no such run directory")
+    parent = Run.open(args.run)
+    fields = {"device": args.device, **_parse_overrides(args.set)}
+    if args.epochs is not None:
+        fields["epochs"] = args.epochs
+    try:
+        config = dataclasses.replace(parent.config, **fields)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"--set: {exc}") from exc
+    table = parent.training_table()
+    run = start_version(parent.root, config, table)
+    edits = run.edits
+    print(f"version {run.version} of {parent.root} (parent {parent.version}, {edits} edited "
+          f"sample{'' if edits == 1 else 's'}): training {config.epochs} epochs into {run.path}")
+    try:
+        _consume_with_progress(fit(table, config, run.path), config)
+    except BaseException:
+        discard_unstarted(run)  # stopped or failed before its first epoch: no folder is left
+        raise
+    if complete_version(run):
+        print(f"version {run.version} written to {run.path}; it is now the current version of {parent.root}")
+    else:
+        print(f"version {run.version} written to {run.path} (incomplete; {parent.version} stays current); "
+              f"continue it with `uldl-studio train {parent.dataset_path()} --resume --out {run.path}`")
+    return 0
+
+
+def _cmd_versions(args) -> int:
+    from uldl_studio.core.versions import family_root, list_versions
+
+    if not Path(args.run).is_dir():
+        raise CliError(f"{args.run}: no such run directory")
+    infos = list_versions(args.run)
+    print(f"{family_root(args.run)}: {len(infos)} version{'' if len(infos) == 1 else 's'} (* current)")
+    for info in infos:
+        print(info.describe())
+    return 0
 
 
 def _cmd_evaluate(args) -> int:
@@ -422,6 +500,8 @@ COMMANDS = {
     "gui": _cmd_gui,
     "demo-data": _cmd_demo_data,
     "train": _cmd_train,
+    "retrain": _cmd_retrain,
+    "versions": _cmd_versions,
     "evaluate": _cmd_evaluate,
     "export": _cmd_export,
     "predict": _cmd_predict,
