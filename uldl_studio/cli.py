@@ -20,6 +20,37 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: torch is imported only when asked."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def version_text() -> str:
+    """``uldl-studio X (torch V, CPU build; CUDA not usable)``: what ``--version`` prints."""
+    from uldl_studio import __version__
+
+    try:
+        import torch
+    except ImportError as exc:
+        return f"uldl-studio {__version__} (torch not importable: {exc})"
+    if torch.version.cuda:
+        build = f"CUDA {torch.version.cuda} build"
+    elif getattr(torch.version, "hip", None):
+        build = f"ROCm {torch.version.hip} build"
+    else:
+        build = "CPU build"
+    if torch.cuda.is_available():
+        cuda = f"CUDA usable: {torch.cuda.device_count()} GPU(s), {torch.cuda.get_device_name(0)}"
+    elif torch.version.cuda or getattr(torch.version, "hip", None):
+        cuda = "CUDA not usable: no GPU found by the driver"
+    else:
+        cuda = "CUDA not usable: this torch has no CUDA support"
+    return f"uldl-studio {__version__} (torch {torch.__version__}, {build}; {cuda})"
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", dest="fmt", default="auto", choices=FORMAT_CHOICES,
                         help="dataset layout (default: detect)")
@@ -35,9 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="uldl-studio",
         description="Uncertainty-aware label distributions for facial-expression datasets.",
     )
-    from uldl_studio import __version__
-
-    parser.add_argument("--version", action="version", version=f"uldl-studio {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print the version, the torch build and whether CUDA is usable, and exit")
     sub = parser.add_subparsers(dest="command")
 
     sub.add_parser("demo", help="GUI on the built-in demo dataset")
@@ -53,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo_data.add_argument("--seed", type=int, default=0)
 
     train = sub.add_parser("train", help="train a model on a dataset (headless)")
+    plain_help = train.format_help
+    train.format_help = lambda: plain_help() + "\n" + _options_epilog() + "\n"  # torch loads only here
     train.add_argument("data", help="dataset path, or 'demo'")
     train.add_argument("--out", required=True, help="run directory to create or resume")
     _add_data_options(train)
@@ -101,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", dest="fmt", default="auto", choices=(*FORMAT_CHOICES, "images"),
                          help="input layout (default: detect; 'images' ignores any labels)")
     predict.add_argument("--limit", type=int, default=None, metavar="N",
-                         help="first N images (of each split for layouts with splits)")
+                         help="first N images, whatever the layout")
     predict.add_argument("--single-label", default="majority", choices=("majority", "sample"),
                          help="FER+: the source label is the crowd majority or one annotator's vote")
     predict.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -128,15 +160,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.showwarning = _show_warning
-            return COMMANDS[command or "start"](args)
+            code = COMMANDS[command or "start"](args)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+            return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("uldl-studio: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
         if _is_user_error(exc):
-            print(f"uldl-studio: error: {_user_message(exc)}", file=sys.stderr)
+            _report_error(f"uldl-studio: error: {_user_message(exc)}")
             return 2
         raise
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``uldl-studio evaluate RUN | head``): end quietly, as
+    Unix tools do, with the status a shell reports for SIGPIPE."""
+    import os
+
+    try:  # the interpreter flushes stdout at exit: point it at nothing so that cannot fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def _launch_rank() -> int:
+    """This process's rank under torchrun (0 outside it)."""
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def _report_error(line: str) -> None:
+    """Print a user-facing error once: under torchrun every process fails alike, and process 0
+    alone prints it (and leaves it in torchrun's error file, so its summary names the cause)."""
+    import os
+
+    if _launch_rank() != 0:
+        return
+    print(line, file=sys.stderr)
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:
+        import time
+
+        try:
+            Path(error_file).write_text(json.dumps({"message": line, "timestamp": int(time.time())}))
+        except OSError:
+            pass
 
 
 def _is_user_error(exc: Exception) -> bool:
@@ -157,7 +234,14 @@ def _user_message(exc: Exception) -> str:
     return str(exc)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 row``, ``2 rows``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if _launch_rank() != 0:  # under torchrun every process warns alike: process 0 says it
+        return
     print(f"uldl-studio: warning: {message}", file=sys.stderr)
 
 
@@ -185,7 +269,7 @@ def _cmd_demo_data(args) -> int:
     from uldl_studio.core.datasets.demo import write_demo
 
     csv_path = write_demo(args.out, n=args.n, seed=args.seed)
-    print(f"wrote {args.n} demo samples: {csv_path}")
+    print(f"wrote {_count(args.n, 'demo sample')}: {csv_path}")
     return 0
 
 
@@ -194,21 +278,98 @@ def _load(args):
 
     if args.data != "demo" and not Path(args.data).exists():
         raise CliError(f"{args.data}: no such file or folder")
-    return load_dataset(args.data, fmt=args.fmt, single_label=args.single_label,
-                        seed=args.seed, limit=args.limit)
+    table = load_dataset(args.data, fmt=args.fmt, single_label=args.single_label,
+                         seed=args.seed, limit=args.limit)
+    _warn_missing_splits(table, args.data)
+    return table
+
+
+def _warn_missing_splits(table, data: str) -> None:
+    """Say so when the dataset has no valid or no test samples (e.g. a folders tree with only a
+    train/ folder): training then reports no valid accuracy, ``evaluate`` no test metrics."""
+    counts = table["split"].value_counts()
+    missing = [split for split in ("valid", "test") if not counts.get(split, 0)]
+    if missing:
+        warnings.warn(f"{data}: no {' and no '.join(missing)} samples ({len(table)} samples, all "
+                      f"{', '.join(sorted(counts.index))}): valid accuracy and test metrics are not measured "
+                      "for what is missing; add split folders or a split column")
+
+
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "text",
+               "list": "a JSON list such as [32,16]", "dict": "a JSON object such as {\"k\": 1}",
+               "None": "null"}
+
+
+def _option_types(annotation: str) -> list[str]:
+    """``"int | None"`` → ``["int", "None"]`` (TrainConfig's annotations are strings)."""
+    return [part.strip() for part in str(annotation).split("|")]
+
+
+def _coerce_option(key: str, text: str, annotation: str):
+    """The value of ``--set key=text`` for a field annotated ``annotation``, or a CliError
+    naming the option, the value and the expected type."""
+    types = _option_types(annotation)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if value is None and "None" in types:
+        return None
+    if text.strip().lower() in ("none", "null") and "None" in types:
+        return None
+    for kind in types:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+                return value.lower() in ("true", "yes", "on")
+        elif kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        elif kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        elif kind == "str":
+            return text
+        elif kind == "list" and isinstance(value, list):
+            return value
+        elif kind == "dict" and isinstance(value, dict):
+            return value
+    expected = " or ".join(_TYPE_WORDS.get(kind, kind) for kind in types)
+    raise CliError(f"--set {key}={text}: {key} expects {expected}")
 
 
 def _parse_overrides(pairs: list[str]) -> dict:
+    """``--set KEY=VALUE`` pairs → TrainConfig fields, typed by the field; an unknown key is an
+    error that suggests the closest option names."""
+    import difflib
+
+    from uldl_studio.core.config import TrainConfig
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     overrides = {}
     for pair in pairs:
         if "=" not in pair:
-            raise CliError(f"--set {pair!r}: expected KEY=VALUE")
-        key, value = pair.split("=", 1)
-        try:
-            overrides[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = value
+            raise CliError(f"--set {pair}: expected KEY=VALUE, e.g. --set width=32")
+        key, value = (part.strip() for part in pair.split("=", 1))
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=3, cutoff=0.4)
+            hint = (f"did you mean {', '.join(close)}?" if close else
+                    "`uldl-studio train --help` lists the options")
+            raise CliError(f"--set {pair}: no training option named {key!r}; {hint}")
+        overrides[key] = _coerce_option(key, value, fields[key].type)
     return overrides
+
+
+def _options_epilog() -> str:
+    """``train --help``: every ``--set`` option with its default."""
+    from uldl_studio.core.config import TrainConfig
+
+    default = TrainConfig()
+    names = [f"{f.name}={json.dumps(getattr(default, f.name), ensure_ascii=False)}"
+             for f in dataclasses.fields(TrainConfig)]
+    import textwrap
+
+    return textwrap.fill("--set options (with their defaults): " + ", ".join(names), width=100,
+                         break_on_hyphens=False)
 
 
 def _cmd_train(args) -> int:
@@ -237,6 +398,17 @@ def _train(args, comm) -> int:
         if args.epochs is not None:  # continue to a new total: the schedule stretches to it
             config = dataclasses.replace(config, epochs=args.epochs)
         table = run.version_training_table()  # the edits the version was started with
+        checkpoint = run.checkpoint()
+        done = int(checkpoint["epoch"]) if checkpoint else 0
+        if done >= config.epochs:
+            if comm.is_main:
+                print(f"{run_dir}: already complete ({done} of {config.epochs} epochs), nothing to train; "
+                      f"`--resume --epochs N` with N > {done} trains it further")
+            return 0
+        if comm.is_main:
+            print(f"resuming {run_dir} after epoch {done} of {config.epochs}" if done else
+                  f"{run_dir}: no completed epoch to resume from; training from epoch 1 of {config.epochs}",
+                  file=sys.stderr)
     else:
         if (run_dir / "config.json").exists():
             raise CliError(f"{run_dir}: already holds a run; train a new version of it with "
@@ -248,8 +420,8 @@ def _train(args, comm) -> int:
         fields.update(_parse_overrides(args.set))
         try:
             config = TrainConfig(**fields)
-        except TypeError as exc:
-            raise CliError(f"bad --set option: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise CliError(f"--set: {exc}") from exc
         table = _load(args)
         if args.label_noise:
             from uldl_studio.core.noise import inject_label_noise
@@ -308,9 +480,11 @@ def _check_resume_data(data: str, run) -> None:
                        f"({recorded}); pass that as DATA, or train a new run with another --out")
 
 
-def _consume_with_progress(progress_iter, config) -> None:
-    from tqdm import tqdm
-
+def _consume_with_progress(progress_iter, config, interactive: bool | None = None) -> None:
+    """Report training progress on stderr: bars on a terminal; in a log or a pipe, plain lines
+    only (the phase changes and one line per epoch), never a bar's redraws."""
+    if interactive is None:
+        interactive = sys.stderr.isatty()
     bar = None
     epoch_seen = None
     try:  # a bar is closed (its line ended) before an error is printed
@@ -320,23 +494,31 @@ def _consume_with_progress(progress_iter, config) -> None:
                 if key != epoch_seen:
                     if bar is not None:
                         bar.close()
-                    label = {"warmup": "warm-up", "load": "decoding"}.get(progress.phase,
-                                                                         f"epoch {progress.epoch}/{progress.epochs}")
-                    bar = tqdm(total=progress.batches, desc=label, unit="img" if progress.phase == "load" else "batch",
-                               leave=True, file=sys.stderr)
+                        bar = None
                     epoch_seen = key
-                bar.n = progress.batch
-                if progress.phase == "load":
-                    bar.refresh()
+                    if interactive:
+                        from tqdm import tqdm
+
+                        label = {"warmup": "warm-up", "load": "decoding"}.get(
+                            progress.phase, f"epoch {progress.epoch}/{progress.epochs}")
+                        bar = tqdm(total=progress.batches, desc=label, leave=True, file=sys.stderr,
+                                   unit="img" if progress.phase == "load" else "batch")
+                    elif progress.phase == "load":
+                        print(f"decoding {progress.batches} images into the cache", file=sys.stderr)
+                if bar is None:
                     continue
-                bar.set_postfix(loss=f"{progress.loss:.3f}", acc=f"{progress.accuracy:.3f}",
-                                lam=f"{progress.mean_lambda:.3f}", refresh=False)
-                bar.refresh()
+                bar.update(max(0, progress.batch - bar.n))  # update, not n=: tqdm's rate needs the steps
+                if progress.phase != "load":
+                    postfix = dict(loss=f"{progress.loss:.3f}", acc=f"{progress.accuracy:.3f}")
+                    if config.method != "ce":  # plain cross-entropy has no λ
+                        postfix["lam"] = f"{progress.mean_lambda:.3f}"
+                    bar.set_postfix(postfix, refresh=False)
+                    bar.refresh()
             elif progress.message:
                 if bar is not None:
                     bar.close()
                     bar = None
-                    epoch_seen = None
+                epoch_seen = None
                 print(progress.message, file=sys.stderr)
     finally:
         if bar is not None:
@@ -429,7 +611,7 @@ def _cmd_export(args) -> int:
         written = session.export(args.out)
     finally:
         session.journal.close()
-    print(f"wrote {written} rows to {args.out}")
+    print(f"wrote {_count(written, 'row')} to {args.out}")
     return 0
 
 
@@ -490,7 +672,7 @@ def _cmd_predict(args) -> int:
     write_predictions(result.table, out)
     for line in result.summary.lines():
         print(line)
-    print(f"wrote {len(result.table)} rows to {out}")
+    print(f"wrote {_count(len(result.table), 'row')} to {out}")
     return 0
 
 

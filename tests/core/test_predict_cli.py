@@ -93,13 +93,13 @@ def test_a_folder_with_faces_and_tta(demo_run, demo_folder, tmp_path):
 
 def test_a_demo_run_predicts_ferplus_which_has_contempt(demo_run, ferplus_root, tmp_path):
     out = tmp_path / "ferplus.csv"
-    result = cli("predict", demo_run, ferplus_root, "--limit", "40", "--out", out)
+    result = cli("predict", demo_run, ferplus_root, "--limit", "300", "--out", out)  # the first contempt: #300
     table = read_predictions(out)
-    assert len(table) == 120
+    assert len(table) == 300                                          # --limit N: N images in all
     assert not any(c.endswith("contempt") for c in table.columns)  # the run's classes define the output
     contempt = int((table["source_label"] == "contempt").sum())
     assert contempt >= 1
-    assert f"120 rows labelled, {120 - contempt} with a class the run knows" in result.stdout
+    assert f"300 rows labelled, {300 - contempt} with a class the run knows" in result.stdout
     assert "accuracy" in result.stdout and "intersection" in result.stdout
 
 

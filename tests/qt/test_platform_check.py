@@ -1,5 +1,5 @@
-"""Start-up check for the xcb platform plugin: pure parts, the list against the real plugin,
-and the exit path of ``uldl-studio`` in a child process."""
+"""Start-up checks (a display, the xcb platform plugin): pure parts, the list against the real
+plugin, and the exit paths of ``uldl-studio`` in a child process."""
 from __future__ import annotations
 
 import io
@@ -124,3 +124,48 @@ def test_installed_console_script_on_this_machine(tmp_path):
     assert run.returncode == 2, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and missing[0].soname in lines[0] and missing[0].debian in lines[0]
+
+
+def test_has_display_needs_a_display_server_or_a_headless_platform():
+    from uldl_studio.qt.platform_check import has_display
+
+    assert not has_display({}, "linux")
+    assert not has_display({"SSH_CONNECTION": "1.2.3.4 5 6.7.8.9 22"}, "linux")
+    assert has_display({"DISPLAY": ":0"}, "linux")
+    assert has_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
+    assert has_display({"QT_QPA_PLATFORM": "offscreen"}, "linux")
+    assert not has_display({"QT_QPA_PLATFORM": "xcb"}, "linux")             # xcb asked for, no X display
+    assert not has_display({"QT_QPA_PLATFORM": "wayland", "DISPLAY": ":0"}, "linux")
+    assert has_display({}, "darwin") and has_display({}, "win32")
+
+
+def test_no_display_is_one_line_before_the_library_check():
+    from uldl_studio.qt.platform_check import EXIT_STATUS, exit_if_platform_unusable
+
+    out = io.StringIO()
+    looked = []
+    with pytest.raises(SystemExit) as stop:
+        exit_if_platform_unusable({}, lambda name: looked.append(name) or True, "linux", out)
+    assert stop.value.code == EXIT_STATUS
+    assert out.getvalue().count("\n") == 1 and "no display found" in out.getvalue()
+    assert "QT_QPA_PLATFORM=offscreen" in out.getvalue() and "--screenshot" in out.getvalue()
+    assert looked == []     # no X11 packages suggested: they would not help
+
+
+def _headless_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "XDG_SESSION_TYPE")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra)
+    return env
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display check is for Linux")
+@pytest.mark.parametrize("args", [[], ["demo"], ["gui", "demo"]])
+def test_gui_commands_without_a_display_exit_2_with_one_line(tmp_path, args):
+    run = subprocess.run([sys.executable, "-m", "uldl_studio", *args], env=_headless_env(), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=50)
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 2, run.stderr
+    assert len(lines) == 1 and lines[0].startswith("uldl-studio: no display found"), run.stderr
+    assert "Could not load the Qt platform plugin" not in run.stderr

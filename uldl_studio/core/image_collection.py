@@ -27,7 +27,7 @@ What is read, for ``fmt="auto"``:
 
 ``fmt="images"`` reads a folder, a CSV or an image without labels; ``fmt="csv"`` and
 ``fmt="folders"`` force those readers; any other format name goes to ``load_dataset``.
-``limit`` keeps the first N images (the first N of each split for layouts with splits).
+``limit`` keeps the first N images, whatever the layout.
 Whole-input problems (nothing there, no image in a folder, no usable row) raise
 ``DatasetError`` with one line naming the path and the problem.
 """
@@ -277,14 +277,14 @@ def read_collection(path: str | Path, fmt: str = "auto", *, limit: int | None = 
     if limit is not None and int(limit) < 1:
         raise DatasetError(f"limit must be a positive number of images, got {limit}")
     if str(path) == "demo" or fmt == "demo":
-        return _from_dataset(path, "demo", single_label, seed, limit)
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DatasetError(f"{p}: no such file or folder")
-    collection = _read(p, fmt, single_label, seed, limit)
-    if limit and collection.kind in ("image", "folder", "folders", "csv"):
-        table = collection.table.head(int(limit)).reset_index(drop=True)
-        collection.table = table
+        collection = _from_dataset(path, "demo", single_label, seed, limit)
+    else:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise DatasetError(f"{p}: no such file or folder")
+        collection = _read(p, fmt, single_label, seed, limit)
+    if limit:  # the first N images in all: a dataset's per-split limit would give up to 3 N
+        collection.table = collection.table.head(int(limit)).reset_index(drop=True)
     collection.table.attrs = {"root": collection.root, "format": collection.kind}
     return collection
 

@@ -398,9 +398,7 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
             yield Progress("epoch_end", epoch, config.epochs, ctx.batches, ctx.batches, loss=row["loss"],
                            loss_ce=row["loss_ce"], loss_d=row["loss_d"], accuracy=row["train_accuracy"],
                            mean_lambda=row["mean_lambda"], seconds=clock(), eta_seconds=eta,
-                           message=f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}, train acc "
-                                   f"{row['train_accuracy']:.3f}, valid acc {row['valid_accuracy']:.3f}, "
-                                   f"mean λ {row['mean_lambda']:.3f}")
+                           message=_epoch_line(epoch, config, row))
     except (_Stopped, LoadCancelled) as stop:
         where = stop.where if isinstance(stop, _Stopped) else "while decoding the images"
         epoch = stop.epoch if isinstance(stop, _Stopped) else 0
@@ -718,6 +716,18 @@ def _class_columns(prefix: str, classes: list[str], values: np.ndarray) -> dict[
 
 def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.cpu().numpy()
+
+
+def _epoch_line(epoch: int, config: TrainConfig, row: dict) -> str:
+    """The line an epoch ends with: no λ for plain cross-entropy (it has none), and no valid
+    accuracy for a dataset without a valid split (instead of "nan")."""
+    parts = [f"epoch {epoch}/{config.epochs}: loss {row['loss']:.4f}",
+             f"train acc {row['train_accuracy']:.3f}"]
+    valid = float(row["valid_accuracy"])
+    parts.append("no valid split" if np.isnan(valid) else f"valid acc {valid:.3f}")
+    if config.method != "ce":
+        parts.append(f"mean λ {row['mean_lambda']:.3f}")
+    return ", ".join(parts)
 
 
 def _mean_lambda(state: _State, config: TrainConfig) -> float:

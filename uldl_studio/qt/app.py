@@ -2,19 +2,62 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtCore import QEventLoop, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 from uldl_studio.qt.settings import APPLICATION, ORGANISATION, StudioSettings
 
 
+class ScratchSettings(StudioSettings):
+    """The user's settings as they are, in a private copy that is thrown away: what the
+    window reads is the user's (layout, panel values), what it writes (recent projects,
+    panel values, window layout) changes nothing.  ``--screenshot`` renders with these."""
+
+    def __init__(self) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="uldl-studio-screenshot-")
+        user = QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANISATION, APPLICATION)
+        self.qsettings = QSettings(str(Path(self._folder.name) / "settings.ini"), QSettings.Format.IniFormat)
+        for key in user.allKeys():
+            self.qsettings.setValue(key, user.value(key))
+
+
+def quit_on_interrupt(app: QApplication) -> None:
+    """Ctrl+C in the terminal closes every window as its close button would (a window that is
+    training asks first), so the application ends the way closing it does.  Python runs a
+    signal handler only between bytecodes: a timer gives it that chance while Qt's loop runs."""
+
+    def close_windows() -> None:
+        for widget in QApplication.topLevelWidgets():
+            if widget.isWindow() and widget.isVisible():
+                widget.close()
+
+    signal.signal(signal.SIGINT, lambda signum, frame: QTimer.singleShot(0, close_windows))
+    ticker = QTimer(app)
+    ticker.timeout.connect(lambda: None)
+    ticker.start(200)
+
+
+def _quiet_offscreen_notes() -> None:
+    """Drop the offscreen platform's "This plugin does not support propagateSizeHints()" notes
+    (one per dock, nothing the user can act on); every other Qt message is printed as before."""
+    from PySide6.QtCore import qInstallMessageHandler
+
+    def handler(mode, context, message: str) -> None:
+        if "does not support propagateSizeHints" not in message:
+            print(message, file=sys.stderr)
+
+    qInstallMessageHandler(handler)
+
+
 def ensure_app() -> QApplication:
-    """The QApplication (created once).  Before creating it, on an X11 desktop, a missing
-    system library of Qt's xcb plugin ends the program with one line and status 2
+    """The QApplication (created once).  Before creating it, no display or (on an X11 desktop)
+    a missing system library of Qt's xcb plugin ends the program with one line and status 2
     (:mod:`uldl_studio.qt.platform_check`) instead of Qt's abort."""
     app = QApplication.instance()
     if app is None:
@@ -99,13 +142,20 @@ def run_gui(path: str | None = None, *, demo: bool = False, screenshot: str | No
       most ambiguous sample);
     - ``screenshot=FILE``: build the window with ``path`` (or the demo) loaded, save a picture
       of it to FILE and return 0 without entering the event loop (1 on an error, printed).
+      It renders offscreen when there is no display, and leaves the user's settings and
+      recent projects as they were.
     """
+    if screenshot and QApplication.instance() is None:
+        from uldl_studio.qt.platform_check import has_display
+
+        if not has_display(os.environ):
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        _quiet_offscreen_notes()
     app = ensure_app()
     from uldl_studio.qt.main_window import MainWindow
 
-    settings = StudioSettings()
     if screenshot:
-        window = MainWindow(settings, restore_layout=False)
+        window = MainWindow(ScratchSettings(), restore_layout=False)
         window.resize(1600, 1000)
         window.show()
         if path is None and not demo:
@@ -127,6 +177,8 @@ def run_gui(path: str | None = None, *, demo: bool = False, screenshot: str | No
             return 1
         return 0
 
+    settings = StudioSettings()
+    quit_on_interrupt(app)
     if demo or path is not None:
         window = MainWindow(settings)
         if os.environ.get("ULDL_STUDIO_SOAK_DRIVER"):  # the kill soak's key driver (bench/kill_soak.py)

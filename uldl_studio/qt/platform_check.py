@@ -1,9 +1,11 @@
-"""Start-up check for Qt's xcb platform plugin (Linux/X11), run before the QApplication exists.
+"""Start-up checks run before the QApplication exists: is there a display, and can Qt's xcb
+platform plugin (Linux/X11) load?
 
-Without one of the X11 libraries its plugin links to, Qt only prints "Could not load the Qt
-platform plugin xcb" and aborts.  :func:`exit_if_platform_unusable` names the missing library
-and the package to install instead, and exits with status 2.  Nothing here imports Qt: the
-check is pure (a library lookup is passed in) and tests run it without a display.
+Without a display (an SSH session, a server, a container) or without one of the X11 libraries
+the xcb plugin links to, Qt only prints "Could not load the Qt platform plugin xcb" and
+aborts.  :func:`exit_if_platform_unusable` says in one line what is wrong and what helps
+instead, and exits with status 2.  Nothing here imports Qt: the checks are pure (the
+environment and a library lookup are passed in) and tests run them without a display.
 """
 from __future__ import annotations
 
@@ -68,6 +70,37 @@ def uses_xcb(env: Mapping[str, str], platform: str = sys.platform) -> bool:
     return bool(env.get("DISPLAY"))
 
 
+# Qt platforms that draw without any display server.
+HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "linuxfb", "eglfs", "minimalegl", "vkkhrdisplay")
+
+
+def chosen_platform(env: Mapping[str, str]) -> str:
+    """The platform ``QT_QPA_PLATFORM`` asks for first (``""`` when unset)."""
+    return env.get("QT_QPA_PLATFORM", "").strip().split(";")[0].split(":")[0].strip()
+
+
+def has_display(env: Mapping[str, str], platform: str = sys.platform) -> bool:
+    """Whether Qt will find something to draw on: always off Linux; on Linux an X display
+    (``DISPLAY``), a Wayland one (``WAYLAND_DISPLAY``), or a platform that needs none
+    (``QT_QPA_PLATFORM=offscreen``)."""
+    if not platform.startswith("linux"):
+        return True
+    chosen = chosen_platform(env)
+    if chosen in HEADLESS_PLATFORMS:
+        return True
+    if chosen == "xcb":
+        return bool(env.get("DISPLAY"))
+    if chosen.startswith("wayland"):
+        return bool(env.get("WAYLAND_DISPLAY"))
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+NO_DISPLAY_MESSAGE = (
+    "uldl-studio: no display found (DISPLAY and WAYLAND_DISPLAY are unset): run it in a desktop "
+    "session or over `ssh -X`; `uldl-studio gui RUN --screenshot FILE.png` renders without one "
+    "(or set QT_QPA_PLATFORM=offscreen)")
+
+
 def missing_libraries(load: Callable[[str], bool] | None = None,
                       libraries: tuple[SystemLibrary, ...] = XCB_LIBRARIES) -> list[SystemLibrary]:
     """The libraries ``load`` (default :func:`library_loads`) does not find."""
@@ -90,8 +123,12 @@ def exit_if_platform_unusable(env: Mapping[str, str] | None = None,
                               load: Callable[[str], bool] | None = None,
                               platform: str = sys.platform,
                               stream: TextIO | None = None) -> None:
-    """Print one line and exit with status 2 when Qt would abort for a missing xcb library."""
+    """Print one line and exit with status 2 when Qt would abort: no display, or a missing xcb
+    library."""
     env = os.environ if env is None else env
+    if not has_display(env, platform):
+        print(NO_DISPLAY_MESSAGE, file=stream or sys.stderr)
+        raise SystemExit(EXIT_STATUS)
     if not uses_xcb(env, platform):
         return
     missing = missing_libraries(load)
