@@ -82,7 +82,7 @@ class TrainConfig:
     # λ (see core.training, "λ anchoring")
     lambda_init: float = 0.2
     lambda_unsure_init: float = 0.8       # rows with unsure == True
-    # (defaults chosen on FER+, bench/RESULTS_ferplus.md §7: λ then ranks the wrong labels as well
+    # (defaults chosen on FER+, bench/RESULTS_ferplus.md §10: λ then ranks the wrong labels as well
     # as the model's own self-confidence; the per-batch update of earlier versions ranked them worse)
     lambda_lr: float = 3.0
     lambda_baseline: str = "global"       # global | class | none (per-batch evidence; FER+ sweep: bench/RESULTS_ferplus.md)

@@ -61,7 +61,7 @@ SGD optimiser (``lambda_lr``) on a separate, per-sample objective Σ_i λ_i (g_i
    λ follows the last epochs' evidence rather than averaging in the under-fitted first ones);
 5. a budget (``lambda_budget``, optional): after each epoch, if mean λ exceeds it, all raw λ
    are shifted down by one constant (ranking unchanged) until the mean equals the budget.
-The FER+ measurements behind the defaults are in bench/RESULTS_ferplus.md (§4, §7).
+The FER+ measurements behind the defaults are in bench/RESULTS_ferplus.md (§7, §10).
 λ enters L_D only as a detached weight: otherwise ½(1-λ)||v-μ||² rewards a larger λ for every
 sample regardless of its label.
 
