@@ -65,7 +65,7 @@ def test_shows_selection_sorted_by_lambda_descending(grid, table):
     assert sorted(shown.tolist()) == sorted(rows.tolist())
     lam = table["lambda"].to_numpy()[shown]
     assert np.all(np.diff(lam) <= 0)
-    assert "5 samples (selected)" in grid.info_label.text()
+    assert grid.info_label.text() == "0 / 5 reviewed in this selection"
 
 
 def test_sort_keys(grid, table):
@@ -77,8 +77,12 @@ def test_sort_keys(grid, table):
     assert np.all(np.diff(score[grid.rows()]) <= 1e-12)
     grid.set_sort_key("entropy")
     assert grid.rows().tolist() == scores.sort_order(table, "entropy").tolist()
-    grid.set_sort_key("aum")  # a score the table has no values for: its rows keep their order
-    assert grid.rows().tolist() == list(range(len(table)))
+    # a score the table has no values for is not offered, and asking for it sorts by ambiguity
+    offered = [grid.sort_combo.itemData(i) for i in range(grid.sort_combo.count())]
+    assert "aum" not in offered and "entropy" in offered and "sample_id" in offered
+    grid.set_sort_key("aum")
+    assert grid.sort_key == "ambiguity" and grid.sort_combo.currentData() == "ambiguity"
+    assert grid.rows().tolist() == scores.sort_order(table, "ambiguity").tolist()
 
 
 def test_thumbnails_are_fetched_lazily_for_visible_items(qtbot, grid, table):
@@ -128,7 +132,7 @@ def test_every_row_is_listed_and_only_visible_tiles_are_drawn(qtbot):
     grid.session.set_dataset(big, {})
     assert grid.model.rows.size == len(big) == 100_000
     assert grid.model.columns == grid.tile_view.viewport().width() // grid._cell.width() > 1
-    assert "100,000 samples (all)" in grid.info_label.text()
+    assert grid.info_label.text() == "0 / 100,000 reviewed in this queue"
     qtbot.waitUntil(lambda: len(provider.calls) > 0, timeout=2000)
     QApplication.processEvents()
     assert 0 < len(set(provider.calls)) < 200                        # a screenful, not 100 000
@@ -169,3 +173,31 @@ def test_session_filter_hides_rows_and_combines_with_the_selection(grid, table):
     grid.session.select(np.empty(0, dtype=np.int64))
     grid.session.clear_filter()
     assert grid.rows().tolist() == order.tolist()
+
+
+def test_the_queue_holds_still_under_edits_until_resorted(qtbot, grid, table, tmp_path):
+    """Edits mark tiles in place; the order changes only on Re-sort; a new selection shows
+    its first tile."""
+    from uldl_studio.core.edits import EditJournal
+
+    session = grid.session
+    session.journal = EditJournal(tmp_path / "edits.jsonl")
+    grid.set_sort_key("self_confidence")  # depends on the label: an edit changes its value
+    before = grid.rows().copy()
+    row = int(before[1])
+    better = int(np.argmax(table[[f"p_{c}" for c in table.attrs["classes"]]].to_numpy()[row]))
+    session.relabel([row], [better])
+    session.mark_unsure([int(before[2])], True)
+    assert np.array_equal(grid.rows(), before)                      # nothing moved
+    assert grid.model.data(grid.model.item(1)).startswith("✎ ")     # marked in place
+    assert grid.model.data(grid.model.item(2)).startswith("? ")
+    assert grid.info_label.text() == f"2 / {len(table)} reviewed in this queue"
+    grid.resort_button.click()
+    assert not np.array_equal(grid.rows(), before)
+    assert grid.rows().tolist() == session.sort_order("self_confidence").tolist()
+    # scrolled to the end, then a new selection: the grid shows its first tile
+    grid.tile_view.scrollToBottom()
+    assert grid.tile_view.verticalScrollBar().value() > 0
+    session.select(grid.rows()[len(table) // 2:])
+    assert grid.tile_view.verticalScrollBar().value() == 0
+    session.journal.close()

@@ -55,7 +55,8 @@ def test_demo_train_select_relabel_undo_export(qtbot, window, tmp_path):
     expected = np.flatnonzero((xy[:, 0] >= 0) & np.isfinite(xy).all(axis=1))
     assert set(rows.tolist()) == set(expected.tolist())
     assert set(win.selected_rows().tolist()) == set(rows.tolist())
-    assert set(win.grid_view.rows().tolist()) == set(rows.tolist())   # the grid follows
+    in_train = win.project.table["split"].to_numpy() == "train"
+    assert set(win.grid_view.rows().tolist()) == set(rows[in_train[rows]].tolist())   # the grid: the queue
 
     # Relabel the current sample with a number key, then undo with Ctrl+Z.
     row = int(rows[0])
@@ -173,7 +174,8 @@ def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, 
     with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
         win.open_run(str(run_dir))
     ambiguity = win.project.score("ambiguity")
-    assert win.current_row() == int(np.nanargmax(ambiguity))           # worst by the grid's score
+    train = win.project.table["split"].to_numpy() == "train"
+    assert win.current_row() == int(np.nanargmax(np.where(train, ambiguity, np.nan)))  # first of the queue
     row = win.current_row()
     # Edit, mark unsure, then retrain the same run: it learns from the edited labels.
     press(qtbot, win, Qt.Key.Key_Space)
@@ -181,11 +183,19 @@ def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, 
     target = (int(win.project.table["label"].iat[row]) + 1) % len(win.project.classes)
     win.relabel.relabel_current(target)
     sid = win.project.table["sample_id"].iat[row]
-    assert "retrains this run" in win.training_panel.run_label.text()
+    assert "retrains it with your edits" in win.training_panel.run_label.text()
+    assert win.training_panel.start_button.text() == "Train new version"
+    first_model = (run_dir / "checkpoint.pt").read_bytes()
     with qtbot.waitSignal(win.trainingFinished, timeout=100_000) as blocker:
         win.start_training()
     assert blocker.args == ["done"]
-    samples = pd.read_csv(run_dir / "samples.csv")
+    # a new version: the first model is untouched, the new one is current and shown
+    assert (run_dir / "checkpoint.pt").read_bytes() == first_model
+    assert win.project.run.version == "v2" and win.project.run.path == run_dir / "versions" / "v2"
+    from uldl_studio.core.run import Run
+
+    assert Run.open(run_dir).version == "v2"
+    samples = pd.read_csv(run_dir / "versions" / "v2" / "samples.csv")
     assert len(samples) == 300                                         # the same dataset, re-read
     assert np.isfinite(samples["lambda_prev"]).any()                   # λ moved since the last run
     trained = samples.set_index("sample_id").loc[sid]
@@ -293,7 +303,9 @@ def test_run_gui_screenshot(qtbot, settings_dir, run_dir, tmp_path):
     from PySide6.QtGui import QImage
 
     image = QImage(str(shot))
-    assert image.width() >= 1000 and image.height() >= 600
+    from uldl_studio.qt.settings import MIN_WINDOW_SIZE
+
+    assert image.width() >= MIN_WINDOW_SIZE[0] and image.height() >= MIN_WINDOW_SIZE[1]
     assert run_gui(str(tmp_path / "nope"), screenshot=str(tmp_path / "bad.png")) == 1
 
 
@@ -351,7 +363,7 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
     assert len(back) == 60
     # the predicted samples join the map as their own marker, and the toggle hides them
     assert win.project.predictions is not None and len(win.map_view.predicted_marks.data) == 60
-    assert win.map_view.predicted_toggle.isVisibleTo(win.map_view)
+    assert win.map_view._predicted_toggle_action.isVisible()
     win.map_view.predicted_toggle.setChecked(False)
     assert len(win.map_view.predicted_marks.data) == 0
     win.map_view.predicted_toggle.setChecked(True)
@@ -365,14 +377,14 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
     assert expected["label_name"] in win.inspector.fields["pred"].text()
     assert not win.inspector.image.pixmap().isNull()
     # the grid lists them too, and picking one shows it in the inspector
-    assert win.grid_view.predicted_box.isVisibleTo(win.grid_view)
+    assert win.grid_view._predicted_box_action.isVisible()
     win.grid_view.predicted_box.setChecked(True)
     assert win.grid_view.model.rows.size == 60 and win.grid_view.model.table is win.project.predictions
     first = int(win.grid_view.rows()[0])
     win.grid_view.tile_view.setCurrentIndex(win.grid_view.model.item(0))
     assert win.inspector.title.text() == f"{win.project.predictions['sample_id'].iat[first]} (predicted)"
     win.grid_view.predicted_box.setChecked(False)
-    assert win.grid_view.model.table is win.project.table and win.grid_view.model.rows.size == len(win.project)
+    assert win.grid_view.model.table is win.project.table and np.array_equal(win.grid_view.model.rows, win.project.queue)
     # Cancelled right away: nothing is written.
     dialog = win.show_predict_dialog()
     qtbot.addWidget(dialog)

@@ -76,6 +76,7 @@ def test_run_gui_start_screen_end_to_end(qtbot, qapp, settings_dir, tmp_path):
         window = seen["window"] = windows[0]
         seen["rows"] = len(window.project)
         seen["grid"] = len(window.grid_order())
+        seen["train"] = int((window.project.table["split"] == "train").sum())
         seen["start_hidden"] = not seen["screen"].isVisible()
         window.close()                       # the last window: exec() returns
 
@@ -90,7 +91,8 @@ def test_run_gui_start_screen_end_to_end(qtbot, qapp, settings_dir, tmp_path):
         guard.stop()
     assert seen["errors"] == []
     assert code == 0
-    assert seen["rows"] == 50 and seen["grid"] == 50 and seen["start_hidden"]
+    # the grid lists the review queue: the training rows
+    assert seen["rows"] == 50 and 0 < seen["grid"] == seen["train"] and seen["start_hidden"]
     assert not seen["window"].isVisible()
     from uldl_studio.qt.settings import StudioSettings
 

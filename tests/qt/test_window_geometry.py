@@ -26,7 +26,9 @@ def test_a_good_geometry_is_kept():
 
 def test_too_small_grows_to_the_minimum():
     """The reported case: 1066x422 left a 50 px map."""
-    assert clamp((200, 150, 1066, 422), FULL_HD) == (200, 150, 1066, 640)
+    from uldl_studio.qt.settings import MIN_WINDOW_SIZE
+
+    assert clamp((200, 150, 1066, 422), FULL_HD) == (200, 150, 1066, MIN_WINDOW_SIZE[1])
     assert clamp((10, 10, 300, 200), FULL_HD, min_size=(1000, 640)) == (10, 10, 1000, 640)
 
 
@@ -89,7 +91,10 @@ def test_restore_geometry_on_a_real_window(qtbot):
     qtbot.addWidget(again)
     result = restore_geometry(again, saved)
     assert result == again.geometry()
-    assert again.width() >= min(1000, screen.width()) and again.height() >= min(640, screen.height())
+    from uldl_studio.qt.settings import MIN_WINDOW_SIZE
+
+    assert again.width() >= min(MIN_WINDOW_SIZE[0], screen.width())
+    assert again.height() >= min(MIN_WINDOW_SIZE[1], screen.height())
     assert screen.contains(again.geometry())
     fresh = QMainWindow()
     qtbot.addWidget(fresh)

@@ -444,6 +444,16 @@ class EditJournal:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
+    def peek_undo(self) -> dict | None:
+        """The command the next ``undo`` undoes (a copy of its journal record), or None."""
+        with self._lock:
+            return dict(self._undo[-1]) if self._undo else None
+
+    def peek_redo(self) -> dict | None:
+        """The command the next ``redo`` redoes (a copy of its journal record), or None."""
+        with self._lock:
+            return dict(self._redo[-1]) if self._redo else None
+
     @property
     def undo_depth(self) -> int:
         return len(self._undo)

@@ -175,7 +175,7 @@ def normalised_entropy(dist: np.ndarray) -> np.ndarray:
         return np.zeros(len(dist))
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(dist > 0, dist * np.log(np.where(dist > 0, dist, 1.0)), 0.0)
-    out = -terms.sum(axis=1) / np.log(m)
+    out = np.maximum(-terms.sum(axis=1) / np.log(m), 0.0)  # a one-hot row is 0, never -0
     out[~np.isfinite(dist).all(axis=1)] = np.nan
     return out
 

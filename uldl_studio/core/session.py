@@ -5,6 +5,12 @@ Every view (map, grid, inspector, relabelling, export) and the CLI read and chan
 object; views subscribe to its ``events`` (psygnal signals, as napari's models do) and keep
 no sample state of their own.  Rows are positional indices into ``table``.
 
+The review queue is the order the annotator works through (the grid shows it; ←/→ and Enter
+walk it): the rows of one split (training rows by default) that pass the filter and lie in
+the selection (all when nothing is selected), worst first by a score. It is a snapshot, taken
+when the sort key, the split, the selection, the filter or the results change, or on
+``resort_queue()``; edits never move a row in it, so the annotator's place holds still.
+
 Events (``session.events.<name>.connect(callback)``):
 
 - ``table_reset()``: other rows, or rows in another order: reload everything;
@@ -13,7 +19,11 @@ Events (``session.events.<name>.connect(callback)``):
 - ``run_changed()``: a run was opened or created;
 - ``filter_changed()``: the class or score-range filter changed;
 - ``selection_changed()`` and ``current_changed(row)`` (-1 = none);
-- ``predictions_changed()``: soft labels predicted for another collection were set or cleared.
+- ``predictions_changed()``: soft labels predicted for another collection were set or cleared;
+- ``queue_changed()``: the review queue was rebuilt (see below);
+- ``prediction_shown(index)``: the row of ``predictions`` the inspector shows (-1 = none). Showing
+  one clears the current sample: the keys that edit act on the current sample only, and a
+  predicted sample has no dataset label to edit.
 """
 from __future__ import annotations
 
@@ -39,6 +49,14 @@ class SessionEvents(SignalGroup):
     selection_changed = Signal()
     current_changed = Signal(int)
     predictions_changed = Signal()
+    prediction_shown = Signal(int)
+    queue_changed = Signal()
+
+
+#: the rows a review queue walks: one split, or every row
+QUEUE_SPLITS = ("train", "valid", "test", "all")
+#: the sort keys tried, in order, when the chosen one has no values yet
+QUEUE_FALLBACK_KEYS = ("ambiguity", "sample_id")
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,12 @@ class Session:
         self._selected.flags.writeable = False
         self._current = -1
         self.predictions: pd.DataFrame | None = None   # another collection's predictions (core.predict)
+        self._shown_prediction = -1
+        self._queue = np.empty(0, dtype=np.int64)
+        self._queue_choice = "ambiguity"  # the score the user sorts by
+        self._queue_key = "ambiguity"     # the one in use (the choice, once it has values)
+        self._queue_split = "train"
+        self._orders: dict[str, np.ndarray] = {}
 
     @classmethod
     def open_run(cls, path: str | Path) -> "Session":
@@ -168,12 +192,106 @@ class Session:
         return [s for s in scores.registered() if self.table is not None and np.isfinite(self.score(s.name)).any()]
 
     def sort_order(self, name: str) -> np.ndarray:
-        """Rows worst first by score ``name`` (NaN last); ``sample_id`` sorts by id."""
+        """Rows worst first by score ``name`` (NaN last); ``sample_id`` sorts by id (cached
+        until results or edits change)."""
         if self.table is None:
             return np.empty(0, dtype=np.int64)
-        if name == "sample_id":
-            return np.argsort(self.table["sample_id"].to_numpy().astype(str), kind="stable")
-        return scores.worst_first(scores.oriented(name, self.score(name)))
+        order = self._orders.get(name)
+        if order is None:
+            if name == "sample_id":
+                order = np.argsort(self.table["sample_id"].to_numpy().astype(str), kind="stable")
+            else:
+                order = scores.worst_first(scores.oriented(name, self.score(name)))
+            order.flags.writeable = False
+            self._orders[name] = order
+        return order
+
+    def has_values(self, name: str) -> bool:
+        """Whether score ``name`` (or ``sample_id``) has a value on some row."""
+        return name == "sample_id" or (self.table is not None and bool(np.isfinite(self.score(name)).any()))
+
+    # -- the review queue -----------------------------------------------------------------
+    @property
+    def queue(self) -> np.ndarray:
+        """The review queue: rows in the order the annotator walks them (read-only)."""
+        return self._queue
+
+    @property
+    def queue_key(self) -> str:
+        """The score the queue is sorted by (the chosen one once it has values)."""
+        return self._queue_key
+
+    @property
+    def queue_choice(self) -> str:
+        return self._queue_choice
+
+    @property
+    def queue_split(self) -> str:
+        return self._queue_split
+
+    def set_queue_order(self, key: str | None = None, split: str | None = None) -> None:
+        """Sort the queue by ``key`` (a registered score or ``sample_id``) and/or walk ``split``
+        (one of ``QUEUE_SPLITS``); the queue is rebuilt."""
+        if key is not None:
+            if key != "sample_id":
+                scores.get(key)
+            self._queue_choice = key
+        if split is not None:
+            if split not in QUEUE_SPLITS:
+                raise ValueError(f"unknown split {split!r}; expected one of {QUEUE_SPLITS}")
+            self._queue_split = split
+        self.resort_queue()
+
+    def resort_queue(self) -> None:
+        """Take a new snapshot of the queue (rows edited since then move to their new place)."""
+        for key in (self._queue_choice, *QUEUE_FALLBACK_KEYS):
+            if self.has_values(key):
+                break
+        self._queue_key = key
+        if self.table is None:
+            queue = np.empty(0, dtype=np.int64)
+        else:
+            order = self.sort_order(key)
+            mask = self.visible_mask()
+            if self._selected.size:
+                mask &= self.selection_mask()
+            if self._queue_split != "all":
+                mask &= self.table["split"].to_numpy() == self._queue_split
+            queue = order[mask[order]]
+        queue.flags.writeable = False
+        self._queue = queue
+        self.events.queue_changed.emit()
+
+    def queue_reviewed(self) -> np.ndarray:
+        """Per queue position: the annotator has labelled, confirmed or marked the row unsure."""
+        done = self.flag("reviewed") | self.flag("unsure") | self.flag("edited")
+        return done[self._queue]
+
+    def queue_neighbour(self, row: int | None, step: int) -> int | None:
+        """The row ``step`` places after ``row`` in the queue (clamped to its ends); the first
+        (``step`` > 0) or last row when ``row`` is not in it; None for an empty queue."""
+        queue = self._queue
+        if not queue.size:
+            return None
+        where = np.flatnonzero(queue == row) if row is not None and row >= 0 else np.empty(0)
+        if not where.size:
+            return int(queue[0] if step > 0 else queue[-1])
+        return int(queue[int(np.clip(where[0] + step, 0, queue.size - 1))])
+
+    def next_unreviewed(self, row: int | None) -> int | None:
+        """The first row after ``row`` in the queue that is not reviewed, wrapping to the start;
+        None when every row in the queue is."""
+        queue = self._queue
+        todo = ~self.queue_reviewed()
+        if row is not None and row >= 0:
+            todo &= queue != row
+            where = np.flatnonzero(queue == row)
+            if where.size:
+                after = np.flatnonzero(todo[where[0] + 1:])
+                if after.size:
+                    return int(queue[where[0] + 1 + after[0]])
+        first = np.flatnonzero(todo)
+        return int(queue[first[0]]) if first.size else None
 
     def most_ambiguous(self, name: str = "ambiguity", candidates: np.ndarray | None = None) -> int | None:
         """The candidate row (bool mask; default all) worst by ``name``; None when none scores."""
@@ -190,7 +308,7 @@ class Session:
     def set_dataset(self, table: pd.DataFrame, source: dict) -> None:
         """Show a dataset that has no run yet."""
         self.run = None
-        self.journal = None
+        self.close_journal()
         self.source = dict(source)
         self._set_base(table, reset=True)
         self.events.run_changed.emit()
@@ -198,10 +316,12 @@ class Session:
     def set_run(self, run, samples: pd.DataFrame | None = None, source: dict | None = None) -> None:
         """Show a run's results (``samples`` = ``run.samples()`` when already loaded)."""
         same_run = self.run is not None and Path(self.run.path) == Path(run.path)
+        same_family = self.journal is not None and Path(self.journal.path).parent == Path(run.root)
         self.run = run
-        if not same_run or self.journal is None:
+        if not same_family:  # the versions of one run share its journal: keep it open
             from .edits import run_journal
 
+            self.close_journal()
             self.journal = run_journal(run.root)
         if source is not None:
             self.source = dict(source)
@@ -221,6 +341,7 @@ class Session:
         self.table = self._with_edits(table)
         self._row_of_id = {sid: i for i, sid in enumerate(self.table["sample_id"].tolist())}
         self._scores.clear()
+        self._orders.clear()
         if reset:
             if self.predictions is not None:  # predictions belong to the rows they were shown with
                 self.set_predictions(None)
@@ -233,6 +354,7 @@ class Session:
             self.events.current_changed.emit(-1)
         else:
             self.events.results_changed.emit()
+        self.resort_queue()
 
     def _with_edits(self, table: pd.DataFrame) -> pd.DataFrame:
         from .edits import apply_edits, without_edits
@@ -240,6 +362,16 @@ class Session:
         out = without_edits(table) if self.journal is None else apply_edits(table, self.journal)
         out.attrs = dict(table.attrs)
         return out
+
+    def close_journal(self) -> None:
+        """Release the journal (its file and writer lock); edits need a run again."""
+        if self.journal is not None:
+            self.journal.close()
+        self.journal = None
+
+    def close(self) -> None:
+        """The session ends (the window closes): the journal is released."""
+        self.close_journal()
 
     # -- edits (each on disk before anyone hears of it) -------------------------------------
     @property
@@ -257,19 +389,48 @@ class Session:
         self._require_journal().mark_unsure(self.sample_ids(rows), bool(unsure))
         self._refresh_edits()
 
-    def undo(self) -> bool:
+    def undo(self) -> str | None:
+        """Undo the last edit; what was undone, in words (None when there was nothing)."""
         if self.journal is None or not self.journal.can_undo:
-            return False
-        done = self.journal.undo()
+            return None
+        text = self.describe_edit(self.journal.peek_undo())
+        self.journal.undo()
         self._refresh_edits()
-        return bool(done)
+        return text
 
-    def redo(self) -> bool:
+    def redo(self) -> str | None:
+        """Redo the last undone edit; what was redone, in words (None when there was nothing)."""
         if self.journal is None or not self.journal.can_redo:
-            return False
-        done = self.journal.redo()
+            return None
+        text = self.describe_edit(self.journal.peek_redo())
+        self.journal.redo()
         self._refresh_edits()
-        return bool(done)
+        return text
+
+    def describe_edit(self, command: dict) -> str:
+        """A journal command in words: ``demo_00058 anger → fear``, ``12 samples → fear``,
+        ``demo_00058 marked unsure``."""
+        ids = list(command.get("ids", []))
+        who = ids[0] if len(ids) == 1 else f"{len(ids)} samples"
+        if command.get("op") == "unsure":
+            return f"{who} {'marked unsure' if command.get('value') else 'unsure cleared'}"
+        names = self.classes
+
+        def name(label) -> str:
+            return names[label] if label is not None and 0 <= int(label) < len(names) else str(label)
+
+        labels = command.get("labels", [])
+        if len(ids) == 1:
+            before = command["prev"][0]
+            if before is None:  # no journal label before: the dataset's own label
+                row = self.row_of(ids[0])
+                if row is not None and "label_given" in self.table:
+                    before = int(self.table["label_given"].iat[row])
+            if before == labels[0]:
+                return f"{who} {name(labels[0])} confirmed"
+            return f"{who} {name(before)} → {name(labels[0])}"
+        targets = sorted(set(labels))
+        return f"{who} → {name(targets[0])}" if len(targets) == 1 else f"{who} relabelled"
 
     def _require_journal(self):
         if self.journal is None:
@@ -286,6 +447,7 @@ class Session:
                 changed |= before != new[col].to_numpy()
         self.table = new
         self._scores.clear()  # scores of the current label (self-confidence, margin) follow edits
+        self._orders.clear()  # the queue itself holds still until it is re-sorted
         self.events.edits_changed.emit(np.flatnonzero(changed))
 
     # -- filter ---------------------------------------------------------------------------
@@ -306,6 +468,7 @@ class Session:
         if new != self._filter:
             self._filter = new
             self.events.filter_changed.emit()
+            self.resort_queue()
 
     def set_range(self, name: str, low: float | None, high: float | None = None) -> None:
         """Show only rows whose score ``name`` is in [low, high]; ``low=None`` drops the range."""
@@ -378,19 +541,42 @@ class Session:
         self._selected = rows
         if emit:
             self.events.selection_changed.emit()
+            self.resort_queue()
 
     def set_current(self, row: int) -> None:
         row = int(row)
         if row < 0 or (self.table is not None and row >= len(self.table)):
             row = -1
+        if row >= 0:
+            self._set_shown_prediction(-1)
         if row != self._current:
             self._current = row
             self.events.current_changed.emit(row)
+
+    @property
+    def shown_prediction(self) -> int:
+        """The row of ``predictions`` on show instead of a dataset sample (-1 = none)."""
+        return self._shown_prediction
+
+    def show_prediction(self, index: int) -> None:
+        """Show row ``index`` of ``predictions``: the current dataset sample is cleared first, so
+        nothing acts on a sample that is no longer shown."""
+        index = int(index)
+        if self.predictions is None or not 0 <= index < len(self.predictions):
+            return
+        self.set_current(-1)
+        self._set_shown_prediction(index)
+
+    def _set_shown_prediction(self, index: int) -> None:
+        if index != self._shown_prediction:
+            self._shown_prediction = index
+            self.events.prediction_shown.emit(index)
 
     # -- predictions for other collections --------------------------------------------------
     def set_predictions(self, table: pd.DataFrame | None) -> None:
         """Show (or, with None, drop) the predictions of another image collection beside the
         dataset: they carry valence/arousal and x2d/y2d in the run's own map."""
+        self._set_shown_prediction(-1)
         self.predictions = table
         self.events.predictions_changed.emit()
 

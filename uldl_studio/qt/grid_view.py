@@ -9,10 +9,11 @@ change at 300k rows), so the whole selection is listed and the view just scrolls
 are fetched in small batches on the next event-loop turn through
 ``thumbnail_provider(row) -> QPixmap | None`` and cached.
 
-Linking: the session's selection and filter decide which rows are listed, in the order of
-the chosen sort key (any registered score, worst first, or the sample id); clicking an item
-(or moving with the keyboard) sets the session's current sample, and a current row set
-elsewhere (the map, relabel navigation) is selected and scrolled to here.
+Linking: the grid lists the session's review queue (``Session.queue``: one split, the
+selection and the filter, worst first by the chosen score). The queue is a snapshot: edits
+mark tiles in place and move nothing until "Re-sort"; a new queue scrolls back to its first
+tile. Clicking an item (or moving with the keyboard) sets the session's current sample, and a
+current row set elsewhere (the map, relabel navigation) is selected and scrolled to here.
 """
 from __future__ import annotations
 
@@ -27,14 +28,17 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QSlider, QStyle, QStyledItemDelegate,
-    QTableView, QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QComboBox, QHeaderView, QLabel, QSlider, QStyle, QStyledItemDelegate,
+    QTableView, QToolBar, QToolButton, QVBoxLayout, QWidget,
 )
 
 from uldl_studio.core import scores
+from uldl_studio.qt.inspector import number_text
 from uldl_studio.qt.session_bridge import SessionBridge
 
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
+#: thumbnail size (px) of a new grid: three rows of tiles fit a laptop screen's default layout
+DEFAULT_THUMBNAIL = 72
 
 
 def sort_keys() -> list[str]:
@@ -69,6 +73,8 @@ class SampleGridModel(QAbstractTableModel):
         self._score: np.ndarray | None = None
         self._score_name = ""
         self._edited = np.empty(0, dtype=bool)
+        self._unsure = np.empty(0, dtype=bool)
+        self._reviewed = np.empty(0, dtype=bool)
         self._ids = np.empty(0, dtype=object)
         self._raw: OrderedDict[int, QPixmap | None] = OrderedDict()    # row -> provider pixmap
         self._scaled: OrderedDict[int, QPixmap] = OrderedDict()        # row -> icon-size pixmap
@@ -92,22 +98,31 @@ class SampleGridModel(QAbstractTableModel):
         self.endResetModel()
 
     def refresh_values(self, table: pd.DataFrame) -> None:
-        """Same rows, new values: labels, λ, edits (thumbnails stay cached); shown from the
-        next ``set_rows``, which resets the model."""
+        """Same rows, new values: labels, λ, edits (thumbnails stay cached); the tiles repaint
+        in place."""
         self.table = table
         self._read_columns()
+        self._all_changed([Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.ForegroundRole])
 
     def _read_columns(self) -> None:
         table = self.table
         if table is None:
             self._classes, self._labels = [], np.empty(0, np.int64)
             self._edited, self._ids = np.empty(0, bool), np.empty(0, object)
+            self._unsure = self._reviewed = np.empty(0, bool)
             return
         self._classes = list(table.attrs.get("classes", []))
         self._labels = table["label"].to_numpy(np.int64)
         self._edited = (table["edited"].fillna(False).to_numpy(bool) if "edited" in table
                         else np.zeros(len(table), bool))
         self._ids = table["sample_id"].to_numpy()
+        self._unsure, self._reviewed = (table[c].fillna(False).to_numpy(bool) if c in table
+                                        else np.zeros(len(table), bool) for c in ("unsure", "reviewed"))
+
+    def _marks(self, row: int) -> str:
+        """✎ edited, ? unsure, ✓ confirmed (reviewed and not edited)."""
+        marks = "✎" if self._edited[row] else ("✓" if self._reviewed[row] else "")
+        return marks + ("?" if self._unsure[row] else "")
 
     def set_score(self, name: str, values: np.ndarray | None) -> None:
         """The score shown under each thumbnail (the sort key's); shown from the next
@@ -180,19 +195,20 @@ class SampleGridModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             label = int(self._labels[row])
             name = self._classes[label] if label < len(self._classes) else str(label)
-            text = f"✎ {name}" if self._edited[row] else name
+            marks = self._marks(row)
+            text = f"{marks} {name}" if marks else name
             if self._score is not None and row < len(self._score) and np.isfinite(self._score[row]):
-                text += f"\n{self._score_name} {self._score[row]:.2f}"
+                text += f"\n{self._score_name} {number_text(self._score[row], 2)}"
             return text
         if role == Qt.ItemDataRole.DecorationRole:
             return self._thumbnail(row, index)
         if role == Qt.ItemDataRole.ToolTipRole:
             text = str(self._ids[row])
-            if self._edited[row]:
-                text += " (edited)"
-            return text
-        if role == Qt.ItemDataRole.ForegroundRole and self._edited[row]:
-            return QBrush(QColor(160, 30, 90))
+            states = [w for w, on in (("edited", self._edited[row]), ("unsure", self._unsure[row]),
+                                      ("reviewed", self._reviewed[row] and not self._edited[row])) if on]
+            return f"{text} ({', '.join(states)})" if states else text
+        if role == Qt.ItemDataRole.ForegroundRole and (self._edited[row] or self._unsure[row]):
+            return QBrush(QColor(160, 30, 90) if self._edited[row] else QColor(110, 50, 160))
         if role == ROW_ROLE:
             return row
         return None
@@ -300,46 +316,56 @@ class GridView(QWidget):
         super().__init__(parent)
         self.bridge = bridge if bridge is not None else SessionBridge(self)
         self.session = self.bridge.session
-        self._sort_key = "ambiguity"
         self._cell = QSize(108, 140)  # tile size; set from the thumbnail size by _apply_sizes
-        self._chosen_key = "ambiguity"  # what the user asked for; shown when it has values
-        self._orders: dict[str, np.ndarray] = {}
         self._syncing = False
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        bar = QHBoxLayout()
-        bar.setContentsMargins(4, 2, 4, 2)
+        # A tool bar: in a narrow window what does not fit goes behind its » button instead
+        # of forcing the window wider. The queue's progress comes first: it must stay in view.
+        bar = self.controls = QToolBar(self)
+        bar.setIconSize(QSize(16, 16))
+        self.info_label = QLabel(self)
+        self.info_label.setObjectName("queueProgress")
+        self.info_label.setContentsMargins(4, 0, 8, 0)
+        bar.addWidget(self.info_label)
         bar.addWidget(QLabel("Sort:", self))
         self.sort_combo = QComboBox(self)
-        for key in sort_keys():
-            self.sort_combo.addItem(sort_label(key), key)
-            if key != "sample_id":
-                self.sort_combo.setItemData(self.sort_combo.count() - 1, scores.get(key).tooltip,
-                                            Qt.ItemDataRole.ToolTipRole)
-        self.sort_combo.setCurrentIndex(self.sort_combo.findData(self._sort_key))
+        self.sort_combo.setToolTip("the order of the review queue (only scores with values are offered)")
+        self._fill_sort_combo()
         self.sort_combo.activated.connect(lambda i: self.set_sort_key(self.sort_combo.itemData(i)))
         bar.addWidget(self.sort_combo)
-        bar.addWidget(QLabel("Size:", self))
-        self.size_slider = QSlider(Qt.Orientation.Horizontal, self)
-        self.size_slider.setRange(32, 192)
-        self.size_slider.setValue(96)
-        self.size_slider.setFixedWidth(120)
-        self.size_slider.valueChanged.connect(self.set_thumbnail_size)
-        bar.addWidget(self.size_slider)
-        bar.addStretch(1)
+        self.split_combo = QComboBox(self)
+        for split, text in (("train", "training rows"), ("valid", "valid rows"), ("test", "test rows"),
+                            ("all", "all rows")):
+            self.split_combo.addItem(text, split)
+        self.split_combo.setToolTip("which rows the queue walks (←/→, Enter)")
+        self.split_combo.activated.connect(lambda i: self.session.set_queue_order(split=self.split_combo.itemData(i)))
+        bar.addWidget(self.split_combo)
+        self.resort_button = QToolButton(self)
+        self.resort_button.setText("Re-sort")
+        self.resort_button.setToolTip("sort the queue again: edited samples move to their new place")
+        self.resort_button.clicked.connect(self.session.resort_queue)
+        bar.addWidget(self.resort_button)
         self.predicted_box = QCheckBox("predicted samples", self)
         self.predicted_box.setToolTip("list the samples predicted for another collection instead of the dataset")
         self.predicted_box.toggled.connect(self._update_rows)
         self.predicted_box.hide()
-        bar.addWidget(self.predicted_box)
+        self._predicted_box_action = bar.addWidget(self.predicted_box)
+        self._predicted_box_action.setVisible(False)
         #: thumbnails of ``session.predictions`` rows (set by the owner)
         self.prediction_thumbnail_provider: Callable[[int], QPixmap | None] | None = None
         self._dataset_thumbnails: Callable[[int], QPixmap | None] | None = None
-        self.info_label = QLabel(self)
-        bar.addWidget(self.info_label)
-        layout.addLayout(bar)
+        bar.addSeparator()
+        bar.addWidget(QLabel("Size:", self))
+        self.size_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.size_slider.setRange(32, 192)
+        self.size_slider.setValue(DEFAULT_THUMBNAIL)
+        self.size_slider.setFixedWidth(110)
+        self.size_slider.valueChanged.connect(self.set_thumbnail_size)
+        bar.addWidget(self.size_slider)
+        layout.addWidget(bar)
 
         self.model = SampleGridModel(self)
         view = self.tile_view = QTableView(self)
@@ -360,11 +386,10 @@ class GridView(QWidget):
                                if idx.data(ROW_ROLE) is not None else None)
         view.viewport().installEventFilter(self)
         layout.addWidget(view, 1)
-        self._apply_sizes(96)
+        self._apply_sizes(DEFAULT_THUMBNAIL)
 
         bridge = self.bridge
-        bridge.selectionChanged.connect(self._update_rows)
-        bridge.filterChanged.connect(self._update_rows)
+        bridge.queueChanged.connect(self._on_queue_changed)
         bridge.currentChanged.connect(self._on_model_current)
         bridge.tableReset.connect(self._on_table_reset)
         bridge.resultsChanged.connect(self._on_values_changed)
@@ -390,7 +415,7 @@ class GridView(QWidget):
     @Slot()
     def _on_predictions_changed(self) -> None:
         has = self.session.predictions is not None
-        self.predicted_box.setVisible(has)
+        self._predicted_box_action.setVisible(has)  # a widget in a tool bar shows through its action
         if not has:
             self.predicted_box.setChecked(False)
         self._update_rows()
@@ -403,7 +428,8 @@ class GridView(QWidget):
 
     @property
     def sort_key(self) -> str:
-        return self._sort_key
+        """The score the queue is sorted by (the chosen one once it has values)."""
+        return self.session.queue_key
 
     @property
     def _table(self) -> pd.DataFrame | None:
@@ -411,43 +437,51 @@ class GridView(QWidget):
 
     @Slot()
     def _on_table_reset(self) -> None:
-        self._orders.clear()
         self.model.set_table(self._table)
-        self._follow_chosen_key()
         self._update_rows()
 
-    def _has_values(self, key: str) -> bool:
-        return key == "sample_id" or (self._table is not None and bool(np.isfinite(self.session.score(key)).any()))
-
-    def _follow_chosen_key(self) -> None:
-        """Sort by the chosen key when the table has it, else by ambiguity, else by id."""
-        for key in (self._chosen_key, "ambiguity", "sample_id"):
-            if self._has_values(key):
-                break
-        if key != self._sort_key:
-            self._sort_key = key
-            self.sort_combo.setCurrentIndex(self.sort_combo.findData(key))
-            self.sortKeyChanged.emit(key)
+    def _fill_sort_combo(self) -> None:
+        """Offer the scores that have values (all of them before a table is open)."""
+        keys = [k for k in sort_keys() if self._table is None or self.session.has_values(k)]
+        if [self.sort_combo.itemData(i) for i in range(self.sort_combo.count())] != keys:
+            self.sort_combo.blockSignals(True)
+            self.sort_combo.clear()
+            for key in keys:
+                self.sort_combo.addItem(sort_label(key), key)
+                if key != "sample_id":
+                    self.sort_combo.setItemData(self.sort_combo.count() - 1, scores.get(key).tooltip,
+                                                Qt.ItemDataRole.ToolTipRole)
+            self.sort_combo.blockSignals(False)
+        self.sort_combo.setCurrentIndex(self.sort_combo.findData(self.session.queue_key))
 
     @Slot()
     def _on_values_changed(self, *_args) -> None:
-        """Same rows, new λ/d/p/edits: re-sort and refresh text, keep cached thumbnails."""
-        self._orders.clear()
+        """Same rows, new λ/d/p/edits: refresh the tiles' text and marks in place (the order is
+        the queue's, which edits do not move); keep cached thumbnails."""
         if not self.listing_predictions():  # the model shows the dataset: new values, same thumbnails
             self.model.refresh_values(self._table)
-        self._follow_chosen_key()
+            self.model.set_score(self.sort_key, None if self.sort_key == "sample_id"
+                                 else self.session.score(self.sort_key))
+        self._update_info()
+
+    @Slot()
+    def _on_queue_changed(self) -> None:
+        """A new queue (sort, split, selection, filter, results): list it from its first tile."""
+        old_key = getattr(self, "_shown_key", None)
+        self._fill_sort_combo()
+        self.split_combo.setCurrentIndex(self.split_combo.findData(self.session.queue_split))
         self._update_rows()
+        if not self.listing_predictions() and self.model.rows.size:
+            self.tile_view.scrollToTop()
+        self._shown_key = self.sort_key
+        if old_key is not None and old_key != self.sort_key:
+            self.sortKeyChanged.emit(self.sort_key)
 
     def set_sort_key(self, key: str) -> None:
+        """Sort the queue by ``key`` (a registered score or ``sample_id``)."""
         if key not in sort_keys():
             raise ValueError(f"unknown sort key {key!r}; expected one of {sort_keys()}")
-        self._chosen_key = key
-        if key == self._sort_key:
-            return
-        self._sort_key = key
-        self.sort_combo.setCurrentIndex(self.sort_combo.findData(key))
-        self._update_rows()
-        self.sortKeyChanged.emit(key)
+        self.session.set_queue_order(key=key)
 
     @Slot(int)
     def set_thumbnail_size(self, px: int) -> None:
@@ -459,6 +493,10 @@ class GridView(QWidget):
     def rows(self) -> np.ndarray:
         """Table rows in display order."""
         return self.model.rows
+
+    def height_for_rows(self, rows: int) -> int:
+        """The height that shows ``rows`` rows of tiles under the tool bar."""
+        return self.controls.sizeHint().height() + rows * self._cell.height() + 2 * self.tile_view.frameWidth() + 6
 
     # -- internals -------------------------------------------------------------------------
     def _apply_sizes(self, px: int) -> None:
@@ -481,13 +519,6 @@ class GridView(QWidget):
             self._fit_columns()
         return super().eventFilter(obj, event)
 
-    def _order(self) -> np.ndarray:
-        order = self._orders.get(self._sort_key)
-        if order is None:
-            order = self.session.sort_order(self._sort_key)
-            self._orders[self._sort_key] = order
-        return order
-
     @Slot()
     def _update_rows(self, *_args) -> None:
         if self.listing_predictions():
@@ -498,19 +529,9 @@ class GridView(QWidget):
             self.model.set_rows(np.empty(0, dtype=np.int64))
             self._update_info()
             return
-        order = self._order()
-        self.model.set_score(self._sort_key, None if self._sort_key == "sample_id"
-                             else self.session.score(self._sort_key))
-        selected = self.session.selection
-        if selected.size:
-            mask = np.zeros(len(self._table), dtype=bool)
-            mask[selected[selected < len(self._table)]] = True
-            rows = order[mask[order]]
-        else:
-            rows = order
-        if self.session.filter.active:
-            rows = rows[self.session.visible_mask()[rows]]
-        self.model.set_rows(rows)
+        key = self.sort_key
+        self.model.set_score(key, None if key == "sample_id" else self.session.score(key))
+        self.model.set_rows(self.session.queue)
         self._select_current(scroll=False)
         self._update_info()
 
@@ -518,7 +539,7 @@ class GridView(QWidget):
         """Every predicted sample, worst first by the sort key where it applies to them."""
         table = self.session.predictions
         self._show_source(table, self.prediction_thumbnail_provider)
-        key = self._sort_key
+        key = self.sort_key
         if key == "sample_id":
             order = np.argsort(table["sample_id"].to_numpy().astype(str), kind="stable")
         else:
@@ -528,13 +549,17 @@ class GridView(QWidget):
         self._update_info()
 
     def _update_info(self) -> None:
-        n = self.model.rows.size
         total = 0 if self._table is None else len(self._table)
-        what = "selected" if self.session.selection.size else "all"
         if not total:
             self.info_label.setText("no data")
-        else:
-            self.info_label.setText(f"{n:,} samples ({what})")
+            return
+        if self.listing_predictions():
+            self.info_label.setText(f"{self.model.rows.size:,} predicted samples")
+            return
+        queue = self.session.queue
+        done = int(self.session.queue_reviewed().sum())
+        what = "selection" if self.session.selection.size else "queue"
+        self.info_label.setText(f"{done:,} / {queue.size:,} reviewed in this {what}")
 
     @Slot(object, object)
     def _on_view_current(self, current, _previous) -> None:

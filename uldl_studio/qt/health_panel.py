@@ -118,6 +118,7 @@ class HealthPanel(QWidget):
 
     cellSelected = Signal(int, int, int)
     classSelected = Signal(int, int)
+    statusMessage = Signal(str)
 
     def __init__(self, bridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -237,10 +238,15 @@ class HealthPanel(QWidget):
         if table is None or not health.has_distributions(table):
             return np.empty(0, dtype=np.int64)
         rows = health.cell_rows(table, given, constructed, rows=self.counted_rows())
+        classes = self.session.classes
         if rows.size:
-            classes = self.session.classes
             self._select(rows, f"Select given {classes[given]}, constructed {classes[constructed]}")
             self.cellSelected.emit(int(given), int(constructed), int(rows.size))
+            self.statusMessage.emit(f"Selected {plural(int(rows.size))}: given {classes[given]}, "
+                                    f"soft label {classes[constructed]}")
+        else:
+            self.statusMessage.emit(f"No samples: none given {classes[given]} has its soft label's most mass "
+                                    f"on {classes[constructed]}; the selection is unchanged")
         return rows
 
     def select_flagged(self, given: int) -> np.ndarray:
@@ -252,6 +258,11 @@ class HealthPanel(QWidget):
         if rows.size:
             self._select(rows, f"Select likely mislabelled {self.session.classes[given]}")
             self.classSelected.emit(int(given), int(rows.size))
+            self.statusMessage.emit(f"Selected {plural(int(rows.size))} given {self.session.classes[given]} "
+                                    "whose soft label puts most mass on another class")
+        else:
+            self.statusMessage.emit(f"No samples: every {self.session.classes[given]} keeps its given label on "
+                                    "top of its soft label; the selection is unchanged")
         return rows
 
     def refresh(self) -> None:
@@ -345,11 +356,25 @@ class HealthPanel(QWidget):
         if n == 0:
             self.summary.setText(f"No {kind}s with results to count.")
             return
-        text = f"{plural(n, kind)} · {flagged:,} likely mislabelled ({flagged / n:.1%})."
+        text = (f"{plural(n, kind)} · {flagged:,} likely mislabelled ({flagged / n:.1%}): their soft label "
+                f"puts most mass on another class than the given one.")
         if flagged == 0:
-            text += " The soft labels keep every given label on top."
+            text += " No soft label moves a given label off the top."
         else:
             text += " Click a class to select its flagged samples."
+        # the grid ranks by a score, which always has a worst end: say how the two relate
+        key = self.session.queue_key
+        if key != "sample_id" and self.session.has_values(key):
+            values = self.session.score(key)
+            rows = self.counted_rows()
+            counted = values if rows is None else values[rows]
+            score = scores.get(key)
+            if score.value_range == (0.0, 1.0):
+                cut = 0.9 if score.bad == "high" else 0.1
+                with np.errstate(invalid="ignore"):
+                    top = int(np.sum(counted >= cut) if score.bad == "high" else np.sum(counted <= cut))
+                text += (f" The grid ranks by {score.label}, a ranking with a worst end whatever the labels:"
+                         f" {top:,} {'≥' if score.bad == 'high' else '≤'} {cut:g}.")
         self.summary.setText(text)
 
     def _fill_rates(self) -> None:

@@ -50,6 +50,12 @@ def row_pixmap(cache, table, row: int, size: int) -> QPixmap:
     return array_to_pixmap(image, size)
 
 
+def number_text(value: float, digits: int = 3) -> str:
+    """``value`` with ``digits`` decimals; a value that rounds to zero shows as 0, never −0."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def short_name(name: str) -> str:
     return name[:3]
 
@@ -207,6 +213,7 @@ class Inspector(QWidget):
         bridge.tableReset.connect(self._on_results)
         bridge.resultsChanged.connect(self._on_results)
         bridge.editsChanged.connect(self._on_edits)
+        bridge.predictionShown.connect(self._on_prediction_shown)
 
     def set_hint(self, text: str) -> None:
         """A line of help under the inspector (the relabel keys)."""
@@ -256,6 +263,11 @@ class Inspector(QWidget):
             self.refresh()
 
     @Slot(int)
+    def _on_prediction_shown(self, index: int) -> None:
+        if index >= 0:
+            self.show_prediction(index)
+
+    @Slot(int)
     def show_prediction(self, index: int) -> None:
         """Show row ``index`` of ``session.predictions`` (another collection's sample): the whole
         image with the detected face box, the prediction and its uncertainty."""
@@ -302,7 +314,7 @@ class Inspector(QWidget):
             shown = bool(np.isfinite(v))
             caption.setVisible(shown)
             value.setVisible(shown)
-            value.setText(f"{v:.3f}")
+            value.setText(number_text(v))
         self.chart.set_distributions(classes, {"p": p})
         self._set_tiles([])
         self.neighbour_note.setText("a predicted sample: no neighbours built its label")
@@ -346,7 +358,7 @@ class Inspector(QWidget):
             states.append("reviewed")
         self.fields["state"].setText(", ".join(states) if states else "as given")
         lam = rec["lambda"] if "lambda" in table else np.nan
-        lam_text = "–" if not np.isfinite(lam) else f"{lam:.3f}"
+        lam_text = "–" if not np.isfinite(lam) else number_text(lam)
         if "lambda_prev" in table and np.isfinite(rec["lambda_prev"]) and np.isfinite(lam):
             lam_text += f"  (Δ {lam - rec['lambda_prev']:+.3f})"
         self.fields["lambda"].setText(lam_text)
@@ -358,7 +370,7 @@ class Inspector(QWidget):
             shown = bool(np.isfinite(v))
             caption.setVisible(shown)
             value.setVisible(shown)
-            value.setText(f"{v:.3f}")
+            value.setText(number_text(v))
 
         series: dict[str, np.ndarray] = {}
         for prefix, cols in (("d", d_columns(classes)), ("p", p_columns(classes)),

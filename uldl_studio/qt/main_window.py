@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu,
@@ -27,12 +27,17 @@ from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog
 from uldl_studio.qt.inspector import Inspector, row_pixmap
 from uldl_studio.qt.relabel import RelabelController
 from uldl_studio.qt.session_bridge import SessionBridge
-from uldl_studio.qt.settings import StudioSettings, restore_geometry
+from uldl_studio.qt.settings import StudioSettings, fit_on_screen, restore_geometry
 from uldl_studio.qt.training_panel import TrainingPanel, TrainingSession, make_train_config
 from uldl_studio.qt.umap_worker import cached_umap, compute_umap
 from uldl_studio.qt.workers import JobRunner
 
-MAP_MIN_SIZE = (360, 280)
+MAP_MIN_SIZE = (260, 220)
+#: usable minimum widths of the side docks and rows of tiles the grid shows by default
+TRAINING_DOCK_MIN_WIDTH = 250
+INSPECTOR_DOCK_MIN_WIDTH = 350
+DEFAULT_DOCK_WIDTHS = (290, 440)
+DEFAULT_GRID_ROWS = 3
 
 
 def default_runs_dir() -> Path:
@@ -71,6 +76,7 @@ class MainWindow(QMainWindow):
         self._umap_coords: np.ndarray | None = None
         self._dataset_table = None  # the dataset as loaded in this session (for retraining)
         self._epoch_seen = 0
+        self._loading_dataset: tuple[str, str] | None = None  # a dataset being opened (path, format)
         self._closing = False
         self._results_shown = False
 
@@ -84,6 +90,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         self.statusBar().showMessage("Open a dataset, a run or the demo (File menu).")
+        self._default_state = self.saveState()  # View → Reset layout goes back to it
         self._restore_layout(restore_layout)
         self._update_enabled()
 
@@ -135,11 +142,12 @@ class MainWindow(QMainWindow):
         def dock(title: str, name: str, widget: QWidget, area, scroll: bool = False) -> QDockWidget:
             d = QDockWidget(title, self)
             d.setObjectName(name)
-            if scroll:
+            if scroll:  # scrolls up and down only: nothing is ever hidden behind a sideways bar
                 holder = QScrollArea()
                 holder.setWidgetResizable(True)
                 holder.setWidget(widget)
                 holder.setFrameShape(QScrollArea.Shape.NoFrame)
+                holder.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
                 widget = holder
             d.setWidget(widget)
             self.addDockWidget(area, d)
@@ -155,12 +163,50 @@ class MainWindow(QMainWindow):
         self.inspector_dock.raise_()
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
-        self.resizeDocks([self.training_dock, self.inspector_dock], [290, 440], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.grid_dock], [250], Qt.Orientation.Vertical)
+        # Minimums that keep each dock usable: the window stops shrinking before they are crushed.
+        self.training_panel.setMinimumWidth(TRAINING_DOCK_MIN_WIDTH - 20)
+        self.training_dock.setMinimumWidth(TRAINING_DOCK_MIN_WIDTH)
+        self.inspector.setMinimumWidth(INSPECTOR_DOCK_MIN_WIDTH - 20)
+        self.inspector_dock.setMinimumWidth(INSPECTOR_DOCK_MIN_WIDTH)
+        self.health_dock.setMinimumWidth(INSPECTOR_DOCK_MIN_WIDTH)
+        self.grid_dock.setMinimumHeight(self.grid_view.height_for_rows(1))
+        self._apply_default_sizes()
+
+    def _apply_default_sizes(self) -> None:
+        self.resizeDocks([self.training_dock, self.inspector_dock], list(DEFAULT_DOCK_WIDTHS),
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.grid_dock], [self.grid_view.height_for_rows(DEFAULT_GRID_ROWS)],
+                         Qt.Orientation.Vertical)
+
+    @Slot()
+    def reset_layout(self) -> None:
+        """View → Reset layout: every dock and tool bar where it was at first start, default sizes."""
+        self.restoreState(self._default_state)
+        for d in (self.training_dock, self.inspector_dock, self.grid_dock, self.health_dock):
+            d.setFloating(False)
+            d.show()
+        self.toolbar.show()
+        self.inspector_dock.raise_()
+        self._apply_default_sizes()
+        self._show_status("Layout reset to the default.")
+
+    def layout_is_crushed(self) -> bool:
+        """Whether a shown dock is smaller than its usable minimum (e.g. a layout saved by an
+        older version, or restored into a smaller window)."""
+        for d in (self.training_dock, self.inspector_dock, self.grid_dock):
+            if d.isVisible() and not d.isFloating() and (d.width() < d.minimumWidth() or
+                                                         d.height() < d.minimumHeight()):
+                return True
+        return False
 
     def _build_actions(self) -> None:
-        self.open_dataset_action = QAction("Open &dataset…", self, shortcut=QKeySequence("Ctrl+O"))
+        self.open_dataset_action = QAction("Open dataset &folder…", self, shortcut=QKeySequence("Ctrl+O"))
         self.open_dataset_action.triggered.connect(self.choose_dataset)
+        self.open_csv_action = QAction("Open dataset &CSV…", self)
+        self.open_csv_action.triggered.connect(self.choose_csv)
+        self.start_screen_action = QAction("&Start screen…", self, shortcut=QKeySequence("Ctrl+Shift+S"))
+        self.start_screen_action.setStatusTip("open a folder, a CSV or a run with a preview and a format choice")
+        self.start_screen_action.triggered.connect(lambda: self.show_start_screen())
         self.open_run_action = QAction("Open &run…", self, shortcut=QKeySequence("Ctrl+Shift+O"))
         self.open_run_action.triggered.connect(self.choose_run)
         self.open_demo_action = QAction("Open the &demo", self)
@@ -169,10 +215,15 @@ class MainWindow(QMainWindow):
         self.export_action.triggered.connect(self.show_export_dialog)
         self.predict_action = QAction("&Predict another dataset…", self)
         self.predict_action.triggered.connect(self.show_predict_dialog)
+        self.versions_action = QAction("&Versions…", self)
+        self.versions_action.setStatusTip("every version of the open run: open one, delete one")
+        self.versions_action.triggered.connect(self.show_versions)
+        self.runs_folder_action = QAction("Runs &folder…", self)
+        self.runs_folder_action.setStatusTip("where new runs are written")
+        self.runs_folder_action.triggered.connect(self.choose_runs_folder)
         self.quit_action = QAction("&Quit", self, shortcut=QKeySequence("Ctrl+Q"))
         self.quit_action.triggered.connect(self.close)
-        self.relabel = RelabelController(self.bridge, self, order=self.grid_order,
-                                         sort_key=lambda: self.grid_view.sort_key)
+        self.relabel = RelabelController(self.bridge, self)
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("Filters and export", self)
@@ -221,7 +272,9 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.start_screen_action)
         file_menu.addAction(self.open_dataset_action)
+        file_menu.addAction(self.open_csv_action)
         file_menu.addAction(self.open_run_action)
         file_menu.addAction(self.open_demo_action)
         self.recent_menu = file_menu.addMenu("Open &recent")
@@ -245,13 +298,27 @@ class MainWindow(QMainWindow):
             self.label_menu.addAction(a)
         for a in r.selection_label_actions:
             self.selection_label_menu.addAction(a)
+        run_menu = self.menuBar().addMenu("&Run")
+        run_menu.addAction(self.versions_action)
+        run_menu.addAction(self.runs_folder_action)
         view_menu = self.menuBar().addMenu("&View")
         for d in (self.training_dock, self.inspector_dock, self.health_dock, self.grid_dock):
             view_menu.addAction(d.toggleViewAction())
         view_menu.addAction(self.toolbar.toggleViewAction())
         view_menu.addAction("Show &all points", self.map_view.reset_view)
+        view_menu.addSeparator()
+        self.reset_layout_action = view_menu.addAction("&Reset layout", self.reset_layout)
         help_menu = self.menuBar().addMenu("&Help")
+        self.shortcuts_action = help_menu.addAction("&Keyboard shortcuts", self.show_shortcuts)
+        self.shortcuts_action.setShortcut(QKeySequence("F1"))
         self.about_action = help_menu.addAction("&About ULDL Studio", self.show_about)
+
+    @Slot()
+    def show_shortcuts(self):
+        """Help → Keyboard shortcuts: every key and mouse gesture on one sheet."""
+        from uldl_studio.qt.shortcuts import show_shortcuts
+
+        return show_shortcuts(self, len(self.project.classes) or 8)
 
     @Slot()
     def show_about(self):
@@ -269,6 +336,7 @@ class MainWindow(QMainWindow):
         b.currentChanged.connect(self._on_current_changed)
         b.selectionChanged.connect(self._update_counts)
         self.relabel.statusMessage.connect(self._show_status)
+        self.health_panel.statusMessage.connect(self._show_status)
         self.inspector.neighbourActivated.connect(self.set_current_row)
         self.map_view.predictedClicked.connect(self._show_predicted)
         self.grid_view.predictedActivated.connect(self._show_predicted)
@@ -278,6 +346,7 @@ class MainWindow(QMainWindow):
         self.range_slider.valueChanged.connect(self._on_range_slider)
         self.range_score_combo.currentIndexChanged.connect(self._on_range_score_changed)
         self.training_panel.startRequested.connect(self.start_training)
+        self.training_panel.continueRequested.connect(self.continue_training)
         self.training_panel.stopRequested.connect(self.stop_training)
         self.training.progress.connect(self.training_panel.show_progress)
         self.training.epochResults.connect(self._on_epoch_results)
@@ -296,6 +365,7 @@ class MainWindow(QMainWindow):
 
             return ("dataset", load_demo_table(n, seed), demo_source())
 
+        self._loading_dataset = None
         self._load(job, "the demo dataset (the first time draws its faces)")
 
     def open_dataset(self, path: str, fmt: str = "auto") -> None:
@@ -312,6 +382,7 @@ class MainWindow(QMainWindow):
                 table = load_dataset(path, fmt=detected)
             return ("dataset", table, {"kind": "dataset", "path": path, "format": detected})
 
+        self._loading_dataset = (path, fmt)
         self._load(job, path)
 
     def open_run(self, path: str) -> None:
@@ -327,6 +398,7 @@ class MainWindow(QMainWindow):
                 dataset = run.load_dataset()
             return ("run", run, samples, dataset)
 
+        self._loading_dataset = None
         self._load(job, path)
 
     def show_table(self, table, source: dict) -> None:
@@ -347,11 +419,10 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_loaded(self, result) -> None:
+        self._loading_dataset = None
         self.map_message.hide()
         self._stop_umap()
         self._umap_coords = None
-        if self.project.journal is not None:
-            self.project.journal.close()
         if result[0] == "dataset":
             _, table, source = result
             self._dataset_table = table
@@ -393,12 +464,44 @@ class MainWindow(QMainWindow):
         self.map_message.setText(f"Could not open: {message}")
         self.map_message.show()
         self._show_status(f"Could not open: {message}")
+        failed, self._loading_dataset = getattr(self, "_loading_dataset", None), None
+        if failed is not None and not self._closing:
+            # the start screen shows the problem beside a format choice and a preview
+            self.show_start_screen(*failed)
         self.loadFailed.emit(message)
+
+    def show_start_screen(self, path: str | None = None, fmt: str = "auto"):
+        """File → Start screen: open a folder, a CSV, a run or the demo, with a preview and a
+        format choice; with ``path``, that dataset is previewed (its error shown) right away."""
+        from uldl_studio.qt.start_screen import StartScreen
+
+        screen = getattr(self, "start_screen", None)
+        if screen is None:
+            screen = self.start_screen = StartScreen(self.settings, self)
+            screen.setWindowFlag(Qt.WindowType.Window, True)
+            screen.demoChosen.connect(lambda: (screen.close(), self.open_demo()))
+            screen.runChosen.connect(lambda p: (screen.close(), self.open_run(p)))
+            screen.datasetChosen.connect(lambda table, source: (screen.close(), self.show_table(table, source)))
+        if path is not None:
+            screen.format_combo.setCurrentIndex(max(0, screen.format_combo.findData(fmt)))
+            screen.preview_path(path, fmt)
+        screen.refresh_recent()
+        screen.show()
+        screen.raise_()
+        return screen
 
     @Slot()
     def choose_dataset(self) -> None:
         start = self.settings.value("last_folder", str(Path.home()))
         path = QFileDialog.getExistingDirectory(self, "Open dataset folder", start)
+        if path:
+            self.settings.set_value("last_folder", str(Path(path).parent))
+            self.open_dataset(path)
+
+    @Slot()
+    def choose_csv(self) -> None:
+        start = self.settings.value("last_folder", str(Path.home()))
+        path, _ = QFileDialog.getOpenFileName(self, "Open dataset CSV", start, "CSV files (*.csv *.tsv *.txt);;All files (*)")
         if path:
             self.settings.set_value("last_folder", str(Path(path).parent))
             self.open_dataset(path)
@@ -472,10 +575,12 @@ class MainWindow(QMainWindow):
     def _on_run_changed(self) -> None:
         run = self.project.run
         if run is None:
-            self.training_panel.set_run_text("Run: a new run folder is created when training starts.")
+            self.training_panel.set_run_text(f"Run: a new run folder is created in {self.runs_folder()} "
+                                             "when training starts (Run → Runs folder… changes it).")
         else:
-            self.training_panel.set_run_text(f"Run: {run.path}\nStarting again retrains this run "
-                                             "with your edits (unsure → high λ).")
+            self.training_panel.set_run_text(
+                f"Run: {run.root} · version {run.version}\n“Train new version” retrains it with your edits "
+                "(unsure → high λ) into a new version; this one is kept. “Continue” resumes it.")
             self.training_panel.set_values(run.config.to_dict())
         self._update_enabled()
 
@@ -490,8 +595,15 @@ class MainWindow(QMainWindow):
         self.range_slider.setEnabled(has)
         self.range_score_combo.setEnabled(has)
         self.class_filter_button.setEnabled(self.project.is_open)
-        self.training_panel.set_can_start(self.project.is_open,
-                                          "" if self.project.is_open else "open a dataset first")
+        run = self.project.run
+        self.training_panel.set_can_start(
+            self.project.is_open,
+            "open a dataset first" if not self.project.is_open else
+            "train a new version of this run: the current one is kept" if run is not None else
+            "train a new run on this dataset",
+            can_continue=run is not None and run.has_results,
+            start_text="Train new version" if run is not None else "Start training")
+        self.versions_action.setEnabled(run is not None)
         self.relabel.update_enabled()
         m = len(self.project.classes)
         self.inspector.set_hint(
@@ -528,8 +640,9 @@ class MainWindow(QMainWindow):
         return self.project.visible_mask()
 
     def most_ambiguous_row(self) -> int | None:
-        return self.project.most_ambiguous(self.grid_view.sort_key if self.grid_view.sort_key != "sample_id"
-                                           else "ambiguity")
+        """The first row of the review queue (the worst training sample by the queue's score)."""
+        queue = self.project.queue
+        return int(queue[0]) if queue.size else None
 
     # ================================================================ filters
     def _rebuild_class_filter(self) -> None:
@@ -655,11 +768,12 @@ class MainWindow(QMainWindow):
         name = "demo" if source.get("kind") == "demo" else Path(source.get("path", "dataset")).name
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "dataset"
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path(self.settings.value("runs_dir", str(default_runs_dir())))
-        return base / f"{name}-{stamp}"
+        return self.runs_folder() / f"{name}-{stamp}"
 
     @Slot(dict)
     def start_training(self, values: dict | None = None) -> None:
+        """Start: a new run for a dataset; for an open run, a new *version* of it (the trained
+        model is never overwritten), learning from the annotator's edits."""
         if self.training.is_running or not self.project.is_open:
             return
         values = dict(values if values is not None else self.training_panel.values())
@@ -670,7 +784,6 @@ class MainWindow(QMainWindow):
             return
         run = self.project.run
         if run is not None:
-            run_dir = Path(run.path)
             if self._dataset_table is not None:
                 # Same dataset as in memory: apply the journal here (fast) rather than re-reading it.
                 from uldl_studio.core.edits import apply_edits
@@ -678,16 +791,118 @@ class MainWindow(QMainWindow):
                 table = apply_edits(self._dataset_table, self.project.journal)
             else:
                 table = run.training_table  # re-reads the dataset on the worker
+            from uldl_studio.core.table import DatasetError
+            from uldl_studio.core.versions import start_version
+
+            try:
+                version = start_version(run.root, config, self.project.table, journal=self.project.journal,
+                                        parent=run.version)
+            except (DatasetError, OSError) as exc:
+                QMessageBox.warning(self, "Training", f"Cannot start a new version: {exc}")
+                return
+            run_dir = Path(version.path)
+            self._training_target = {"kind": "version", "name": version.version, "root": Path(run.root),
+                                     "parent": run.version}
+            what = f"version {version.version} of {Path(run.root).name} (from {run.version})"
         else:
             run_dir = self._new_run_dir()
             table = self._dataset_table if self._dataset_table is not None else self.project.base_table
+            self._training_target = {"kind": "new", "existed": run_dir.exists()}
+            what = str(run_dir)
+        self._begin_training(table, config, run_dir, what)
+
+    @Slot(dict)
+    def continue_training(self, values: dict | None = None) -> None:
+        """Continue: resume the open version from its last epoch up to the panel's Epochs."""
+        run = self.project.run
+        if self.training.is_running or run is None:
+            return
+        values = dict(values if values is not None else self.training_panel.values())
+        epochs = int(values.get("epochs", run.config.epochs))
+        done = len(run.history())
+        if epochs <= done:
+            self._show_status(f"{run.version} already has {done} epoch(s): set Epochs above {done} to continue it.")
+            return
+        import dataclasses
+
+        config = dataclasses.replace(run.config, epochs=epochs)
+        self._training_target = {"kind": "continue", "name": run.version, "root": Path(run.root)}
+        self._begin_training(run.version_training_table, config, Path(run.path),
+                             f"{run.version} of {Path(run.root).name}, epochs {done + 1}–{epochs}", resume=True)
+
+    def _begin_training(self, table, config, run_dir: Path, what: str, resume: bool = False) -> None:
         self.next_run_dir = None
         self._epoch_seen = 0
         self.training_panel.reset_curves()
         self.training_panel.set_running(True)
-        self.training_panel.set_run_text(f"Run: {run_dir}")
-        self._show_status(f"Training into {run_dir} …")
-        self.training.start(table, config, run_dir)
+        self.training_panel.set_run_text(f"Training {what}\ninto {run_dir}")
+        self._show_status(f"Training {what} …")
+        self.training.start(table, config, run_dir, resume=resume)
+
+    def _settle_training(self, outcome: str) -> str:
+        """After a training ends: promote a finished version, remove a run or version that has
+        no finished epoch (no orphan folder), and say what happened. Idempotent."""
+        from uldl_studio.core.run import Run
+        from uldl_studio.core.versions import complete_version, discard_unstarted, has_completed_epoch
+
+        target, self._training_target = getattr(self, "_training_target", None), None
+        run_dir = self.training.run_dir
+        if target is None or run_dir is None:
+            return ""
+        try:
+            if not has_completed_epoch(run_dir):
+                discard_unstarted(run_dir, keep_folder=bool(target.get("existed")))
+                if target["kind"] == "version":
+                    return f"Stopped before the first epoch: nothing was kept; {target['parent']} stays current."
+                return "Stopped before the first epoch: no run was kept."
+            if target["kind"] in ("version", "continue"):
+                run = Run.open(run_dir)
+                if outcome == "done" and complete_version(run):
+                    return f"{run.version} is now the run's current version."
+                if target["kind"] == "version":
+                    return (f"{run.version} stopped after {len(run.history())} of {run.config.epochs} epochs; "
+                            f"{target['parent']} stays current (Run → Versions opens or continues it).")
+        except Exception as exc:  # noqa: BLE001 - the message reaches the user; the run stays as it is
+            return f"Training ended, but its run could not be tidied: {exc}"
+        return ""
+
+    def _show_current_version(self, target_root: Path | None) -> None:
+        """Show the run's current version again (after a version stopped early)."""
+        run = self.project.run
+        if target_root is None or run is None:
+            return
+        from uldl_studio.core.run import Run
+
+        try:
+            current = Run.open(target_root)
+        except Exception:  # noqa: BLE001 - nothing to go back to: keep what is shown
+            return
+        if Path(current.path) != Path(run.path):
+            self.open_run(str(current.path))
+
+    def runs_folder(self) -> Path:
+        """Where new runs are written (Run → Runs folder…, kept in the settings)."""
+        return Path(self.settings.value("runs_dir", str(default_runs_dir())))
+
+    @Slot()
+    def choose_runs_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder for new runs", str(self.runs_folder()))
+        if path:
+            self.settings.set_value("runs_dir", str(path))
+            self._show_status(f"New runs go to {path}")
+            self._on_run_changed()
+
+    @Slot()
+    def show_versions(self):
+        """Run → Versions: the open run's versions; open or delete one."""
+        if self.project.run is None:
+            return None
+        from uldl_studio.qt.versions_dialog import VersionsDialog
+
+        dialog = VersionsDialog(self.project.run, self)
+        dialog.openRequested.connect(self.open_run)
+        dialog.show()
+        return dialog
 
     @Slot()
     def stop_training(self) -> None:
@@ -720,15 +935,21 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_training_finished(self, outcome: str) -> None:
         self.training_panel.set_running(False)
+        target = getattr(self, "_training_target", None) or {}
+        note = self._settle_training(outcome)
         if outcome == "cancelled":
             self.training_panel.progress_bar.setFormat("stopped — the last finished epoch is saved")
-            self._show_status("Training stopped; the last finished epoch is saved in the run.")
+            self._show_status(note or "Training stopped; the last finished epoch is saved in the run.")
         elif outcome == "done":
             self.training_panel.progress_bar.setValue(1000)
-            self._show_status("Training finished.")
+            self._show_status(note or "Training finished.")
+        elif note:
+            self._show_status(note)
         if self.project.run is not None:
-            self.settings.add_recent(str(self.project.run.path), "run")
+            self.settings.add_recent(str(self.project.run.root), "run")
             self._on_run_changed()
+            if outcome != "done" and target.get("kind") == "version":
+                self._show_current_version(target.get("root"))
         self._update_enabled()
         self.trainingFinished.emit(outcome)
 
@@ -776,7 +997,7 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _show_predicted(self, index: int) -> None:
         self.inspector_dock.raise_()
-        self.inspector.show_prediction(index)
+        self.project.show_prediction(index)
 
     # ================================================================ closing / layout
     def _ask_close_while_training(self) -> bool:
@@ -795,12 +1016,15 @@ class MainWindow(QMainWindow):
             self._show_status("Stopping training…")
             if not self.training.stop_and_wait():
                 self._show_status("Training did not stop in time; it ends after the current batch.")
+            else:
+                self._settle_training("cancelled")
         self._closing = True
+        if getattr(self, "start_screen", None) is not None:
+            self.start_screen.close()
         for job in (self._load_job, self._umap_job):
             if not job.stop_and_wait(10_000):
                 job.detach()  # it ends on its own; its result is dropped
-        if self.project.journal is not None:
-            self.project.journal.close()
+        self.project.close()
         self.settings.save_window("main", self.saveGeometry(), self.saveState())
         self.settings.sync()
         super().closeEvent(event)
@@ -810,6 +1034,21 @@ class MainWindow(QMainWindow):
         state = self.settings.window_state("main") if restore else None
         if state is not None:
             self.restoreState(state)
+        self._check_layout_on_show = True
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if getattr(self, "_check_layout_on_show", False):
+            self._check_layout_on_show = False
+            # once the window manager has framed the window: keep it (title bar included) on
+            # the screen, and never keep a crushed layout
+            QTimer.singleShot(150, self._after_first_show)
+
+    @Slot()
+    def _after_first_show(self) -> None:
+        fit_on_screen(self)
+        if self.layout_is_crushed():
+            self.reset_layout()
 
     # ================================================================ selection
     def current_row(self) -> int | None:

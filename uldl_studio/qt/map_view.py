@@ -18,11 +18,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QFrame, QGraphicsPathItem, QGraphicsRectItem, QHBoxLayout, QLabel,
-    QPushButton, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QPushButton, QSizePolicy, QSpinBox, QToolBar, QToolButton, QVBoxLayout, QWidget,
 )
 
 from uldl_studio.core import scores
@@ -187,6 +187,7 @@ class MapView(QWidget):
         bridge.editsChanged.connect(self._on_edits)
         bridge.filterChanged.connect(self._on_filter_changed)
         bridge.predictionsChanged.connect(self._update_predicted_marks)
+        bridge.predictionShown.connect(self._update_predicted_marks)
 
     # -- construction ------------------------------------------------------------------
     def _build_ui(self, show_controls: bool) -> None:
@@ -194,12 +195,14 @@ class MapView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
 
-        self.controls = QWidget(self)
-        bar = QHBoxLayout(self.controls)
-        bar.setContentsMargins(4, 2, 4, 2)
+        # A tool bar, not a row layout: in a narrow window what does not fit goes behind its »
+        # button instead of forcing the window (and crushing the docks) wider.
+        self.controls = bar = QToolBar(self)
+        bar.setIconSize(QSize(16, 16))
+        bar.setContentsMargins(2, 0, 2, 0)
         self._mode_buttons = QButtonGroup(self)
-        for mode, text, tip in (("select", "Box", "Drag to select a box (Shift adds, Alt removes)"),
-                                ("lasso", "Lasso", "Drag to draw a lasso (Shift adds, Alt removes)"),
+        for mode, text, tip in (("select", "Box", "Drag to select a box (Shift adds, Ctrl+Shift removes)"),
+                                ("lasso", "Lasso", "Drag to draw a lasso (Shift adds, Ctrl+Shift removes)"),
                                 ("pan", "Pan", "Drag to pan (right/middle drag always pans)")):
             button = QToolButton(self.controls)
             button.setText(text)
@@ -212,12 +215,18 @@ class MapView(QWidget):
                 button.setChecked(True)
         self._mode_buttons.buttonClicked.connect(
             lambda b: self.set_interaction_mode(b.property("mode")))
+        self.subtract_button = QToolButton(self.controls)
+        self.subtract_button.setText("Subtract")
+        self.subtract_button.setCheckable(True)
+        self.subtract_button.setToolTip("While down, a box or lasso removes from the selection "
+                                        "(the same as Ctrl+Shift+drag)")
+        bar.addWidget(self.subtract_button)
         fit = QToolButton(self.controls)
         fit.setText("Fit")
         fit.setToolTip("Show all points")
         fit.clicked.connect(self.reset_view)
         bar.addWidget(fit)
-        bar.addSpacing(8)
+        bar.addSeparator()
         self.coord_combo = QComboBox(self.controls)
         for mode in COORDINATE_MODES:
             self.coord_combo.addItem(COORDINATE_LABELS[mode], mode)
@@ -245,13 +254,14 @@ class MapView(QWidget):
         self.predicted_toggle.setChecked(True)
         self.predicted_toggle.setToolTip("show the samples predicted for another collection (triangles)")
         self.predicted_toggle.toggled.connect(self._update_predicted_marks)
-        self.predicted_toggle.hide()
-        bar.addWidget(self.predicted_toggle)
+        self._predicted_toggle_action = bar.addWidget(self.predicted_toggle)
+        self._predicted_toggle_action.setVisible(False)  # a widget in a tool bar shows through its action
         self.info_label = QLabel(self.controls)
         # the counts take the room that is left: a longer text must never widen the window
         self.info_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.info_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        bar.addWidget(self.info_label, 1)
+        self.info_label.setMinimumWidth(0)
+        bar.addWidget(self.info_label)
         layout.addWidget(self.controls)
         self.controls.setVisible(show_controls)
 
@@ -305,6 +315,11 @@ class MapView(QWidget):
             size=self._point_size + 4, symbol="t", pen=pg.mkPen(palette.FOREGROUND, width=1),
             brush=QBrush(QColor(*palette.PREDICTED_RGB)), pxMode=True)
         self.predicted_marks.setZValue(2.5)
+        self.predicted_current = pg.ScatterPlotItem(
+            size=self._point_size + 16, symbol="t", pen=pg.mkPen(palette.CURRENT_RGB, width=2.5),
+            brush=QBrush(Qt.BrushStyle.NoBrush), pxMode=True)
+        self.predicted_current.setZValue(4.5)
+        self.plot_item.addItem(self.predicted_current)
         self._predicted_rows = np.empty(0, dtype=np.int64)  # predictions row of each drawn triangle
         self.plot_item.addItem(self.predicted_marks)
         for item in (self.points, self.edited_marks, self.selection_marks,
@@ -780,18 +795,40 @@ class MapView(QWidget):
 
     @Slot()
     def _update_predicted_marks(self, *_args) -> None:
-        """The predicted samples in the current map (V-A or the feature map; UMAP has none)."""
+        """The predicted samples in the current map (V-A or the feature map), filled with the
+        colour of their predicted class; the one the inspector shows is ringed. The UMAP map has
+        no place for samples it was not fitted on: the toggle says so."""
         predictions = self.session.predictions
-        self.predicted_toggle.setVisible(predictions is not None)
+        self._predicted_toggle_action.setVisible(predictions is not None)
         cols = {"va": ("valence", "arousal"), "features": ("x2d", "y2d")}.get(self._coord_mode)
+        on_umap = self._coord_mode == "umap"
+        self.predicted_toggle.setEnabled(not on_umap)
+        self.predicted_toggle.setText("predicted (not on the UMAP map)" if on_umap else "predicted")
+        self.predicted_toggle.setToolTip(
+            "UMAP places only the samples it was fitted on; switch the map to valence-arousal or "
+            "the feature map to see the predicted samples" if on_umap else
+            "show the samples predicted for another collection (triangles in their predicted class's colour)")
+        self.predicted_current.setData([], [])
         if (predictions is None or cols is None or not self.predicted_toggle.isChecked()
                 or any(c not in predictions for c in cols)):
             self.predicted_marks.setData([], [])
+            self._predicted_rows = np.empty(0, dtype=np.int64)
             return
         xy = predictions[list(cols)].to_numpy(np.float64)
         placed = np.isfinite(xy).all(axis=1)
         self._predicted_rows = np.flatnonzero(placed)
-        self.predicted_marks.setData(xy[placed, 0], xy[placed, 1])
+        classes = self.session.classes
+        p_cols = [f"p_{c}" for c in classes]
+        if classes and all(c in predictions for c in p_cols):
+            predicted = np.nan_to_num(predictions[p_cols].to_numpy(np.float64)).argmax(axis=1)
+            brushes = palette.class_brushes(classes)
+            self.predicted_marks.setData(xy[placed, 0], xy[placed, 1],
+                                         brush=[brushes[k] for k in predicted[placed]])
+        else:
+            self.predicted_marks.setData(xy[placed, 0], xy[placed, 1])
+        shown = self.session.shown_prediction
+        if 0 <= shown < len(xy) and placed[shown]:
+            self.predicted_current.setData([xy[shown, 0]], [xy[shown, 1]])
 
     def _update_edited_marks(self) -> None:
         rows = np.flatnonzero(self.session.flag("edited"))
@@ -842,11 +879,14 @@ class MapView(QWidget):
             combo.blockSignals(False)
 
     # -- gestures ------------------------------------------------------------------------
-    @staticmethod
-    def _mode_from_modifiers(modifiers) -> str:
-        if modifiers & Qt.KeyboardModifier.AltModifier:
+    def _mode_from_modifiers(self, modifiers) -> str:
+        """Shift adds; Ctrl+Shift (or Alt, where the window manager leaves it to the app)
+        removes; so does any gesture while the Subtract button is down."""
+        shift = bool(modifiers & Qt.KeyboardModifier.ShiftModifier)
+        ctrl = bool(modifiers & Qt.KeyboardModifier.ControlModifier)
+        if self.subtract_button.isChecked() or (shift and ctrl) or modifiers & Qt.KeyboardModifier.AltModifier:
             return "remove"
-        if modifiers & Qt.KeyboardModifier.ShiftModifier:
+        if shift:
             return "add"
         return "replace"
 

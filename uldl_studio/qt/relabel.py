@@ -1,21 +1,25 @@
 """Keyboard relabelling and the undo bridge to ``core.edits.EditJournal``.
 
-How the keys behave:
+How the keys behave (each acts on what the inspector shows, and nothing else):
 
 - Number keys 1..m relabel the *current* sample (the inspector's) and stay on it.
 - Ctrl+1..m relabel the whole *selection*, and "Relabel selection…" (Ctrl+R) asks for the
   class; either is one journal entry, so one Ctrl+Z undoes it.
 - Enter accepts the current label: it is journalled as a relabel to the same label, which
-  marks the sample *reviewed* (it then counts as done for "next most ambiguous" and survives
-  restarts), and moves to the most ambiguous (highest λ) unreviewed sample among the visible
-  ones. A sample already reviewed with that label is not journalled twice.
-- ←/→ move to the previous/next sample in the grid's order.
+  marks the sample *reviewed* (it survives restarts), and moves to the next unreviewed sample
+  of the review queue (``Session.queue``: the grid's order, within the selection and filter,
+  training rows by default). A sample already reviewed with that label is not journalled twice.
+- ←/→ move to the previous/next sample of the review queue.
 - Space toggles "unsure" on the current sample; Shift+Space marks the selection unsure (or
   clears it when all of it already is).
-- Ctrl+Z / Ctrl+Shift+Z (or Ctrl+Y) undo/redo through the journal.
+- Ctrl+Z / Ctrl+Shift+Z (or Ctrl+Y) undo/redo through the journal; the status bar says what.
+
+A predicted sample of another collection (shown in the inspector from the map or the grid)
+has no dataset label: the keys that edit do nothing then, and the status bar says why.
 
 Each edit is appended and fsynced by the journal before the project emits ``editsChanged``,
-i.e. before any view shows it.  The controller holds no state of its own except its actions.
+i.e. before any view shows it; its confirmation names the sample and the change. The
+controller holds no state of its own except its actions.
 """
 from __future__ import annotations
 
@@ -32,16 +36,12 @@ MAX_NUMBER_KEYS = 9
 class RelabelController(QObject):
     """Owns the relabel/undo QActions of the main window.
 
-    The current sample, the selection and the filter are the session's; the grid's order and
-    its sort key (the score "next most ambiguous" follows) come through callables so the
-    controller does not depend on a widget: ``order()`` -> rows in grid order,
-    ``sort_key()`` -> a registered score name or "sample_id".
+    The current sample, the selection, the filter and the review queue are the session's.
     """
 
     statusMessage = Signal(str)
 
-    def __init__(self, bridge, window: QWidget, *, order: Callable[[], np.ndarray],
-                 sort_key: Callable[[], str] = lambda: "ambiguity") -> None:
+    def __init__(self, bridge, window: QWidget) -> None:
         super().__init__(window)
         self.bridge = bridge
         self.project = session = bridge.session
@@ -49,9 +49,6 @@ class RelabelController(QObject):
         self._current = lambda: None if session.current < 0 else session.current
         self._set_current = session.set_current
         self._selection = lambda: session.selection
-        self._order = order
-        self._sort_key = sort_key
-        self._visible = session.visible_mask
         self.ask_class: Callable[[list[str]], int | None] = self._ask_class_dialog
 
         def action(text: str, shortcuts, slot, tip: str = "") -> QAction:
@@ -68,10 +65,11 @@ class RelabelController(QObject):
         self.undo_action = action("&Undo edit", ["Ctrl+Z"], self.undo,
                                   "undo the last relabel or unsure mark")
         self.redo_action = action("&Redo edit", ["Ctrl+Shift+Z", "Ctrl+Y"], self.redo)
-        self.accept_action = action("&Accept label, next ambiguous", ["Return", "Enter"], self.accept_and_next,
-                                    "confirm the given label (reviewed) and go to the most ambiguous unreviewed sample")
-        self.next_action = action("&Next sample", "Right", self.next_sample)
-        self.previous_action = action("&Previous sample", "Left", self.previous_sample)
+        self.accept_action = action("&Accept label, next in queue", ["Return", "Enter"], self.accept_and_next,
+                                    "confirm the label (reviewed) and go to the next unreviewed sample of the queue")
+        self.next_action = action("&Next sample", "Right", self.next_sample, "the next sample of the review queue")
+        self.previous_action = action("&Previous sample", "Left", self.previous_sample,
+                                      "the previous sample of the review queue")
         self.unsure_action = action("Toggle &unsure", "Space", self.toggle_unsure)
         self.unsure_selection_action = action("Mark selection unsure", "Shift+Space", self.toggle_unsure_selection)
         self.relabel_selection_action = action("Relabel &selection…", "Ctrl+R", self.relabel_selection_dialog)
@@ -109,6 +107,11 @@ class RelabelController(QObject):
     def _editable(self) -> bool:
         if not self.project.is_open:
             return False
+        if self.project.shown_prediction >= 0:
+            sid = self.project.predictions["sample_id"].iat[self.project.shown_prediction]
+            self.statusMessage.emit(f"{sid} is a predicted sample of another collection: it has no label in "
+                                    "this dataset, so nothing was changed. Click a dataset sample to edit.")
+            return False
         if not self.project.can_edit:
             self.statusMessage.emit("Edits are saved in the run directory: train (or open a run) first.")
             return False
@@ -116,12 +119,21 @@ class RelabelController(QObject):
 
     # -- relabel -------------------------------------------------------------------------
     def relabel_current(self, class_index: int) -> None:
-        row = self._current()
-        if row is None or not self._editable() or class_index >= len(self.project.classes):
+        if not self._editable():
             return
+        row = self._current()
+        if row is None:
+            self.statusMessage.emit("No sample is shown: click a point or a tile first.")
+            return
+        if class_index >= len(self.project.classes):
+            return
+        classes = self.project.classes
+        before = int(self.project.table["label"].iat[row])
         self.project.relabel([row], [class_index])
-        self.statusMessage.emit(f"{self.project.table['sample_id'].iat[row]} → "
-                                f"{self.project.classes[class_index]} (saved; Ctrl+Z undoes)")
+        sid = self.project.table["sample_id"].iat[row]
+        change = (f"{classes[before]} → {classes[class_index]}" if before != class_index
+                  else f"{classes[class_index]} kept")
+        self.statusMessage.emit(f"{sid}: {change} (saved; Ctrl+Z undoes)")
 
     def relabel_selection(self, class_index: int) -> None:
         rows = np.asarray(self._selection(), dtype=np.int64)
@@ -154,8 +166,11 @@ class RelabelController(QObject):
     # -- unsure --------------------------------------------------------------------------
     @Slot()
     def toggle_unsure(self) -> None:
+        if not self._editable():
+            return
         row = self._current()
-        if row is None or not self._editable():
+        if row is None:
+            self.statusMessage.emit("No sample is shown: click a point or a tile first.")
             return
         now = not bool(self.project.flag("unsure")[row])
         self.project.mark_unsure([row], now)
@@ -174,52 +189,26 @@ class RelabelController(QObject):
     # -- accept and navigate ---------------------------------------------------------------
     @Slot()
     def accept_and_next(self) -> None:
+        if self.project.shown_prediction >= 0:
+            self._editable()  # says why nothing happens
+            return
         row = self._current()
         if row is not None and self._editable():
             sid = self.project.table["sample_id"].iat[row]
             label = int(self.project.table["label"].iat[row])
             if self.project.journal.labels().get(sid) != label:
                 self.project.relabel([row], [label])
-        target = self.next_ambiguous(exclude=row)
+                self.statusMessage.emit(f"{sid}: {self.project.classes[label]} confirmed (saved; Ctrl+Z undoes)")
+        target = self.project.next_unreviewed(row)
         if target is None:
-            self.statusMessage.emit("Every visible sample has been reviewed.")
+            self.statusMessage.emit("Every sample of this queue has been reviewed.")
             return
         self._set_current(int(target))
-
-    def next_ambiguous(self, exclude: int | None = None) -> int | None:
-        """The visible, unreviewed row worst by the grid's sort score (the combined ambiguity
-        when the grid sorts by id; grid order when no score has values)."""
-        if not self.project.is_open:
-            return None
-        n = len(self.project)
-        candidates = np.asarray(self._visible(), dtype=bool).copy() if n else np.zeros(0, bool)
-        if len(candidates) != n:
-            candidates = np.ones(n, dtype=bool)
-        reviewed = self.project.reviewed_ids()
-        if reviewed:
-            candidates &= ~self.project.table["sample_id"].isin(reviewed).to_numpy()
-        if exclude is not None and 0 <= exclude < n:
-            candidates[exclude] = False
-        key = self._sort_key()
-        row = self.project.most_ambiguous("ambiguity" if key == "sample_id" else key, candidates)
-        if row is not None:
-            return row
-        for r in self._order():
-            if candidates[int(r)]:
-                return int(r)
-        return None
 
     def _step(self, delta: int) -> None:
-        order = np.asarray(self._order(), dtype=np.int64)
-        if len(order) == 0:
-            return
-        row = self._current()
-        where = np.flatnonzero(order == row) if row is not None else np.empty(0)
-        if len(where) == 0:
-            target = order[0] if delta > 0 else order[-1]
-        else:
-            target = order[int(np.clip(where[0] + delta, 0, len(order) - 1))]
-        self._set_current(int(target))
+        target = self.project.queue_neighbour(self._current(), delta)
+        if target is not None:
+            self._set_current(target)
 
     @Slot()
     def next_sample(self) -> None:
@@ -232,16 +221,12 @@ class RelabelController(QObject):
     # -- undo / redo ---------------------------------------------------------------------
     @Slot()
     def undo(self) -> None:
-        if self.project.undo():
-            self.statusMessage.emit("Undone.")
-        else:
-            self.statusMessage.emit("Nothing to undo.")
+        done = self.project.undo()
+        self.statusMessage.emit(f"Undone: {done}" if done else "Nothing to undo.")
         self.update_enabled()
 
     @Slot()
     def redo(self) -> None:
-        if self.project.redo():
-            self.statusMessage.emit("Redone.")
-        else:
-            self.statusMessage.emit("Nothing to redo.")
+        done = self.project.redo()
+        self.statusMessage.emit(f"Redone: {done}" if done else "Nothing to redo.")
         self.update_enabled()

@@ -39,6 +39,8 @@ class SessionBridge(QObject):
     selectionChanged = Signal()
     currentChanged = Signal(int)
     predictionsChanged = Signal()
+    predictionShown = Signal(int)
+    queueChanged = Signal()
 
     def __init__(self, parent: QObject | None = None, session: Session | None = None,
                  undo_stack: QUndoStack | None = None) -> None:
@@ -51,7 +53,9 @@ class SessionBridge(QObject):
                  (events.filter_changed, self.filterChanged),
                  (events.selection_changed, self.selectionChanged),
                  (events.current_changed, self.currentChanged),
-                 (events.predictions_changed, self.predictionsChanged))
+                 (events.predictions_changed, self.predictionsChanged),
+                 (events.prediction_shown, self.predictionShown),
+                 (events.queue_changed, self.queueChanged))
         self._relays = []
         for event, signal in pairs:
             relay = (lambda sig: lambda *args: sig.emit(*args))(signal)

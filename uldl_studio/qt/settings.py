@@ -12,7 +12,10 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QRect, QSettings
 
-MIN_WINDOW_SIZE = (1000, 640)  # a main window smaller than this squeezes the map to nothing
+MIN_WINDOW_SIZE = (860, 600)  # a main window smaller than this squeezes the map to nothing
+#: a first window takes at most this share of the screen's available width and height, so
+#: the window manager's title bar and the window's status bar are on screen too
+FIRST_WINDOW_SHARE = (0.94, 0.9)
 ORGANISATION = "ULDL Studio"
 APPLICATION = "ULDL Studio"
 MAX_RECENT = 10
@@ -148,6 +151,25 @@ def clamp_geometry(rect, available, min_size: tuple[int, int] = MIN_WINDOW_SIZE,
     return QRect(x, y, w, h)
 
 
+def fit_on_screen(widget, min_size: tuple[int, int] = MIN_WINDOW_SIZE) -> QRect:
+    """Keep a shown window, its frame (title bar) included, inside the screen it is on; a
+    maximised or full-screen window is left to the window manager."""
+    from PySide6.QtGui import QGuiApplication
+
+    if widget.isMaximized() or widget.isFullScreen():
+        return widget.geometry()
+    screens = [s.availableGeometry() for s in QGuiApplication.screens()]
+    if not screens:
+        return widget.geometry()
+    inner, outer = widget.geometry(), widget.frameGeometry()
+    frame = (inner.left() - outer.left(), inner.top() - outer.top(),
+             outer.right() - inner.right(), outer.bottom() - inner.bottom())
+    target = clamp_geometry(inner, screens, min_size, frame)
+    if target != inner:
+        widget.setGeometry(target)
+    return target
+
+
 def restore_geometry(widget, geometry: QByteArray | None, default_size: tuple[int, int] = (1600, 1000),
                      min_size: tuple[int, int] = MIN_WINDOW_SIZE) -> QRect:
     """``widget.restoreGeometry(geometry)`` (or ``default_size`` without one), then
@@ -155,11 +177,17 @@ def restore_geometry(widget, geometry: QByteArray | None, default_size: tuple[in
     window is left to the window manager.  Returns the geometry it ends with."""
     from PySide6.QtGui import QGuiApplication
 
+    screens = [s.availableGeometry() for s in QGuiApplication.screens()]
     if geometry is None or not widget.restoreGeometry(geometry):
-        widget.resize(*default_size)
+        if screens:  # centred on the primary screen, with room for the title bar
+            room = screens[0]
+            w = min(default_size[0], int(room.width() * FIRST_WINDOW_SHARE[0]))
+            h = min(default_size[1], int(room.height() * FIRST_WINDOW_SHARE[1]))
+            widget.setGeometry(QRect(room.x() + (room.width() - w) // 2, room.y() + (room.height() - h) // 2, w, h))
+        else:
+            widget.resize(*default_size)
     if widget.isMaximized() or widget.isFullScreen():
         return widget.geometry()
-    screens = [s.availableGeometry() for s in QGuiApplication.screens()]
     if not screens:
         return widget.geometry()
     inner, outer = widget.geometry(), widget.frameGeometry()

@@ -230,6 +230,7 @@ class TrainingPanel(QWidget):
     """
 
     startRequested = Signal(dict)
+    continueRequested = Signal(dict)
     stopRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None, *, settings=None) -> None:
@@ -292,12 +293,18 @@ class TrainingPanel(QWidget):
 
         self.start_button = QPushButton("Start training")
         self.start_button.setObjectName("startTraining")
+        self.continue_button = QPushButton("Continue")
+        self.continue_button.setObjectName("continueTraining")
+        self.continue_button.setToolTip("resume the open run's current version up to the Epochs set here")
+        self.continue_button.setEnabled(False)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
         self.start_button.clicked.connect(self._on_start_clicked)
+        self.continue_button.clicked.connect(lambda: self.continueRequested.emit(self.values()))
         self.stop_button.clicked.connect(self._on_stop_clicked)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button, 2)
+        buttons.addWidget(self.continue_button, 1)
         buttons.addWidget(self.stop_button, 1)
 
         self.run_label = QLabel("Run: new run (created on start)")
@@ -328,6 +335,7 @@ class TrainingPanel(QWidget):
         layout.addLayout(curves, 1)
         self.setMinimumWidth(260)
         self._running = False
+        self._can_continue = False
         if settings is not None:
             self.restore_settings()
             for signal in (self.method.currentIndexChanged, self.epochs.valueChanged,
@@ -410,14 +418,21 @@ class TrainingPanel(QWidget):
     def set_running(self, running: bool) -> None:
         self._running = running
         self.start_button.setEnabled(not running)
+        self.continue_button.setEnabled(not running and self._can_continue)
         self.stop_button.setEnabled(running)
         for w in (self.method, self.epochs, self.device, self.k, self.delta, self.similarity,
                   self.gamma, self.neighbors, self.neighbor_space, self.neighbor_refresh):
             w.setEnabled(not running)
 
-    def set_can_start(self, can: bool, why: str = "") -> None:
+    def set_can_start(self, can: bool, why: str = "", *, can_continue: bool = False,
+                      start_text: str = "Start training") -> None:
+        """``can_continue``: a run is open whose current version can be resumed; ``start_text``:
+        what Start does ("Start training", "Train new version")."""
+        self._can_continue = bool(can_continue)
         if not self._running:
             self.start_button.setEnabled(can)
+            self.continue_button.setEnabled(self._can_continue)
+        self.start_button.setText(start_text)
         self.start_button.setToolTip(why)
 
     def reset_curves(self) -> None:

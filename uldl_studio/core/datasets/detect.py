@@ -95,4 +95,4 @@ def detect_format(path: str | Path) -> str:
     looked = "; ".join(f"{fmt}: {what}" for fmt, _, what in SIGNATURES)
     found = describe_folder(p) if p.is_dir() else f"a file with columns {', '.join(_header(p)) or 'none'}"
     raise DatasetError(f"{p}: cannot detect the dataset layout. Looked for {looked}. Found {found}. "
-                       f"Pass --format to choose one.")
+                       f"Choose the format explicitly ({', '.join(fmt for fmt, _, _ in SIGNATURES)}).")
