@@ -60,3 +60,12 @@ def test_retrain_writes_a_second_version_and_keeps_the_first(data_and_run, tmp_p
     refused = cli("train", data, "--out", run, *TINY, check=False)
     assert refused.returncode == 2
     assert f"uldl-studio retrain {run}" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_a_new_run_that_fails_before_its_first_epoch_leaves_no_folder(data_and_run, tmp_path):
+    data, _ = data_and_run
+    out = tmp_path / "new run"
+    # one sample per split: the training split holds a single class, refused before epoch 1
+    failed = cli("train", data, "--out", out, "--limit", "1", *TINY, check=False)
+    assert failed.returncode == 2 and "training needs at least two classes" in failed.stderr
+    assert not out.exists()
