@@ -16,8 +16,8 @@ the wheel, but its ONNX model is not, so it is not used.
   than ``factor`` times the model's input size; smaller images are taken as face crops already.
 
 Measured on the project's own test canvases (``bench/predict.py faces``): the cascade found
-197 of 200 drawn demo faces and 74 % of FER+'s 48 px faces upscaled into canvases; README,
-"Soft labels for your own photos", has the numbers.
+197 of 200 drawn demo faces and 74 % of FER+'s 48 px faces upscaled into canvases; docs/benchmarks.md,
+"Prediction speed, faces", has the numbers.
 """
 from __future__ import annotations
 

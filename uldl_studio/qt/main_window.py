@@ -175,7 +175,8 @@ class MainWindow(QMainWindow):
     def _apply_default_sizes(self) -> None:
         self.resizeDocks([self.training_dock, self.inspector_dock], list(DEFAULT_DOCK_WIDTHS),
                          Qt.Orientation.Horizontal)
-        self.resizeDocks([self.grid_dock], [self.grid_view.height_for_rows(DEFAULT_GRID_ROWS)],
+        title = self.fontMetrics().height() + 12  # the dock's title bar sits above the grid
+        self.resizeDocks([self.grid_dock], [self.grid_view.height_for_rows(DEFAULT_GRID_ROWS) + title],
                          Qt.Orientation.Vertical)
 
     @Slot()
@@ -385,13 +386,14 @@ class MainWindow(QMainWindow):
         self._loading_dataset = (path, fmt)
         self._load(job, path)
 
-    def open_run(self, path: str) -> None:
+    def open_run(self, path: str, version: str | None = None) -> None:
+        """Open a run folder (its current version, or ``version``) or a version's folder."""
         path = str(path)
 
         def job(cancel):
             from uldl_studio.core.run import Run
 
-            run = Run.open(path)
+            run = Run.open(path, version=version or None)
             samples = run.samples() if run.has_results else None
             dataset = None
             if samples is None:  # a run without a finished epoch: show its dataset

@@ -23,9 +23,9 @@ def version_cells(info: versions.VersionInfo) -> list[str]:
 
 
 class VersionsDialog(QDialog):
-    """``openRequested(str folder)``: the user asked to open a version (its folder)."""
+    """``openRequested(str run, str version)``: the user asked to open a version of the run."""
 
-    openRequested = Signal(str)
+    openRequested = Signal(str, str)
 
     def __init__(self, run, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -89,7 +89,7 @@ class VersionsDialog(QDialog):
     def open_selected(self) -> None:
         info = self.selected()
         if info is not None:
-            self.openRequested.emit(str(info.path))
+            self.openRequested.emit(str(self.root), info.name)
             self.close()
 
     def _ask_delete(self, info: versions.VersionInfo) -> bool:

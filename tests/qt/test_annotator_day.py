@@ -1,0 +1,239 @@
+"""An annotator's hour on the demo, in the real main window (offscreen, real event loop, real
+training, real files): train, walk the review queue with → and Enter, relabel, mark unsure,
+undo and redo, look at a predicted sample and press a digit (nothing changes), export and
+read the CSV back, train again (the first version stays and opens), and the layout."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from synthetic import open_demo  # noqa: E402  (tests/qt/synthetic.py)
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def press(qtbot, win, key, modifiers=Qt.KeyboardModifier.NoModifier):
+    """A key as the annotator types it: into the active main window (its shortcuts)."""
+    from PySide6.QtWidgets import QApplication
+
+    win.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=5_000)
+    qtbot.keyClick(win, key, modifiers)
+
+
+def train(qtbot, win, button):
+    with qtbot.waitSignal(win.trainingFinished, timeout=150_000) as blocker:
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    return blocker.args[0]
+
+
+def test_an_annotators_hour(qtbot, window, tmp_path):
+    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.export import read_soft_labels
+    from uldl_studio.core.run import Run
+
+    win = window
+    messages: list[str] = []
+    win.statusBar().messageChanged.connect(lambda text: messages.append(text) if text else None)
+    open_demo(qtbot, win)
+    run_dir = tmp_path / "run"
+    win.next_run_dir = run_dir
+    win.training_panel.epochs.setValue(2)
+    assert train(qtbot, win, win.training_panel.start_button) == "done"
+    session = win.project
+    classes = session.classes
+    split = session.table["split"].to_numpy()
+
+    # -- the queue: training rows, worst first by ambiguity; the grid shows it from the top
+    win.grid_view.set_sort_key("ambiguity")
+    queue = session.queue.copy()
+    assert queue.size == int((split == "train").sum())
+    ambiguity = session.score("ambiguity")
+    assert np.all(np.diff(ambiguity[queue]) <= 1e-12)
+    assert np.array_equal(win.grid_view.rows(), queue)
+    assert win.grid_view.tile_view.verticalScrollBar().value() == 0
+    win.set_current_row(int(queue[0]))
+    press(qtbot, win, Qt.Key.Key_Right)
+    assert session.current == queue[1]
+
+    # -- relabel the shown sample: the status bar names it and the change; the tile stays put
+    row = int(queue[1])
+    sid = session.table["sample_id"].iat[row]
+    given = int(session.table["label"].iat[row])
+    new = (given + 1) % len(classes)
+    press(qtbot, win, Qt.Key(Qt.Key.Key_1 + new))
+    assert int(session.table["label"].iat[row]) == new
+    assert messages[-1].startswith(f"{sid}: {classes[given]} → {classes[new]}")
+    assert np.array_equal(session.queue, queue) and np.array_equal(win.grid_view.rows(), queue)
+    assert win.grid_view.model.data(win.grid_view.model.item(1)).startswith("✎")
+
+    # -- Enter accepts and walks to the next unreviewed sample of the queue, in order
+    press(qtbot, win, Qt.Key.Key_Return)          # row 1 is reviewed already: accepts, moves on
+    assert session.current == queue[2]
+    press(qtbot, win, Qt.Key.Key_Return)
+    assert session.table["reviewed"].iat[int(queue[2])] and session.current == queue[3]
+    press(qtbot, win, Qt.Key.Key_Space)          # unsure
+    unsure_row = int(queue[3])
+    assert session.table["unsure"].iat[unsure_row]
+    assert win.grid_view.info_label.text() == f"3 / {queue.size:,} reviewed in this queue"
+    queue = session.queue.copy()
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert not session.table["unsure"].iat[unsure_row]
+    assert messages[-1] == f"Undone: {session.table['sample_id'].iat[unsure_row]} marked unsure"
+    press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert session.table["unsure"].iat[unsure_row]
+    # Enter with a selection walks only the selection
+    session.select(queue[10:14])                  # a new selection is a new queue, sorted afresh
+    picked = session.queue.copy()
+    assert sorted(picked.tolist()) == sorted(queue[10:14].tolist())
+    assert np.all(np.diff(session.score("ambiguity")[picked]) <= 1e-12)
+    assert win.grid_view.tile_view.verticalScrollBar().value() == 0
+    win.set_current_row(int(picked[0]))
+    press(qtbot, win, Qt.Key.Key_Return)
+    assert session.current == picked[1]
+    press(qtbot, win, Qt.Key.Key_Right)
+    press(qtbot, win, Qt.Key.Key_Right)
+    press(qtbot, win, Qt.Key.Key_Right)
+    assert session.current == picked[-1]          # the end of the selection's queue: it stays
+    session.select([])
+
+    # -- a predicted sample of another collection: a digit changes nothing anywhere
+    folder = write_demo(tmp_path / "other", n=24, seed=5)
+    dialog = win.show_predict_dialog()
+    qtbot.addWidget(dialog)
+    dialog.data_edit.setText(str(folder))
+    dialog.out_edit.setText(str(tmp_path / "pred.csv"))
+    with qtbot.waitSignal(dialog.finishedWith, timeout=60_000) as blocker:
+        dialog.start()
+    assert blocker.args[0] == "done"
+    dialog.close()                                # the annotator closes the finished dialog
+    shown_before = session.current
+    win.map_view.predictedClicked.emit(0)
+    assert win.inspector.title.text().endswith("(predicted)") and session.current == -1
+    labels_before = session.table[["label", "unsure", "reviewed"]].copy()
+    operations = len(session.journal)
+    press(qtbot, win, Qt.Key.Key_3)
+    assert session.table[["label", "unsure", "reviewed"]].equals(labels_before)
+    assert len(session.journal) == operations
+    assert "predicted sample" in messages[-1] and "nothing was changed" in messages[-1]
+    assert shown_before >= 0 and int(session.table["label"].iat[shown_before]) == int(labels_before["label"].iat[shown_before])
+    win.set_current_row(int(queue[0]))
+
+    # -- export: the correction carries the soft label; the original label is a column
+    out = tmp_path / "soft.csv"
+    assert win.export_csv(out) == len(session)
+    back = read_soft_labels(out).set_index("sample_id")
+    assert back.loc[sid, "label"] == new and back.loc[sid, "original_label"] == given and back.loc[sid, "edited"]
+    assert back.loc[sid, f"d_{classes[new]}"] == 1.0
+    doubtful = session.table["sample_id"].iat[unsure_row]
+    assert back.loc[doubtful, "unsure"]
+    assert back.loc[doubtful, f"d_{classes[int(back.loc[doubtful, 'label'])]}"] <= 0.5 + 1e-12
+
+    # -- train again: a new version; the first one is kept and opens
+    first_checkpoint = (run_dir / "checkpoint.pt").read_bytes()
+    win.training_panel.epochs.setValue(1)
+    assert win.training_panel.start_button.text() == "Train new version"
+    assert train(qtbot, win, win.training_panel.start_button) == "done"
+    assert session.run.version == "v2" and Run.open(run_dir).version == "v2"
+    assert (run_dir / "checkpoint.pt").read_bytes() == first_checkpoint
+    assert int(session.table["label"].iat[session.row_of(sid)]) == new           # the edit still shows
+    dialog = win.show_versions()
+    qtbot.addWidget(dialog)
+    assert [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())] == ["v1", "v2"]
+    assert dialog.table.item(1, 6).text() == "current"
+    dialog.table.selectRow(0)
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        dialog.open_selected()
+    assert session.run.version == "v1" and session.run.path == run_dir
+    assert int(session.table["label"].iat[session.row_of(sid)]) == new           # one journal per run
+
+
+def test_stop_before_the_first_epoch_leaves_no_folder(qtbot, window, tmp_path):
+    """Stop right after Start: the new run's folder is removed; on an open run, the new version is."""
+    from uldl_studio.qt.main_window import MainWindow  # noqa: F401  (the fixture's class)
+
+    win = window
+    open_demo(qtbot, win)
+    run_dir = tmp_path / "fresh"
+    win.next_run_dir = run_dir
+    with qtbot.waitSignal(win.trainingFinished, timeout=60_000) as blocker:
+        qtbot.mouseClick(win.training_panel.start_button, Qt.MouseButton.LeftButton)
+        win.stop_training()
+    assert blocker.args == ["cancelled"]
+    assert not run_dir.exists()
+    assert "no run was kept" in win.statusBar().currentMessage()
+
+
+def test_continue_resumes_the_current_version(qtbot, window, run_dir):
+    from uldl_studio.core.run import Run
+
+    win = window
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_run(str(run_dir))
+    assert win.training_panel.continue_button.isEnabled()
+    done = len(Run.open(run_dir).history())
+    win.training_panel.epochs.setValue(done)
+    win.continue_training()
+    assert f"already has {done} epoch" in win.statusBar().currentMessage()
+    win.training_panel.epochs.setValue(done + 1)
+    with qtbot.waitSignal(win.trainingFinished, timeout=150_000) as blocker:
+        qtbot.mouseClick(win.training_panel.continue_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["done"]
+    run = Run.open(run_dir)
+    assert run.version == "v1" and len(run.history()) == done + 1 and not (run_dir / "versions").exists()
+
+
+def test_the_layout_fits_and_resets(qtbot, window):
+    """Docks keep usable minimums, the inspector never scrolls sideways, the grid shows three
+    rows, and View → Reset layout brings a crushed layout back."""
+    from PySide6.QtWidgets import QScrollArea
+
+    from uldl_studio.qt.main_window import DEFAULT_GRID_ROWS, INSPECTOR_DOCK_MIN_WIDTH, TRAINING_DOCK_MIN_WIDTH
+
+    win = window
+    open_demo(qtbot, win)
+    win.reset_layout()
+    qtbot.wait(50)
+    holder = win.inspector_dock.widget()
+    assert isinstance(holder, QScrollArea)
+    assert holder.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+    assert win.inspector.width() <= holder.viewport().width()          # every class's bars in view
+    assert win.grid_view.tile_view.viewport().height() >= DEFAULT_GRID_ROWS * win.grid_view._cell.height() - 2
+    # a small window: the docks keep their minimums, the tool bars fold instead
+    win.resize(700, 500)
+    qtbot.wait(50)
+    assert win.training_dock.width() >= TRAINING_DOCK_MIN_WIDTH
+    assert win.inspector_dock.width() >= INSPECTOR_DOCK_MIN_WIDTH
+    assert not win.layout_is_crushed()
+    # a layout with the inspector hidden and the grid gone is restored by Reset layout
+    win.inspector_dock.hide()
+    win.grid_dock.setFloating(True)
+    win.resize(1500, 950)
+    win.reset_layout()
+    qtbot.wait(50)
+    assert win.inspector_dock.isVisible() and not win.grid_dock.isFloating()
+
+
+def test_label_health_says_what_it_counts_and_empty_cells_say_so(qtbot, window, run_dir):
+    win = window
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_run(str(run_dir))
+    panel = win.health_panel
+    win.health_dock.raise_()
+    panel.refresh()
+    text = panel.summary.text()
+    assert "likely mislabelled" in text and "puts most mass on another class" in text
+    assert "The grid ranks by" in text
+    matrix = panel.rates  # per class counts exist
+    assert matrix is not None
+    from uldl_studio.core import health
+
+    confusion = health.confusion(win.project.table, panel.counted_rows())
+    empty = np.argwhere(confusion == 0)
+    assert empty.size, "the tiny run should leave some given × constructed cells empty"
+    given, constructed = (int(v) for v in empty[0])
+    before = win.project.selection.copy()
+    rows = panel.select_cell(given, constructed)
+    assert rows.size == 0 and np.array_equal(win.project.selection, before)
+    assert win.statusBar().currentMessage().startswith("No samples:")
