@@ -235,7 +235,7 @@ def show(summary: dict[str, tuple[float, float]], n: int) -> None:
 
 
 def markdown(summary: dict[str, tuple[float, float]], n: int) -> None:
-    """The tables of ``show`` as Markdown (for the README)."""
+    """The tables of ``show`` as Markdown (for docs/benchmarks.md)."""
     cell = _cell_formatter(summary, n, "–")
 
     print("\n| score | ce AUROC | ce P@5% | ldlva AUROC | ldlva P@5% |\n|---|---|---|---|---|")

@@ -586,8 +586,10 @@ def _cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2, sort_keys=True))
     else:
-        for key, value in _flatten(metrics):
-            print(f"{key:40s} {value:.4f}" if isinstance(value, float) else f"{key:40s} {value}")
+        rows = list(_flatten(metrics))
+        width = max((len(key) for key, _ in rows), default=0)  # one column of values, whatever the keys
+        for key, value in rows:
+            print(f"{key:{width}s}  {value:.4f}" if isinstance(value, float) else f"{key:{width}s}  {value}")
     return 0
 
 
