@@ -29,7 +29,7 @@ def images(tmp_path, demo_table):
 
 
 @pytest.fixture
-def dialog(qtbot, run_dir, tmp_path):
+def dialog(qtbot, run_dir, tmp_path, settings_dir):
     dlg = PredictDialog(Run.open(run_dir), tmp_path)
     qtbot.addWidget(dlg)
     return dlg
@@ -114,3 +114,61 @@ def test_a_bad_input_is_reported_in_the_dialog(qtbot, dialog, tmp_path):
     outcome, message = run_to_end(qtbot, dialog)
     assert outcome == "failed" and "the folder is empty" in message
     assert "the folder is empty" in dialog.error.text() and not (tmp_path / "x.csv").exists()
+
+
+def test_the_dialog_remembers_its_last_inputs(qtbot, run_dir, images, tmp_path, settings_dir):
+    import shutil
+
+    from uldl_studio.qt.settings import StudioSettings
+
+    run = Run.open(run_dir)
+    first = PredictDialog(run, tmp_path)
+    qtbot.addWidget(first)
+    assert first.data_edit.text() == "" and not first.tta_check.isChecked()
+    assert first.faces_combo.currentData() == "off" and first.format_combo.currentData() == "auto"
+    assert first.out_edit.text() == str(tmp_path / "predicted_soft_labels.csv")
+    results = tmp_path / "results"
+    results.mkdir()
+    first.data_edit.setText(str(images))
+    first.format_combo.setCurrentIndex(first.format_combo.findData("images"))
+    first.faces_combo.setCurrentIndex(first.faces_combo.findData("auto"))
+    first.tta_check.setChecked(True)
+    first.out_edit.setText(str(results / "pred.csv"))
+    outcome, info = run_to_end(qtbot, first)
+    assert outcome == "done", info
+    first.close()
+
+    # Opened again (elsewhere by default): the same inputs, and a new name beside the last output.
+    again = PredictDialog(run, tmp_path / "elsewhere")
+    qtbot.addWidget(again)
+    assert again.data_edit.text() == str(images)
+    assert again.format_combo.currentData() == "images" and again.faces_combo.currentData() == "auto"
+    assert again.tta_check.isChecked()
+    assert again.out_edit.text() == str(results / "pred-2.csv")
+    assert StudioSettings().predict_values()["out_dir"] == str(results)
+
+    # A parent window's settings are the ones used; paths that are gone are not filled in.
+    shutil.rmtree(images)
+    shutil.rmtree(results)
+    parent = QPushButton()
+    qtbot.addWidget(parent)
+    parent.settings = StudioSettings()
+    gone = PredictDialog(run, tmp_path / "default", parent)
+    assert gone.settings is parent.settings
+    assert gone.data_edit.text() == "" and gone.faces_combo.currentData() == "auto"
+    assert gone.out_edit.text() == str(tmp_path / "default" / "pred.csv")
+
+
+def test_a_dialog_that_does_not_start_changes_nothing(qtbot, run_dir, tmp_path, settings_dir):
+    from uldl_studio.qt.settings import StudioSettings
+
+    dlg = PredictDialog(Run.open(run_dir), tmp_path)
+    qtbot.addWidget(dlg)
+    dlg.faces_combo.setCurrentIndex(dlg.faces_combo.findData("detect"))
+    dlg.start()                                # no images chosen: refused, nothing saved
+    assert "Choose the images" in dlg.error.text()
+    dlg.reject()
+    assert StudioSettings().predict_values() == {}
+    fresh = PredictDialog(Run.open(run_dir), tmp_path)
+    qtbot.addWidget(fresh)
+    assert fresh.faces_combo.currentData() == "off"

@@ -121,6 +121,27 @@ def predict_job(run, data_path: str, fmt: str, out_path: str, *, faces: str = "o
 
 FACE_CHOICES = (("off", "whole images"), ("auto", "auto: find faces in large images"),
                 ("detect", "detect: one row per face"))
+PREDICT_OUT_NAME = "predicted_soft_labels.csv"
+
+
+def unused_path(folder: str | Path, name: str) -> Path:
+    """``folder/name``, or ``folder/stem-2.suffix``, ``-3``… : the first that does not exist yet."""
+    folder, name = Path(folder), Path(name)
+    path, n = folder / name, 2
+    while path.exists():
+        path, n = folder / f"{name.stem}-{n}{name.suffix}", n + 1
+    return path
+
+
+def _settings_for(parent, settings):
+    """The settings the dialog remembers its inputs in: given ones, else the parent window's
+    (``parent.settings``), else the application's."""
+    from uldl_studio.qt.settings import StudioSettings
+
+    if settings is not None:
+        return settings
+    found = getattr(parent, "settings", None)
+    return found if isinstance(found, StudioSettings) else StudioSettings()
 
 
 class PredictDialog(QDialog):
@@ -128,12 +149,19 @@ class PredictDialog(QDialog):
     and an output file; runs the prediction on a worker with a cancellable QProgressDialog and
     shows its summary. ``finishedWith(str outcome, object info)``: outcome ``done`` (info: ``rows``,
     ``path``, ``table`` = the predicted rows as a DataFrame, ``summary`` dict, ``text``),
-    ``failed`` (the message) or ``cancelled`` (None)."""
+    ``failed`` (the message) or ``cancelled`` (None).
+
+    The inputs of the last prediction started (images, format, faces, TTA, the output's folder
+    and name) are kept in the settings and filled in the next time the dialog opens; a path
+    that no longer exists is left out, and the output gets a name not used yet in its folder,
+    so the last result is not overwritten."""
 
     finishedWith = Signal(str, object)
 
-    def __init__(self, run, default_dir: str | Path, parent: QWidget | None = None) -> None:
+    def __init__(self, run, default_dir: str | Path, parent: QWidget | None = None, *,
+                 settings=None) -> None:
         super().__init__(parent)
+        self.settings = _settings_for(parent, settings)
         self.setWindowTitle("Predict soft labels for other images")
         self.run = run
         self.runner = JobRunner(self, name="predict")
@@ -150,7 +178,7 @@ class PredictDialog(QDialog):
         for value, text in FACE_CHOICES:
             self.faces_combo.addItem(text, value)
         self.tta_check = QCheckBox("Average over each image and its mirror image (TTA)")
-        self.out_edit = QLineEdit(str(Path(default_dir) / "predicted_soft_labels.csv"))
+        self.out_edit = QLineEdit()
         self.error = QLabel("")
         self.error.setStyleSheet("color: #b00020;")
         self.error.setWordWrap(True)
@@ -180,6 +208,34 @@ class PredictDialog(QDialog):
         layout.addWidget(self.summary)
         layout.addWidget(self.buttons)
         self.resize(680, 280)
+        self._restore_inputs(default_dir)
+
+    def _restore_inputs(self, default_dir: str | Path) -> None:
+        saved = self.settings.predict_values()
+        data = saved.get("data")
+        if isinstance(data, str) and data and Path(data).exists():
+            self.data_edit.setText(data)
+        for combo, key in ((self.format_combo, "format"), (self.faces_combo, "faces")):
+            index = combo.findData(saved.get(key))
+            if isinstance(saved.get(key), str) and index >= 0:
+                combo.setCurrentIndex(index)
+        self.tta_check.setChecked(saved.get("tta") is True)
+        out_dir = saved.get("out_dir")
+        folder = out_dir if isinstance(out_dir, str) and out_dir and Path(out_dir).is_dir() else default_dir
+        name = saved.get("out_name")
+        name = name if isinstance(name, str) and name and Path(name).name == name else PREDICT_OUT_NAME
+        self.out_edit.setText(str(unused_path(folder, name)))
+
+    def _save_inputs(self, data: str, out: str) -> None:
+        out_path = Path(out).expanduser()
+        self.settings.set_predict_values({
+            "data": str(Path(data).expanduser().absolute()),
+            "format": self.format_combo.currentData(),
+            "faces": self.faces_combo.currentData(),
+            "tta": self.tta_check.isChecked(),
+            "out_dir": str(out_path.absolute().parent),
+            "out_name": out_path.name,
+        })
 
     @Slot()
     def _browse_data(self) -> None:
@@ -213,6 +269,7 @@ class PredictDialog(QDialog):
             return
         self.error.setText("")
         self.summary.setText("")
+        self._save_inputs(data, out)
         self.progress = QProgressDialog("Predicting soft labels…", "Cancel", 0, 0, self)
         self.progress.setWindowTitle("Predict")
         self.progress.setWindowModality(Qt.WindowModality.WindowModal)

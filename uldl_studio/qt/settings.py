@@ -95,6 +95,18 @@ class StudioSettings:
         """Save the training panel's fields (all of them: the panel decides which)."""
         self.set_value("training", dict(values))
 
+    # -- predict dialog ------------------------------------------------------------------
+    def predict_values(self) -> dict[str, Any]:
+        """The predict dialog's inputs of its last run (``{}`` when none were saved): ``data``,
+        ``format``, ``faces``, ``tta``, ``out_dir``, ``out_name``."""
+        values = self.value("predict", {})
+        return dict(values) if isinstance(values, dict) else {}
+
+    def set_predict_values(self, values: dict[str, Any]) -> None:
+        """Save the predict dialog's inputs (all of them: the dialog decides which)."""
+        self.set_value("predict", dict(values))
+        self.qsettings.sync()
+
     def sync(self) -> None:
         self.qsettings.sync()
 
