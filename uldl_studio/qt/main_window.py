@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         self._dataset_table = None  # the dataset as loaded in this session (for retraining)
         self._epoch_seen = 0
         self._loading_dataset: tuple[str, str] | None = None  # a dataset being opened (path, format)
+        self._continue_ok = False  # the open version can be resumed (Continue)
         self._closing = False
         self._results_shown = False
 
@@ -576,6 +577,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_run_changed(self) -> None:
         run = self.project.run
+        # read once per run change, not on every edit
+        self._continue_ok = run is not None and run.has_results and self._can_continue(run)
         if run is None:
             self.training_panel.set_run_text(f"Run: a new run folder is created in {self.runs_folder()} "
                                              "when training starts (Run → Runs folder… changes it).")
@@ -603,7 +606,7 @@ class MainWindow(QMainWindow):
             "open a dataset first" if not self.project.is_open else
             "train a new version of this run: the current one is kept" if run is not None else
             "train a new run on this dataset",
-            can_continue=run is not None and run.has_results,
+            can_continue=run is not None and self._continue_ok,
             start_text="Train new version" if run is not None else "Start training")
         self.versions_action.setEnabled(run is not None)
         self.relabel.update_enabled()
@@ -813,11 +816,26 @@ class MainWindow(QMainWindow):
             what = str(run_dir)
         self._begin_training(table, config, run_dir, what)
 
+    @staticmethod
+    def _can_continue(run) -> bool:
+        """Continue resumes the run's current version, or a version that stopped early; a
+        finished older version is never trained further (train a new version instead)."""
+        from uldl_studio.core import versions
+
+        try:
+            info = next(i for i in versions.list_versions(run.root) if i.name == run.version)
+        except Exception:  # noqa: BLE001 - an unreadable registry: no Continue, Start still works
+            return False
+        return info.current or not info.complete
+
     @Slot(dict)
     def continue_training(self, values: dict | None = None) -> None:
         """Continue: resume the open version from its last epoch up to the panel's Epochs."""
         run = self.project.run
         if self.training.is_running or run is None:
+            return
+        if not self._can_continue(run):
+            self._show_status(f"{run.version} is a finished older version: train a new version instead.")
             return
         values = dict(values if values is not None else self.training_panel.values())
         epochs = int(values.get("epochs", run.config.epochs))
