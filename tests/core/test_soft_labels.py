@@ -107,28 +107,31 @@ def test_join_soft_labels_by_id_path_and_class_names(tmp_path):
         join_soft_labels(_tiny_table(), tmp_path / "missing.csv")
 
 
+TINY = ["--set", "image_size=16", "--set", "width=8", "--set", "stages=2", "--set", "blocks=1",
+        "--set", "calib_hidden=[16]", "--set", "augment=false", "--set", "k=4", "--set", "progress_every=100"]
+
+
+def _cli(*args):
+    """Run ``uldl-studio ARGS`` in a real subprocess; it must succeed."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "uldl_studio", *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_two_stage_train_export_retrain_on_d(tmp_path):
     """`train`, `export`, then `train --soft-labels` on the export: the second run learns the
     exported distributions (its d is the soft target) and records the file for --resume."""
     import json
-    import subprocess
-    import sys
 
     import pandas as pd
 
-    tiny = ["--set", "image_size=16", "--set", "width=8", "--set", "stages=2", "--set", "blocks=1",
-            "--set", "calib_hidden=[16]", "--set", "augment=false", "--set", "k=4", "--set", "progress_every=100"]
-    cli = [sys.executable, "-m", "uldl_studio"]
-
-    def run(*args):
-        done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-
-    run("train", "demo", "--out", str(tmp_path / "first"), "--limit", "80", "--epochs", "2", "--method", "ce",
-        "--device", "cpu", *tiny)
-    run("export", str(tmp_path / "first"), "--out", str(tmp_path / "d.csv"))
-    run("train", "demo", "--out", str(tmp_path / "second"), "--limit", "80", "--epochs", "1", "--method", "ce",
-        "--device", "cpu", "--soft-labels", str(tmp_path / "d.csv"), *tiny)
+    _cli("train", "demo", "--out", str(tmp_path / "first"), "--limit", "80", "--epochs", "2", "--method", "ce",
+         "--device", "cpu", *TINY)
+    _cli("export", str(tmp_path / "first"), "--out", str(tmp_path / "d.csv"))
+    _cli("train", "demo", "--out", str(tmp_path / "second"), "--limit", "80", "--epochs", "1", "--method", "ce",
+         "--device", "cpu", "--soft-labels", str(tmp_path / "d.csv"), *TINY)
     exported = pd.read_csv(tmp_path / "d.csv").set_index("sample_id")
     second = pd.read_csv(tmp_path / "second" / "samples.csv", dtype={"sample_id": str}).set_index("sample_id")
     classes = json.loads((tmp_path / "second" / "config.json").read_text())["classes"]
@@ -233,24 +236,14 @@ def test_corrections_reach_the_export_and_train_on_it(tmp_path):
     row's soft label is the correction, the unsure row's keeps at most half on its label, the
     original label is a column; `train --soft-labels` on that file learns exactly those rows."""
     import json
-    import subprocess
-    import sys
 
     import pandas as pd
 
     from uldl_studio.core.edits import run_journal
     from uldl_studio.core.export import read_soft_labels
 
-    tiny = ["--set", "image_size=16", "--set", "width=8", "--set", "stages=2", "--set", "blocks=1",
-            "--set", "calib_hidden=[16]", "--set", "augment=false", "--set", "k=4", "--set", "progress_every=100"]
-    cli = [sys.executable, "-m", "uldl_studio"]
-
-    def run(*args):
-        done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-
     first = tmp_path / "first"
-    run("train", "demo", "--out", str(first), "--limit", "80", "--epochs", "1", "--device", "cpu", *tiny)
+    _cli("train", "demo", "--out", str(first), "--limit", "80", "--epochs", "1", "--device", "cpu", *TINY)
     samples = pd.read_csv(first / "samples.csv", dtype={"sample_id": str})
     classes = json.loads((first / "config.json").read_text())["classes"]
     d_cols = [f"soft_{c}" for c in classes]
@@ -262,7 +255,7 @@ def test_corrections_reach_the_export_and_train_on_it(tmp_path):
     with run_journal(first) as journal:
         journal.relabel([relabelled["sample_id"]], [new])
         journal.mark_unsure([doubtful["sample_id"]])
-    run("export", str(first), "--out", str(tmp_path / "soft.csv"))
+    _cli("export", str(first), "--out", str(tmp_path / "soft.csv"))
     back = read_soft_labels(tmp_path / "soft.csv").set_index("sample_id")
     d = back[[f"d_{c}" for c in classes]]
     row = back.loc[relabelled["sample_id"]]
@@ -276,8 +269,8 @@ def test_corrections_reach_the_export_and_train_on_it(tmp_path):
     assert (back.loc[untouched, "original_label"] == back.loc[untouched, "label"]).all()
     # train on the export: a ce run learns the soft label as its target
     second = tmp_path / "second"
-    run("train", "demo", "--out", str(second), "--limit", "80", "--epochs", "1", "--method", "ce",
-        "--device", "cpu", "--soft-labels", str(tmp_path / "soft.csv"), *tiny)
+    _cli("train", "demo", "--out", str(second), "--limit", "80", "--epochs", "1", "--method", "ce",
+        "--device", "cpu", "--soft-labels", str(tmp_path / "soft.csv"), *TINY)
     learned = pd.read_csv(second / "samples.csv", dtype={"sample_id": str}).set_index("sample_id")
     for sid in (relabelled["sample_id"], doubtful["sample_id"]):
         assert np.allclose(learned.loc[sid, [f"d_{c}" for c in classes]].to_numpy(float), d.loc[sid].to_numpy(),

@@ -198,14 +198,4 @@ def restore_geometry(widget, geometry: QByteArray | None, default_size: tuple[in
             widget.setGeometry(QRect(room.x() + (room.width() - w) // 2, room.y() + (room.height() - h) // 2, w, h))
         else:
             widget.resize(*default_size)
-    if widget.isMaximized() or widget.isFullScreen():
-        return widget.geometry()
-    if not screens:
-        return widget.geometry()
-    inner, outer = widget.geometry(), widget.frameGeometry()
-    frame = (inner.left() - outer.left(), inner.top() - outer.top(),
-             outer.right() - inner.right(), outer.bottom() - inner.bottom())
-    target = clamp_geometry(inner, screens, min_size, frame)
-    if target != inner:
-        widget.setGeometry(target)
-    return target
+    return fit_on_screen(widget, min_size)
