@@ -143,3 +143,86 @@ def test_most_ambiguous_among_candidates():
     mask[9] = False
     assert s.most_ambiguous("lambda", mask) == 8
     assert s.most_ambiguous("aum") is None         # no values
+
+
+def split_table(n: int = 12) -> pd.DataFrame:
+    t = table(n)
+    t["split"] = ["train", "train", "valid", "train", "test", "train", "train", "valid", "train", "train",
+                  "test", "train"][:n]
+    return t
+
+
+def test_the_review_queue_is_a_snapshot_of_training_rows(tmp_path):
+    from uldl_studio.core.edits import EditJournal
+
+    s = Session()
+    s.set_dataset(split_table(), {})
+    s.journal = EditJournal(tmp_path / "edits.jsonl")
+    events = []
+    s.events.queue_changed.connect(lambda: events.append("queue"))
+    s.set_queue_order(key="lambda")
+    train = np.flatnonzero(s.table["split"].to_numpy() == "train")
+    assert s.queue.tolist() == sorted(train.tolist(), reverse=True)   # λ rises with the row: worst last row first
+    assert s.queue_key == "lambda" and events == ["queue"]
+    queue = s.queue.copy()
+    s.relabel([int(queue[0])], [2])                                 # edits never move the queue
+    s.mark_unsure([int(queue[1])], True)
+    assert np.array_equal(s.queue, queue) and events == ["queue"]
+    assert s.queue_reviewed().tolist()[:3] == [True, True, False]
+    # ← / → clamp at the ends; a row outside the queue starts at its first (or last) row
+    assert s.queue_neighbour(int(queue[0]), -1) == queue[0]
+    assert s.queue_neighbour(int(queue[-1]), +1) == queue[-1]
+    assert s.queue_neighbour(2, +1) == queue[0] and s.queue_neighbour(None, -1) == queue[-1]
+    # Enter: the next unreviewed row after the current one, wrapping to the start
+    assert s.next_unreviewed(int(queue[0])) == queue[2]
+    assert s.next_unreviewed(int(queue[-1])) == queue[2]
+    # the selection, the filter and the split each rebuild it
+    s.select(queue[3:6])
+    assert sorted(s.queue.tolist()) == sorted(queue[3:6].tolist())
+    s.select([])
+    s.set_filter(classes=[0])
+    assert set(s.queue.tolist()) == {r for r in queue.tolist() if s.table["label"].iat[r] == 0}
+    s.clear_filter()
+    s.set_queue_order(split="all")
+    assert s.queue.size == len(s)
+    # a score without values falls back to ambiguity, then the sample id
+    s.set_queue_order(key="aum", split="train")
+    assert s.queue_choice == "aum" and s.queue_key in ("ambiguity", "sample_id")
+    s.journal.close()
+
+
+def test_undo_says_what_it_undid(tmp_path):
+    from uldl_studio.core.edits import EditJournal
+
+    s = Session()
+    s.set_dataset(table(), {})
+    s.journal = EditJournal(tmp_path / "edits.jsonl")
+    s._refresh_edits()  # the table as a run's: label_given from the journal's view
+    s.relabel([4], [0])                    # s4 was happiness (4 % 3 = 1)
+    assert s.undo() == "s4 happiness → neutral"
+    assert s.redo() == "s4 happiness → neutral"
+    s.relabel([4], [2])
+    assert s.undo() == "s4 neutral → anger"
+    s.mark_unsure([1, 2], True)
+    assert s.undo() == "2 samples marked unsure"
+    s.relabel([0, 3], [1])
+    assert s.undo() == "2 samples → happiness"
+    assert s.undo() == "s4 happiness → neutral" and s.undo() is None
+    s.journal.close()
+
+
+def test_showing_a_predicted_sample_clears_the_current_one():
+    s = Session()
+    s.set_dataset(table(), {})
+    predictions = table(3)
+    predictions["sample_id"] = ["a.jpg", "b.jpg", "c.jpg"]
+    s.set_current(4)
+    shown = []
+    s.events.prediction_shown.connect(shown.append)
+    s.set_predictions(predictions)
+    s.show_prediction(1)
+    assert s.current == -1 and s.shown_prediction == 1 and shown == [1]
+    s.show_prediction(7)                     # no such row: nothing changes
+    assert s.shown_prediction == 1
+    s.set_current(2)
+    assert s.shown_prediction == -1 and shown == [1, -1]

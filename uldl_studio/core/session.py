@@ -343,6 +343,7 @@ class Session:
         self._scores.clear()
         self._orders.clear()
         if reset:
+            self._queue = np.empty(0, dtype=np.int64)  # no view lists old rows of the new table
             if self.predictions is not None:  # predictions belong to the rows they were shown with
                 self.set_predictions(None)
             self._filter = Filter()
