@@ -237,3 +237,18 @@ def test_label_health_says_what_it_counts_and_empty_cells_say_so(qtbot, window, 
     rows = panel.select_cell(given, constructed)
     assert rows.size == 0 and np.array_equal(win.project.selection, before)
     assert win.statusBar().currentMessage().startswith("No samples:")
+
+
+def test_new_runs_go_to_the_chosen_runs_folder(qtbot, window, tmp_path):
+    """Run → Runs folder… keeps the choice in the settings; a new run is created there and the
+    training panel says where."""
+    win = window
+    open_demo(qtbot, win)
+    chosen = tmp_path / "my runs"
+    win.settings.set_value("runs_dir", str(chosen))
+    win._on_run_changed()
+    assert str(chosen) in win.training_panel.run_label.text()
+    assert win._new_run_dir().parent == chosen
+    win.training_panel.epochs.setValue(1)
+    assert train(qtbot, win, win.training_panel.start_button) == "done"
+    assert win.project.run.path.parent == chosen and (win.project.run.path / "checkpoint.pt").exists()
