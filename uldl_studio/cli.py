@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--tta", action="store_true", help="average p over each image and its mirror image")
     predict.add_argument("--batch-size", type=int, default=256, metavar="N",
                          help="images decoded and predicted per chunk (default 256)")
+    predict.add_argument("--adapt", action="append", default=[], choices=("priors", "bn"),
+                         help="correct for a collection unlike the run's dataset (repeatable): priors re-weights p "
+                              "to the collection's class priors estimated from the predictions; bn re-estimates "
+                              "the BatchNorm statistics on its images (AdaBN). The run on disk is not changed")
+    predict.add_argument("--prior-method", default="em", choices=("em", "bbse"),
+                         help="--adapt priors: MAP-EM on calibrated p (default) or BBSE with the valid confusion "
+                              "matrix")
     cache = sub.add_parser("cache", help="list or clear the decoded-image cache")
     cache.add_argument("action", nargs="?", default="list", choices=("list", "clear"))
     cache.add_argument("match", nargs="?", default=None,
@@ -655,7 +662,8 @@ def _cmd_predict(args) -> int:
     if args.batch_size < 1:
         raise CliError(f"--batch-size {args.batch_size}: expected a positive number of images")
     options = PredictOptions(faces=args.faces, tta=args.tta, chunk_size=args.batch_size, device=args.device,
-                             face_margin=DEFAULT_MARGIN if args.face_margin is None else args.face_margin)
+                             face_margin=DEFAULT_MARGIN if args.face_margin is None else args.face_margin,
+                             adapt=tuple(args.adapt), prior_method=args.prior_method)
     run = Run.open(args.run)
     collection = read_collection(args.data, fmt=args.fmt, limit=args.limit, single_label=args.single_label,
                                  seed=args.seed)

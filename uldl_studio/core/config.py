@@ -25,7 +25,8 @@ LAMBDA_BASELINES = ("class", "global", "none")
 LAMBDA_EVIDENCE = ("batch", "epoch", "both")
 LAMBDA_EVIDENCE_FORMS = ("ce", "prob")
 DEVICES = ("auto", "cpu", "cuda")
-ARCHS = ("compact", "resnet18")
+ARCHS = ("compact", "resnet18", "resnet50")
+CLASS_BALANCE = ("none", "logit_adjust")
 # Options whose default changed after runs were written without them: such a run keeps the
 # behaviour it was trained with when it is resumed or retrained.
 LEGACY_DEFAULTS = {"neighbor_refresh": False, "lambda_evidence": "batch", "bank_momentum": 0.0,
@@ -64,6 +65,19 @@ class TrainConfig:
     calib_hidden: list = field(default_factory=lambda: [512, 256])
     augment: bool = True
     erase_p: float = 0.25
+    # framing augmentations (core.augment.FRAMING): "" (off), "all", or a comma list of
+    # scale, shift, rotate, gamma, contrast, blur, noise
+    framing: str = ""
+    # pretrained backbone (core.model.load_pretrained): a state-dict file (torchvision ResNet
+    # keys or this model's own), or "imagenet" for torchvision's ImageNet weights (downloaded)
+    pretrained: str | None = None
+    imagenet_stem: bool | None = None     # 7×7/2 stem + max pool; None: when image_size > 64
+    backbone_lr_mult: float = 1.0         # the backbone's learning rate relative to lr (fine-tuning)
+    freeze_bn: bool = False               # keep the backbone's BatchNorm statistics and affine fixed
+    # imbalanced classes (Menon et al. 2021): logit_adjust trains on logits + τ·log π (π: the
+    # training label frequencies); the model's p is then balanced by τ (τ = 1: balanced softmax)
+    class_balance: str = "none"           # none | logit_adjust
+    class_balance_tau: float = 1.0
     # LDLVA
     neighbors: str = "bank"               # bank | exact
     va: str = "auto"                      # auto | columns | circumplex
@@ -99,7 +113,7 @@ class TrainConfig:
         choices = {"method": METHODS, "neighbors": NEIGHBOR_MODES, "va": VA_MODES,
                    "similarity": SIMILARITIES, "device": DEVICES, "neighbor_space": NEIGHBOR_SPACES,
                    "arch": ARCHS, "lambda_baseline": LAMBDA_BASELINES, "lambda_evidence": LAMBDA_EVIDENCE,
-                   "lambda_evidence_form": LAMBDA_EVIDENCE_FORMS}
+                   "lambda_evidence_form": LAMBDA_EVIDENCE_FORMS, "class_balance": CLASS_BALANCE}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
@@ -128,6 +142,16 @@ class TrainConfig:
             raise ConfigError(f"delta must be > 0 or null (auto), got {self.delta}")
         if self.warmup_epochs < 0:
             raise ConfigError("warmup_epochs must be >= 0")
+        if not 0.0 <= float(self.class_balance_tau) <= 3.0:
+            raise ConfigError(f"class_balance_tau must be in [0, 3], got {self.class_balance_tau}")
+        if not 0.0 <= float(self.backbone_lr_mult) <= 10.0:
+            raise ConfigError(f"backbone_lr_mult must be in [0, 10], got {self.backbone_lr_mult}")
+        from .augment import parse_framing
+
+        try:
+            parse_framing(self.framing)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.calib_hidden = [int(h) for h in self.calib_hidden]
 
     def to_dict(self) -> dict:
@@ -145,7 +169,7 @@ class TrainConfig:
     def model_config(self, num_classes: int) -> ModelConfig:
         return ModelConfig(num_classes=num_classes, in_channels=self.channels, image_size=self.image_size,
                            arch=self.arch, width=self.width, stages=self.stages, blocks=self.blocks,
-                           calib_hidden=list(self.calib_hidden))
+                           calib_hidden=list(self.calib_hidden), imagenet_stem=self.imagenet_stem)
 
 
 def resolve_device(name: str) -> torch.device:

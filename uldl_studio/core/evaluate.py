@@ -4,8 +4,10 @@ Structure (floats; null where undefined)::
 
     {"method", "epochs", "classes",
      "test" / "valid" / "train": {n, accuracy (vs given label), mean_class_accuracy,
-              [reference: accuracy vs the reference majority, kl, chebyshev, clark, canberra,
-               cosine, intersection of p vs the reference distribution]},
+              class_accuracy: {class: accuracy of the rows given that label}, class_n: {class: rows},
+              [reference: accuracy, mean_class_accuracy, class_accuracy and class_n vs the
+               reference majority, kl, chebyshev, clark, canberra, cosine, intersection of p vs
+               the reference distribution]},
      "constructed" (train rows): {mean_lambda,
               [d_vs_reference: six LDL metrics of d, onehot_vs_reference: of the given labels,
                lambda_auroc_reference: AUROC of λ for "given label ≠ reference majority"],
@@ -17,6 +19,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 
 from . import metrics as M
 from .atomic import atomic_write_text
@@ -56,6 +59,44 @@ def _review_counts(run, samples) -> dict:
             "unsure": int(edited["unsure"].sum())}
 
 
+def class_accuracy(table: pd.DataFrame, split: str | None = "test", truth: str = "label") -> pd.DataFrame:
+    """Per-class accuracy of the prediction (argmax ``p_<class>``) on one split (None: all rows).
+
+    ``truth``: ``"label"`` (the given labels, after the annotator's edits when the table has
+    them) or ``"reference"`` (the majority of the reference distributions; a DatasetError-free
+    empty frame when the table has none). Returns one row per class (index: class name) with
+    ``n`` (rows of that class), ``correct`` and ``accuracy`` (NaN for a class with no row), and
+    ``attrs`` ``accuracy`` (all rows) and ``mean_class_accuracy`` (the mean over the classes
+    present)."""
+    classes = list(table.attrs["classes"])
+    m = len(classes)
+    mask = np.ones(len(table), bool) if split is None else (table["split"] == split).to_numpy()
+    if truth == "label":
+        y = table["label"].to_numpy(np.int64)[mask]
+    elif truth == "reference":
+        ref = reference_distribution(table)
+        y = ref[mask].argmax(1) if ref is not None else np.zeros(0, np.int64)
+        if ref is None:
+            mask = np.zeros(len(table), bool)
+    else:
+        raise ValueError(f"truth={truth!r}: expected 'label' or 'reference'")
+    pred = table[p_columns(classes)].to_numpy(np.float64)[mask].argmax(1) if mask.any() else np.zeros(0, np.int64)
+    n = np.bincount(y, minlength=m)[:m]
+    correct = np.bincount(y[y == pred], minlength=m)[:m]
+    frame = pd.DataFrame({"n": n, "correct": correct, "accuracy": M.per_class_accuracy(y, pred, m)},
+                         index=pd.Index(classes, name="class"))
+    frame.attrs = {"accuracy": M.accuracy(y, pred), "mean_class_accuracy": M.mean_class_accuracy(y, pred, m)}
+    return frame
+
+
+def _per_class(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
+    m = len(classes)
+    acc = M.per_class_accuracy(y, pred, m)
+    n = np.bincount(y, minlength=m)[:m]
+    return {"class_accuracy": {c: float(a) for c, a in zip(classes, acc)},
+            "class_n": {c: int(k) for c, k in zip(classes, n)}}
+
+
 def evaluate(run, write: bool = True) -> dict:
     samples = run.samples()
     classes = list(run.classes)
@@ -71,13 +112,13 @@ def evaluate(run, write: bool = True) -> dict:
         pred = p.argmax(1)
         given = part["label"].to_numpy(np.int64)
         res = {"n": int(mask.sum()), "accuracy": M.accuracy(given, pred),
-               "mean_class_accuracy": M.mean_class_accuracy(given, pred, m)}
+               "mean_class_accuracy": M.mean_class_accuracy(given, pred, m), **_per_class(given, pred, classes)}
         if ref_all is not None:
             ref = ref_all[mask]
             majority = ref.argmax(1)
             res["reference"] = {"accuracy": M.accuracy(majority, pred),
                                 "mean_class_accuracy": M.mean_class_accuracy(majority, pred, m),
-                                **M.ldl_metrics(ref, p)}
+                                **_per_class(majority, pred, classes), **M.ldl_metrics(ref, p)}
         out[split] = res
     train = (samples["split"] == "train").to_numpy()
     if train.any():

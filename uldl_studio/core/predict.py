@@ -33,7 +33,20 @@ A prediction row (:data:`PREDICTION_COLUMNS`, written by :func:`write_prediction
 * ``source_label`` (text, empty when the collection has none), ``face_index`` and ``box_x``,
   ``box_y``, ``box_w``, ``box_h`` (source pixels; empty for whole-image rows), ``x2d``, ``y2d``:
   the run's 2-D feature map applied to the image's features (of the un-mirrored image), so a
-  new image lands next to the training images it resembles (:class:`FeatureProjection`).
+  new image lands next to the training images it resembles (:class:`FeatureProjection`);
+* ``adapted`` (only when ``PredictOptions.adapt`` asks for a correction): the corrections
+  applied to this collection's p, e.g. ``bn+priors``, or ``none`` when none was.
+
+Corrections for a collection unlike the run's dataset (``PredictOptions.adapt``, CLI
+``--adapt``), applied to a copy of the model in memory, never to the run on disk:
+
+* ``bn`` (AdaBN, Li et al. 2016): the BatchNorm statistics re-estimated on the collection's
+  own images (covariate shift: other cameras, framings, lighting); the images are forwarded
+  twice;
+* ``priors``: the collection's class priors estimated from the unlabelled predictions and p
+  re-weighted to them (``core.shift.adapt_priors``: calibrated on the run's valid split, MAP-EM
+  with a floor, or BBSE; no change when the estimate is unstable or there is no significant
+  shift). :class:`PredictSummary` carries the estimated next to the source priors.
 """
 from __future__ import annotations
 
@@ -61,10 +74,16 @@ from .table import DatasetError, classes_of, d_columns, p_columns
 
 __all__ = ["predict", "predict_collection", "Predictor", "PredictOptions", "Prediction", "PredictSummary",
            "FeatureProjection", "PredictionCancelled", "write_predictions", "read_predictions",
-           "EXTRA_COLUMNS", "PREDICTION_SPLIT", "PREDICTION_SCORES"]
+           "EXTRA_COLUMNS", "PREDICTION_SPLIT", "PREDICTION_SCORES", "ADAPT_MODES", "ADAPTED_COLUMN", "parse_adapt"]
 
 PREDICTION_SPLIT = "test"
 EXTRA_COLUMNS = ("source_label", "face_index", "box_x", "box_y", "box_w", "box_h", "x2d", "y2d")
+#: written after the extra columns when the prediction was asked to adapt to the collection
+ADAPTED_COLUMN = "adapted"
+#: the corrections ``PredictOptions.adapt`` may ask for, in the order they are applied
+ADAPT_MODES = ("bn", "priors")
+#: AdaBN needs at least this many images (fewer: BatchNorm statistics too noisy; not applied)
+ADABN_MIN_IMAGES = 64
 _INT_EXTRAS = ("face_index", "box_x", "box_y", "box_w", "box_h")
 _FLOAT_EXTRAS = ("x2d", "y2d")
 #: the registered scores a prediction row has; every other exported score describes a training
@@ -213,6 +232,62 @@ class Predictor:
         p /= p.sum(1, keepdims=True)
         return p, np.concatenate(feats)
 
+    def adapted_bn(self, images: np.ndarray, *, batch_size: int = 256, seed: int = 0) -> "Predictor":
+        """A copy whose BatchNorm statistics are those of ``images`` (uint8 (N, C, S, S)): AdaBN.
+
+        The statistics are reset and re-estimated as a cumulative average over batches of the
+        shuffled images (a collection sorted by class would otherwise give batch statistics of
+        one class each); no parameter changes and the run on disk is untouched."""
+        import copy
+
+        from .augment import to_float
+
+        adapted = copy.copy(self)
+        model = copy.deepcopy(self.model)
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for module in norms:
+            module.reset_running_stats()
+            module.momentum = None  # cumulative moving average over the batches
+        model.eval()
+        for module in norms:
+            module.train()
+        order = np.random.default_rng(seed).permutation(len(images))
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                rows = np.sort(order[start:start + batch_size])
+                if len(rows) < 2:
+                    continue
+                x = to_float(torch.as_tensor(images[rows]).to(self.device))
+                with self.precision.autocast():
+                    model(self.precision.prepare_input(x))
+        adapted.model = model.eval()
+        return adapted
+
+    def source_model(self, *, bias: bool = True):
+        """``core.shift.SourceModel`` of the run: calibration and class priors fitted on its
+        valid split's predictions and labels (samples.csv; the test split when there is no
+        valid one). DatasetError when the run has neither."""
+        from .shift import SourceModel
+
+        cached = getattr(self, "_source_model", None)
+        if cached is not None and cached[0] == bias:
+            return cached[1]
+        samples = self.run.samples()
+        cols = p_columns(self.classes)
+        split = samples["split"].astype(str)
+        for name in ("valid", "test"):
+            rows = samples[(split == name).to_numpy()]
+            rows = rows[np.isfinite(rows[cols].to_numpy(np.float64)).all(1)] if len(rows) else rows
+            if len(rows):
+                break
+        else:
+            raise DatasetError(f"{self.run.path}: --adapt priors calibrates on the run's valid split, and the run has "
+                               "no valid or test rows with predictions")
+        model = SourceModel.fit(rows[cols].to_numpy(np.float64), rows["label"].to_numpy(np.int64), len(self.classes),
+                                bias=bias)
+        self._source_model = (bias, model)
+        return model
+
     def va(self, probs: np.ndarray) -> np.ndarray:
         """The circumplex point of each prediction (the run's centroids and temperature)."""
         from .va import circumplex_points
@@ -279,14 +354,33 @@ class PredictOptions:
     face_margin: float = DEFAULT_MARGIN
     auto_factor: float = AUTO_FACTOR   # --faces auto: detect when the short side > factor × input size
     workers: int = 2                   # decoding / detection threads
+    adapt: tuple = ()                  # corrections for the collection: "bn", "priors" (ADAPT_MODES)
+    prior_method: str = "em"           # priors: em (MAP-EM) | bbse (core.shift)
 
     def __post_init__(self) -> None:
+        self.adapt = parse_adapt(self.adapt)
+        from .shift import PRIOR_METHODS
+
+        if self.prior_method not in PRIOR_METHODS:
+            raise DatasetError(f"prior method {self.prior_method!r}: expected one of {', '.join(PRIOR_METHODS)}")
         if self.faces not in FACE_MODES:
             raise DatasetError(f"faces={self.faces!r}: expected one of {', '.join(FACE_MODES)}")
         if int(self.chunk_size) < 1:
             raise DatasetError(f"chunk size must be >= 1, got {self.chunk_size}")
         if not 0.0 <= float(self.face_margin) <= 2.0:
             raise DatasetError(f"face margin must be in [0, 2], got {self.face_margin}")
+
+
+def parse_adapt(value) -> tuple[str, ...]:
+    """``"bn,priors"``, ``["priors", "bn"]``, ``"none"`` or ``()`` → the corrections in
+    ``ADAPT_MODES`` order; a DatasetError names an unknown one."""
+    if isinstance(value, str):
+        value = [v for v in value.replace("+", ",").split(",")]
+    names = [str(v).strip() for v in (value or ()) if str(v).strip() and str(v).strip() != "none"]
+    unknown = [v for v in names if v not in ADAPT_MODES]
+    if unknown:
+        raise DatasetError(f"adapt {', '.join(unknown)}: expected {' or '.join(ADAPT_MODES)}")
+    return tuple(m for m in ADAPT_MODES if m in names)
 
 
 @dataclass
@@ -312,6 +406,11 @@ class PredictSummary:
     seconds: float = 0.0
     faces: str = "off"
     tta: bool = False
+    adapt: tuple = ()                  # corrections asked for
+    adapted: tuple = ()                # corrections applied
+    bn_note: str = ""                  # why AdaBN was not applied
+    prior_shift: object = None         # core.shift.PriorShift of --adapt priors
+    classes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -344,6 +443,11 @@ class PredictSummary:
                 metrics = ", ".join(f"{k} {v:.3f}" for k, v in self.ldl.items())
                 out.append(f"against the reference distributions ({self.ldl_rows} rows, restricted to the run's "
                            f"classes): {metrics}")
+        if "bn" in self.adapt:
+            out.append("BatchNorm statistics re-estimated on the collection (AdaBN)" if "bn" in self.adapted
+                       else f"BatchNorm statistics not re-estimated: {self.bn_note}")
+        if self.prior_shift is not None:
+            out.extend(self.prior_shift.lines(self.classes))
         return out
 
 
@@ -388,7 +492,8 @@ def predict_collection(run, source, options: PredictOptions | None = None, *,
     paths = table["path"].astype(str).tolist()
     pixels = table["pixels"].tolist() if "pixels" in table else None
     summary = PredictSummary(source=collection.describe(), images=n, skipped_files=collection.skipped,
-                             faces=options.faces, tta=options.tta)
+                             faces=options.faces, tta=options.tta, adapt=options.adapt, classes=list(predictor.classes))
+    kept_crops: list = [] if "bn" in options.adapt else None  # AdaBN forwards every crop again
 
     def prepare(i: int) -> _Item | None:
         if cancelled():
@@ -447,6 +552,8 @@ def predict_collection(run, source, options: PredictOptions | None = None, *,
                     summary.faces_found += int(f >= 0)
             del items
             if crops:
+                if kept_crops is not None:
+                    kept_crops.extend(crops)
                 p, feats = predictor.forward(np.stack(crops), tta=options.tta, cancelled=cancelled)
                 probs.append(p)
                 coords.append(predictor.projection(feats) if predictor.projection is not None
@@ -482,12 +589,44 @@ def predict_collection(run, source, options: PredictOptions | None = None, *,
                                      f"not written, e.g. {summary.no_face_example}"), stacklevel=2)
 
     rows = np.asarray(src_rows, np.int64)
+    probs, coords = np.concatenate(probs), np.concatenate(coords)
+    if options.adapt:
+        probs, coords = _adapt(predictor, options, summary, probs, coords, kept_crops, cancelled)
     out = _prediction_table(predictor, collection, rows, np.asarray(face_index, np.int64),
-                            np.asarray(boxes, np.int64).reshape(-1, 4), np.concatenate(probs), np.concatenate(coords))
+                            np.asarray(boxes, np.int64).reshape(-1, 4), probs, coords)
+    if options.adapt:
+        out[ADAPTED_COLUMN] = "+".join(summary.adapted) or "none"
     summary.rows = len(out)
     _score_against_sources(out, collection, rows, predictor.classes, summary)
     summary.seconds = time.perf_counter() - started
     return Prediction(out, summary)
+
+
+def _adapt(predictor: Predictor, options: PredictOptions, summary: PredictSummary, probs: np.ndarray,
+           coords: np.ndarray, crops: list | None, cancelled) -> tuple[np.ndarray, np.ndarray]:
+    """The corrections ``options.adapt`` asks for, recorded in ``summary``: AdaBN (the crops
+    forwarded again through a copy of the model with the collection's BatchNorm statistics),
+    then the class priors."""
+    from .shift import adapt_priors
+
+    applied = []
+    if "bn" in options.adapt:
+        if len(crops) < ADABN_MIN_IMAGES:
+            summary.bn_note = f"{len(crops)} images, fewer than {ADABN_MIN_IMAGES}"
+        else:
+            images = np.stack(crops)
+            adapted = predictor.adapted_bn(images)
+            probs, feats = adapted.forward(images, tta=options.tta, cancelled=cancelled)
+            if predictor.projection is not None:
+                coords = predictor.projection(feats)
+            applied.append("bn")
+    if "priors" in options.adapt:
+        probs, shift = adapt_priors(probs, predictor.source_model(), method=options.prior_method)
+        summary.prior_shift = shift
+        if shift.applied:
+            applied.append("priors")
+    summary.adapted = tuple(applied)
+    return probs, coords
 
 
 def _prediction_table(predictor: Predictor, collection, rows: np.ndarray, faces: np.ndarray, boxes: np.ndarray,
@@ -571,7 +710,8 @@ def _extra_text(value, name: str) -> str:
 
 
 def write_predictions(table: pd.DataFrame, path: str | Path) -> None:
-    """A soft-label file (``core.export.write_soft_labels``) plus the :data:`EXTRA_COLUMNS`.
+    """A soft-label file (``core.export.write_soft_labels``) plus the :data:`EXTRA_COLUMNS` (and
+    :data:`ADAPTED_COLUMN` when the table has it).
 
     The soft-label columns are written, validated and formatted by ``write_soft_labels``
     (into a temporary file beside ``path``); the extra columns the table has are appended to
@@ -582,7 +722,7 @@ def write_predictions(table: pd.DataFrame, path: str | Path) -> None:
     from .export import csv_field, write_soft_labels
 
     path = Path(path)
-    extras = [c for c in EXTRA_COLUMNS if c in table]
+    extras = [c for c in (*EXTRA_COLUMNS, ADAPTED_COLUMN) if c in table]
     if not extras:
         write_soft_labels(table, path)
         return

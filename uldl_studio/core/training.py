@@ -104,7 +104,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ldl
-from .augment import augment_batch, to_float
+from .augment import augment_batch, parse_framing, to_float
 from .batches import ArrayImages, ImageSource, iterate_batches
 from .cancel import Cancel, cancel_requested
 from .config import TrainConfig, resolve_device
@@ -187,8 +187,8 @@ class _State:
         self.model: LDLNet = build_model(config.model_config(num_classes)).to(device)
         self.net: torch.nn.Module = self.model           # what training forwards through (DDP under torchrun)
         self.net_warm: bool | None = None                # the phase ``net`` was wrapped for
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay, nesterov=True)
+        self.optimizer = torch.optim.SGD(_parameter_groups(self.model, config), lr=config.lr,
+                                         momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
         raw0 = np.where(unsure, _logit(config.lambda_unsure_init), _logit(config.lambda_init))
         self.lambda_raw0 = torch.as_tensor(raw0, dtype=torch.float32, device=device)
         self.lambda_raw = torch.nn.Parameter(self.lambda_raw0.clone())
@@ -253,6 +253,32 @@ class _State:
             scaler.load_state_dict(ckpt["scaler"])
 
 
+def _parameter_groups(model: LDLNet, config: TrainConfig) -> list:
+    """The optimiser's parameters: one group (as always), or with ``backbone_lr_mult`` ≠ 1 the
+    backbone's at that multiple of the learning rate and the rest (head, g) at the full rate.
+    ``freeze_bn`` leaves the backbone's BatchNorm affine parameters out (they stay as loaded)."""
+    if config.freeze_bn:
+        for module in model.backbone.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                for parameter in module.parameters():
+                    parameter.requires_grad_(False)
+    if float(config.backbone_lr_mult) == 1.0:
+        return [{"params": list(model.parameters()), "lr_mult": 1.0}]
+    backbone = {id(p) for p in model.backbone.parameters()}
+    return [{"params": list(model.backbone.parameters()), "lr_mult": float(config.backbone_lr_mult)},
+            {"params": [p for p in model.parameters() if id(p) not in backbone], "lr_mult": 1.0}]
+
+
+def _train_mode(model: LDLNet, config: TrainConfig) -> None:
+    """Training mode; with ``freeze_bn`` the backbone's BatchNorm layers stay in eval mode (their
+    running statistics, e.g. a pretrained backbone's, are kept)."""
+    model.train()
+    if config.freeze_bn:
+        for module in model.backbone.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def _tree_to_cpu(tree):
     if isinstance(tree, torch.Tensor):
         return tree.detach().cpu()
@@ -285,6 +311,8 @@ class _FitContext:
     batches: int                    # per epoch
     warmup_epochs: int              # ldlva's CE epochs (0 for ce)
     comm: Comm                      # the process group (Comm(): one process)
+    logit_offsets: torch.Tensor | None = None   # (m,) τ·log π added to the logits in the loss (class_balance)
+    framing: tuple = ()             # framing augmentations (core.augment.FRAMING)
 
     @property
     def n_train(self) -> int:
@@ -450,14 +478,26 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
         raise DatasetError(f"{table.attrs.get('root', 'dataset')}: {len(train_rows)} training samples cannot "
                            f"be shared by {comm.world_size} processes")
     precision = choose_precision(device, config.amp, config.channels_last)
+    onehot_train = _label_targets(table, classes, train_rows, train_labels)
     return _FitContext(
         config=config, run_dir=run_dir, table=table, classes=classes, source=source, labels=labels_all,
         train_rows=train_rows, train_rows_t=train_rows_t, train_labels=train_labels,
-        onehot_train=_label_targets(table, classes, train_rows, train_labels), ids_digest=ids_digest,
+        onehot_train=onehot_train, ids_digest=ids_digest, logit_offsets=_logit_offsets(config, onehot_train),
+        framing=parse_framing(config.framing),
         rows_digest=_ids_digest(table["sample_id"]), device=device,
         precision=precision, scaler=torch.amp.GradScaler("cuda") if precision.needs_scaler else None,
         batches=batches, comm=comm,
         warmup_epochs=min(config.warmup_epochs, config.epochs - 1) if config.method == "ldlva" else 0)
+
+
+def _logit_offsets(config: TrainConfig, targets: torch.Tensor) -> torch.Tensor | None:
+    """``class_balance="logit_adjust"``: τ·log π with π the mean training target (the label
+    frequencies; a class no row carries counts as 1e-4), added to the logits in the loss
+    (Menon et al. 2021) so that the model's own p is balanced. None otherwise."""
+    if config.class_balance == "none":
+        return None
+    priors = targets.mean(0).clamp_min(1e-4)
+    return float(config.class_balance_tau) * torch.log(priors / priors.sum())
 
 
 def _decode_into_cache(table: pd.DataFrame, config: TrainConfig, cancel: Cancel, clock):
@@ -537,6 +577,7 @@ def _resume_or_start(state: _State, ctx: _FitContext, resume: bool) -> None:
     ``core.run.previous_lambda``) as ``lambda_prev`` and remove any checkpoints (``replace``)."""
     run_dir = ctx.run_dir
     if not resume:
+        _load_pretrained(state, ctx)
         if not ctx.comm.is_main:
             return  # rank 0 alone reads and clears the run directory
         lam = previous_lambda(run_dir, ctx.table)
@@ -545,6 +586,7 @@ def _resume_or_start(state: _State, ctx: _FitContext, resume: bool) -> None:
         return
     ckpt = load_checkpoint(run_dir)
     if ckpt is None:
+        _load_pretrained(state, ctx)
         return
     if ckpt["train_ids"] != ctx.ids_digest or list(ckpt["classes"]) != ctx.classes:
         raise DatasetError(f"{run_dir}: cannot resume: the dataset's training samples or classes differ "
@@ -553,6 +595,21 @@ def _resume_or_start(state: _State, ctx: _FitContext, resume: bool) -> None:
         raise DatasetError(f"{run_dir}: cannot resume: the checkpoint was trained with "
                            f"--method {ckpt['config'].get('method')}, not {ctx.config.method}")
     state.restore(ckpt, ctx.device, ctx.scaler)
+
+
+def _load_pretrained(state: _State, ctx: _FitContext) -> None:
+    """A fresh start from ``config.pretrained`` (every rank alike): the backbone's weights
+    replace the seeded initialisation; a mismatch or a failed download is a DatasetError."""
+    if not ctx.config.pretrained:
+        return
+    from .model import PretrainedError, load_pretrained
+
+    try:
+        load_pretrained(state.model, str(ctx.config.pretrained))
+    except PretrainedError as exc:
+        raise DatasetError(str(exc)) from None
+    state.model.to(ctx.device)
+    ctx.precision.prepare_model(state.model)
 
 
 def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel: Cancel,
@@ -573,7 +630,7 @@ def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel
     local = [_local_shard(ctx.comm, idx) for idx in batches]
     images = iterate_batches(ctx.source, [ctx.train_rows[idx.numpy()] for idx in local], device=ctx.device,
                              workers=config.loader_workers)
-    state.model.train()
+    _train_mode(state.model, config)
     totals = _EpochTotals()
     epoch_start = time.perf_counter()
     total_steps = config.epochs * ctx.batches
@@ -583,7 +640,7 @@ def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel
         t_batch = time.perf_counter()
         totals.lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * state.step / max(total_steps, 1)))
         for group in state.optimizer.param_groups:
-            group["lr"] = totals.lr
+            group["lr"] = totals.lr * group.get("lr_mult", 1.0)
         totals.add(_train_step(state, ctx, idx.to(ctx.device), local[b].to(ctx.device), batch, augment_generator,
                                warm), len(local[b]))
         state.step += 1
@@ -794,7 +851,7 @@ def _prepare_ldlva(state: _State, ctx: _FitContext, check: Check = None) -> None
     counts = torch.zeros(state.centres.shape[0], device=device).index_add_(0, labels, torch.ones(len(labels), device=device))
     sums = torch.zeros_like(state.centres).index_add_(0, labels, state.bank_features)
     state.centres = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], state.centres)
-    state.model.train()
+    _train_mode(state.model, ctx.config)
 
 
 def _place_and_link(state: _State, ctx: _FitContext, probs: torch.Tensor, feats: torch.Tensor) -> None:
@@ -854,7 +911,8 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
     config, device, precision, comm = ctx.config, ctx.device, ctx.precision, ctx.comm
     y = ctx.train_labels[idx]
     batch = images.to(device, non_blocking=True)
-    x = augment_batch(batch, generator, erase_p=config.erase_p) if config.augment else to_float(batch)
+    x = augment_batch(batch, generator, erase_p=config.erase_p, framing=ctx.framing) if config.augment \
+        else to_float(batch)
     x = precision.prepare_input(x)
     loss_d = torch.zeros((), device=device)
     evidence = None
@@ -862,7 +920,7 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
         with precision.autocast():
             logits, feats = state.net(x)
         logits, feats = logits.float(), feats.float()
-        loss_ce = ldl.soft_cross_entropy(ctx.onehot_train[idx], logits)  # = CE(y) for one-hot labels
+        loss_ce = ldl.soft_cross_entropy(ctx.onehot_train[idx], _adjusted(logits, ctx))  # = CE(y) for one-hot labels
         loss = loss_ce
     else:
         lam = torch.sigmoid(state.lambda_raw[idx]).detach()
@@ -880,7 +938,7 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
         c = ldl.contribution_degrees(zeta.float(), state.similarity[idx])
         d_tilde = ldl.aggregate_distribution(c, f_k)
         target = ldl.target_distribution(ctx.onehot_train[idx], lam, d_tilde)
-        loss_ce = ldl.soft_cross_entropy(target, logits)
+        loss_ce = ldl.soft_cross_entropy(target, _adjusted(logits, ctx))
         loss_d = ldl.discriminative_loss(feats, y, lam, state.centres, reduction="mean")
         loss = loss_ce + config.gamma * loss_d
         if config.lambda_evidence != "epoch":  # λ's per-batch evidence (module docstring, "λ anchoring")
@@ -913,6 +971,11 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
                                                config.centre_separation_lr)
     return {"loss": float(loss.detach()), "loss_ce": float(loss_ce.detach()), "loss_d": float(loss_d.detach()),
             "correct": int((probs.argmax(-1) == y).sum())}
+
+
+def _adjusted(logits: torch.Tensor, ctx: _FitContext) -> torch.Tensor:
+    """The logits the loss sees: with ``class_balance``, plus τ·log π (the model's p is not)."""
+    return logits if ctx.logit_offsets is None else logits + ctx.logit_offsets
 
 
 def _lambda_step(state: _State, config: TrainConfig, idx: torch.Tensor, y: torch.Tensor,
@@ -1019,7 +1082,7 @@ def _evaluate_epoch(state: _State, ctx: _FitContext, check: Check = None) -> dic
     out: dict[str, Any] = {"probs": probs.cpu().numpy(), "features": feats.cpu().numpy(),
                            "pred": probs.argmax(-1).cpu().numpy()}
     if not ctx.comm.is_main:
-        model.train()
+        _train_mode(model, config)
         return out
     out["knn_disagreement"] = knn_disagreement(feats, ctx.labels, probs, ctx.train_rows_t, config.k)
     if config.method == "ce":
@@ -1045,5 +1108,5 @@ def _evaluate_epoch(state: _State, ctx: _FitContext, check: Check = None) -> dic
         out["neighbors"] = {"indices": state.neighbor_index.cpu().numpy(),
                             "similarity": state.similarity.cpu().numpy(),
                             "zeta": zeta.cpu().numpy(), "contribution": c.cpu().numpy()}
-    model.train()
+    _train_mode(model, config)
     return out
