@@ -10,6 +10,9 @@ same for all methods). Prints ratios to ce, e.g. `bank 1.07x`, and each run's to
     python bench/overhead.py --data demo --limit 2000
     python bench/overhead.py --data demo --limit 600 --modes ce,bank,bank-batch   # λ's epoch vs batch update
     python bench/overhead.py --data ../shared/data/ferplus --limit 3000
+    python bench/overhead.py --modes ce,bank,ce-balanced,ce-framing --baseline-code /tmp/old
+        (/tmp/old: an earlier version's source, e.g. `git archive REV uldl_studio | tar -x -C /tmp/old`;
+         each default mode is also run on that code as MODE@before, with its ratio)
 """
 from __future__ import annotations
 
@@ -26,7 +29,10 @@ MODES = {"ce": {"method": "ce"}, "bank": {"method": "ldlva", "neighbors": "bank"
          # λ updated per batch on the training forward (the update before the epoch step)
          "bank-batch": {"method": "ldlva", "neighbors": "bank", "lambda_evidence": "batch",
                         "lambda_evidence_form": "ce", "lambda_knn_weight": 0.0, "lambda_prior": 0.05,
-                        "lambda_lr": 1.0}}
+                        "lambda_lr": 1.0},
+         # the options for imbalanced classes and other framings (core.training, core.augment)
+         "ce-balanced": {"method": "ce", "class_balance": "logit_adjust"},
+         "ce-framing": {"method": "ce", "framing": "all"}}
 
 
 def worker(args) -> None:
@@ -43,7 +49,7 @@ def worker(args) -> None:
     table = load_dataset(args.data, fmt=args.format, limit=args.limit,
                          single_label="sample" if args.data != "demo" else "majority")
     table = table[table["split"] == "train"].reset_index(drop=True) if args.train_only else table
-    config = TrainConfig(**MODES[args.worker], epochs=1 + args.epochs, warmup_epochs=1,
+    config = TrainConfig(**MODES[args.worker.split("@")[0]], epochs=1 + args.epochs, warmup_epochs=1,
                          batch_size=args.batch_size, device=args.device, num_threads=args.threads,
                          va=args.va, progress_every=10_000)
     images, _ = load_images(table, config.image_size, config.channels)
@@ -79,6 +85,8 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true", help="drop valid/test rows (faster)")
     parser.add_argument("--repeats", type=int, default=2,
                         help="run the modes this many times, interleaved; report each mode's fastest")
+    parser.add_argument("--baseline-code", metavar="DIR", default=None,
+                        help="a folder holding an earlier uldl_studio package: the modes it knows run on it too")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -86,18 +94,21 @@ def main() -> None:
         return
     results: dict[str, dict] = {}
     modes = args.modes.split(",")
+    if args.baseline_code:
+        modes += [f"{m}@before" for m in modes if m in ("ce", "bank", "exact")]
     # Interleaved repeats, fastest kept: on a shared machine other load only ever slows a run down.
     for _ in range(args.repeats):
         for mode in modes:
             cmd = [sys.executable, __file__, "--worker", mode] + [a for a in sys.argv[1:]]
-            new = run_worker(cmd, mode)
+            env = {"PYTHONPATH": str(Path(args.baseline_code).resolve())} if mode.endswith("@before") else None
+            new = run_worker(cmd, mode, env)
             old = results.get(mode)
             if old is None or new["epoch_seconds"] < old["epoch_seconds"]:
                 new["max_rss_mb"] = max(new["max_rss_mb"], old["max_rss_mb"]) if old else new["max_rss_mb"]
                 results[mode] = new
     for mode in modes:
         r = results[mode]
-        print(f"{mode:6s} {r['epoch_seconds']:8.2f} s/epoch  ({r['n_train']} train samples, "
+        print(f"{mode:12s} {r['epoch_seconds']:8.2f} s/epoch  ({r['n_train']} train samples, "
               f"{r['n_train'] / r['epoch_seconds']:.0f} img/s)  total {r['total_seconds']:.2f} s  "
               f"peak RSS {r['max_rss_mb']:.0f} MB"
               + (f"  CUDA peak {r['cuda_peak_mb']:.0f} MB on {r['device']}" if "cuda_peak_mb" in r else ""),
@@ -108,6 +119,11 @@ def main() -> None:
         total = results["ce"]["total_seconds"]
         print("total (evaluation pass, scores, files included), ratios to ce: "
               + "  ".join(f"{m} {r['total_seconds'] / total:.2f}x" for m, r in results.items()))
+    before = [m for m in results if m.endswith("@before")]
+    if before:
+        print("ratios to the baseline code (per epoch): "
+              + "  ".join(f"{m[:-7]} {results[m[:-7]]['epoch_seconds'] / results[m]['epoch_seconds']:.2f}x"
+                          for m in before))
 
 
 if __name__ == "__main__":
