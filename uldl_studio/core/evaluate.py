@@ -11,7 +11,12 @@ Structure (floats; null where undefined)::
      "constructed" (train rows): {mean_lambda,
               [d_vs_reference: six LDL metrics of d, onehot_vs_reference: of the given labels,
                lambda_auroc_reference: AUROC of λ for "given label ≠ reference majority"],
-              [lambda_auroc_original: for "given label ≠ label_original" (injected noise)]}}
+              [lambda_auroc_original: for "given label ≠ label_original" (injected noise)]},
+     "label_issues" (train rows): {n, estimated (the share the calibrated p_label_wrong adds
+              up to, core.label_issues), [measured: the share whose given label ≠ the reference
+              majority], estimated_count, highlighted (rows with p_label_wrong ≥ 0.5),
+              highlighted_expected_precision (their mean p_label_wrong),
+              [highlighted_precision, highlighted_recall: measured against the reference]}}
 """
 from __future__ import annotations
 
@@ -97,6 +102,34 @@ def _per_class(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
             "class_n": {c: int(k) for c, k in zip(classes, n)}}
 
 
+def _label_issue_metrics(samples, ref_all) -> dict:
+    """The estimated share of label issues on the training rows, next to the measured one
+    (given label ≠ reference majority) when the table has references."""
+    from .label_issues import HIGHLIGHT, label_issues
+
+    train = (samples["split"] == "train").to_numpy()
+    try:
+        p_wrong = label_issues(samples).p_wrong[train]
+    except KeyError:
+        return {}
+    ok = np.isfinite(p_wrong)
+    if not ok.any():
+        return {}
+    p_wrong = p_wrong[ok]
+    high = p_wrong >= HIGHLIGHT
+    out = {"n": int(ok.sum()), "estimated": float(p_wrong.mean())}
+    if ref_all is not None:
+        wrong = samples["label"].to_numpy(np.int64)[train][ok] != ref_all[train][ok].argmax(1)
+        out["measured"] = float(wrong.mean())
+    out["estimated_count"] = float(p_wrong.sum())
+    out["highlighted"] = int(high.sum())
+    out["highlighted_expected_precision"] = float(p_wrong[high].mean()) if high.any() else float("nan")
+    if ref_all is not None:
+        out["highlighted_precision"] = float(wrong[high].mean()) if high.any() else float("nan")
+        out["highlighted_recall"] = float((wrong & high).sum() / wrong.sum()) if wrong.any() else float("nan")
+    return out
+
+
 def evaluate(run, write: bool = True) -> dict:
     samples = run.samples()
     classes = list(run.classes)
@@ -140,6 +173,9 @@ def evaluate(run, write: bool = True) -> dict:
         if "label_original" in part and np.isfinite(lam).all():
             constructed["lambda_auroc_original"] = M.lambda_auroc(lam, given, part["label_original"].to_numpy())
         out["constructed"] = constructed
+    issues = _label_issue_metrics(samples, ref_all)
+    if issues:
+        out["label_issues"] = issues
     out["review"] = _review_counts(run, samples)
     out = _clean(out)
     if write:

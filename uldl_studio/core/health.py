@@ -10,6 +10,10 @@ constructed label exists and differs from its given label (``label``, i.e. the c
 after the annotator's edits).  The off-diagonal sum of a confusion row is therefore that
 class's ``likely_mislabelled`` count.
 
+The estimated label issues (``core.label_issues``) lead: per given class, the sum of the
+calibrated probability that the label is wrong (``issue_rates``), how many rows are more likely
+wrong than right (highlighted), and the expected given × true label matrix (``issue_matrix``).
+
 Rows are positional indices into the table; every function takes ``rows`` (indices or a
 boolean mask; None = all) to restrict the count, e.g. to the training split.
 """
@@ -21,7 +25,10 @@ import pandas as pd
 from .table import classes_of, d_columns, p_columns
 
 __all__ = ["has_distributions", "constructed_labels", "given_labels", "training_rows",
-           "confusion", "cell_rows", "flagged_rows", "mislabel_rates", "class_means"]
+           "confusion", "cell_rows", "flagged_rows", "mislabel_rates", "class_means",
+           "has_issue_estimate", "issue_rates", "issue_matrix", "issue_cell_counts", "issue_cell_rows",
+           "highlighted_rows",
+           "largest_confusion"]
 
 
 def _distribution(table: pd.DataFrame, columns: list[str]) -> np.ndarray | None:
@@ -152,3 +159,93 @@ def class_means(table: pd.DataFrame, values, rows=None) -> np.ndarray:
     counts = np.bincount(given[ok], minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+# ------------------------------------------------------------------ estimated label issues
+def _issues(table: pd.DataFrame):
+    from .label_issues import label_issues
+
+    return label_issues(table)
+
+
+def has_issue_estimate(table: pd.DataFrame | None) -> bool:
+    """Whether ``table`` has predictions to estimate label issues from (all ``p_`` columns)."""
+    if table is None or "classes" not in table.attrs:
+        return False
+    classes = classes_of(table)
+    return bool(classes) and all(c in table for c in p_columns(classes))
+
+
+def _estimated(table: pd.DataFrame, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(given, p_wrong, counted mask): rows in ``rows`` with a label and an estimate."""
+    issues = _issues(table)
+    given = given_labels(table)
+    counted = _mask(table, rows) & (given >= 0) & np.isfinite(issues.p_wrong)
+    return given, issues.p_wrong, counted
+
+
+def issue_rates(table: pd.DataFrame, rows=None) -> pd.DataFrame:
+    """One row per class, in class order: ``class``, ``n`` (counted rows with that given label),
+    ``estimated`` (the sum of their p_label_wrong: the expected number of wrong labels),
+    ``rate`` (estimated / n; NaN when n is 0) and ``highlighted`` (rows more likely wrong than
+    right, p_label_wrong ≥ ``label_issues.HIGHLIGHT``)."""
+    from .label_issues import HIGHLIGHT
+
+    classes = classes_of(table)
+    m = len(classes)
+    given, p_wrong, counted = _estimated(table, rows)
+    n = np.bincount(given[counted], minlength=m)
+    estimated = np.bincount(given[counted], weights=p_wrong[counted], minlength=m)
+    high = counted & (np.nan_to_num(p_wrong, nan=-1.0) >= HIGHLIGHT)
+    highlighted = np.bincount(given[high], minlength=m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n > 0, estimated / np.maximum(n, 1), np.nan)
+    return pd.DataFrame({"class": list(classes), "n": n.astype(np.int64), "estimated": estimated.astype(np.float64),
+                         "rate": rate.astype(np.float64), "highlighted": highlighted.astype(np.int64)})
+
+
+def issue_matrix(table: pd.DataFrame, rows=None) -> np.ndarray:
+    """(m, m) float: row = given label, column = true label, the expected number of counted rows
+    (sums of P(true | x, given)); the off-diagonal of row j adds up to class j's ``estimated``."""
+    from .label_issues import expected_matrix
+
+    given, _, counted = _estimated(table, rows)
+    return expected_matrix(_issues(table), given, counted)
+
+
+def issue_cell_counts(table: pd.DataFrame, rows=None) -> np.ndarray:
+    """(m, m) int64: counted rows per (given label, most probable true label); what a click on
+    an ``issue_matrix`` cell selects."""
+    m = len(classes_of(table))
+    g, _, counted = _estimated(table, rows)
+    likely = _issues(table).likely_true
+    ok = counted & (likely >= 0)
+    return np.bincount(g[ok] * m + likely[ok], minlength=m * m).reshape(m, m).astype(np.int64)
+
+
+def issue_cell_rows(table: pd.DataFrame, given: int, true: int, rows=None) -> np.ndarray:
+    """Sorted counted rows with given label ``given`` whose most probable true label is ``true``."""
+    g, _, counted = _estimated(table, rows)
+    likely = _issues(table).likely_true
+    return np.flatnonzero(counted & (g == int(given)) & (likely == int(true))).astype(np.int64)
+
+
+def highlighted_rows(table: pd.DataFrame, given: int | None = None, rows=None) -> np.ndarray:
+    """Sorted counted rows more likely wrong than right (of given label ``given``; None = any)."""
+    from .label_issues import HIGHLIGHT
+
+    g, p_wrong, counted = _estimated(table, rows)
+    hit = counted & (np.nan_to_num(p_wrong, nan=-1.0) >= HIGHLIGHT)
+    if given is not None:
+        hit &= g == int(given)
+    return np.flatnonzero(hit).astype(np.int64)
+
+
+def largest_confusion(matrix: np.ndarray) -> tuple[int, int, float] | None:
+    """(given, true, expected count) of the largest off-diagonal cell; None when all are 0."""
+    off = np.array(matrix, dtype=np.float64)
+    if off.size == 0:
+        return None
+    np.fill_diagonal(off, 0.0)
+    j, k = np.unravel_index(int(np.argmax(off)), off.shape)
+    return (int(j), int(k), float(off[j, k])) if off[j, k] > 0 else None
