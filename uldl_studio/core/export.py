@@ -381,7 +381,7 @@ after them, kept as strings), ``attrs["classes"]``
                if c not in header]
     if missing:
         raise DatasetError(f"{path}: header: missing columns {missing}")
-    p_classes = [h[2:] for h in header if h.startswith("p_")]
+    p_classes = [h[2:] for h in header if h.startswith("p_") and h not in scores.names()]  # not p_label_wrong
     if p_classes != classes:
         raise DatasetError(f"{path}: header: p_ columns {p_classes} do not match d_ columns {classes}")
 

@@ -198,7 +198,7 @@ class SampleGridModel(QAbstractTableModel):
             marks = self._marks(row)
             text = f"{marks} {name}" if marks else name
             if self._score is not None and row < len(self._score) and np.isfinite(self._score[row]):
-                text += f"\n{self._score_name} {number_text(self._score[row], 2)}"
+                text += f"\n{number_text(self._score[row], 2)} {self._score_name}"  # the value first: it survives eliding
             return text
         if role == Qt.ItemDataRole.DecorationRole:
             return self._thumbnail(row, index)
@@ -286,7 +286,10 @@ class _TileDelegate(QStyledItemDelegate):
         painter.setPen(colour)
         painter.setFont(option.font)
         text_rect = QRect(rect.left(), top + 2, rect.width(), rect.bottom() - top - 2)
-        painter.drawText(text_rect, int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop), str(index.data()))
+        metrics = painter.fontMetrics()
+        lines = [metrics.elidedText(line, Qt.TextElideMode.ElideRight, text_rect.width())
+                 for line in str(index.data()).split("\n")]
+        painter.drawText(text_rect, int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop), "\n".join(lines))
         painter.restore()
 
 
@@ -500,8 +503,11 @@ class GridView(QWidget):
 
     # -- internals -------------------------------------------------------------------------
     def _apply_sizes(self, px: int) -> None:
-        text_height = 2 * self.fontMetrics().height() + 6
-        self._cell = QSize(max(px, 72) + 12, px + text_height + 8)
+        metrics = self.fontMetrics()
+        text_height = 2 * metrics.height() + 6
+        # wide enough for the caption under the thumbnail ("✎? happiness", "ambiguity 0.00")
+        caption = max(metrics.horizontalAdvance(t) for t in ("✎? happiness", "0.00 ambiguity"))
+        self._cell = QSize(max(px, caption + 6) + 12, px + text_height + 8)
         self.tile_view.horizontalHeader().setDefaultSectionSize(self._cell.width())
         self.tile_view.verticalHeader().setDefaultSectionSize(self._cell.height())
         self.model.set_icon_size(px)

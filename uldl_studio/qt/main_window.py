@@ -78,6 +78,9 @@ class MainWindow(QMainWindow):
         self._epoch_seen = 0
         self._loading_dataset: tuple[str, str] | None = None  # a dataset being opened (path, format)
         self._continue_ok = False  # the open version can be resumed (Continue)
+        self._placed_current: int | None = None  # the row training results made current
+        self._grow_timer = QTimer(self, singleShot=True, interval=120)  # after a resize settles
+        self._grow_timer.timeout.connect(self.grow_docks)
         self._closing = False
         self._results_shown = False
 
@@ -200,6 +203,32 @@ class MainWindow(QMainWindow):
                                                          d.height() < d.minimumHeight()):
                 return True
         return False
+
+    def _docks_below_default(self) -> list[tuple[QDockWidget, int]]:
+        """The side docks narrower than their default width, with that width."""
+        return [(d, w) for d, w in zip((self.training_dock, self.inspector_dock), DEFAULT_DOCK_WIDTHS)
+                if d.isVisible() and not d.isFloating() and d.width() < w - 8]
+
+    @Slot()
+    def grow_docks(self) -> None:
+        """Give the side docks back their default widths when the window has room again: a
+        window made small and then large (or a layout saved small) never keeps crushed docks;
+        the map keeps at least twice its minimum width."""
+        short = self._docks_below_default()
+        if not short:
+            return
+        spare = self.centralWidget().width() - 2 * MAP_MIN_SIZE[0]
+        if spare <= 0:
+            return
+        wanted = sum(w - d.width() for d, w in short)
+        share = min(1.0, spare / wanted)
+        self.resizeDocks([d for d, _ in short], [int(d.width() + share * (w - d.width())) for d, w in short],
+                         Qt.Orientation.Horizontal)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if event.size().width() > event.oldSize().width() > 0:
+            self._grow_timer.start()
 
     def _build_actions(self) -> None:
         self.open_dataset_action = QAction("Open dataset &folder…", self, shortcut=QKeySequence("Ctrl+O"))
@@ -940,12 +969,16 @@ class MainWindow(QMainWindow):
             ids = (ids[0], self.project.table["sample_id"].iat[cur])
         self._keep_selection = ids
         self._umap_coords = None
+        had_results = self.project.has_results
         self.project.set_run(run, samples, source={"kind": "run", "path": str(run.path)})
         self._keep_selection = None
-        if self.current_row() is None:
+        untouched = self.current_row() is not None and self.current_row() == self._placed_current
+        if not had_results or untouched or self.current_row() is None:
+            # new results: the annotator starts at the top of the new queue (unless they moved)
             row = self.most_ambiguous_row()
             if row is not None:
                 self.set_current_row(row)
+            self._placed_current = row
         if self.map_view.coordinate_mode == "umap":
             self.request_umap()  # new features: the cached UMAP is stale
         self._epoch_seen += 1
@@ -1069,6 +1102,8 @@ class MainWindow(QMainWindow):
         fit_on_screen(self)
         if self.layout_is_crushed():
             self.reset_layout()
+        else:
+            self.grow_docks()
 
     # ================================================================ selection
     def current_row(self) -> int | None:

@@ -302,10 +302,13 @@ class TrainingPanel(QWidget):
         self.start_button.clicked.connect(self._on_start_clicked)
         self.continue_button.clicked.connect(lambda: self.continueRequested.emit(self.values()))
         self.stop_button.clicked.connect(self._on_stop_clicked)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button, 2)
-        buttons.addWidget(self.continue_button, 1)
-        buttons.addWidget(self.stop_button, 1)
+        # Start on a row of its own: its text ("Train new version") must never be clipped
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.start_button)
+        second = QHBoxLayout()
+        second.addWidget(self.continue_button, 1)
+        second.addWidget(self.stop_button, 1)
+        buttons.addLayout(second)
 
         self.run_label = QLabel("Run: new run (created on start)")
         self.run_label.setWordWrap(True)
