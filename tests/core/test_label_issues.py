@@ -86,7 +86,7 @@ def test_a_simulated_noise_rate_is_recovered():
     assert wrong[high].mean() > 0.75 and (wrong & high).sum() / wrong[train].sum() > 0.6
     assert {g.name for g in issues.groups} == {"train", "valid"}
     # the registered score is the same numbers; health sums them per class
-    assert np.allclose(scores.values(table, "p_label_wrong"), issues.p_wrong, equal_nan=True)
+    assert np.allclose(scores.values(table, "label_wrong_prob"), issues.p_wrong, equal_nan=True)
     rates = health.issue_rates(table, train)
     assert np.isclose(rates["estimated"].sum(), issues.p_wrong[train].sum())
     assert rates["highlighted"].sum() == int(high.sum())
@@ -115,7 +115,7 @@ def test_rows_without_predictions_or_labels_are_nan_and_a_table_without_p_is_a_k
     bare.attrs = dict(table.attrs)
     with pytest.raises(KeyError):
         L.label_issues(bare)
-    assert np.isnan(scores.values(bare, "p_label_wrong")).all()
+    assert np.isnan(scores.values(bare, "label_wrong_prob")).all()
 
 
 def test_edits_change_the_estimate_of_the_edited_row():

@@ -223,15 +223,14 @@ def test_label_health_says_what_it_counts_and_empty_cells_say_so(qtbot, window, 
     win.health_dock.raise_()
     panel.refresh()
     text = panel.summary.text()
-    assert "likely mislabelled" in text and "puts most mass on another class" in text
-    assert "The grid ranks by" in text
+    assert "label issues" in text and "calibrated probability that each label is wrong" in text
     matrix = panel.rates  # per class counts exist
     assert matrix is not None
     from uldl_studio.core import health
 
-    confusion = health.confusion(win.project.table, panel.counted_rows())
-    empty = np.argwhere(confusion == 0)
-    assert empty.size, "the tiny run should leave some given × constructed cells empty"
+    cells = health.issue_cell_counts(win.project.table, panel.counted_rows())
+    empty = np.argwhere(cells == 0)
+    assert empty.size, "the tiny run should leave some given × likely true cells empty"
     given, constructed = (int(v) for v in empty[0])
     before = win.project.selection.copy()
     rows = panel.select_cell(given, constructed)

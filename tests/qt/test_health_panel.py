@@ -1,5 +1,6 @@
-"""HealthPanel: per-class likely-mislabelled rates and the given × constructed confusion matrix,
-drawn from the session and clicked with the real mouse."""
+"""HealthPanel: the estimated label issues first, per-class estimated rates and highlighted
+counts, and the expected given × true label matrix, drawn from the session and clicked with the
+real mouse."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QApplication
 
 from uldl_studio.core import health, scores
-from uldl_studio.qt.health_panel import NO_RESULTS, HealthPanel
+from uldl_studio.qt.health_panel import MEAN_COLUMN, NO_RESULTS, HealthPanel
 from uldl_studio.qt.session_bridge import SessionBridge
 
 pytestmark = pytest.mark.timeout(120)
@@ -34,10 +35,11 @@ def matrix_counts(panel) -> np.ndarray:
                      for g in range(m)])
 
 
-def rate_rows(panel) -> list[tuple[str, int, int, str]]:
+def rate_rows(panel) -> list[tuple[str, int, int, str, int]]:
     t = panel.rates_table
     return [(t.item(i, 0).text(), int(t.item(i, 1).text().replace(",", "")),
-             int(t.item(i, 2).text().replace(",", "")), t.item(i, 3).text()) for i in range(t.rowCount())]
+             int(t.item(i, 2).text().replace(",", "")), t.item(i, 3).text(),
+             int(t.item(i, 4).text().replace(",", ""))) for i in range(t.rowCount())]
 
 
 def click_cell(qtbot, table, row, column):
@@ -58,6 +60,14 @@ def synthetic(qtbot):
     table = grid_table()
     # a few rows outside the training split, so that "training samples only" matters
     table.loc[:39, "split"] = "valid"
+    # predictions that agree with most labels (grid_table's are random), fewer for later classes
+    classes = table.attrs["classes"]
+    probs = table[[f"p_{c}" for c in classes]].to_numpy()
+    labels = table["label"].to_numpy()
+    agree = (np.arange(len(table)) % 10) >= labels  # class k: (10 − k) / 10 of its rows
+    probs[agree] = 0.3 * probs[agree] + 0.7 * np.eye(len(classes))[labels[agree]]
+    for j, c in enumerate(classes):
+        table[f"p_{c}"] = probs[:, j]
     bridge = SessionBridge()
     bridge.session.set_dataset(table, {"kind": "dataset", "path": "synthetic"})
     return bridge
@@ -69,11 +79,15 @@ def test_rates_and_matrix_match_the_pure_functions(qtbot, synthetic):
     table = session.table
     assert panel.training_only
     train = health.training_rows(table)
-    expected = health.mislabel_rates(table, train)
-    assert np.array_equal(matrix_counts(panel), health.confusion(table, train))
+    expected = health.issue_rates(table, train)
+    assert np.array_equal(matrix_counts(panel), np.round(health.issue_matrix(table, train)).astype(int))
     shown = rate_rows(panel)
-    assert sorted(shown) == sorted((r["class"], r["n"], r["likely_mislabelled"], f"{r['rate']:.1%}")
-                                   for _, r in expected.iterrows())
+    assert sorted(shown) == sorted((r["class"], r["n"], int(round(r["estimated"])), f"{r['rate']:.1%}",
+                                    r["highlighted"]) for _, r in expected.iterrows())
+    text = panel.summary.text()
+    total = expected["estimated"].sum()
+    assert f"≈ {total:,.0f} label issues" in text and f"{total / expected['n'].sum():.1%}" in text
+    assert f"{expected['highlighted'].sum():,}</b> are more likely wrong than right" in text
     rates_in_order = [float(s[3].rstrip("%")) for s in shown]
     assert rates_in_order == sorted(rates_in_order, reverse=True), "sorted by rate, worst first"
     # the mean column is the default score, ambiguity, per class
@@ -81,11 +95,11 @@ def test_rates_and_matrix_match_the_pure_functions(qtbot, synthetic):
     means = health.class_means(table, session.score("ambiguity"), train)
     for i in range(panel.rates_table.rowCount()):
         c = int(panel.rates_table.item(i, 0).data(Qt.ItemDataRole.UserRole))
-        assert panel.rates_table.item(i, 4).text() == f"{means[c]:.3f}"
+        assert panel.rates_table.item(i, MEAN_COLUMN).text() == f"{means[c]:.3f}"
     # all rows when the box is unticked
     panel.train_only.click()
     assert not panel.training_only
-    assert np.array_equal(matrix_counts(panel), health.confusion(table))
+    assert np.array_equal(matrix_counts(panel), np.round(health.issue_matrix(table)).astype(int))
     assert sum(r[1] for r in rate_rows(panel)) == len(table)
 
 
@@ -102,17 +116,17 @@ def test_score_combo_lists_scores_with_values_and_changes_the_mean(qtbot, synthe
     assert panel.score_name == "lambda"
     means = health.class_means(session.table, session.score("lambda"), panel.counted_rows())
     c = int(panel.rates_table.item(0, 0).data(Qt.ItemDataRole.UserRole))
-    assert panel.rates_table.item(0, 4).text() == f"{means[c]:.3f}"
+    assert panel.rates_table.item(0, MEAN_COLUMN).text() == f"{means[c]:.3f}"
 
 
 def test_clicking_a_cell_selects_its_samples(qtbot, synthetic):
     panel = make_panel(qtbot, synthetic)
     session = synthetic.session
-    counts = matrix_counts(panel)
+    counts = panel.cell_counts
     off = counts.copy()
     np.fill_diagonal(off, -1)
     g, k = np.unravel_index(int(np.argmax(off)), off.shape)
-    expected = health.cell_rows(session.table, g, k, rows=health.training_rows(session.table))
+    expected = health.issue_cell_rows(session.table, g, k, rows=health.training_rows(session.table))
     assert len(expected) == counts[g, k] > 0
     with qtbot.waitSignal(panel.cellSelected) as blocker:
         click_cell(qtbot, panel.matrix, g, k)
@@ -121,16 +135,20 @@ def test_clicking_a_cell_selects_its_samples(qtbot, synthetic):
     assert session.current in expected
     mask = np.zeros(len(session), bool)
     mask[expected] = True
-    assert session.current == session.most_ambiguous("ambiguity", mask)
+    assert session.current == session.most_ambiguous("label_wrong_prob", mask)
     # a diagonal cell too
-    diag = health.cell_rows(session.table, 0, 0, rows=health.training_rows(session.table))
-    click_cell(qtbot, panel.matrix, 0, 0)
+    d = int(np.argmax(np.diag(counts)))
+    diag = health.issue_cell_rows(session.table, d, d, rows=health.training_rows(session.table))
+    assert diag.size
+    click_cell(qtbot, panel.matrix, d, d)
     assert session.selection.tolist() == diag.tolist()
-    # a class row of the rates table selects that class's flagged samples
+    # a class row of the rates table selects that class's highlighted samples
     with qtbot.waitSignal(panel.classSelected):
         click_cell(qtbot, panel.rates_table, 0, 0)
     c = int(panel.rates_table.item(0, 0).data(Qt.ItemDataRole.UserRole))
-    flagged = health.flagged_rows(session.table, c, rows=health.training_rows(session.table))
+    flagged = health.highlighted_rows(session.table, c, rows=health.training_rows(session.table))
+    assert flagged.size == int(panel.rates_table.item(0, 4).text())
+    assert (session.score("label_wrong_prob")[flagged] >= 0.5).all()
     assert session.selection.tolist() == flagged.tolist()
     assert session.current in flagged
 
@@ -141,9 +159,10 @@ def test_click_selection_goes_through_the_undo_stack(qtbot, synthetic):
     synthetic.undo_stack = QUndoStack()
     panel = make_panel(qtbot, synthetic)
     session = synthetic.session
-    click_cell(qtbot, panel.matrix, 1, 2)
-    assert session.selection.size == matrix_counts(panel)[1, 2]
-    assert "constructed" in synthetic.undo_stack.undoText()
+    g, k = np.argwhere(panel.cell_counts > 0)[0]
+    click_cell(qtbot, panel.matrix, int(g), int(k))
+    assert session.selection.size == panel.cell_counts[g, k]
+    assert "likely" in synthetic.undo_stack.undoText()
     synthetic.undo_stack.undo()
     assert session.selection.size == 0
 
@@ -152,17 +171,17 @@ def test_tooltips_name_the_cell(qtbot, synthetic):
     panel = make_panel(qtbot, synthetic)
     classes = synthetic.session.classes
     counts = matrix_counts(panel)
-    g, k = 4, 6
+    g, k = map(int, np.argwhere(panel.cell_counts > 1)[0])
     tip = panel.matrix.item(g, k).toolTip()
-    assert tip.startswith(f"given {classes[g]}, constructed {classes[k]}: {counts[g, k]} samples")
-    assert tip.endswith("click to select them")
-    assert panel.matrix.horizontalHeaderItem(k).toolTip() == f"constructed label {classes[k]}"
+    assert tip.startswith(f"given {classes[g]}, true {classes[k]}: ≈ {counts[g, k]} sample")
+    assert tip.endswith(f"click to select the {panel.cell_counts[g, k]} samples most likely {classes[k]}")
+    assert panel.matrix.horizontalHeaderItem(k).toolTip() == f"likely true label {classes[k]}"
     assert panel.matrix.verticalHeaderItem(g).text() == classes[g]
 
 
 def test_cell_shades_follow_the_row_share_and_the_diagonal_is_distinct(qtbot, synthetic):
     panel = make_panel(qtbot, synthetic)
-    counts = matrix_counts(panel)
+    counts = panel.counts
     share = counts / counts.sum(axis=1, keepdims=True)
     off = share.copy()
     np.fill_diagonal(off, np.nan)
@@ -193,46 +212,44 @@ def test_a_relabel_through_the_journal_changes_the_counts(qtbot, run_bridge):
     table = session.table
     m = len(session.classes)
     train = health.training_rows(table)
-    before = matrix_counts(panel)
-    assert np.array_equal(before, health.confusion(table, train))
-    assert before.sum() == len(train)
-    # a training row relabelled away from what d says leaves the diagonal (d stays until retraining)
+    before = panel.counts.copy()
+    assert np.allclose(before, health.issue_matrix(table, train))
+    assert np.isclose(before.sum(), len(train))
+    # a training row relabelled moves its whole posterior to the new given label's row
     row = int(train[0])
     old = int(table["label"].iat[row])
-    assert health.constructed_labels(table)[row] == old
     new = (old + 1) % m
     with qtbot.waitSignal(run_bridge.editsChanged):
         session.relabel([row], [new])
-    after = matrix_counts(panel)
-    assert after[old, old] == before[old, old] - 1
-    assert after[new, old] == before[new, old] + 1
-    assert np.array_equal(after, health.confusion(session.table, train))
+    after = panel.counts
+    assert np.isclose(after[old].sum(), before[old].sum() - 1)
+    assert np.isclose(after[new].sum(), before[new].sum() + 1)
+    assert np.allclose(after, health.issue_matrix(session.table, train))
     shown = {r[0]: r for r in rate_rows(panel)}
-    rates = health.mislabel_rates(session.table, train).set_index("class")
-    for name, (_, n, f, _) in shown.items():
-        assert (n, f) == (rates.loc[name, "n"], rates.loc[name, "likely_mislabelled"])
-    assert shown[session.classes[new]][2] >= 1
+    rates = health.issue_rates(session.table, train).set_index("class")
+    for name, (_, n, issues, _, high) in shown.items():
+        assert (n, issues, high) == (rates.loc[name, "n"], int(round(rates.loc[name, "estimated"])),
+                                     rates.loc[name, "highlighted"])
     session.undo()
-    assert np.array_equal(matrix_counts(panel), before)
-    # all splits: a valid/test row whose prediction disagrees, relabelled to it, joins the diagonal
+    assert np.allclose(panel.counts, before)
+    # the likeliest wrong label, relabelled to its likely true class, is no longer highlighted
     panel.train_only.click()
-    everything = matrix_counts(panel)
-    flagged = health.flagged_rows(session.table)
-    assert flagged.size and not np.isin(flagged, train).any()
-    row = int(flagged[0])
-    old = int(session.table["label"].iat[row])
-    built = int(health.constructed_labels(session.table)[row])
-    session.relabel([row], [built])
-    now = matrix_counts(panel)
-    assert now[old, built] == everything[old, built] - 1
-    assert now[built, built] == everything[built, built] + 1
+    p_wrong = session.score("label_wrong_prob")
+    row = int(np.nanargmax(p_wrong))
+    likely = int(np.argmax(session.table[[f"p_{c}" for c in session.classes]].to_numpy()[row]))
+    assert likely != int(session.table["label"].iat[row])
+    session.relabel([row], [likely])
+    assert session.score("label_wrong_prob")[row] < 0.5
+    assert row not in health.highlighted_rows(session.table)
+    assert np.array_equal(panel.rates.sort_values("index")["highlighted"].to_numpy(),
+                          health.issue_rates(session.table)["highlighted"].to_numpy())
 
 
 def test_clicking_an_empty_cell_changes_nothing(qtbot, run_bridge):
     panel = make_panel(qtbot, run_bridge)
     session = run_bridge.session
     counts = matrix_counts(panel)
-    g, k = map(int, np.argwhere(counts == 0)[0])
+    g, k = map(int, np.argwhere((counts == 0) & (panel.cell_counts == 0))[0])
     assert panel.matrix.item(g, k).toolTip().endswith(": no samples")
     session.select([0, 1])
     with qtbot.assertNotEmitted(panel.cellSelected):
@@ -250,7 +267,8 @@ def test_a_hidden_panel_refreshes_when_shown(qtbot, run_bridge):
     assert np.array_equal(panel.counts, before), "not redrawn while hidden"
     panel.show()
     qtbot.waitExposed(panel)
-    assert np.array_equal(panel.counts, health.confusion(session.table, health.training_rows(session.table)))
+    assert np.allclose(panel.counts, health.issue_matrix(session.table, health.training_rows(session.table)))
+    assert not np.allclose(panel.counts, before)
 
 
 def test_a_dataset_without_results_says_train_first(qtbot, demo_table):
@@ -274,10 +292,10 @@ def test_screenshot_of_a_trained_run(qtbot, run_bridge):
     last = m.visualItemRect(m.item(0, m.columnCount() - 1))
     assert last.right() <= m.viewport().width()
     assert m.height() >= m.horizontalHeader().height() + m.verticalHeader().length()
-    assert "likely mislabelled" in panel.summary.text()
+    assert "label issues" in panel.summary.text()
     image = panel.grab()
     assert image.save(SCREENSHOT)
     assert image.width() == 400
     panel.train_only.click()  # every split: valid / test rows judged by their prediction
-    assert panel.rates["likely_mislabelled"].sum() > 0
+    assert panel.rates["estimated"].sum() > 0
     assert panel.grab().save(SCREENSHOT.replace(".png", "_all.png"))

@@ -41,7 +41,7 @@ def test_demo_train_select_relabel_undo_export(qtbot, window, tmp_path):
 
     train(qtbot, win, tmp_path / "run")
     assert win.project.has_results and win.project.run is not None
-    assert win.map_view.color_mode == "ambiguity"          # the combined score colours the map
+    assert win.map_view.color_mode == "label_wrong_prob"      # the likely label issues stand out
     assert win.grid_view.sort_key == "ambiguity"
     assert win.export_action.isEnabled()
     assert win.training_panel.loss_plot.points > 0

@@ -410,3 +410,72 @@ def test_lambda_colour_scale_follows_the_data(qtbot):
     view.set_color_mode("lambda")
     lo, hi = view._value_range
     assert 0.14 < lo < 0.17 and 0.33 < hi < 0.36
+
+
+def issue_table():
+    """grid_table with predictions that agree with the labels on ~3/4 of the rows."""
+    table = grid_table()
+    probs = table[[f"p_{c}" for c in CLASSES]].to_numpy()
+    labels = table["label"].to_numpy()
+    agree = np.arange(len(table)) % 4 != 0
+    probs[agree] = 0.2 * probs[agree] + 0.8 * np.eye(len(CLASSES))[labels[agree]]
+    for j, c in enumerate(CLASSES):
+        table[f"p_{c}"] = probs[:, j]
+    table.loc[:79, "split"] = "valid"
+    return table
+
+
+def test_default_colouring_highlights_the_likely_wrong_labels(qtbot):
+    from uldl_studio.core.label_issues import label_issues
+    from uldl_studio.qt.map_view import quantiles
+
+    table = issue_table()
+    bridge = SessionBridge()
+    view = MapView(bridge)
+    qtbot.addWidget(view)
+    view.resize(800, 620)
+    view.show()
+    qtbot.waitExposed(view)
+    bridge.session.set_dataset(table, {})
+    assert view.default_color_mode() == "label_wrong_prob"
+    view.set_color_mode("label_wrong_prob")
+    QApplication.processEvents()
+    p_wrong = label_issues(table).p_wrong
+    strong = p_wrong >= 0.5
+    assert 0 < strong.sum() < len(table)
+    high, shown, mean = view.highlight_counts()
+    assert (high, shown) == (int(strong.sum()), len(table)) and np.isclose(mean, p_wrong[strong].mean())
+    texts = view.legend_texts()
+    assert texts[0].startswith(f"{high:,} highlighted: label more likely wrong than right")
+    assert f"about {mean:.0%} of them expected wrong" in texts[0]
+    assert texts[1].startswith(f"{len(table) - high:,} muted")
+    # strong codes for exactly the highlighted rows, drawn on top (last)
+    n = palette.N_BINS
+    codes = view._codes
+    assert np.array_equal(codes >= n, strong)
+    assert (view._draw_codes[-high:] >= n).all()
+    painted = colours_in(view, step=2)
+    assert any(r > 140 and g < 120 and b < 80 for r, g, b in painted), "strong warm colours are drawn"
+    # by quantile in one step: the codes follow the rank, the highlighted set stays
+    view.set_scale("quantile")
+    assert view.scale_combo.currentData() == "quantile"
+    assert np.array_equal(view._codes >= n, strong)
+    expected = palette.bin_values(quantiles(p_wrong), 0.0, 1.0) + n * strong
+    assert np.array_equal(view._codes, expected)
+    assert view.colorbar.axis.labelText.startswith("quantile of")
+    # any other score by quantile too, with no highlight
+    view.set_color_mode("lambda")
+    assert view.highlight_counts() is None and not view.legend.isVisible()
+    lam = table["lambda"].to_numpy()
+    assert np.array_equal(view._codes, palette.bin_values(quantiles(lam), 0.0, 1.0))
+    view.scale_combo.activated.emit(view.scale_combo.findData("full"))
+    assert view.scale == "full"
+    assert np.array_equal(view._codes, palette.bin_values(lam, 0.0, 1.0))
+
+
+def test_quantiles_by_hand():
+    from uldl_studio.qt.map_view import quantiles
+
+    out = quantiles(np.array([3.0, np.nan, 1.0, 2.0, 2.0]))
+    assert np.isnan(out[1])
+    assert np.allclose(out[[0, 2, 3, 4]], [1.0, 0.0, 0.5, 0.5])

@@ -12,10 +12,10 @@ Structure (floats; null where undefined)::
               [d_vs_reference: six LDL metrics of d, onehot_vs_reference: of the given labels,
                lambda_auroc_reference: AUROC of λ for "given label ≠ reference majority"],
               [lambda_auroc_original: for "given label ≠ label_original" (injected noise)]},
-     "label_issues" (train rows): {n, estimated (the share the calibrated p_label_wrong adds
+     "label_issues" (train rows): {n, estimated (the share the calibrated label_wrong_prob adds
               up to, core.label_issues), [measured: the share whose given label ≠ the reference
-              majority], estimated_count, highlighted (rows with p_label_wrong ≥ 0.5),
-              highlighted_expected_precision (their mean p_label_wrong),
+              majority], estimated_count, highlighted (rows with label_wrong_prob ≥ 0.5),
+              highlighted_expected_precision (their mean label_wrong_prob),
               [highlighted_precision, highlighted_recall: measured against the reference]}}
 """
 from __future__ import annotations

@@ -186,9 +186,9 @@ def _estimated(table: pd.DataFrame, rows) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def issue_rates(table: pd.DataFrame, rows=None) -> pd.DataFrame:
     """One row per class, in class order: ``class``, ``n`` (counted rows with that given label),
-    ``estimated`` (the sum of their p_label_wrong: the expected number of wrong labels),
+    ``estimated`` (the sum of their label_wrong_prob: the expected number of wrong labels),
     ``rate`` (estimated / n; NaN when n is 0) and ``highlighted`` (rows more likely wrong than
-    right, p_label_wrong ≥ ``label_issues.HIGHLIGHT``)."""
+    right, label_wrong_prob ≥ ``label_issues.HIGHLIGHT``)."""
     from .label_issues import HIGHLIGHT
 
     classes = classes_of(table)

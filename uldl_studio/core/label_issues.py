@@ -18,10 +18,10 @@ No crowd votes are read (a user's dataset has none). The evidence is what a run 
    calibrated prediction sharpened by one factor s per group, chosen so that the rows'
    probabilities add up to the confident joint's count. The true label is the majority class
    of many annotators, which is more certain than one annotator's vote, so s < 1 is usual.
-   ``p_label_wrong`` = 1 − P(true = given | x, given).
+   ``label_wrong_prob`` = 1 − P(true = given | x, given).
 
 Its sum over rows is the estimated number of label issues (per given class and overall). Rows
-with p_label_wrong ≥ ``HIGHLIGHT`` are more likely wrong than right: the map draws them
+with label_wrong_prob ≥ ``HIGHLIGHT`` are more likely wrong than right: the map draws them
 strongly, and the mean of their probabilities is the share of them expected to be wrong.
 
 Rows are judged by their current label (the annotator's edits apply). Measured against crowd
@@ -148,7 +148,7 @@ def _p_wrong(q, labels, noise, sharpening) -> np.ndarray:
 
 def fit_sharpening(q: np.ndarray, labels: np.ndarray, noise: np.ndarray, rate: float,
                    max_rows: int = FIT_ROWS) -> float:
-    """The s in ``SHARPEN_RANGE`` whose mean p_label_wrong is closest to ``rate`` (on at most
+    """The s in ``SHARPEN_RANGE`` whose mean label_wrong_prob is closest to ``rate`` (on at most
     ``max_rows`` rows, an evenly spaced subset)."""
     n = len(labels)
     if n == 0:

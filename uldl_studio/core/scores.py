@@ -192,17 +192,6 @@ def _lambda(table: pd.DataFrame) -> np.ndarray:
     return _column(table, "lambda")
 
 
-@score("p_label_wrong", short="P(label wrong)", label="P(label is wrong)",
-       meaning="calibrated probability that the current label is wrong (held-out temperature, a "
-               "class-pair noise model, Bayes; core.label_issues): its sum is the estimated number "
-               "of label issues, ≥ 0.5 = more likely wrong than right", value_range=(0.0, 1.0),
-       cmap="CET-L8")
-def _p_label_wrong(table: pd.DataFrame) -> np.ndarray:
-    from .label_issues import label_issues
-
-    return label_issues(table).p_wrong
-
-
 @score("ambiguity", label="ambiguity (combined)",
        meaning="the evidence combined: mean percentile rank of self-confidence, neighbour "
                "disagreement and (with --folds) the out-of-fold self-confidence; high = review first",
@@ -210,6 +199,17 @@ def _p_label_wrong(table: pd.DataFrame) -> np.ndarray:
 def _ambiguity(table: pd.DataFrame) -> np.ndarray:
     parts = [badness(table, name) for name in AMBIGUITY_PARTS if name in _REGISTRY]
     return rank_average(parts)
+
+
+@score("label_wrong_prob", short="P(label wrong)", label="P(label is wrong)",
+       meaning="calibrated probability that the current label is wrong (held-out temperature, a "
+               "class-pair noise model, Bayes; core.label_issues): its sum is the estimated number "
+               "of label issues, ≥ 0.5 = more likely wrong than right", value_range=(0.0, 1.0),
+       cmap="issues", exported=False)
+def _label_wrong_prob(table: pd.DataFrame) -> np.ndarray:
+    from .label_issues import label_issues
+
+    return label_issues(table).p_wrong
 
 
 @score("self_confidence", short="1 − p[given]", label="self-confidence 1 − p[given]",

@@ -1,9 +1,11 @@
-"""Label health: per class, the share of samples the run's results contradict, the mean of a
-chosen score, and the given label × constructed label confusion matrix.
+"""Label health: the estimated number of label issues first (the sum of the calibrated
+probability that a label is wrong, ``core.label_issues``), then per class the estimated issues,
+their rate and how many samples are more likely wrong than right (the ones the map highlights),
+the mean of a chosen score, and the expected given label × true label matrix.
 
 Everything shown is derived from the session on each refresh (``core.health`` does the
 counting); clicking a matrix cell or a class row selects those samples through the bridge, so
-the map and the grid follow, and makes the most ambiguous of them the current sample.
+the map and the grid follow, and makes the likeliest wrong of them the current sample.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ RATE_ROLE = Qt.ItemDataRole.UserRole + 1       # rates table: the rate the bar d
 SHARE_ROLE = Qt.ItemDataRole.UserRole + 2      # matrix: the cell's share of its given label
 
 AGREE_RGB = (0, 114, 178)       # diagonal: the model agrees with the given label (blue)
-DISAGREE_RGB = (213, 94, 0)     # off the diagonal: likely mislabelled (vermilion)
+DISAGREE_RGB = (213, 94, 0)     # off the diagonal: estimated label issues (vermilion)
 BAR_COLOUR = QColor(213, 94, 0, 80)
 WHITE = (255, 255, 255)
 DARK_TEXT = QColor(30, 30, 30)
@@ -34,14 +36,17 @@ LIGHT_TEXT = QColor(255, 255, 255)
 
 NO_TABLE = "Open a dataset or a run to see label health."
 NO_RESULTS = "No training results yet: train a model first to see label health."
+ISSUE_SCORE = "label_wrong_prob"
 RATE_COLUMNS = (
     ("class", "the given (current) label"),
     ("n", "samples with this given label that are counted"),
-    ("flagged", ("samples whose constructed distribution d (p where there is no d) puts its "
-                 "highest mass on another class: likely mislabelled")),
-    ("rate", "estimated mislabel rate: flagged / n"),
+    ("issues", "estimated label issues: the sum of P(label is wrong) over the class's samples"),
+    ("rate", "estimated share of wrong labels: issues / n"),
+    ("high", "highlighted: samples more likely wrong than right (P(label is wrong) ≥ 0.5), drawn "
+             "strongly on the map; click the row to select them"),
     ("mean", ""),  # set from the chosen score
 )
+MEAN_COLUMN = len(RATE_COLUMNS) - 1
 
 
 def shade(share: float) -> float:
@@ -111,9 +116,9 @@ def _fit(table: QTableWidget) -> None:
 class HealthPanel(QWidget):
     """Label health of the session's run (see the module docstring).
 
-    Signals: ``cellSelected(given, constructed, count)`` after a matrix cell's samples were
-    selected; ``classSelected(given, count)`` after a class row's likely mislabelled samples
-    were selected.
+    Signals: ``cellSelected(given, true, count)`` after a matrix cell's samples (given label
+    ``given`` whose most probable true label is ``true``) were selected;
+    ``classSelected(given, count)`` after a class row's highlighted samples were selected.
     """
 
     cellSelected = Signal(int, int, int)
@@ -127,8 +132,9 @@ class HealthPanel(QWidget):
         self._chosen_score = "ambiguity"   # what the user asked for; shown when it has values
         self._score_name: str | None = None
         self._stale = True
-        self.rates = None                  # the displayed core.health.mislabel_rates (+ mean)
-        self.counts = None                 # the displayed confusion matrix
+        self.rates = None                  # the displayed core.health.issue_rates (+ mean)
+        self.counts = None                 # the displayed expected given × true matrix (float)
+        self.cell_counts = None            # rows a click on each cell selects
 
         self.message = QLabel(NO_TABLE, self)
         self.message.setWordWrap(True)
@@ -138,9 +144,9 @@ class HealthPanel(QWidget):
         self.content = content
         self.train_only = QCheckBox("training samples only", content)
         self.train_only.setChecked(True)
-        self.train_only.setToolTip("Count only the training split: valid and test rows have no "
-                                   "constructed distribution (their soft label is built from the "
-                                   "prediction p alone)")
+        self.train_only.setToolTip("Count only the training split (each split's labels are judged "
+                                   "by their own noise model; valid and test labels are not "
+                                   "trained on)")
         self.train_only.toggled.connect(self._on_option_changed)
         self.score_combo = QComboBox(content)
         self.score_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -166,11 +172,14 @@ class HealthPanel(QWidget):
         for j in range(len(RATE_COLUMNS)):
             header.setSectionResizeMode(j, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.rates_table.setItemDelegateForColumn(3, _RateBarDelegate(self.rates_table))
         self.rates_table.cellClicked.connect(self._on_rates_clicked)
 
-        self.caption = QLabel("Rows: given label · columns: constructed label (argmax of the soft label). "
-                              "Shade: share of the given label. Click a cell to select its samples.", content)
+        self.caption = QLabel("Rows: given label · columns: likely true label. Each cell: the expected "
+                              "number of samples (sums of P(true | image, given)); shade: share of the "
+                              "given label. Click a cell to select the samples whose most likely true "
+                              "label it is.", content)
         self.caption.setWordWrap(True)
         self.caption.setStyleSheet("color: #555;")
         self.matrix = _compact_table(content)
@@ -231,45 +240,48 @@ class HealthPanel(QWidget):
             return None
         return health.training_rows(table)
 
-    def select_cell(self, given: int, constructed: int) -> np.ndarray:
-        """Select the samples of matrix cell (given, constructed) and make the most ambiguous of
-        them current; what a click on the cell does.  Returns the rows (none: nothing changes)."""
+    def select_cell(self, given: int, true: int) -> np.ndarray:
+        """Select the samples of matrix cell (given, true): given label ``given``, most likely
+        true label ``true``; make the likeliest wrong of them current; what a click on the cell
+        does.  Returns the rows (none: nothing changes)."""
         table = self.session.table
-        if table is None or not health.has_distributions(table):
+        if table is None or not health.has_issue_estimate(table):
             return np.empty(0, dtype=np.int64)
-        rows = health.cell_rows(table, given, constructed, rows=self.counted_rows())
+        rows = health.issue_cell_rows(table, given, true, rows=self.counted_rows())
         classes = self.session.classes
         if rows.size:
-            self._select(rows, f"Select given {classes[given]}, constructed {classes[constructed]}")
-            self.cellSelected.emit(int(given), int(constructed), int(rows.size))
+            self._select(rows, f"Select given {classes[given]}, likely {classes[true]}")
+            self.cellSelected.emit(int(given), int(true), int(rows.size))
             self.statusMessage.emit(f"Selected {plural(int(rows.size))}: given {classes[given]}, "
-                                    f"soft label {classes[constructed]}")
+                                    f"most likely {classes[true]}")
         else:
-            self.statusMessage.emit(f"No samples: none given {classes[given]} has its soft label's most mass "
-                                    f"on {classes[constructed]}; the selection is unchanged")
+            self.statusMessage.emit(f"No samples: none given {classes[given]} is most likely "
+                                    f"{classes[true]}; the selection is unchanged")
         return rows
 
     def select_flagged(self, given: int) -> np.ndarray:
-        """Select the likely mislabelled samples of class ``given`` (a click on its rate row)."""
+        """Select the highlighted samples of class ``given``: more likely wrong than right (a
+        click on its rate row)."""
         table = self.session.table
-        if table is None or not health.has_distributions(table):
+        if table is None or not health.has_issue_estimate(table):
             return np.empty(0, dtype=np.int64)
-        rows = health.flagged_rows(table, given, rows=self.counted_rows())
+        rows = health.highlighted_rows(table, given, rows=self.counted_rows())
+        name = self.session.classes[given]
         if rows.size:
-            self._select(rows, f"Select likely mislabelled {self.session.classes[given]}")
+            self._select(rows, f"Select labels {name} more likely wrong than right")
             self.classSelected.emit(int(given), int(rows.size))
-            self.statusMessage.emit(f"Selected {plural(int(rows.size))} given {self.session.classes[given]} "
-                                    "whose soft label puts most mass on another class")
+            self.statusMessage.emit(f"Selected {plural(int(rows.size))} given {name} whose label is more "
+                                    "likely wrong than right")
         else:
-            self.statusMessage.emit(f"No samples: every {self.session.classes[given]} keeps its given label on "
-                                    "top of its soft label; the selection is unchanged")
+            self.statusMessage.emit(f"No samples: no {name} label is more likely wrong than right; "
+                                    "the selection is unchanged")
         return rows
 
     def refresh(self) -> None:
         """Recompute everything shown from the session."""
         self._stale = False
         table = self.session.table
-        ready = table is not None and health.has_distributions(table)
+        ready = table is not None and health.has_issue_estimate(table)
         self.message.setText(NO_TABLE if table is None else NO_RESULTS)
         self.message.setVisible(not ready)
         self.scroll.setVisible(ready)
@@ -281,10 +293,11 @@ class HealthPanel(QWidget):
             return
         rows = self.counted_rows()
         self._update_score_combo()
-        rates = health.mislabel_rates(table, rows)
+        rates = health.issue_rates(table, rows)
         if self._score_name is not None:
             rates["mean"] = health.class_means(table, self.session.score(self._score_name), rows)
-        self.counts = health.confusion(table, rows)
+        self.counts = health.issue_matrix(table, rows)
+        self.cell_counts = health.issue_cell_counts(table, rows)
         order = np.lexsort((np.arange(len(rates)), -rates["rate"].fillna(-1.0).to_numpy()))
         self.rates = rates.iloc[order].reset_index()  # "index" = the class index
         self._fill_summary()
@@ -319,14 +332,15 @@ class HealthPanel(QWidget):
         self.bridge.select(rows, text=text)
         mask = np.zeros(len(session), dtype=bool)
         mask[rows] = True
-        worst = session.most_ambiguous("ambiguity", mask)
+        key = ISSUE_SCORE if session.has_values(ISSUE_SCORE) else "ambiguity"
+        worst = session.most_ambiguous(key, mask)
         session.set_current(int(rows[0]) if worst is None else worst)
 
     # -- drawing -------------------------------------------------------------------------
     def _update_score_combo(self) -> None:
         available = self.session.available_scores()
         names = [s.name for s in available]
-        for name in (self._chosen_score, "ambiguity", *names):
+        for name in (self._chosen_score, "ambiguity", ISSUE_SCORE, *names):
             if name in names:
                 break
         else:
@@ -344,37 +358,40 @@ class HealthPanel(QWidget):
         combo.setEnabled(bool(names))
         tip = "" if name is None else scores.get(name).tooltip
         combo.setToolTip(f"Per-class mean of this score: {tip}" if tip else "no score has values")
-        header = self.rates_table.horizontalHeaderItem(4)
+        header = self.rates_table.horizontalHeaderItem(MEAN_COLUMN)
         header.setToolTip(f"mean {scores.get(name).label} over the counted samples of the class: {tip}"
                           if name is not None else "")
-        self.rates_table.setColumnHidden(4, name is None)
+        self.rates_table.setColumnHidden(MEAN_COLUMN, name is None)
 
     def _fill_summary(self) -> None:
-        n = int(self.rates["n"].sum())
-        flagged = int(self.rates["likely_mislabelled"].sum())
+        rates = self.rates
+        n = int(rates["n"].sum())
         kind = "training sample" if self.training_only else "sample"
         if n == 0:
             self.summary.setText(f"No {kind}s with results to count.")
             return
-        text = (f"{plural(n, kind)} · {flagged:,} likely mislabelled ({flagged / n:.1%}): their soft label "
-                f"puts most mass on another class than the given one.")
-        if flagged == 0:
-            text += " No soft label moves a given label off the top."
-        else:
-            text += " Click a class to select its flagged samples."
-        # the grid ranks by a score, which always has a worst end: say how the two relate
-        key = self.session.queue_key
-        if key != "sample_id" and self.session.has_values(key):
-            values = self.session.score(key)
+        estimated = float(rates["estimated"].sum())
+        highlighted = int(rates["highlighted"].sum())
+        classes = self.session.classes
+        text = (f"<b>≈ {estimated:,.0f} label issues</b> among {plural(n, kind)} "
+                f"(<b>{estimated / n:.1%}</b>)")
+        top = health.largest_confusion(self.counts)
+        if top is not None and estimated >= 0.5:
+            g, k, count = top
+            text += f", most: given {classes[g]}, likely {classes[k]} (≈ {count:,.0f})"
+        text += (". The estimate is the sum of a calibrated probability that each label is wrong "
+                 "(a held-out temperature and a class-pair noise model, no extra votes needed).")
+        if highlighted:
+            p_wrong = self.session.score(ISSUE_SCORE)
             rows = self.counted_rows()
-            counted = values if rows is None else values[rows]
-            score = scores.get(key)
-            if score.value_range == (0.0, 1.0):
-                cut = 0.9 if score.bad == "high" else 0.1
-                with np.errstate(invalid="ignore"):
-                    top = int(np.sum(counted >= cut) if score.bad == "high" else np.sum(counted <= cut))
-                text += (f" The grid ranks by {score.label}, a ranking with a worst end whatever the labels:"
-                         f" {top:,} {'≥' if score.bad == 'high' else '≤'} {cut:g}.")
+            counted = p_wrong if rows is None else p_wrong[rows]
+            with np.errstate(invalid="ignore"):
+                high = counted[np.nan_to_num(counted, nan=-1.0) >= 0.5]
+            text += (f" <b>{highlighted:,}</b> are more likely wrong than right (highlighted on the map); "
+                     f"about {high.mean():.0%} of them are expected to be wrong. Click a class to select "
+                     "its highlighted samples.")
+        else:
+            text += " No label is more likely wrong than right."
         self.summary.setText(text)
 
     def _fill_rates(self) -> None:
@@ -384,16 +401,17 @@ class HealthPanel(QWidget):
         score = scores.get(self._score_name) if self._score_name is not None else None
         rates = self.rates
         means = rates["mean"].to_numpy(float) if "mean" in rates else np.full(len(rates), np.nan)
-        for i, (c, name, n, flagged, rate, mean) in enumerate(zip(
-                rates["index"], rates["class"], rates["n"], rates["likely_mislabelled"],
-                rates["rate"].to_numpy(float), means)):
-            tip = (f"{name}: {flagged:,} of {n:,} {kind} ({rate:.1%}) put their highest mass on "
-                   f"another class — click to select them" if n else f"{name}: no {kind}")
-            texts = (str(name), f"{n:,}", f"{flagged:,}", f"{rate:.1%}" if np.isfinite(rate) else "–",
-                     f"{mean:.3f}" if np.isfinite(mean) else "–")
+        for i, (c, name, n, estimated, rate, high, mean) in enumerate(zip(
+                rates["index"], rates["class"], rates["n"], rates["estimated"].to_numpy(float),
+                rates["rate"].to_numpy(float), rates["highlighted"], means)):
+            tip = (f"{name}: ≈ {estimated:,.1f} of {n:,} {kind} ({rate:.1%}) estimated wrong; {high:,} more "
+                   f"likely wrong than right — click to select them" if n else f"{name}: no {kind}")
+            texts = (str(name), f"{n:,}", f"{estimated:,.0f}", f"{rate:.1%}" if np.isfinite(rate) else "–",
+                     f"{high:,}", f"{mean:.3f}" if np.isfinite(mean) else "–")
             for j, text in enumerate(texts):
                 item = QTableWidgetItem(text)
-                item.setToolTip(f"{name}: mean {score.label} {text}" if j == 4 and score is not None else tip)
+                item.setToolTip(f"{name}: mean {score.label} {text}" if j == MEAN_COLUMN and score is not None
+                                else tip)
                 if j == 0:
                     item.setData(CLASS_ROLE, int(c))
                 else:
@@ -412,7 +430,7 @@ class HealthPanel(QWidget):
         matrix.setColumnCount(m)
         for k, name in enumerate(classes):
             col = QTableWidgetItem(short_name(name))
-            col.setToolTip(f"constructed label {name}")
+            col.setToolTip(f"likely true label {name}")
             matrix.setHorizontalHeaderItem(k, col)
             row = QTableWidgetItem(name)
             row.setToolTip(f"given label {name}")
@@ -422,8 +440,9 @@ class HealthPanel(QWidget):
         bold.setBold(True)
         for g in range(m):
             for k in range(m):
-                count = int(counts[g, k])
-                share = count / totals[g] if totals[g] else 0.0
+                expected = float(counts[g, k])
+                count = int(round(expected))
+                share = expected / totals[g] if totals[g] else 0.0
                 item = QTableWidgetItem(f"{count:,}")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 item.setData(SHARE_ROLE, share)
@@ -433,10 +452,12 @@ class HealthPanel(QWidget):
                                           LIGHT_TEXT if strength > 0.7 else DARK_TEXT))
                 if g == k:
                     item.setFont(bold)
-                head = f"given {classes[g]}, constructed {classes[k]}"
-                if count:
+                head = f"given {classes[g]}, true {classes[k]}"
+                clicked = int(self.cell_counts[g, k])
+                if count or clicked:
                     note = f" ({share:.0%} of given {classes[g]})"
-                    item.setToolTip(f"{head}: {plural(count)}{note} — click to select them")
+                    item.setToolTip(f"{head}: ≈ {plural(count)} expected{note} — click to select the "
+                                    f"{plural(clicked)} most likely {classes[k]}")
                 else:
                     item.setToolTip(f"{head}: no samples")
                 matrix.setItem(g, k, item)

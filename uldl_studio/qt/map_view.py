@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from uldl_studio.core import scores
+from uldl_studio.core.label_issues import HIGHLIGHT
 from uldl_studio.core.selection import BoxSelection, PolygonSelection, Selection
 from uldl_studio.qt import palette
 from uldl_studio.qt.scatter_renderer import PaletteScatterItem
@@ -47,6 +48,12 @@ COORDINATE_LABELS = {"va": "valence-arousal", "umap": "UMAP of features", "featu
 AXIS_LABELS = {"va": ("valence", "arousal"), "umap": ("UMAP 1", "UMAP 2"),
                "features": ("feature map x", "feature map y")}
 INTERACTION_MODES = ("select", "lasso", "pan")
+#: how a score's values map to colours: its data's 1st–99th percentile, the score's whole
+#: possible range, or each value's quantile (rank) among the rows
+SCALES = {"data": "value (1–99 % of the data)", "full": "value (the score's full range)",
+          "quantile": "quantile"}
+#: the score drawn highlighted: points at or above ``HIGHLIGHT`` strong, the rest muted
+HIGHLIGHT_SCORE = "label_wrong_prob"
 
 class _MapViewBox(pg.ViewBox):
     """Left drag = box/lasso gesture (or pan in pan mode), right/middle drag = pan."""
@@ -159,6 +166,8 @@ class MapView(QWidget):
         self._provided_xy: dict[str, np.ndarray] = {}
         self._xy = np.empty((0, 2))
         self._color_mode = "given"
+        self._scale = "data"
+        self._highlight: tuple[int, int, float] | None = None  # (strong, shown, mean value of strong)
         self._point_size = 5.0
         self._shown_rows = np.empty(0, dtype=np.int64)
         self._shown_xy = np.empty((0, 2))
@@ -243,6 +252,13 @@ class MapView(QWidget):
             lambda i: self.set_color_mode(self.color_combo.itemData(i)))
         bar.addWidget(QLabel("Colour:", self.controls))
         bar.addWidget(self.color_combo)
+        self.scale_combo = QComboBox(self.controls)
+        for key, text in SCALES.items():
+            self.scale_combo.addItem(text, key)
+        self.scale_combo.setToolTip("How a score's values map to colours: by value (over the data's "
+                                    "1–99 % range or the score's full range) or by quantile")
+        self.scale_combo.activated.connect(lambda i: self.set_scale(self.scale_combo.itemData(i)))
+        self._scale_action = bar.addWidget(self.scale_combo)
         self.size_spin = QSpinBox(self.controls)
         self.size_spin.setRange(1, 30)
         self.size_spin.setValue(int(self._point_size))
@@ -430,8 +446,33 @@ class MapView(QWidget):
             self._update_banner()
 
     def default_color_mode(self) -> str:
-        """The combined ambiguity score when the table has it, else the given label."""
-        return "ambiguity" if self._mode_available("ambiguity") else "given"
+        """The calibrated P(label is wrong) when the table has it (its likely issues strong, the
+        rest muted), else the combined ambiguity score, else the given label."""
+        for mode in (HIGHLIGHT_SCORE, "ambiguity"):
+            if self._mode_available(mode):
+                return mode
+        return "given"
+
+    @property
+    def scale(self) -> str:
+        return self._scale
+
+    def set_scale(self, scale: str) -> None:
+        """Map a score's values to colours by "data" (1–99 % range), "full" (the score's possible
+        range) or "quantile"."""
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; expected one of {tuple(SCALES)}")
+        if scale == self._scale:
+            return
+        self._scale = scale
+        self._sync_controls()
+        if self._table is not None and self._color_mode not in CATEGORICAL_MODES:
+            self._recolor(same_points=True)
+
+    def highlight_counts(self) -> tuple[int, int, float] | None:
+        """(highlighted shown points, shown points, mean score of the highlighted) while the
+        colouring highlights (P(label is wrong) ≥ 0.5 strong); None otherwise."""
+        return self._highlight
 
     def _fill_color_combo(self) -> None:
         """One entry per label colouring and registered score, with the score's meaning."""
@@ -605,11 +646,26 @@ class MapView(QWidget):
                 codes = np.full(n, m, dtype=np.intp)
             return codes, brushes, "categorical"
         score = scores.get(mode)
-        brushes = palette.colormap_brushes(score.cmap) + [palette.missing_brush()]
         values = self.session.score(mode)
-        lo, hi = color_range(values, score)
+        if self._scale == "quantile":
+            lo, hi = 0.0, 1.0
+            codes = palette.bin_values(quantiles(values), lo, hi)
+        else:
+            lo, hi = color_range(values, score) if self._scale == "data" else full_range(values, score)
+            codes = palette.bin_values(values, lo, hi)
         self._value_range = (lo, hi)
-        return palette.bin_values(values, lo, hi), brushes, "continuous"
+        if mode != HIGHLIGHT_SCORE:
+            self._highlight = None
+            return codes, palette.colormap_brushes(score.cmap) + [palette.missing_brush()], "continuous"
+        # strong where the label is more likely wrong than right, muted elsewhere, whatever the scale
+        n = palette.N_BINS
+        with np.errstate(invalid="ignore"):
+            strong = np.nan_to_num(values, nan=-1.0) >= HIGHLIGHT
+        codes = np.where(codes == n, 2 * n, codes + n * strong).astype(np.intp)
+        shown_strong = strong[self._shown_rows]
+        mean = float(values[self._shown_rows][shown_strong].mean()) if shown_strong.any() else float("nan")
+        self._highlight = (int(shown_strong.sum()), int(self._shown_rows.size), mean)
+        return codes, palette.issue_brushes(n) + [palette.missing_brush()], "continuous"
 
     def _compute_shown(self) -> None:
         finite = np.isfinite(self._xy).all(axis=1)
@@ -747,14 +803,54 @@ class MapView(QWidget):
                 self._legend_key = key
             self.legend.show()
         else:
-            self.legend.hide()
             mode = self._color_mode
             score = scores.get(mode)
-            self.colorbar.setColorMap(palette.colormap(score.cmap))
+            if self._highlight is not None:
+                self._highlight_legend(brushes)
+            else:
+                self.legend.hide()
+                self._legend_key = None
+            quantile = self._scale == "quantile"
+            cmap = palette.colormap(score.cmap)
+            if self._highlight is not None and (quantile or self._value_range != (0.0, 1.0)):
+                # the strong/muted split is by value: a plain ramp when the colours are not at 0.5
+                cmap = pg.ColorMap([0.0, 1.0], [palette.MUTED_RAMP[0], palette.STRONG_RAMP[-1]])
+            self.colorbar.setColorMap(cmap)
             lo, hi = getattr(self, "_value_range", (0.0, 1.0))
             self.colorbar.setLevels((lo, hi))
-            self.colorbar.axis.setLabel(f"{score.label} (bad: {score.bad})")
+            what = f"quantile of {score.label}" if quantile else score.label
+            self.colorbar.axis.setLabel(f"{what} (bad: {score.bad})")
             self._show_colorbar(True)
+
+    def legend_texts(self) -> list[str]:
+        """The legend's lines as shown (empty when it is hidden)."""
+        if not self.legend.isVisible():
+            return []
+        return [label.text for _, label in self.legend.items]
+
+    def _highlight_legend(self, brushes: list[QBrush]) -> None:
+        """Two lines: how many points are drawn strongly and why, and the muted rest."""
+        strong, shown, mean = self._highlight
+        n = palette.N_BINS
+        rest = shown - strong
+        expected = f"; about {mean:.0%} of them expected wrong" if strong else ""
+        entries = [(brushes[2 * n - 1], f"{strong:,} highlighted: label more likely wrong than right "
+                                        f"(P ≥ {HIGHLIGHT:g}){expected}"),
+                   (brushes[n // 2], f"{rest:,} muted: label more likely right")]
+        key = ("highlight", id(brushes[2 * n - 1]), id(brushes[n // 2]))
+        if key == self._legend_key and len(self.legend.items) == len(entries):
+            for (_, label), (_, text) in zip(self.legend.items, entries):
+                if label.text != text:
+                    label.setText(text)
+        else:
+            self.legend.clear()
+            self._legend_samples = []
+            for brush, text in entries:
+                sample = pg.ScatterPlotItem(symbol="o", size=10, pen=None, brush=brush)
+                self._legend_samples.append(sample)
+                self.legend.addItem(sample, text)
+            self._legend_key = key
+        self.legend.show()
 
     def _show_colorbar(self, show: bool) -> None:
         layout = self.plot_item.layout
@@ -865,6 +961,10 @@ class MapView(QWidget):
         self.info_label.setText(text)
 
     def _sync_controls(self) -> None:
+        self.scale_combo.blockSignals(True)
+        self.scale_combo.setCurrentIndex(max(0, self.scale_combo.findData(self._scale)))
+        self.scale_combo.setEnabled(self._color_mode not in CATEGORICAL_MODES)
+        self.scale_combo.blockSignals(False)
         for combo, value, available in (
                 (self.coord_combo, self._coord_mode, self._has_coordinates),
                 (self.color_combo, self._color_mode, self._mode_available)):
@@ -1062,3 +1162,32 @@ def color_range(values: np.ndarray, score: scores.Score, min_span: float = 0.05)
         mid = (lo + hi) / 2
         lo, hi = mid - min_span / 2, mid + min_span / 2
     return max(floor, lo), min(ceiling, hi)
+
+
+def full_range(values: np.ndarray, score: scores.Score) -> tuple[float, float]:
+    """The score's whole possible range (``value_range``); the data's range when it has none."""
+    if score.value_range is not None:
+        return float(score.value_range[0]), float(score.value_range[1])
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+
+
+def quantiles(values: np.ndarray) -> np.ndarray:
+    """Each finite value's quantile among the finite values (0 = lowest, 1 = highest; ties
+    share their mean rank); NaN stays NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.full(values.shape, np.nan)
+    finite = np.isfinite(values)
+    k = int(finite.sum())
+    if k == 0:
+        return out
+    if k == 1:
+        out[finite] = 0.5
+        return out
+    from scipy.stats import rankdata
+
+    out[finite] = (rankdata(values[finite], method="average") - 1.0) / (k - 1)
+    return out

@@ -43,6 +43,12 @@ FOREGROUND = (60, 60, 60)
 
 COLORMAPS = {"lambda": "viridis", "entropy": "inferno", "lambda_change": "CET-D1"}
 
+# Highlighting (``issue_brushes``): the points worth a look in strong warm colours, the rest in
+# muted greys, both ramps following the value so that order within each stays visible.
+MUTED_RAMP = ((222, 226, 232), (150, 158, 172))
+STRONG_RAMP = ((255, 176, 0), (214, 60, 0), (150, 0, 40))
+ISSUES_COLORMAP = "issues"
+
 
 def class_rgb(name: str, index: int = 0) -> tuple[int, int, int]:
     return CLASS_RGB.get(name, _EXTRA_RGB[index % len(_EXTRA_RGB)])
@@ -56,9 +62,31 @@ def class_brushes(classes: Sequence[str], alpha: int = 255) -> list[QBrush]:
     return [QBrush(c) for c in class_colors(classes, alpha)]
 
 
+def _ramp(stops, n: int) -> np.ndarray:
+    """(n, 3) colours evenly interpolated through ``stops``."""
+    stops = np.asarray(stops, dtype=np.float64)
+    x = np.linspace(0.0, 1.0, len(stops))
+    t = np.linspace(0.0, 1.0, n)
+    return np.stack([np.interp(t, x, stops[:, c]) for c in range(3)], axis=1)
+
+
 def colormap(kind: str) -> pg.ColorMap:
-    """The pyqtgraph colour map used for a continuous colour mode."""
+    """The pyqtgraph colour map used for a continuous colour mode (``"issues"``: muted greys
+    below the middle, strong warm colours above it)."""
+    if COLORMAPS.get(kind, kind) == ISSUES_COLORMAP:
+        muted, strong = _ramp(MUTED_RAMP, 2), _ramp(STRONG_RAMP, 3)
+        pos = [0.0, 0.4999, 0.5, 0.75, 1.0]
+        colors = [tuple(int(v) for v in c) for c in (*muted, *strong)]
+        return pg.ColorMap(pos, colors)
     return pg.colormap.get(COLORMAPS.get(kind, kind))
+
+
+def issue_brushes(n: int = N_BINS, alpha: int = 255) -> list[QBrush]:
+    """``n`` muted brushes (codes 0..n-1), then ``n`` strong ones (n..2n-1), light to dark."""
+    out = []
+    for ramp in (MUTED_RAMP, STRONG_RAMP):
+        out += [QBrush(QColor(int(r), int(g), int(b), alpha)) for r, g, b in _ramp(ramp, n)]
+    return out
 
 
 def colormap_brushes(kind: str, n: int = N_BINS, alpha: int = 255) -> list[QBrush]:
