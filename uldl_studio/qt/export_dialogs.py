@@ -45,8 +45,14 @@ class ExportDialog(QDialog):
         group.addButton(self.selection_button)
         name = "soft_labels_selection.csv" if len(self.selected_rows) else "soft_labels.csv"
         self.path_edit = QLineEdit(str(Path(default_dir) / name))
-        note = QLabel("Columns: sample_id, path, split, label (edits applied), label_name, edited, "
-                      "valence, arousal, lambda, d_<class>…, p_<class>…")
+        from uldl_studio.core.export import soft_label_columns
+
+        classes = project.classes
+        distributions = {f"{prefix}_{c}" for prefix in ("d", "p") for c in classes}
+        columns = [c for c in soft_label_columns(classes) if c not in distributions] if classes else []
+        columns += ["d_<class>…", "p_<class>…"]
+        note = QLabel("Columns: " + ", ".join(columns) + ". The soft label d of a relabelled sample is its new "
+                      "label; an unsure one keeps at most half on its label; original_label is the dataset's.")
         note.setWordWrap(True)
         note.setStyleSheet("color: #555;")
         self.error = QLabel("")

@@ -1014,7 +1014,10 @@ class MainWindow(QMainWindow):
     # ================================================================ export / predict
     def _export_dir(self) -> Path:
         run = self.project.run
-        return Path(self.settings.value("export_folder", str(run.path if run else Path.home())))
+        # the last folder exported to; else beside the dataset (not inside the runs folder)
+        dataset = Path(str(self.project.source.get("path", ""))) if self.project.source.get("kind") != "demo" else None
+        fallback = dataset.parent if dataset is not None and dataset.parent.is_dir() and str(dataset) else Path.home()
+        return Path(self.settings.value("export_folder", str(fallback)))
 
     @Slot()
     def show_export_dialog(self) -> None:
