@@ -251,3 +251,19 @@ def test_new_runs_go_to_the_chosen_runs_folder(qtbot, window, tmp_path):
     win.training_panel.epochs.setValue(1)
     assert train(qtbot, win, win.training_panel.start_button) == "done"
     assert win.project.run.path.parent == chosen and (win.project.run.path / "checkpoint.pt").exists()
+
+
+def test_the_legend_warns_when_most_labels_look_wrong(qtbot, window, run_dir):
+    """The default colouring highlights labels more likely wrong than right; when that is over
+    half of the points, the legend blames the model first (with its valid accuracy)."""
+    win = window
+    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+        win.open_run(str(run_dir))
+    view = win.map_view
+    strong, shown, _ = view._highlight
+    texts = view.legend_texts()
+    assert texts and texts[0].startswith(f"{strong:,} highlighted")
+    warned = any(t.startswith("⚠ over half flagged") for t in texts)
+    assert warned == (strong > shown / 2)
+    if warned:
+        assert f"valid accuracy {view._valid_accuracy():.2f}" in texts[-1]

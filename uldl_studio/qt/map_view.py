@@ -828,6 +828,19 @@ class MapView(QWidget):
             return []
         return [label.text for _, label in self.legend.items]
 
+    def _valid_accuracy(self) -> float | None:
+        """The model's accuracy on the valid split's given labels (None without one)."""
+        table = self._table
+        classes = self.session.classes
+        cols = [f"p_{c}" for c in classes]
+        if table is None or not classes or any(c not in table for c in cols):
+            return None
+        valid = (table["split"] == "valid").to_numpy()
+        if not valid.any():
+            return None
+        predicted = np.nan_to_num(table.loc[valid, cols].to_numpy(np.float64)).argmax(axis=1)
+        return float((predicted == table.loc[valid, "label"].to_numpy()).mean())
+
     def _highlight_legend(self, brushes: list[QBrush]) -> None:
         """Two lines: how many points are drawn strongly and why, and the muted rest."""
         strong, shown, mean = self._highlight
@@ -837,7 +850,13 @@ class MapView(QWidget):
         entries = [(brushes[2 * n - 1], f"{strong:,} highlighted: label more likely wrong than right "
                                         f"(P ≥ {HIGHLIGHT:g}){expected}"),
                    (brushes[n // 2], f"{rest:,} muted: label more likely right")]
-        key = ("highlight", id(brushes[2 * n - 1]), id(brushes[n // 2]))
+        if shown and strong > shown / 2:
+            # more than half "wrong" says more about the model than the labels: say so
+            accuracy = self._valid_accuracy()
+            known = "" if accuracy is None else f" (valid accuracy {accuracy:.2f})"
+            entries.append((brushes[n // 2], f"⚠ over half flagged: the model{known} is likely too weak to "
+                                             "judge the labels; train longer before trusting this"))
+        key = ("highlight", id(brushes[2 * n - 1]), id(brushes[n // 2]), len(entries))
         if key == self._legend_key and len(self.legend.items) == len(entries):
             for (_, label), (_, text) in zip(self.legend.items, entries):
                 if label.text != text:
