@@ -267,3 +267,20 @@ def test_the_legend_warns_when_most_labels_look_wrong(qtbot, window, run_dir):
     assert warned == (strong > shown / 2)
     if warned:
         assert f"valid accuracy {view._valid_accuracy():.2f}" in texts[-1]
+
+
+def test_docks_grow_back_after_the_window_was_small(qtbot, window):
+    """A window made small crushes the docks to their minimums; made large again, they get their
+    default sizes back (the grid its three rows)."""
+    from uldl_studio.qt.main_window import DEFAULT_DOCK_WIDTHS, DEFAULT_GRID_ROWS
+
+    win = window
+    open_demo(qtbot, win)
+    win.resize(880, 600)
+    qtbot.wait(300)
+    assert win.training_dock.width() < DEFAULT_DOCK_WIDTHS[0] - 8
+    win.resize(1500, 950)
+    qtbot.waitUntil(lambda: win.training_dock.width() >= DEFAULT_DOCK_WIDTHS[0] - 8
+                    and win.inspector_dock.width() >= DEFAULT_DOCK_WIDTHS[1] - 8, timeout=5_000)
+    qtbot.waitUntil(lambda: win.grid_view.tile_view.viewport().height()
+                    >= DEFAULT_GRID_ROWS * win.grid_view._cell.height() - 2, timeout=5_000)

@@ -88,6 +88,7 @@ class DistributionChart(pg.PlotWidget):
         super().__init__()
         self.setBackground("w")
         self.setMinimumHeight(170)
+        self.setMaximumHeight(280)  # the neighbours below stay in view
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
         self.setMenuEnabled(False)

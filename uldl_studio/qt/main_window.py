@@ -214,6 +214,7 @@ class MainWindow(QMainWindow):
         """Give the side docks back their default widths when the window has room again: a
         window made small and then large (or a layout saved small) never keeps crushed docks;
         the map keeps at least twice its minimum width."""
+        self._grow_grid()
         short = self._docks_below_default()
         if not short:
             return
@@ -225,9 +226,20 @@ class MainWindow(QMainWindow):
         self.resizeDocks([d for d, _ in short], [int(d.width() + share * (w - d.width())) for d, w in short],
                          Qt.Orientation.Horizontal)
 
+    def _grow_grid(self) -> None:
+        """The grid back to its default rows when the map has room above it."""
+        dock = self.grid_dock
+        wanted = self.grid_view.height_for_rows(DEFAULT_GRID_ROWS) + self.fontMetrics().height() + 12
+        if not dock.isVisible() or dock.isFloating() or dock.height() >= wanted - 8:
+            return
+        spare = self.map_view.height() - 2 * MAP_MIN_SIZE[1]
+        if spare > 0:
+            self.resizeDocks([dock], [dock.height() + min(spare, wanted - dock.height())], Qt.Orientation.Vertical)
+
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
-        if event.size().width() > event.oldSize().width() > 0:
+        old = event.oldSize()
+        if old.width() > 0 and (event.size().width() > old.width() or event.size().height() > old.height()):
             self._grow_timer.start()
 
     def _build_actions(self) -> None:
