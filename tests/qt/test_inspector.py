@@ -120,3 +120,23 @@ def test_a_predicted_sample_shows_the_whole_image_with_its_face_box(qtbot, run_b
                if image.pixelColor(x, y).red() > 200 and image.pixelColor(x, y).green() < 100)
     assert reds > 50                                              # the face box is drawn
     assert set(inspector.chart.bars) == {"p"}
+
+
+def test_a_narrow_inspector_puts_the_fields_under_the_image(qtbot, run_bridge):
+    from PySide6.QtWidgets import QBoxLayout
+
+    from uldl_studio.qt.inspector import Inspector
+
+    inspector = Inspector(run_bridge)
+    qtbot.addWidget(inspector)
+    inspector.resize(600, 800)
+    inspector.show()
+    qtbot.waitUntil(lambda: inspector._top.direction() == QBoxLayout.Direction.LeftToRight, timeout=2_000)
+    inspector.resize(Inspector.STACK_BELOW - 60, 800)
+    qtbot.waitUntil(lambda: inspector._top.direction() == QBoxLayout.Direction.TopToBottom, timeout=2_000)
+    run_bridge.session.set_current(0)
+    qtbot.wait(50)
+    label = inspector.fields["label"]
+    right = label.mapTo(inspector, label.rect().topRight()).x()
+    assert right <= inspector.width()                       # the value column is inside the panel
+    assert inspector.image.geometry().bottom() < label.mapTo(inspector, label.rect().topLeft()).y()

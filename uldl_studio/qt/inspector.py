@@ -8,7 +8,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
-    QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+    QBoxLayout, QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
     QToolButton, QVBoxLayout, QWidget,
 )
 
@@ -187,7 +187,7 @@ class Inspector(QWidget):
         info.addWidget(self.title)
         info.addLayout(form)
         info.addStretch(1)
-        top = QHBoxLayout()
+        top = self._top = QHBoxLayout()
         top.addWidget(self.image, 0, Qt.AlignmentFlag.AlignTop)
         top.addLayout(info, 1)
 
@@ -215,6 +215,16 @@ class Inspector(QWidget):
         bridge.resultsChanged.connect(self._on_results)
         bridge.editsChanged.connect(self._on_edits)
         bridge.predictionShown.connect(self._on_prediction_shown)
+
+    #: narrower than this, the fields go under the image instead of beside it (never clipped)
+    STACK_BELOW = 420
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        direction = (QBoxLayout.Direction.TopToBottom if event.size().width() < self.STACK_BELOW
+                     else QBoxLayout.Direction.LeftToRight)
+        if self._top.direction() != direction:
+            self._top.setDirection(direction)
 
     def set_hint(self, text: str) -> None:
         """A line of help under the inspector (the relabel keys)."""
