@@ -120,9 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
 
-    export = sub.add_parser("export", help="soft labels of the run's dataset, edits applied")
+    export = sub.add_parser("export", help="soft labels of the run's dataset, edits applied (with several "
+                                           "people's votes: their combined label, and FILE.reliability.json)")
     export.add_argument("run")
     export.add_argument("--out", required=True, metavar="FILE.csv")
+
+    votes = sub.add_parser("votes", help="the people's votes on a run's samples: agreement, each annotator's "
+                                         "reliability and the samples that most need another vote")
+    votes.add_argument("run", help="run directory")
+    votes.add_argument("--top", type=int, default=10, metavar="N", help="samples of the queue to list (default 10)")
+    votes.add_argument("--json", action="store_true", help="print the reliabilities as JSON")
 
     predict = sub.add_parser("predict", help="soft labels for any images: a folder, a CSV of paths, one image, "
                                              "or a dataset in any layout")
@@ -617,10 +624,71 @@ def _cmd_export(args) -> int:
         raise CliError(f"{args.run}: the run has no completed epoch yet; train it first")
     session = Session.open_run(args.run)
     try:
-        written = session.export(args.out)
+        from uldl_studio.core.annotations import vote_table
+
+        table, _, consensus = vote_table(session.table, session.run.root)
+        if consensus is None:  # nobody voted: the run's soft labels with the annotator's review
+            written = session.export(args.out)
+        else:
+            from uldl_studio.core.atomic import atomic_write_bytes
+            from uldl_studio.core.export import write_soft_labels
+
+            write_soft_labels(table, args.out)
+            written = len(table)
+            side = _reliability_path(args.out)
+            atomic_write_bytes(side, (json.dumps(consensus.reliability.to_dict(), indent=2) + "\n").encode("utf-8"))
     finally:
         session.journal.close()
     print(f"wrote {_count(written, 'row')} to {args.out}")
+    if consensus is not None:
+        print(f"wrote the annotators' reliabilities to {side}")
+    return 0
+
+
+def _reliability_path(out: str) -> Path:
+    """FILE.csv → FILE.reliability.json, beside it."""
+    path = Path(out)
+    return path.with_name(f"{path.stem}.reliability.json")
+
+
+def _cmd_votes(args) -> int:
+    import numpy as np
+
+    from uldl_studio.core.annotations import vote_table
+    from uldl_studio.core.run import Run
+
+    run = Run.open(args.run)
+    if not run.has_results:
+        raise CliError(f"{args.run}: the run has no completed epoch yet; train it first")
+    table, votes, consensus = vote_table(run.samples(), run.root)
+    n_voters = table["n_voters"].to_numpy()
+    print(f"{run.root}: {_count(len(table), 'sample')}, {_count(int(n_voters.sum()), 'vote')} by people "
+          f"({_count(int((n_voters > 0).sum()), 'sample')} voted, {int((n_voters >= 2).sum())} by two or more)")
+    if consensus is None:
+        print("nobody voted yet: relabel samples in the app (each annotator's journal is annotations/<name>.jsonl)")
+        return 0
+    rel = consensus.reliability
+    if args.json:
+        print(json.dumps(rel.to_dict(), indent=2))
+        return 0
+    alpha = "n/a" if not np.isfinite(rel.alpha) else f"{rel.alpha:.3f}"
+    print(f"agreement: Krippendorff's alpha (nominal) {alpha}")
+    print("  per class: " + ", ".join(f"{c} {'n/a' if not np.isfinite(a) else f'{a:.3f}'}"
+                                       for c, a in zip(rel.classes, rel.alpha_per_class)))
+    print(f"model prior weight (fitted on valid): {rel.model_weight:.3f}")
+    width = max(len("source"), *(len(name) for name in rel.sources))
+    print(f"{'source':{width}s}  {'votes':>7s}  {'accuracy':>8s}  weakest class")
+    for s, name in enumerate(rel.sources):
+        weakest = int(np.argmin(rel.class_accuracy[s]))
+        print(f"{name:{width}s}  {int(rel.votes_cast[s]):7d}  {rel.accuracy[s]:8.3f}  "
+              f"{rel.classes[weakest]} {rel.class_accuracy[s, weakest]:.3f}")
+    order = np.argsort(-consensus.next_vote, kind="stable")[:max(args.top, 0)]
+    counts = votes.counts()
+    if len(order):
+        print(f"needs another vote (top {len(order)}): sample, votes, expected change")
+        for i in order:
+            shown = ", ".join(f"{c} {int(k)}" for c, k in zip(rel.classes, counts[i]) if k > 0) or "none"
+            print(f"  {table['sample_id'].iloc[i]}  [{shown}]  {consensus.next_vote[i]:.3f}")
     return 0
 
 
@@ -696,6 +764,7 @@ COMMANDS = {
     "versions": _cmd_versions,
     "evaluate": _cmd_evaluate,
     "export": _cmd_export,
+    "votes": _cmd_votes,
     "predict": _cmd_predict,
     "cache": _cmd_cache,
 }

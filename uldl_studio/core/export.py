@@ -22,6 +22,11 @@ variability, knn_disagreement, entropy`` (``lambda`` keeps its place after ``aro
   unchanged by edits. A table without ``d_`` columns (no training results) gets the one-hot of
   ``label``; rows whose ``d`` is all NaN (samples no distribution was constructed for) get
   it too. A table without ``p_`` columns, or rows with all-NaN ``p``, get ``d``.
+* Several people's votes (``core.annotations``): a table with ``combined_<class>`` columns
+  (``with_votes``) exports them as ``d_<class>`` on every row where they are finite (a sample
+  with at least two votes), instead of the rule above; the table's ``votes_<class>…,
+  n_voters, vote_agreement`` columns are written after the ``p_`` columns (NaN: empty), and
+  read back as floats.
 * ``unsure`` (marked unsure) and ``reviewed`` (the annotator labelled or confirmed it) come
   from the journal. Missing ``edited``/``unsure``/``reviewed`` → False (the reader accepts files
   without ``original_label``/``original_label_name`` (then = ``label``) and without
@@ -56,7 +61,7 @@ from uldl_studio.core.datasets.common import sniff_delimiter
 from uldl_studio.core.soft_labels import reviewed_soft_labels
 from uldl_studio.core.table import SPLITS, DatasetError, classes_of, d_columns, p_columns
 
-__all__ = ["write_soft_labels", "read_soft_labels", "soft_label_columns", "FIXED_COLUMNS"]
+__all__ = ["write_soft_labels", "read_soft_labels", "soft_label_columns", "vote_columns", "FIXED_COLUMNS"]
 
 #: the annotator's review state per sample; ``unsure`` and ``reviewed`` are optional when reading
 FLAG_COLUMNS = ("edited", "unsure", "reviewed")
@@ -78,14 +83,22 @@ def score_columns() -> list[str]:
     return [s.name for s in scores.exported()]
 
 
+def vote_columns(classes: Sequence[str]) -> list[str]:
+    """The people's votes, written after ``p_`` when the table has them (``core.annotations``)."""
+    return [*(f"votes_{c}" for c in classes), "n_voters", "vote_agreement"]
+
+
 def soft_label_columns(classes: Sequence[str], score_names: Sequence[str] | None = None,
-                       flags: Sequence[str] = FLAG_COLUMNS, original: bool = True) -> list[str]:
-    """The exact column order of a soft-label file for ``classes`` (scores: all exported)."""
+                       flags: Sequence[str] = FLAG_COLUMNS, original: bool = True,
+                       votes: bool = False) -> list[str]:
+    """The exact column order of a soft-label file for ``classes`` (scores: all exported;
+    ``votes``: with the vote columns at the end)."""
     score_names = score_columns() if score_names is None else list(score_names)
     fixed = [c for c in FIXED_COLUMNS if c not in FLAG_COLUMNS or c in flags]
     if not original:
         fixed = [c for c in fixed if c not in ORIGINAL_COLUMNS]
-    return [*fixed, *score_names, *d_columns(classes), *p_columns(classes)]
+    return [*fixed, *score_names, *d_columns(classes), *p_columns(classes),
+            *(vote_columns(classes) if votes else ())]
 
 
 def _range_text(score: scores.Score) -> str:
@@ -189,8 +202,16 @@ def _export_frame(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     d = _distribution(table, source, one_hot, "d") if source[0] in table else one_hot
     p = _distribution(table, pcols, d, "p") if pcols[0] in table else d.copy()
     d = reviewed_soft_labels(d, label, out["edited"].to_numpy(), out["unsure"].to_numpy(), fallback=p)
+    combined_cols = [f"combined_{c}" for c in classes]  # several people's votes combined
+    if all(c in table for c in combined_cols):
+        combined = table[combined_cols].to_numpy(np.float64)
+        use = np.isfinite(combined).all(axis=1) & (combined >= 0).all(axis=1) & (combined.sum(axis=1) > 0)
+        d[use] = combined[use] / combined[use].sum(axis=1, keepdims=True)
     out[dcols] = d
     out[pcols] = p
+    if all(c in table for c in vote_columns(classes)):
+        for col in vote_columns(classes):
+            out[col] = table[col].to_numpy(np.float64)
     for score in scores.exported():
         values = (table[score.name].to_numpy(np.float64) if score.name in table else score.values(table))
         bad = _out_of_range(values, score)
@@ -227,7 +248,9 @@ def csv_field(text: str) -> str:
 
 
 def _rows(frame: pd.DataFrame, classes: Sequence[str]) -> Iterator[list[str]]:
-    floats = frame[[*_FLOAT_FIXED, *score_columns(), *d_columns(classes), *p_columns(classes)]].to_numpy(np.float64)
+    votes = [c for c in vote_columns(classes) if c in frame]
+    floats = frame[[*_FLOAT_FIXED, *score_columns(), *d_columns(classes), *p_columns(classes), *votes]].to_numpy(
+        np.float64)
     strings = frame[["sample_id", "path", "split", "label_name", "original_label_name"]].to_numpy(dtype=object)
     labels = frame["label"].to_numpy()
     originals = frame["original_label"].to_numpy()
@@ -250,7 +273,7 @@ def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
         frame, classes = _export_frame(table)
     except ValueError as exc:  # DatasetError included (a table without classes)
         raise DatasetError(f"{path}: cannot export: {exc}") from exc
-    columns = soft_label_columns(classes)
+    columns = soft_label_columns(classes, votes=vote_columns(classes)[0] in frame)
     if path.suffix.lower() == ".json":
         with atomic_open(path, "w", encoding="utf-8") as handle:
             handle.write(f'{{"format": "{_JSON_FORMAT}", "version": 1, "classes": ')
@@ -377,6 +400,7 @@ after them, kept as strings), ``attrs["classes"]``
     present_scores = [name for name in score_columns() if name in header]
     present_flags = [f for f in FLAG_COLUMNS if f not in _OPTIONAL_FLAGS or f in header]
     has_original = any(c in header for c in ORIGINAL_COLUMNS)
+    has_votes = all(c in header for c in vote_columns(classes))
     missing = [c for c in soft_label_columns(classes, present_scores, present_flags, original=has_original)
                if c not in header]
     if missing:
@@ -471,10 +495,13 @@ after them, kept as strings), ``attrs["classes"]``
                 raise _Bad(row, f"the {prefix}_ columns sum to {float(sums[row])!r}, not 1")
             for j, c in enumerate(classes):
                 out[f"{prefix}_{c}"] = block[:, j]
+        if has_votes:
+            for name in vote_columns(classes):
+                out[name] = _parse_floats(cells(name), name, allow_nan=True)
     except _Bad as bad:
         raise fail(bad.row, bad.reason) from None
 
-    order = [*soft_label_columns(classes, present_scores), *(h for h in header if h not in out)]  # flags: always
+    order = [*soft_label_columns(classes, present_scores, votes=has_votes), *(h for h in header if h not in out)]  # flags: always
     frame = pd.DataFrame({name: (out[name] if name in out else np.asarray(cells(name), dtype=object))
                           for name in order})
     for name in ("sample_id", "path", "split", "label_name", "original_label_name"):

@@ -279,6 +279,39 @@ def _lambda_change(table: pd.DataFrame) -> np.ndarray:
     return _column(table, "lambda") - _column(table, "lambda_prev")
 
 
+# Votes of several people (core.annotations.with_votes adds the columns). Not exported as
+# scores: the export writes the vote columns themselves (core.export.vote_columns).
+def _vote_shares(table: pd.DataFrame) -> np.ndarray:
+    """(N, m) each sample's votes as shares; NaN rows where nobody voted."""
+    counts = _distribution(table, "votes_")
+    total = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, counts / total, np.nan)
+
+
+@score("vote_entropy", short="vote entropy", label="entropy of the votes",
+       meaning="normalised entropy of the people's votes (0 = unanimous, 1 = evenly split); "
+               "empty where nobody voted", value_range=(0.0, 1.0), cmap="inferno", exported=False)
+def _vote_entropy(table: pd.DataFrame) -> np.ndarray:
+    return normalised_entropy(_vote_shares(table))
+
+
+@score("model_vs_votes", short="model vs votes", label="model against the votes",
+       meaning="1 − the intersection of the model's prediction p with the votes' shares (total "
+               "variation; one vote v: 1 − p[v]); empty where nobody voted", value_range=(0.0, 1.0),
+       cmap="magma", exported=False)
+def _model_vs_votes(table: pd.DataFrame) -> np.ndarray:
+    return 1.0 - np.minimum(_distribution(table, "p_"), _vote_shares(table)).sum(axis=1)
+
+
+@score("needs_another_vote", short="next vote", label="needs another vote",
+       meaning="how much one more person's vote is expected to change the combined soft label "
+               "(few votes, split votes, model against votes; core.annotations)",
+       value_range=(0.0, 1.0), cmap="plasma", exported=False)
+def _needs_another_vote(table: pd.DataFrame) -> np.ndarray:
+    return _column(table, "next_vote_gain")
+
+
 #: the scores ``ambiguity`` combines (each oriented bad = high, then rank-averaged)
 # Three views of the label: the model's own (self-confidence), its neighbourhood's (neighbour
 # disagreement) and, with --folds, held-out models' (out-of-fold self-confidence). Measured on

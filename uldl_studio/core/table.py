@@ -12,6 +12,8 @@ column             dtype     meaning
 ``valence``        float     optional, in [-1, 1], NaN when unknown
 ``arousal``        float     optional, in [-1, 1], NaN when unknown
 ``ref_<class>``    float     optional reference distribution (e.g. FER+ votes / sum)
+``crowd_<class>``  float     optional vote counts the dataset carries (FER+'s ten annotators,
+                             a CSV's ``votes_<class>``), people without names (core.annotations)
 ``label_original`` int       optional: the label before noise was injected
 ``pixels``         str       optional: FER2013 CSV pixel string (decoded lazily)
 =================  ========  ======================================================

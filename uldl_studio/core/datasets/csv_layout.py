@@ -22,6 +22,8 @@ Reading rules (documented for users in the README):
   row and drop the others with a warning.
 * ``valence`` / ``arousal``: numbers in [-1, 1]; empty, NaN, text or out-of-range values
   become NaN with a warning (the row is kept: V-A is optional per sample).
+* ``votes_<class>``: vote counts per class (people without names), kept as ``crowd_<class>``
+  (``core.annotations``); empty, negative or non-numeric cells count 0;
 * ``ref_<class>``: a reference distribution; class names through synonyms; rows with negative,
   missing or all-zero values are dropped with a warning; rows are normalised to sum 1.
   ``single_label="sample"`` draws each label from this distribution with a seeded generator.
@@ -265,4 +267,12 @@ def load_csv(path: str | Path, *, single_label: str = "majority", seed: int = 0)
     check_one_class(out["label"].to_numpy(), classes, csv_path)
     columns = ["sample_id", "path", "split", "label"]
     columns += [c for c in ("valence", "arousal") if c in out] + [c for c in ref_columns(classes) if c in out]
+    vote_cols = prefixed_classes(frame.columns, "votes_", csv_path, strict=False)
+    if vote_cols:  # the crowd's vote counts per class (core.annotations); bad cells count 0
+        for c in classes:
+            raw = frame[vote_cols[c]].str.strip() if c in vote_cols else pd.Series("0", index=frame.index)
+            counts = pd.to_numeric(raw, errors="coerce").to_numpy(np.float64)
+            counts = np.where(np.isfinite(counts) & (counts >= 0), np.round(counts), 0.0)
+            out[f"crowd_{c}"] = counts[out["_row"].to_numpy() - 1]
+            columns.append(f"crowd_{c}")
     return make_table(out[columns], classes, csv_path, "csv")

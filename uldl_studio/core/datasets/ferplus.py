@@ -14,7 +14,8 @@ name (``...Train`` / ``...Valid`` / ``...Test``, else ``train``).
 Protocol (the usual one for FER+):
 
 * the eight emotions are kept (``FERPLUS_CLASSES`` order); ``ref_<class>`` = the eight counts
-  divided by their sum;
+  divided by their sum; ``crowd_<class>`` = the eight counts themselves (the crowd's votes,
+  ``core.annotations``);
 * rows whose majority over all ten columns is unknown or NF are dropped silently (that is the
   protocol, not a fault); on a tie between an emotion and unknown/NF the emotion wins, because
   ``argmax`` returns the lowest index and the emotions come first;
@@ -150,7 +151,8 @@ def load_ferplus(root: str | Path, *, single_label: str = "majority", seed: int 
     frame["path"] = frame["_folder"] + os.sep + frame["image"]
     frame["label"] = labels
     ref_frame = pd.DataFrame(ref, columns=ref_columns(FERPLUS_CLASSES))
-    frame = pd.concat([frame, ref_frame], axis=1)
+    crowd_frame = pd.DataFrame(counts, columns=[f"crowd_{c}" for c in FERPLUS_CLASSES])
+    frame = pd.concat([frame, ref_frame, crowd_frame], axis=1)
 
     # Existence: one scandir per split folder instead of a stat per image.
     present = np.zeros(len(frame), dtype=bool)
@@ -166,5 +168,6 @@ def load_ferplus(root: str | Path, *, single_label: str = "majority", seed: int 
     ensure_rows(frame, root, "every image listed in label.csv is missing or was dropped")
     if frame["label"].nunique() == 1:
         warn(f"{root}: every sample has the same label ({FERPLUS_CLASSES[int(frame['label'].iloc[0])]})")
-    columns = ["sample_id", "path", "split", "label", *ref_columns(FERPLUS_CLASSES)]
+    columns = ["sample_id", "path", "split", "label", *ref_columns(FERPLUS_CLASSES),
+               *(f"crowd_{c}" for c in FERPLUS_CLASSES)]
     return make_table(frame[columns], FERPLUS_CLASSES, root, "ferplus")
