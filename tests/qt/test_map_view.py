@@ -446,8 +446,8 @@ def test_default_colouring_highlights_the_likely_wrong_labels(qtbot):
     high, shown, mean = view.highlight_counts()
     assert (high, shown) == (int(strong.sum()), len(table)) and np.isclose(mean, p_wrong[strong].mean())
     texts = view.legend_texts()
-    assert texts[0].startswith(f"{high:,} highlighted: label more likely wrong than right")
-    assert f"about {mean:.0%} of them expected wrong" in texts[0]
+    assert texts[0].startswith(f"{high:,} highlighted: label likely wrong (P ≥ 0.5)")
+    assert f"≈ {mean:.0%} expected wrong" in texts[0]
     assert texts[1].startswith(f"{len(table) - high:,} muted")
     # strong codes for exactly the highlighted rows, drawn on top (last)
     n = palette.N_BINS

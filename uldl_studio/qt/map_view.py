@@ -846,16 +846,16 @@ class MapView(QWidget):
         strong, shown, mean = self._highlight
         n = palette.N_BINS
         rest = shown - strong
-        expected = f"; about {mean:.0%} of them expected wrong" if strong else ""
-        entries = [(brushes[2 * n - 1], f"{strong:,} highlighted: label more likely wrong than right "
-                                        f"(P ≥ {HIGHLIGHT:g}){expected}"),
-                   (brushes[n // 2], f"{rest:,} muted: label more likely right")]
+        # short lines: the legend sits inside the map and must fit a small one
+        expected = f", ≈ {mean:.0%} expected wrong" if strong else ""
+        entries = [(brushes[2 * n - 1], f"{strong:,} highlighted: label likely wrong (P ≥ {HIGHLIGHT:g}){expected}"),
+                   (brushes[n // 2], f"{rest:,} muted: label likely right")]
         if shown and strong > shown / 2:
             # more than half "wrong" says more about the model than the labels: say so
             accuracy = self._valid_accuracy()
             known = "" if accuracy is None else f" (valid accuracy {accuracy:.2f})"
-            entries.append((brushes[n // 2], f"⚠ over half flagged: the model{known} is likely too weak to "
-                                             "judge the labels; train longer before trusting this"))
+            entries.append((brushes[n // 2], f"⚠ over half flagged: the model{known} may be too weak; "
+                                             "train longer"))
         key = ("highlight", id(brushes[2 * n - 1]), id(brushes[n // 2]), len(entries))
         if key == self._legend_key and len(self.legend.items) == len(entries):
             for (_, label), (_, text) in zip(self.legend.items, entries):
