@@ -65,7 +65,7 @@ def resume(qtbot, win, run_dir):
     return config, epochs
 
 
-def test_stop_in_the_first_epoch_then_resume(qtbot, window, tmp_path):
+def test_stop_in_the_first_epoch_keeps_no_folder(qtbot, window, tmp_path):
     win = window
     open_demo(qtbot, win)
     run_dir = tmp_path / "run"
@@ -75,10 +75,14 @@ def test_stop_in_the_first_epoch_then_resume(qtbot, window, tmp_path):
     last = stop_with_the_button(qtbot, win)
     assert last.phase == "cancelled" and last.epoch == 1
     assert "no epoch was finished" in last.message
-    assert not (run_dir / "checkpoint.pt").exists() and not (run_dir / "samples.csv").exists()
-    assert leftovers(run_dir) == []
-    _, epochs = resume(qtbot, win, run_dir)
-    assert epochs == [1, 2] and load_checkpoint(run_dir)["epoch"] == 2
+    assert not run_dir.exists()                     # nothing was trained: no orphan run folder
+    assert "no run was kept" in win.statusBar().currentMessage()
+    # starting again trains a whole new run there
+    win.training_panel.extra_config["batch_size"] = 32
+    win.next_run_dir = run_dir
+    with qtbot.waitSignal(win.trainingFinished, timeout=120_000) as blocker:
+        qtbot.mouseClick(win.training_panel.start_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["done"] and load_checkpoint(run_dir)["epoch"] == 2 and leftovers(run_dir) == []
 
 
 @pytest.mark.timeout(300)
@@ -137,8 +141,7 @@ def test_closing_the_window_during_evaluation_stops_and_waits(qtbot, window, tmp
     closing = time.perf_counter() - started
     assert results == [True]                   # stopped and waited for
     assert not thread.isRunning()
-    assert not (run_dir / "checkpoint.pt").exists()   # epoch 1's evaluation was cut: nothing of it written
-    assert leftovers(run_dir) == []
+    assert not run_dir.exists()   # epoch 1's evaluation was cut: no epoch, so no run folder is kept
     print(f"closing took {closing:.2f} s")
 
 
