@@ -653,7 +653,7 @@ class MainWindow(QMainWindow):
         self.relabel.update_enabled()
         m = len(self.project.classes)
         self.inspector.set_hint(
-            f"Keys: 1–{m} relabel · Ctrl+1–{m} selection · Enter accept → next ambiguous · "
+            f"Keys: 1–{m} relabel · Ctrl+1–{m} selection · Enter accept → next in queue · "
             "←/→ · Space unsure · Ctrl+Z undo" if self.project.can_edit else
             ("Train (or open a run) to relabel: edits are saved in the run." if self.project.is_open else ""))
 
