@@ -65,7 +65,7 @@ class TrainConfig:
     calib_hidden: list = field(default_factory=lambda: [512, 256])
     augment: bool = True
     erase_p: float = 0.25
-    # framing augmentations (core.augment.FRAMING): "" (off), "all", or a comma list of
+    # framing augmentations (core.augment.FRAMING; with augment on): "" (off), "all", or a comma list of
     # scale, shift, rotate, gamma, contrast, blur, noise
     framing: str = ""
     # pretrained backbone (core.model.load_pretrained): a state-dict file (torchvision ResNet
