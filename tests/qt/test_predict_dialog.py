@@ -172,3 +172,27 @@ def test_a_dialog_that_does_not_start_changes_nothing(qtbot, run_dir, tmp_path, 
     fresh = PredictDialog(Run.open(run_dir), tmp_path)
     qtbot.addWidget(fresh)
     assert fresh.faces_combo.currentData() == "off"
+
+
+def test_adapting_to_the_collection_is_one_tick_and_the_file_says_so(qtbot, dialog, demo_table, tmp_path):
+    """The priors and AdaBN boxes reach the prediction; the file's ``adapted`` column and the
+    summary say what was applied; the choice is remembered."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i, path in enumerate(demo_table["path"].head(80)):
+        Image.open(path).save(folder / f"q{i:02d}.png")
+    dialog.data_edit.setText(str(folder))
+    dialog.out_edit.setText(str(tmp_path / "adapted.csv"))
+    dialog.priors_check.setChecked(True)
+    dialog.bn_check.setChecked(True)
+    assert dialog.adapt() == ("bn", "priors")
+    outcome, info = run_to_end(qtbot, dialog)
+    assert outcome == "done", info
+    table = pd.read_csv(tmp_path / "adapted.csv")
+    assert "adapted" in table.columns and table["adapted"].notna().all()
+    applied = set(str(table["adapted"].iat[0]).split("+"))
+    assert applied <= {"bn", "priors", "none"} and applied != set()
+    assert tuple(info["summary"]["adapt"]) == ("bn", "priors")
+    again = PredictDialog(dialog.run, tmp_path)
+    qtbot.addWidget(again)
+    assert again.priors_check.isChecked() and again.bn_check.isChecked()

@@ -92,7 +92,7 @@ class ExportDialog(QDialog):
 
 
 def predict_job(run, data_path: str, fmt: str, out_path: str, *, faces: str = "off", tta: bool = False,
-                chunk_size: int = 256):
+                adapt: tuple = (), chunk_size: int = 256):
     """Worker job ``job(cancel, report)``: read the collection, predict with ``run``, write the file.
 
     Reports ``(done, total, text)`` tuples; the cancel event is checked before every image and
@@ -108,7 +108,7 @@ def predict_job(run, data_path: str, fmt: str, out_path: str, *, faces: str = "o
         collection = read_collection(data_path, fmt=fmt)
         if cancel.is_set():
             raise Cancelled()
-        options = PredictOptions(faces=faces, tta=tta, chunk_size=chunk_size)
+        options = PredictOptions(faces=faces, tta=tta, adapt=tuple(adapt), chunk_size=chunk_size)
         try:
             result = predict_collection(run, collection, options, cancel=cancel,
                                         progress=lambda done, total, text: report((done, total, text)))
@@ -184,6 +184,13 @@ class PredictDialog(QDialog):
         for value, text in FACE_CHOICES:
             self.faces_combo.addItem(text, value)
         self.tta_check = QCheckBox("Average over each image and its mirror image (TTA)")
+        self.priors_check = QCheckBox("Adapt to the collection's class priors")
+        self.priors_check.setToolTip("estimate how often each class occurs in these images (calibrated on the "
+                                     "run's valid split) and re-weight the predictions to it; left as it is "
+                                     "when the estimate is unstable")
+        self.bn_check = QCheckBox("Adapt the BatchNorm statistics to the collection (AdaBN)")
+        self.bn_check.setToolTip("re-estimate the network's normalisation on these images, in memory only; "
+                                 "the run on disk is never changed")
         self.out_edit = QLineEdit()
         self.error = QLabel("")
         self.error.setStyleSheet("color: #b00020;")
@@ -200,6 +207,8 @@ class PredictDialog(QDialog):
         form.addRow("Format", self.format_combo)
         form.addRow("Faces", self.faces_combo)
         form.addRow("", self.tta_check)
+        form.addRow("", self.priors_check)
+        form.addRow("", self.bn_check)
         form.addRow("Output CSV", _path_row(self.out_edit, "Browse…", self._browse_out))
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.predict_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
@@ -226,6 +235,8 @@ class PredictDialog(QDialog):
             if isinstance(saved.get(key), str) and index >= 0:
                 combo.setCurrentIndex(index)
         self.tta_check.setChecked(saved.get("tta") is True)
+        self.priors_check.setChecked(saved.get("adapt_priors") is True)
+        self.bn_check.setChecked(saved.get("adapt_bn") is True)
         out_dir = saved.get("out_dir")
         folder = out_dir if isinstance(out_dir, str) and out_dir and Path(out_dir).is_dir() else default_dir
         name = saved.get("out_name")
@@ -239,6 +250,8 @@ class PredictDialog(QDialog):
             "format": self.format_combo.currentData(),
             "faces": self.faces_combo.currentData(),
             "tta": self.tta_check.isChecked(),
+            "adapt_priors": self.priors_check.isChecked(),
+            "adapt_bn": self.bn_check.isChecked(),
             "out_dir": str(out_path.absolute().parent),
             "out_name": out_path.name,
         })
@@ -285,10 +298,14 @@ class PredictDialog(QDialog):
         self.progress.canceled.connect(self.cancel)
         job = predict_job(self.run, data, self.format_combo.currentData(), out,
                           faces=self.faces_combo.currentData(), tta=self.tta_check.isChecked(),
-                          chunk_size=self.chunk_size)
+                          adapt=self.adapt(), chunk_size=self.chunk_size)
         self.runner.start(job, with_report=True, on_yield=self._on_progress, on_result=self._on_done,
                           on_error=self._on_failed, on_cancelled=self._on_cancelled)
         self.progress.show()
+
+    def adapt(self) -> tuple[str, ...]:
+        """The corrections ticked, in the order ``core.predict`` applies them."""
+        return tuple(m for m, box in (("bn", self.bn_check), ("priors", self.priors_check)) if box.isChecked())
 
     @Slot()
     def cancel(self) -> None:
