@@ -224,6 +224,18 @@ def test_label_health_says_what_it_counts_and_empty_cells_say_so(qtbot, window, 
     panel.refresh()
     text = panel.summary.text()
     assert "label issues" in text and "calibrated probability that each label is wrong" in text
+    # the model's per-class and mean class accuracy on the valid split, as evaluate computes them
+    from uldl_studio.core.evaluate import class_accuracy
+    from uldl_studio.qt.health_panel import ACCURACY_COLUMN
+
+    accuracy = class_accuracy(win.project.table, "valid")
+    assert f"mean class accuracy {accuracy.attrs['mean_class_accuracy']:.2f}" in text
+    shown = {panel.rates_table.item(r, 0).text(): panel.rates_table.item(r, ACCURACY_COLUMN).text()
+             for r in range(panel.rates_table.rowCount())}
+    for name, value in accuracy["accuracy"].items():
+        if name in shown:
+            assert shown[name] == ("–" if np.isnan(value) else f"{value:.2f}")
+    assert shown
     matrix = panel.rates  # per class counts exist
     assert matrix is not None
     from uldl_studio.core import health

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from uldl_studio.core import health, scores
+from uldl_studio.core.evaluate import class_accuracy
 
 from .inspector import short_name
 
@@ -44,8 +45,11 @@ RATE_COLUMNS = (
     ("rate", "estimated share of wrong labels: issues / n"),
     ("high", "highlighted: samples more likely wrong than right (P(label is wrong) ≥ 0.5), drawn "
              "strongly on the map; click the row to select them"),
+    ("valid acc", "the model's accuracy on the valid split's samples given this label (the panel's first "
+                  "lines give the mean over the classes: rare classes count as much as common ones)"),
     ("mean", ""),  # set from the chosen score
 )
+ACCURACY_COLUMN = len(RATE_COLUMNS) - 2
 MEAN_COLUMN = len(RATE_COLUMNS) - 1
 
 
@@ -363,6 +367,16 @@ class HealthPanel(QWidget):
                           if name is not None else "")
         self.rates_table.setColumnHidden(MEAN_COLUMN, name is None)
 
+    def _valid_accuracy(self):
+        """Per-class accuracy of the model on the valid split (``core.evaluate.class_accuracy``),
+        or None without a valid split or predictions."""
+        table = self.session.table
+        classes = self.session.classes
+        if table is None or not classes or any(f"p_{c}" not in table for c in classes) \
+                or not (table["split"] == "valid").any():
+            return None
+        return class_accuracy(table, "valid")
+
     def _fill_summary(self) -> None:
         rates = self.rates
         n = int(rates["n"].sum())
@@ -392,6 +406,13 @@ class HealthPanel(QWidget):
                      "its highlighted samples.")
         else:
             text += " No label is more likely wrong than right."
+        accuracy = self._valid_accuracy()
+        if accuracy is not None:
+            worst = accuracy["accuracy"].dropna().sort_values().head(2)
+            text += (f" The model: valid accuracy {accuracy.attrs['accuracy']:.2f}, mean class accuracy "
+                     f"{accuracy.attrs['mean_class_accuracy']:.2f}"
+                     + (f" (lowest: {', '.join(f'{c} {a:.2f}' for c, a in worst.items())})" if len(worst) else "")
+                     + ".")
         self.summary.setText(text)
 
     def _fill_rates(self) -> None:
@@ -401,13 +422,17 @@ class HealthPanel(QWidget):
         score = scores.get(self._score_name) if self._score_name is not None else None
         rates = self.rates
         means = rates["mean"].to_numpy(float) if "mean" in rates else np.full(len(rates), np.nan)
-        for i, (c, name, n, estimated, rate, high, mean) in enumerate(zip(
+        accuracy = self._valid_accuracy()
+        per_class = (accuracy["accuracy"].reindex(rates["class"]).to_numpy(float) if accuracy is not None
+                     else np.full(len(rates), np.nan))
+        for i, (c, name, n, estimated, rate, high, acc, mean) in enumerate(zip(
                 rates["index"], rates["class"], rates["n"], rates["estimated"].to_numpy(float),
-                rates["rate"].to_numpy(float), rates["highlighted"], means)):
+                rates["rate"].to_numpy(float), rates["highlighted"], per_class, means)):
             tip = (f"{name}: ≈ {estimated:,.1f} of {n:,} {kind} ({rate:.1%}) estimated wrong; {high:,} more "
                    f"likely wrong than right — click to select them" if n else f"{name}: no {kind}")
             texts = (str(name), f"{n:,}", f"{estimated:,.0f}", f"{rate:.1%}" if np.isfinite(rate) else "–",
-                     f"{high:,}", f"{mean:.3f}" if np.isfinite(mean) else "–")
+                     f"{high:,}", f"{acc:.2f}" if np.isfinite(acc) else "–",
+                     f"{mean:.3f}" if np.isfinite(mean) else "–")
             for j, text in enumerate(texts):
                 item = QTableWidgetItem(text)
                 item.setToolTip(f"{name}: mean {score.label} {text}" if j == MEAN_COLUMN and score is not None
