@@ -397,14 +397,9 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sigkill_during_epoch_then_resume(demo, tmp_path):
-    table, images = demo
-    config = TrainConfig(**TINY, epochs=3, va="columns")
-    list(fit(table, config, tmp_path / "straight", images=images))
-
-    run_dir = tmp_path / "killed"
-    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent))
-    proc = subprocess.Popen([sys.executable, "-c", script, str(run_dir)], stdout=subprocess.PIPE,
+def kill_in_epoch_two(script: str, argument) -> None:
+    """Run ``script`` in a real child process and SIGKILL it once it prints IN-EPOCH-2."""
+    proc = subprocess.Popen([sys.executable, "-c", script, str(argument)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         line = proc.stdout.readline()
@@ -413,6 +408,15 @@ def test_sigkill_during_epoch_then_resume(demo, tmp_path):
     finally:
         proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_sigkill_during_epoch_then_resume(demo, tmp_path):
+    table, images = demo
+    config = TrainConfig(**TINY, epochs=3, va="columns")
+    list(fit(table, config, tmp_path / "straight", images=images))
+
+    run_dir = tmp_path / "killed"
+    kill_in_epoch_two(KILL_SCRIPT.format(tests=str(Path(__file__).parent)), run_dir)
     assert load_checkpoint(run_dir)["epoch"] == 1  # the last completed epoch survived
     assert not list(run_dir.glob(".*.tmp"))
     list(fit(table, config, run_dir, images=images, resume=True))

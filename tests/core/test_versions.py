@@ -5,11 +5,8 @@ SIGKILL in the middle of an epoch, the real journal.
 """
 import hashlib
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_training import TINY, tiny_demo
+from test_training import TINY, kill_in_epoch_two, tiny_demo
 from uldl_studio.core.config import TrainConfig
 from uldl_studio.core.edits import EditJournal, apply_run_edits, run_journal
 from uldl_studio.core.evaluate import evaluate
@@ -29,7 +26,6 @@ from uldl_studio.core.versions import (REGISTRY, VERSIONS_DIR, complete_version,
 
 pytestmark = pytest.mark.timeout(240)
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[2]
 CONFIG = TrainConfig(**TINY, epochs=1, va="columns")
 V1_FILES = ("config.json", "checkpoint.pt", "samples.csv", "features.npy", "neighbors.npz", "history.csv",
             "metrics.json")
@@ -256,16 +252,7 @@ def test_a_retrain_killed_mid_epoch_leaves_the_parent_current_and_resumes(run_ro
     table, images = demo
     before = digests(run_root)
     relabel_first(run_root, table)
-    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent))
-    proc = subprocess.Popen([sys.executable, "-c", script, str(run_root)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        line = proc.stdout.readline()
-        assert "IN-EPOCH-2" in line, proc.stderr.read()
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+    kill_in_epoch_two(KILL_SCRIPT.format(tests=str(Path(__file__).parent)), run_root)
     current = Run.open(run_root)
     assert current.version == "v1" and len(current.samples()) == len(table)
     assert digests(run_root) == before

@@ -60,3 +60,17 @@ def open_demo(qtbot, win, n: int = 300) -> None:
     with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
         win.open_demo(n=n)
     assert len(win.project) == n
+
+
+def predict_in_window(qtbot, win, folder, out) -> object:
+    """Predict ``folder`` with the window's run through the Predict dialog, as the annotator
+    does, and wait for it; returns the dialog (its ``finishedWith`` said "done")."""
+    dialog = win.show_predict_dialog()
+    qtbot.addWidget(dialog)
+    dialog.data_edit.setText(str(folder))
+    dialog.out_edit.setText(str(out))
+    with qtbot.waitSignal(dialog.finishedWith, timeout=60_000) as blocker:
+        dialog.start()
+        assert dialog.progress is not None and dialog.progress.isVisible()
+    assert blocker.args[0] == "done", blocker.args
+    return dialog

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from synthetic import open_demo  # noqa: E402  (tests/qt/synthetic.py)
+from synthetic import open_demo, predict_in_window  # noqa: E402  (tests/qt/synthetic.py)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -100,13 +100,7 @@ def test_an_annotators_hour(qtbot, window, tmp_path):
 
     # -- a predicted sample of another collection: a digit changes nothing anywhere
     folder = write_demo(tmp_path / "other", n=24, seed=5)
-    dialog = win.show_predict_dialog()
-    qtbot.addWidget(dialog)
-    dialog.data_edit.setText(str(folder))
-    dialog.out_edit.setText(str(tmp_path / "pred.csv"))
-    with qtbot.waitSignal(dialog.finishedWith, timeout=60_000) as blocker:
-        dialog.start()
-    assert blocker.args[0] == "done"
+    dialog = predict_in_window(qtbot, win, folder, tmp_path / "pred.csv")
     dialog.close()                                # the annotator closes the finished dialog
     shown_before = session.current
     win.map_view.predictedClicked.emit(0)

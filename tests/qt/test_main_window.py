@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
 
-from synthetic import open_demo  # noqa: E402  (tests/qt/synthetic.py)
+from synthetic import open_demo, predict_in_window  # noqa: E402  (tests/qt/synthetic.py)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -351,14 +351,7 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
     with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
         win.open_run(str(run_dir))
     assert win.predict_action.isEnabled()
-    dialog = win.show_predict_dialog()
-    qtbot.addWidget(dialog)
-    dialog.data_edit.setText(str(folder))
-    dialog.out_edit.setText(str(tmp_path / "pred.csv"))
-    with qtbot.waitSignal(dialog.finishedWith, timeout=60_000) as blocker:
-        dialog.start()
-        assert dialog.progress is not None and dialog.progress.isVisible()
-    assert blocker.args[0] == "done", blocker.args
+    predict_in_window(qtbot, win, folder, tmp_path / "pred.csv")
     back = read_soft_labels(tmp_path / "pred.csv")
     assert len(back) == 60
     # the predicted samples join the map as their own marker, and the toggle hides them
