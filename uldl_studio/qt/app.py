@@ -156,6 +156,7 @@ def run_gui(path: str | None = None, *, demo: bool = False, screenshot: str | No
 
     if screenshot:
         window = MainWindow(ScratchSettings(), restore_layout=False)
+        window.offer_start_screen = False  # a picture, then exit: no second window, no worker left
         window.resize(1600, 1000)
         window.show()
         if path is None and not demo:

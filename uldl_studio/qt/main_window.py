@@ -78,6 +78,8 @@ class MainWindow(QMainWindow):
         self._epoch_seen = 0
         self._loading_dataset: tuple[str, str] | None = None  # a dataset being opened (path, format)
         self._continue_ok = False  # the open version can be resumed (Continue)
+        #: a dataset that fails to open opens the start screen (off for a one-shot screenshot)
+        self.offer_start_screen = True
         self._placed_current: int | None = None  # the row training results made current
         self._grow_timer = QTimer(self, singleShot=True, interval=120)  # after a resize settles
         self._grow_timer.timeout.connect(self.grow_docks)
@@ -509,7 +511,7 @@ class MainWindow(QMainWindow):
         self.map_message.show()
         self._show_status(f"Could not open: {message}")
         failed, self._loading_dataset = getattr(self, "_loading_dataset", None), None
-        if failed is not None and not self._closing:
+        if failed is not None and not self._closing and self.offer_start_screen:
             # the start screen shows the problem beside a format choice and a preview
             self.show_start_screen(*failed)
         self.loadFailed.emit(message)
