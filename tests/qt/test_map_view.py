@@ -447,7 +447,7 @@ def test_default_colouring_highlights_the_likely_wrong_labels(qtbot):
     assert (high, shown) == (int(strong.sum()), len(table)) and np.isclose(mean, p_wrong[strong].mean())
     texts = view.legend_texts()
     assert texts[0].startswith(f"{high:,} highlighted: label likely wrong (P ≥ 0.5)")
-    assert f"≈ {mean:.0%} expected wrong" in texts[0]
+    assert "expected wrong" not in texts[0]      # a precision the estimate does not keep on real data
     assert texts[1].startswith(f"{len(table) - high:,} muted")
     # strong codes for exactly the highlighted rows, drawn on top (last)
     n = palette.N_BINS
