@@ -321,6 +321,7 @@ class GridView(QWidget):
         self.session = self.bridge.session
         self._cell = QSize(108, 140)  # tile size; set from the thumbnail size by _apply_sizes
         self._syncing = False
+        self._shown_key: str | None = None  # the sort key the listed queue was shown with
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -470,7 +471,7 @@ class GridView(QWidget):
     @Slot()
     def _on_queue_changed(self) -> None:
         """A new queue (sort, split, selection, filter, results): list it from its first tile."""
-        old_key = getattr(self, "_shown_key", None)
+        old_key = self._shown_key
         self._fill_sort_combo()
         self.split_combo.setCurrentIndex(self.split_combo.findData(self.session.queue_split))
         self._update_rows()

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from uldl_studio.core import scores
+from uldl_studio.core.evaluate import class_accuracy
 from uldl_studio.core.label_issues import HIGHLIGHT
 from uldl_studio.core.selection import BoxSelection, PolygonSelection, Selection
 from uldl_studio.qt import palette
@@ -833,13 +834,9 @@ class MapView(QWidget):
         table = self._table
         classes = self.session.classes
         cols = [f"p_{c}" for c in classes]
-        if table is None or not classes or any(c not in table for c in cols):
+        if table is None or not classes or any(c not in table for c in cols) or not (table["split"] == "valid").any():
             return None
-        valid = (table["split"] == "valid").to_numpy()
-        if not valid.any():
-            return None
-        predicted = np.nan_to_num(table.loc[valid, cols].to_numpy(np.float64)).argmax(axis=1)
-        return float((predicted == table.loc[valid, "label"].to_numpy()).mean())
+        return float(class_accuracy(table, "valid").attrs["accuracy"])
 
     def _highlight_legend(self, brushes: list[QBrush]) -> None:
         """Two lines: how many points are drawn strongly and why, and the muted rest."""
