@@ -36,11 +36,11 @@ def worker(name: str, epochs: int) -> None:
     import pandas as pd
     import torch
 
-    from uldl_studio.core.datasets.demo import load_demo
-    from uldl_studio.core.images import load_images
-    from uldl_studio.core.precision import choose_precision
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.data.datasets.demo import load_demo
+    from uldl_studio.core.data.images import load_images
+    from uldl_studio.core.engine.precision import choose_precision
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.engine.training import fit
 
     table = load_demo()
     config = TrainConfig(method="ce", epochs=epochs, device="cpu", progress_every=10_000, **SETTINGS[name])
@@ -85,7 +85,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.epochs)
         return
-    from uldl_studio.core.precision import cpu_has_native_bf16
+    from uldl_studio.core.engine.precision import cpu_has_native_bf16
 
     print(f"CPU native bf16 (AMX-BF16 or AVX512-BF16): {cpu_has_native_bf16()}; {os.cpu_count()} cores")
     best: dict[str, dict] = {}

@@ -32,12 +32,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uldl_studio.core.datasets import load_dataset  # noqa: E402
-from uldl_studio.core.metrics import accuracy, auroc, ldl_metrics  # noqa: E402
-from uldl_studio.core.run import Run  # noqa: E402
+from uldl_studio.core.data.datasets import load_dataset  # noqa: E402
+from uldl_studio.core.labels.metrics import accuracy, auroc, ldl_metrics  # noqa: E402
+from uldl_studio.core.engine.run import Run  # noqa: E402
 from uldl_studio.core.table import classes_of, p_columns, d_columns, ref_columns  # noqa: E402
-from uldl_studio.core.config import TrainConfig  # noqa: E402
-from uldl_studio.core.training import fit  # noqa: E402
+from uldl_studio.core.engine.config import TrainConfig  # noqa: E402
+from uldl_studio.core.engine.training import fit  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ferplus"
 
@@ -73,7 +73,7 @@ def split_scores(samples, classes, split="test"):
 
 
 def load_shared_images(table, config):
-    from uldl_studio.core.images import load_images
+    from uldl_studio.core.data.images import load_images
 
     started = time.perf_counter()
     images, problems = load_images(table, config.image_size, config.channels)
@@ -87,7 +87,7 @@ def train_diagnostics(samples, classes):
     """On the training split: the constructed d and the exported soft label vs the crowd, and
     the AUROC of λ, of the same run's self-confidence and of ``ambiguity`` for given != crowd
     majority."""
-    from uldl_studio.core import scores
+    from uldl_studio.core.labels import scores
 
     train_mask = samples["split"].to_numpy() == "train"
     part = samples[train_mask]

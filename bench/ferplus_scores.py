@@ -39,12 +39,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from ferplus import DEFAULT_DATA, load_shared_images, out_of_fold_probabilities, parse_overrides, train  # noqa: E402
 
-from uldl_studio.core import scores  # noqa: E402
-from uldl_studio.core.config import TrainConfig  # noqa: E402
-from uldl_studio.core.datasets import load_dataset  # noqa: E402
-from uldl_studio.core.metrics import auroc, ldl_metrics  # noqa: E402
-from uldl_studio.core.run import Run  # noqa: E402
-from uldl_studio.core.soft_labels import (  # noqa: E402
+from uldl_studio.core.labels import scores  # noqa: E402
+from uldl_studio.core.engine.config import TrainConfig  # noqa: E402
+from uldl_studio.core.data.datasets import load_dataset  # noqa: E402
+from uldl_studio.core.labels.metrics import auroc, ldl_metrics  # noqa: E402
+from uldl_studio.core.engine.run import Run  # noqa: E402
+from uldl_studio.core.labels.soft_labels import (  # noqa: E402
     TARGET_PREFIX, build_soft_labels, fit_temperature, mix_for, temper,
 )
 from uldl_studio.core.table import classes_of, d_columns, p_columns, ref_columns  # noqa: E402

@@ -140,7 +140,7 @@ def read_log(path: Path, offset: int = 0) -> tuple[list[dict], int]:
 
 def check_journal(run_dir: Path, acks: list[dict], readies: list[dict], ids: list[str], base: dict) -> dict:
     """Open the journal as the app does and check every acknowledgement and every reopen."""
-    from uldl_studio.core.edits import EditJournal, JournalWarning
+    from uldl_studio.core.labels.edits import EditJournal, JournalWarning
     from uldl_studio.qt.soak_driver import state_digest
 
     with warnings.catch_warnings(record=True) as caught:

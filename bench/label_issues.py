@@ -28,10 +28,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uldl_studio.core.label_issues import HIGHLIGHT, label_issues  # noqa: E402
-from uldl_studio.core.metrics import auroc  # noqa: E402
-from uldl_studio.core.run import Run  # noqa: E402
-from uldl_studio.core.soft_labels import temper  # noqa: E402
+from uldl_studio.core.labels.label_issues import HIGHLIGHT, label_issues  # noqa: E402
+from uldl_studio.core.labels.metrics import auroc  # noqa: E402
+from uldl_studio.core.engine.run import Run  # noqa: E402
+from uldl_studio.core.labels.soft_labels import temper  # noqa: E402
 from uldl_studio.core.table import p_columns, reference_distribution  # noqa: E402
 
 CUTS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)

@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from uldl_studio.core.datasets import DatasetWarning, detect_format, load_dataset  # noqa: E402
+from uldl_studio.core.data.datasets import DatasetWarning, detect_format, load_dataset  # noqa: E402
 from uldl_studio.core.table import limit_per_split  # noqa: E402
 
 DEFAULT = REPO.parent / "shared" / "data" / "ferplus"
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"(sample mode skipped: {exc})")
     counts = table.groupby("split", sort=False).size()
     if args.images:
-        from uldl_studio.core.images import load_images
+        from uldl_studio.core.data.images import load_images
 
         subset = limit_per_split(table, args.images)
         (_, problems), t_img = timed(lambda: load_images(subset, 48, 1, workers=args.workers), 1)

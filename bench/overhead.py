@@ -41,10 +41,10 @@ def worker(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from uldl_studio.core.datasets import load_dataset
-    from uldl_studio.core.images import load_images
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.data.datasets import load_dataset
+    from uldl_studio.core.data.images import load_images
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.engine.training import fit
 
     table = load_dataset(args.data, fmt=args.format, limit=args.limit,
                          single_label="sample" if args.data != "demo" else "majority")

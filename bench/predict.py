@@ -53,7 +53,7 @@ def default_cache() -> Path:
 
 # ----------------------------------------------------------------------------- building the inputs
 def build_demo(cache: Path) -> Path:
-    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.data.datasets.demo import write_demo
 
     csv = cache / "demo" / "labels.csv"
     if not csv.exists():
@@ -63,10 +63,10 @@ def build_demo(cache: Path) -> Path:
 
 
 def build_run(cache: Path, csv: Path, epochs: int) -> Path:
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.datasets import load_dataset
-    from uldl_studio.core.run import Run
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.data.datasets import load_dataset
+    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.engine.training import fit
 
     run_dir = cache / f"run-e{epochs}"
     if (run_dir / "checkpoint.pt").exists() and len(Run.open(run_dir).history()) >= epochs:
@@ -84,7 +84,7 @@ def build_photos(cache: Path, csv: Path, n: int, empty: int, seed: int = 0, subs
     """Canvases of demo faces (JPEG) with their true boxes; cached by (n, empty, seed)."""
     from PIL import Image
 
-    from uldl_studio.core.faces import paste_faces
+    from uldl_studio.core.data.faces import paste_faces
 
     folder = cache / f"photos-{n}-{empty}-{seed}"
     index = folder / "index.csv"
@@ -125,9 +125,9 @@ def worker(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from uldl_studio.core.image_collection import read_collection
-    from uldl_studio.core.predict import PredictOptions, Predictor, predict, predict_collection
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.data.image_collection import read_collection
+    from uldl_studio.core.runs.predict import PredictOptions, Predictor, predict, predict_collection
+    from uldl_studio.core.engine.run import Run
 
     import threading
 
@@ -218,10 +218,10 @@ def speed(args, cache: Path, csv: Path, run_dir: Path) -> None:
 def faces(args, cache: Path, csv: Path, run_dir: Path) -> None:
     from PIL import Image
 
-    from uldl_studio.core.faces import Box, FaceDetector, finds, paste_faces
-    from uldl_studio.core.image_collection import read_collection
-    from uldl_studio.core.predict import PredictOptions, Predictor, predict_collection
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.data.faces import Box, FaceDetector, finds, paste_faces
+    from uldl_studio.core.data.image_collection import read_collection
+    from uldl_studio.core.runs.predict import PredictOptions, Predictor, predict_collection
+    from uldl_studio.core.engine.run import Run
 
     detector = FaceDetector()
     photos = build_photos(cache, csv, n=args.canvases, empty=args.empty, seed=0)
@@ -286,7 +286,7 @@ def faces(args, cache: Path, csv: Path, run_dir: Path) -> None:
 def main() -> None:
     import warnings
 
-    from uldl_studio.core.datasets.common import DatasetWarning
+    from uldl_studio.core.data.datasets.common import DatasetWarning
 
     warnings.simplefilter("ignore", DatasetWarning)  # the empty canvases' "no face" is expected here
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

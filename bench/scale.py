@@ -59,7 +59,7 @@ def default_work() -> Path:
 # ----------------------------------------------------------------------------- the collection
 def build_collection(folder: Path, n: int) -> Path:
     """``n`` demo faces in the generic CSV layout, written chunk by chunk (labels.csv last)."""
-    from uldl_studio.core.datasets.demo import DEMO_CLASSES, generate_demo
+    from uldl_studio.core.data.datasets.demo import DEMO_CLASSES, generate_demo
     from PIL import Image
 
     csv = folder / "labels.csv"
@@ -85,7 +85,7 @@ def build_collection(folder: Path, n: int) -> Path:
 
 
 def _table(folder: Path, rows: int) -> pd.DataFrame:
-    from uldl_studio.core.datasets import load_dataset
+    from uldl_studio.core.data.datasets import load_dataset
 
     table = load_dataset(str(folder), fmt="csv")
     out = table.iloc[:rows].reset_index(drop=True)
@@ -131,7 +131,7 @@ def worker(args) -> None:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     folder = args.work / f"demo-{args.n}"
     if args.case == "build":
-        from uldl_studio.core.image_cache import open_cached_images
+        from uldl_studio.core.data.image_cache import open_cached_images
 
         table = _table(folder, args.rows)
         t = time.perf_counter()
@@ -151,8 +151,8 @@ def worker(args) -> None:
 def train_worker(args, folder: Path) -> None:
     import tempfile
 
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.engine.training import fit
 
     table = _table(folder, args.rows)
     full_epoch = args.case.startswith("epoch")
@@ -179,11 +179,11 @@ def train_worker(args, folder: Path) -> None:
 
 
 def predict_worker(args, folder: Path) -> None:
-    from uldl_studio.core.image_collection import read_collection
-    from uldl_studio.core.predict import PredictOptions, predict_collection
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.data.image_collection import read_collection
+    from uldl_studio.core.runs.predict import PredictOptions, predict_collection
+    from uldl_studio.core.engine.run import Run
 
-    from uldl_studio.core.predict import PredictionCancelled
+    from uldl_studio.core.runs.predict import PredictionCancelled
 
     run = Run.open(args.run)
     collection = read_collection(str(folder / "images"), fmt="images", limit=args.rows)
@@ -204,8 +204,8 @@ def predict_worker(args, folder: Path) -> None:
 
 
 def read_worker(args, folder: Path) -> None:
-    from uldl_studio.core.image_cache import open_cached_images
-    from uldl_studio.core.images import decode_image, to_model_input
+    from uldl_studio.core.data.image_cache import open_cached_images
+    from uldl_studio.core.data.images import decode_image, to_model_input
 
     table = _table(folder, args.rows)
     table, cached = open_cached_images(table, args.size, 3)

@@ -51,10 +51,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uldl_studio.core import shift as S  # noqa: E402
-from uldl_studio.core.metrics import accuracy, mean_class_accuracy, per_class_accuracy  # noqa: E402
-from uldl_studio.core.predict import Predictor  # noqa: E402
-from uldl_studio.core.run import Run  # noqa: E402
+from uldl_studio.core.runs import shift as S  # noqa: E402
+from uldl_studio.core.labels.metrics import accuracy, mean_class_accuracy, per_class_accuracy  # noqa: E402
+from uldl_studio.core.runs.predict import Predictor  # noqa: E402
+from uldl_studio.core.engine.run import Run  # noqa: E402
 from uldl_studio.core.table import p_columns, reference_distribution  # noqa: E402
 
 CORRECTIONS = ("none", "em-plain", "priors-em", "priors-bbse", "bn", "bn+priors")
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     which = CORRECTIONS if not args.no_bn else tuple(c for c in CORRECTIONS if not c.startswith("bn"))
     images = None
     if not args.no_bn or args.peer or args.framing:
-        from uldl_studio.core.image_cache import open_cached_images
+        from uldl_studio.core.data.image_cache import open_cached_images
 
         readable, cached = open_cached_images(part, predictor.image_size, predictor.channels)
         if len(readable) != len(part):
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
               f"{(f'{applied}/{len(values)}' if 'priors' in name or name == 'em-plain' else '-'):>7s}")
 
     if args.framing:
-        from uldl_studio.core.augment import FRAMING, random_framing
+        from uldl_studio.core.engine.augment import FRAMING, random_framing
 
         print(f"\nframing shifts of the {args.split} split (every image, random strength within the training "
               "ranges), against the crowd majority")

@@ -40,9 +40,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uldl_studio.core import annotations as A  # noqa: E402
-from uldl_studio.core.datasets import load_dataset  # noqa: E402
-from uldl_studio.core.run import Run  # noqa: E402
+from uldl_studio.core.labels import annotations as A  # noqa: E402
+from uldl_studio.core.data.datasets import load_dataset  # noqa: E402
+from uldl_studio.core.engine.run import Run  # noqa: E402
 from uldl_studio.core.table import classes_of  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ferplus"
@@ -152,7 +152,7 @@ def ferplus(args, log) -> dict:
 
 
 def demo(args, log) -> dict:
-    from uldl_studio.core.datasets.demo import load_demo
+    from uldl_studio.core.data.datasets.demo import load_demo
 
     table = load_demo()
     m = len(classes_of(table))

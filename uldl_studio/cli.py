@@ -280,7 +280,7 @@ def _cmd_gui(args) -> int:
 
 
 def _cmd_demo_data(args) -> int:
-    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.data.datasets.demo import write_demo
 
     csv_path = write_demo(args.out, n=args.n, seed=args.seed)
     print(f"wrote {_count(args.n, 'demo sample')}: {csv_path}")
@@ -288,7 +288,7 @@ def _cmd_demo_data(args) -> int:
 
 
 def _load(args):
-    from uldl_studio.core.datasets import load_dataset
+    from uldl_studio.core.data.datasets import load_dataset
 
     if args.data != "demo" and not Path(args.data).exists():
         raise CliError(f"{args.data}: no such file or folder")
@@ -356,7 +356,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
     error that suggests the closest option names."""
     import difflib
 
-    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.engine.config import TrainConfig
 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     overrides = {}
@@ -375,7 +375,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 def _options_epilog() -> str:
     """``train --help``: every ``--set`` option with its default."""
-    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.engine.config import TrainConfig
 
     default = TrainConfig()
     names = [f"{f.name}={json.dumps(getattr(default, f.name), ensure_ascii=False)}"
@@ -389,7 +389,7 @@ def _options_epilog() -> str:
 def _cmd_train(args) -> int:
     """Train one run; under torchrun every process runs this with the same arguments (rank 0
     creates the run directory and reports progress, the others train their shards silently)."""
-    from uldl_studio.core.distributed import Comm
+    from uldl_studio.core.engine.distributed import Comm
 
     comm = Comm.from_env(args.device)
     try:
@@ -399,9 +399,9 @@ def _cmd_train(args) -> int:
 
 
 def _train(args, comm) -> int:
-    from uldl_studio.core.run import Run
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.engine.training import fit
 
     run_dir = Path(args.out)
     if args.resume:
@@ -438,11 +438,11 @@ def _train(args, comm) -> int:
             raise CliError(f"--set: {exc}") from exc
         table = _load(args)
         if args.label_noise:
-            from uldl_studio.core.noise import inject_label_noise
+            from uldl_studio.core.engine.noise import inject_label_noise
 
             table = inject_label_noise(table, args.label_noise, seed=args.noise_seed)
         if args.soft_labels:
-            from uldl_studio.core.soft_labels import join_soft_labels
+            from uldl_studio.core.labels.soft_labels import join_soft_labels
 
             table = join_soft_labels(table, args.soft_labels)
         dataset_info = {"path": "demo" if args.data == "demo" else str(Path(args.data).resolve()),
@@ -459,16 +459,16 @@ def _train(args, comm) -> int:
         report(fit(table, config, run_dir, resume=args.resume, comm=comm), config)
     except BaseException:
         if comm.is_main and not args.resume:  # stopped or failed before its first epoch: no orphan folder
-            from uldl_studio.core.versions import discard_unstarted
+            from uldl_studio.core.engine.versions import discard_unstarted
 
             discard_unstarted(run_dir, keep_folder=existed)
         raise
     if comm.is_main and args.resume and run.version != "v1":
-        from uldl_studio.core.versions import complete_version
+        from uldl_studio.core.engine.versions import complete_version
 
         complete_version(run)  # a resumed version becomes current once all its epochs are trained
     if args.folds:
-        from uldl_studio.core.crossfit import crossfit
+        from uldl_studio.core.engine.crossfit import crossfit
 
         report(crossfit(table, config, run_dir, args.folds, comm=comm), config)
     if comm.is_main:
@@ -545,9 +545,9 @@ def _cmd_retrain(args) -> int:
     RUN/versions/vN; it becomes current once all its epochs are trained."""
     import os
 
-    from uldl_studio.core.run import Run
-    from uldl_studio.core.training import fit
-    from uldl_studio.core.versions import complete_version, discard_unstarted, start_version
+    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.engine.training import fit
+    from uldl_studio.core.engine.versions import complete_version, discard_unstarted, start_version
 
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         raise CliError("retrain runs in one process; under torchrun, start the version with `uldl-studio "
@@ -581,7 +581,7 @@ def _cmd_retrain(args) -> int:
 
 
 def _cmd_versions(args) -> int:
-    from uldl_studio.core.versions import family_root, list_versions
+    from uldl_studio.core.engine.versions import family_root, list_versions
 
     if not Path(args.run).is_dir():
         raise CliError(f"{args.run}: no such run directory")
@@ -593,8 +593,8 @@ def _cmd_versions(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from uldl_studio.core.evaluate import evaluate
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.runs.evaluate import evaluate
+    from uldl_studio.core.engine.run import Run
 
     metrics = evaluate(Run.open(args.run))
     if args.json:
@@ -617,21 +617,21 @@ def _flatten(tree, prefix=""):
 
 
 def _cmd_export(args) -> int:
-    from uldl_studio.core.run import Run
-    from uldl_studio.core.session import Session
+    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.review.session import Session
 
     if not Run.open(args.run).has_results:
         raise CliError(f"{args.run}: the run has no completed epoch yet; train it first")
     session = Session.open_run(args.run)
     try:
-        from uldl_studio.core.annotations import vote_table
+        from uldl_studio.core.labels.annotations import vote_table
 
         table, _, consensus = vote_table(session.table, session.run.root)
         if consensus is None:  # nobody voted: the run's soft labels with the annotator's review
             written = session.export(args.out)
         else:
             from uldl_studio.core.atomic import atomic_write_bytes
-            from uldl_studio.core.export import write_soft_labels
+            from uldl_studio.core.runs.export import write_soft_labels
 
             write_soft_labels(table, args.out)
             written = len(table)
@@ -654,8 +654,8 @@ def _reliability_path(out: str) -> Path:
 def _cmd_votes(args) -> int:
     import numpy as np
 
-    from uldl_studio.core.annotations import vote_table
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.labels.annotations import vote_table
+    from uldl_studio.core.engine.run import Run
 
     run = Run.open(args.run)
     if not run.has_results:
@@ -693,7 +693,7 @@ def _cmd_votes(args) -> int:
 
 
 def _cmd_cache(args) -> int:
-    from uldl_studio.core.image_cache import cache_root, clear_caches, list_caches
+    from uldl_studio.core.data.image_cache import cache_root, clear_caches, list_caches
 
     root = cache_root()
     if args.action == "clear":
@@ -717,10 +717,10 @@ def _cmd_cache(args) -> int:
 def _cmd_predict(args) -> int:
     from tqdm import tqdm
 
-    from uldl_studio.core.faces import DEFAULT_MARGIN
-    from uldl_studio.core.image_collection import read_collection
-    from uldl_studio.core.predict import PredictOptions, Predictor, predict_collection, write_predictions
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.data.faces import DEFAULT_MARGIN
+    from uldl_studio.core.data.image_collection import read_collection
+    from uldl_studio.core.runs.predict import PredictOptions, Predictor, predict_collection, write_predictions
+    from uldl_studio.core.engine.run import Run
 
     out = Path(args.out)
     if not out.parent.is_dir():

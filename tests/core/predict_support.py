@@ -13,9 +13,9 @@ TINY_RUN = dict(image_size=32, width=8, stages=2, blocks=1, calib_hidden=[16], b
 
 
 def train_tiny_run(table, run_dir: Path, **overrides) -> Path:
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.run import Run
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.engine.training import fit
 
     config = TrainConfig(**{**TINY_RUN, **overrides})
     Run.create(run_dir, config, table)
@@ -26,7 +26,7 @@ def train_tiny_run(table, run_dir: Path, **overrides) -> Path:
 
 def demo_on_disk(folder: Path, n: int = 200, seed: int = 0, size: int = 48) -> Path:
     """The demo written in the generic CSV layout; returns labels.csv."""
-    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.data.datasets.demo import write_demo
 
     return write_demo(folder, n=n, seed=seed, size=size)
 

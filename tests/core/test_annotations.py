@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uldl_studio.core import annotations as A
-from uldl_studio.core import scores
-from uldl_studio.core.export import read_soft_labels, write_soft_labels
+from uldl_studio.core.labels import annotations as A
+from uldl_studio.core.labels import scores
+from uldl_studio.core.runs.export import read_soft_labels, write_soft_labels
 
 CLASSES = ["neutral", "happiness", "sadness"]
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uldl_studio.core.annotations import read_votes
+from uldl_studio.core.labels.annotations import read_votes
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL (POSIX)")]
 
@@ -23,7 +23,7 @@ N_IDS, M = 400, 5
 VOTER = r"""
 import os, sys
 sys.path.insert(0, sys.argv[1])
-from uldl_studio.core.annotations import annotator_journal
+from uldl_studio.core.labels.annotations import annotator_journal
 run, name, offset = sys.argv[2], sys.argv[3], int(sys.argv[4])
 journal = annotator_journal(run, name)
 os.write(1, b"READY\n")

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from uldl_studio.core.batches import ArrayImages, iterate_batches
-from uldl_studio.core.config import ConfigError, TrainConfig
-from uldl_studio.core.datasets.demo import read_demo, write_demo
-from uldl_studio.core.image_cache import open_cached_images
-from uldl_studio.core.images import load_readable_images
-from uldl_studio.core.run import load_checkpoint
-from uldl_studio.core.training import checkpoint_digest, fit
+from uldl_studio.core.engine.batches import ArrayImages, iterate_batches
+from uldl_studio.core.engine.config import ConfigError, TrainConfig
+from uldl_studio.core.data.datasets.demo import read_demo, write_demo
+from uldl_studio.core.data.image_cache import open_cached_images
+from uldl_studio.core.data.images import load_readable_images
+from uldl_studio.core.engine.run import load_checkpoint
+from uldl_studio.core.engine.training import checkpoint_digest, fit
 
 CONFIG = TrainConfig(image_size=16, width=8, stages=2, blocks=1, calib_hidden=[16], batch_size=32, device="cpu",
                      k=4, num_threads=1, epochs=2, va="circumplex")
@@ -68,7 +68,7 @@ def test_loader_workers_must_not_be_negative():
 def test_the_cuda_loader_settings_work_on_a_cpu_only_machine(dataset):
     """On CUDA the loader uses worker processes and pinned memory; without a GPU PyTorch skips
     the pinning, and the batches are still the right ones."""
-    from uldl_studio.core.batches import default_workers
+    from uldl_studio.core.engine.batches import default_workers
 
     cuda = torch.device("cuda")
     assert default_workers(cuda) >= 1 and default_workers(torch.device("cpu")) == 0

@@ -27,9 +27,9 @@ import pandas as pd
 import pytest
 import torch
 
-from uldl_studio.core.config import TrainConfig
-from uldl_studio.core.run import load_checkpoint
-from uldl_studio.core.training import Progress, fit
+from uldl_studio.core.engine.config import TrainConfig
+from uldl_studio.core.engine.run import load_checkpoint
+from uldl_studio.core.engine.training import Progress, fit
 
 pytestmark = pytest.mark.timeout(240)
 torch.set_num_threads(1)
@@ -126,7 +126,7 @@ def epoch_end(epoch):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from uldl_studio.core.datasets.demo import read_demo, write_demo
+    from uldl_studio.core.data.datasets.demo import read_demo, write_demo
 
     csv = write_demo(tmp_path_factory.mktemp("data") / "demo", n=N, size=32)
     return read_demo(csv)

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uldl_studio.core.export import read_soft_labels
-from uldl_studio.core.run import Run
+from uldl_studio.core.runs.export import read_soft_labels
+from uldl_studio.core.engine.run import Run
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -75,7 +75,7 @@ def test_evaluate_prints_json_metrics(trained_run):
 
 
 def test_export_round_trips_with_edits_applied(trained_run, tmp_path):
-    from uldl_studio.core.edits import EditJournal
+    from uldl_studio.core.labels.edits import EditJournal
 
     samples = Run.open(trained_run).samples()
     target_id = samples["sample_id"].iloc[0]

@@ -57,7 +57,7 @@ def _one_line_error(result) -> str:
 def test_a_dataset_with_one_class_is_refused_before_training(tmp_path):
     import pandas as pd
 
-    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.data.datasets.demo import write_demo
 
     csv = write_demo(tmp_path / "demo", n=40)          # the labels CSV beside its images
     folder = csv.parent

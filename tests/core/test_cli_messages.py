@@ -74,7 +74,7 @@ def test_set_values_are_typed_by_the_option():
 def test_train_help_lists_every_set_option():
     import dataclasses
 
-    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.engine.config import TrainConfig
 
     text = cli("train", "--help").stdout
     for field in dataclasses.fields(TrainConfig):

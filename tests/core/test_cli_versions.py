@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 from test_cli_end_to_end import TINY, cli
-from uldl_studio.core.edits import EditJournal
-from uldl_studio.core.run import Run
+from uldl_studio.core.labels.edits import EditJournal
+from uldl_studio.core.engine.run import Run
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from uldl_studio.core.classes import SYNONYMS
-from uldl_studio.core.datasets import DatasetWarning, load_dataset
+from uldl_studio.core.data.datasets import DatasetWarning, load_dataset
 from uldl_studio.core.table import DatasetError, classes_of, validate_table
 
 pytestmark = pytest.mark.timeout(120)

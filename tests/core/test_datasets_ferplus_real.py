@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from uldl_studio.core.classes import FERPLUS_CLASSES
-from uldl_studio.core.datasets import detect_format, load_dataset
+from uldl_studio.core.data.datasets import detect_format, load_dataset
 from uldl_studio.core.table import classes_of, reference_distribution, validate_table
 
 pytestmark = pytest.mark.timeout(120)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from uldl_studio.core.classes import AFFECTNET_CLASSES, CANONICAL, FER2013_CLASSES, FERPLUS_CLASSES, RAFDB_CLASSES
-from uldl_studio.core.datasets import FORMATS, DatasetWarning, detect_format, load_dataset
+from uldl_studio.core.data.datasets import FORMATS, DatasetWarning, detect_format, load_dataset
 from uldl_studio.core.table import DatasetError, classes_of, reference_distribution, validate_table
 
 
@@ -508,7 +508,7 @@ def test_limit_per_split(tmp_path):
 
 
 def test_demo_word_loads_the_builtin_demo(monkeypatch, tmp_path):
-    from uldl_studio.core.datasets.demo import load_demo
+    from uldl_studio.core.data.datasets.demo import load_demo
 
     monkeypatch.setenv("ULDL_STUDIO_CACHE", str(tmp_path))
     table = load_dataset("demo", seed=5, limit=10)

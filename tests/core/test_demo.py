@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from uldl_studio.core.classes import centroid_matrix
-from uldl_studio.core.datasets import demo
-from uldl_studio.core.datasets.demo import DEMO_CLASSES, generate_demo, load_demo, write_demo
+from uldl_studio.core.data.datasets import demo
+from uldl_studio.core.data.datasets.demo import DEMO_CLASSES, generate_demo, load_demo, write_demo
 from uldl_studio.core.table import READ_CSV_EXACT_FLOATS, classes_of, ref_columns, reference_distribution, validate_table
 
 REF = ref_columns(DEMO_CLASSES)
@@ -193,7 +193,7 @@ def test_faces_are_learnable(full):
 
 
 def test_load_dataset_reads_a_written_demo_of_any_size(tmp_path):
-    from uldl_studio.core.datasets import load_dataset
+    from uldl_studio.core.data.datasets import load_dataset
 
     write_demo(tmp_path / "small", n=40, seed=3)
     table = load_dataset(tmp_path / "small", fmt="demo")

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from uldl_studio.core.training import checkpoint_digest
+from uldl_studio.core.engine.training import checkpoint_digest
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -172,7 +172,7 @@ def test_resume_after_one_rank_is_killed(two_ranks, work):
 
 
 def test_the_run_opens_like_any_other(two_ranks, tmp_path):
-    from uldl_studio.core.session import Session
+    from uldl_studio.core.review.session import Session
 
     rows = len(pd.read_csv(two_ranks / "samples.csv"))
     session = Session.open_run(two_ranks)

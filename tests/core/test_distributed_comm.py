@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from hypothesis import given, strategies as st
 
-from uldl_studio.core.distributed import Comm, shard_bounds, shard_counts, tensor_digest
+from uldl_studio.core.engine.distributed import Comm, shard_bounds, shard_counts, tensor_digest
 
 
 @given(st.integers(0, 500), st.integers(1, 9))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from uldl_studio.core.dynamics import COLUMNS, TrainingDynamics, knn_disagreement
+from uldl_studio.core.engine.dynamics import COLUMNS, TrainingDynamics, knn_disagreement
 
 # Five rows in a 2-D feature space; rows 0-3 are train rows, row 4 is a valid row.
 FEATURES = np.array([[2.0, 0.0],      # 0, label 0 (scaled: cosine ignores the length)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from uldl_studio.core.edits import (
+from uldl_studio.core.labels.edits import (
     EditJournal,
     EditsWarning,
     JournalError,
@@ -355,7 +355,7 @@ def test_undo_of_a_lost_command_is_skipped_in_recovery(jpath):
 def test_newer_format_version_is_refused(jpath):
     EditJournal(jpath).relabel(["a"], [1])
     line = json.loads(jpath.read_text())
-    from uldl_studio.core.edits import _encode
+    from uldl_studio.core.labels.edits import _encode
 
     del line["crc"]
     line.update(v=99, seq=2)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from uldl_studio.core.edits import EditJournal, JournalWarning
+from uldl_studio.core.labels.edits import EditJournal, JournalWarning
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EDITOR = r"""
 import json, os, random, sys, time
 sys.path.insert(0, sys.argv[1])
-from uldl_studio.core.edits import EditJournal
+from uldl_studio.core.labels.edits import EditJournal
 
 IDS = [f"s{i}" for i in range(10)] + ["ü, \"quoted\""]
 

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from uldl_studio.core import export, scores
-from uldl_studio.core.edits import EditJournal, apply_edits
-from uldl_studio.core.export import read_soft_labels, soft_label_columns, write_soft_labels
-from uldl_studio.core.soft_labels import UNSURE_LABEL_MASS, reviewed_soft_labels
+from uldl_studio.core.labels import scores
+from uldl_studio.core.runs import export
+from uldl_studio.core.labels.edits import EditJournal, apply_edits
+from uldl_studio.core.runs.export import read_soft_labels, soft_label_columns, write_soft_labels
+from uldl_studio.core.labels.soft_labels import UNSURE_LABEL_MASS, reviewed_soft_labels
 from uldl_studio.core.table import DatasetError, make_table
 
 CLASSES = ["neutral", "happiness", "surprise"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uldl_studio.core import health
+from uldl_studio.core.review import health
 
 NAN = np.nan
 CLASSES = ["a", "b", "c"]
@@ -152,7 +152,7 @@ def test_the_soft_label_decides_when_the_run_has_one():
     so with a small λ only the soft label (mixed with the calibrated prediction) can flip."""
     import pandas as pd
 
-    from uldl_studio.core.health import constructed_labels
+    from uldl_studio.core.review.health import constructed_labels
 
     t = pd.DataFrame({"sample_id": ["a", "b"], "path": "", "split": "train", "label": [0, 0],
                       "d_x": [0.8, 0.8], "d_y": [0.2, 0.2], "soft_x": [0.45, 0.7], "soft_y": [0.55, 0.3]})

@@ -18,11 +18,11 @@ import pytest
 from PIL import Image
 
 from uldl_studio.cli import main as cli_main
-from uldl_studio.core.datasets.common import DatasetWarning
-from uldl_studio.core.datasets.demo import read_demo, write_demo
-from uldl_studio.core.image_cache import (MANIFEST, CachedImages, cache_root, clear_caches, list_caches,
+from uldl_studio.core.data.datasets.common import DatasetWarning
+from uldl_studio.core.data.datasets.demo import read_demo, write_demo
+from uldl_studio.core.data.image_cache import (MANIFEST, CachedImages, cache_root, clear_caches, list_caches,
                                           open_cached_images)
-from uldl_studio.core.images import LoadCancelled, load_readable_images
+from uldl_studio.core.data.images import LoadCancelled, load_readable_images
 
 
 @pytest.fixture(autouse=True)
@@ -150,8 +150,8 @@ def test_cancel_leaves_nothing_trusted_and_a_later_open_works(dataset, cache_dir
 KILLED_BUILD = """
 import os, sys, time
 from pathlib import Path
-from uldl_studio.core.datasets.demo import read_demo
-from uldl_studio.core.image_cache import open_cached_images
+from uldl_studio.core.data.datasets.demo import read_demo
+from uldl_studio.core.data.image_cache import open_cached_images
 table = read_demo(sys.argv[1])
 def progress(done, total):
     Path(sys.argv[2]).write_text(str(done))
@@ -184,8 +184,8 @@ def test_a_killed_build_is_not_trusted(dataset, tmp_path, cache_dir):
 
 
 def test_two_processes_building_one_entry_take_turns(dataset, tmp_path):
-    script = ("import sys, numpy as np; from uldl_studio.core.datasets.demo import read_demo;"
-              "from uldl_studio.core.image_cache import open_cached_images;"
+    script = ("import sys, numpy as np; from uldl_studio.core.data.datasets.demo import read_demo;"
+              "from uldl_studio.core.data.image_cache import open_cached_images;"
               "t = read_demo(sys.argv[1]); k, c = open_cached_images(t, 48, 1, workers=1);"
               "np.save(sys.argv[2], c.to_array())")
     outs = [tmp_path / f"out{i}.npy" for i in range(2)]
@@ -244,8 +244,8 @@ def test_an_unreadable_by_permission_file_is_tried_again(dataset):
 
 
 UNGUARDED = """
-from uldl_studio.core.datasets.demo import read_demo
-from uldl_studio.core.image_cache import open_cached_images
+from uldl_studio.core.data.datasets.demo import read_demo
+from uldl_studio.core.data.image_cache import open_cached_images
 import sys
 open_cached_images(read_demo(sys.argv[1]), 48, 1, workers=2)
 print("done")

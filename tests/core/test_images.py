@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from uldl_studio.core.datasets import DatasetWarning, load_dataset
-from uldl_studio.core.images import (
+from uldl_studio.core.data.datasets import DatasetWarning, load_dataset
+from uldl_studio.core.data.images import (
     ImageProblem, ImageReadError, ThumbnailCache, decode_image, drop_bad_images, load_images, to_model_input,
 )
 from uldl_studio.core.table import make_table

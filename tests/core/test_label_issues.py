@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uldl_studio.core import health, label_issues as L, scores
-from uldl_studio.core.metrics import auroc
+from uldl_studio.core.labels import label_issues as L, scores
+from uldl_studio.core.review import health
+from uldl_studio.core.labels.metrics import auroc
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from uldl_studio.core import ldl
+from uldl_studio.core.labels import ldl
 
 pytestmark = pytest.mark.timeout(120)
 FLOATS = dict(allow_nan=False, allow_infinity=False)
@@ -181,7 +181,7 @@ def test_losses_finite_and_non_negative(data):
 
 
 def test_contribution_weights_by_hand():
-    from uldl_studio.core.ldl import contribution_weights
+    from uldl_studio.core.labels.ldl import contribution_weights
 
     w = contribution_weights(torch.tensor([[1e-9, 3e-9], [0.0, 0.0]], dtype=torch.float64))
     assert torch.allclose(w, torch.tensor([[0.25, 0.75], [0.5, 0.5]], dtype=torch.float64))

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from uldl_studio.core import metrics as M
+from uldl_studio.core.labels import metrics as M
 
 # p = [0.5, 0.5, 0], q = [0.25, 0.5, 0.25], worked by hand:
 #   KL        = 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.5) + 0           = 0.5 ln 2

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from uldl_studio.core.augment import augment_batch, random_erasing, random_flip, random_pad_crop
-from uldl_studio.core.model import ModelConfig, build_model
+from uldl_studio.core.engine.augment import augment_batch, random_erasing, random_flip, random_pad_crop
+from uldl_studio.core.engine.model import ModelConfig, build_model
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from uldl_studio.core.classes import FERPLUS_CLASSES
-from uldl_studio.core.noise import circumplex_transition, inject_label_noise
+from uldl_studio.core.engine.noise import circumplex_transition, inject_label_noise
 from uldl_studio.core.table import make_table, validate_table
 
 

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from uldl_studio.core.model import ModelConfig, build_model
-from uldl_studio.core.precision import choose_precision, cpu_has_native_bf16
+from uldl_studio.core.engine.model import ModelConfig, build_model
+from uldl_studio.core.engine.precision import choose_precision, cpu_has_native_bf16
 
 CPU = torch.device("cpu")
 

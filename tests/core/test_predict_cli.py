@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from predict_support import write_image
-from uldl_studio.core.predict import read_predictions
+from uldl_studio.core.runs.predict import read_predictions
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -76,7 +76,7 @@ def test_bad_inputs_are_one_line_and_status_2(demo_run, tmp_path):
 def test_a_folder_with_faces_and_tta(demo_run, demo_folder, tmp_path):
     from PIL import Image
 
-    from uldl_studio.core.faces import paste_faces
+    from uldl_studio.core.data.faces import paste_faces
 
     faces = [np.asarray(Image.open(p)) for p in sorted((demo_folder / "images").glob("*.png"))[:3]]
     for i, canvas in enumerate(paste_faces(faces, 3, empty=1, seed=9)):

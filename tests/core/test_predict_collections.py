@@ -15,14 +15,14 @@ import pytest
 from PIL import Image
 
 from predict_support import copy_images, demo_on_disk, train_tiny_run, write_image
-from uldl_studio.core.datasets.common import DatasetWarning
-from uldl_studio.core.export import read_soft_labels, soft_label_columns
-from uldl_studio.core.image_collection import read_collection
-from uldl_studio.core.predict import (
+from uldl_studio.core.data.datasets.common import DatasetWarning
+from uldl_studio.core.runs.export import read_soft_labels, soft_label_columns
+from uldl_studio.core.data.image_collection import read_collection
+from uldl_studio.core.runs.predict import (
     EXTRA_COLUMNS, PREDICTION_SCORES, PredictionCancelled, PredictOptions, Predictor, predict_collection,
     read_predictions, write_predictions,
 )
-from uldl_studio.core.run import Run
+from uldl_studio.core.engine.run import Run
 from uldl_studio.core.table import DatasetError, p_columns
 
 pytestmark = pytest.mark.timeout(240)
@@ -35,7 +35,7 @@ def demo_csv(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo_run(demo_csv, tmp_path_factory):
-    from uldl_studio.core.datasets import load_dataset
+    from uldl_studio.core.data.datasets import load_dataset
 
     table = load_dataset(demo_csv, fmt="csv")
     return Run.open(train_tiny_run(table, tmp_path_factory.mktemp("runs") / "demo-run"))
@@ -184,12 +184,12 @@ def test_prediction_rows_are_soft_labels_with_the_extra_columns(demo_run, predic
     np.testing.assert_allclose(table["self_confidence"], 1 - p.max(1), atol=1e-12)
     entropy = -(p * np.log(p)).sum(1) / np.log(len(classes))
     np.testing.assert_allclose(table["entropy"], entropy, atol=1e-9)
-    from uldl_studio.core import scores
+    from uldl_studio.core.labels import scores
 
     training = [s.name for s in scores.exported() if s.name not in PREDICTION_SCORES]
     assert "lambda" in training and "aum" in training
     assert table[training].isna().all().all()
-    from uldl_studio.core.va import circumplex_points
+    from uldl_studio.core.engine.va import circumplex_points
 
     config = demo_run.config
     assert config.va in ("auto", "columns")  # the demo has V-A columns: still the circumplex of p

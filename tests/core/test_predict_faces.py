@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 
 from predict_support import demo_on_disk, train_tiny_run, write_image
-from uldl_studio.core.datasets.common import DatasetWarning
-from uldl_studio.core.faces import (
+from uldl_studio.core.data.datasets.common import DatasetWarning
+from uldl_studio.core.data.faces import (
     Box, FaceDetector, cascade_path, crop_face, finds, needs_detection, paste_faces,
 )
-from uldl_studio.core.predict import PredictOptions, Predictor, predict_collection
-from uldl_studio.core.run import Run
+from uldl_studio.core.runs.predict import PredictOptions, Predictor, predict_collection
+from uldl_studio.core.engine.run import Run
 from uldl_studio.core.table import DatasetError
 
 pytestmark = pytest.mark.timeout(240)
@@ -34,7 +34,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def demo_faces():
-    from uldl_studio.core.datasets.demo import generate_demo
+    from uldl_studio.core.data.datasets.demo import generate_demo
 
     images, frame = generate_demo(n=24, seed=11, size=64)
     return images, frame
@@ -42,7 +42,7 @@ def demo_faces():
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
-    from uldl_studio.core.datasets import load_dataset
+    from uldl_studio.core.data.datasets import load_dataset
 
     csv = demo_on_disk(tmp_path_factory.mktemp("demo") / "demo", n=160, seed=2)
     run_dir = train_tiny_run(load_dataset(csv, fmt="csv"), tmp_path_factory.mktemp("runs") / "run", epochs=1)

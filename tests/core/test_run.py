@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from test_training import TINY, tiny_demo
-from uldl_studio.core.config import TrainConfig
-from uldl_studio.core.run import Run
+from uldl_studio.core.engine.config import TrainConfig
+from uldl_studio.core.engine.run import Run
 from uldl_studio.core.table import DatasetError, d_columns, make_table, p_columns
-from uldl_studio.core.training import fit
+from uldl_studio.core.engine.training import fit
 
 pytestmark = pytest.mark.timeout(240)
 torch.set_num_threads(1)
@@ -21,8 +21,8 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def demo_on_disk(tmp_path_factory):
     """A small demo written in the generic CSV layout, and a trained run beside it."""
-    from uldl_studio.core.datasets import load_dataset
-    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.data.datasets import load_dataset
+    from uldl_studio.core.data.datasets.demo import write_demo
 
     root = tmp_path_factory.mktemp("project")
     csv_path = write_demo(root / "data", n=240, seed=2, size=48)
@@ -94,7 +94,7 @@ def test_dataset_moved_relative_path_first_then_error(demo_on_disk, tmp_path):
 
 
 def test_training_table_applies_edits(demo_on_disk, tmp_path):
-    edits = pytest.importorskip("uldl_studio.core.edits")
+    edits = pytest.importorskip("uldl_studio.core.labels.edits")
     root, table, run_dir = demo_on_disk
     copy = tmp_path / "proj"
     shutil.copytree(root, copy)
@@ -111,13 +111,13 @@ def test_training_table_applies_edits(demo_on_disk, tmp_path):
 
 
 def test_predict_on_another_dataset(demo_on_disk, tmp_path):
-    from uldl_studio.core.predict import predict
+    from uldl_studio.core.runs.predict import predict
 
     _, _, run_dir = demo_on_disk
     run = Run.open(run_dir)
     other, _ = tiny_demo(n=30, seed=9)
-    from uldl_studio.core.datasets.demo import write_demo
-    from uldl_studio.core.datasets import load_dataset
+    from uldl_studio.core.data.datasets.demo import write_demo
+    from uldl_studio.core.data.datasets import load_dataset
 
     other = load_dataset(write_demo(tmp_path / "other", n=30, seed=9, size=40).parent, fmt="csv")
     # a different class order: labels are mapped by name
@@ -140,7 +140,7 @@ def test_predict_on_another_dataset(demo_on_disk, tmp_path):
 
 
 def test_evaluate_writes_metrics(demo_on_disk):
-    from uldl_studio.core.evaluate import evaluate
+    from uldl_studio.core.runs.evaluate import evaluate
 
     _, _, run_dir = demo_on_disk
     metrics = evaluate(Run.open(run_dir))
@@ -153,12 +153,12 @@ def test_evaluate_writes_metrics(demo_on_disk):
     assert 0 <= c["lambda_auroc_reference"] <= 1
 
 
-@pytest.mark.parametrize("module", ["uldl_studio.core.config", "uldl_studio.core.run", "uldl_studio.core.predict"])
+@pytest.mark.parametrize("module", ["uldl_studio.core.engine.config", "uldl_studio.core.engine.run", "uldl_studio.core.runs.predict"])
 def test_readers_do_not_import_the_trainer(module):
     """Reading a run (and predicting with it) needs the model and the run files, not the loop."""
     import subprocess
     import sys
 
-    code = f"import {module}, sys; print('uldl_studio.core.training' in sys.modules)"
+    code = f"import {module}, sys; print('uldl_studio.core.engine.training' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uldl_studio.core import scores
+from uldl_studio.core.labels import scores
 
 CLASSES = ["neutral", "happiness", "anger"]
 

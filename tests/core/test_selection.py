@@ -1,4 +1,4 @@
-"""Selections are pure predicates (core/selection.py): hand-made cases and properties."""
+"""Selections are pure predicates (core/review/selection.py): hand-made cases and properties."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from uldl_studio.core.selection import (
+from uldl_studio.core.review.selection import (
     AllSelection, BoxSelection, IdSelection, NoneSelection, PolygonSelection, RangeSelection,
     ValueSelection, points_in_polygon,
 )

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from uldl_studio.core.session import Session
+from uldl_studio.core.review.session import Session
 
 
 def table(n: int = 10) -> pd.DataFrame:
@@ -96,8 +96,8 @@ def test_update_results_keeps_selection_and_recomputes_scores():
 
 
 def test_edits_go_through_the_journal_and_scores_follow(tmp_path):
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.engine.run import Run
 
     t = table()
     t.attrs.update(root=str(tmp_path / "data"), format="csv")
@@ -153,7 +153,7 @@ def split_table(n: int = 12) -> pd.DataFrame:
 
 
 def test_the_review_queue_is_a_snapshot_of_training_rows(tmp_path):
-    from uldl_studio.core.edits import EditJournal
+    from uldl_studio.core.labels.edits import EditJournal
 
     s = Session()
     s.set_dataset(split_table(), {})
@@ -192,7 +192,7 @@ def test_the_review_queue_is_a_snapshot_of_training_rows(tmp_path):
 
 
 def test_undo_says_what_it_undid(tmp_path):
-    from uldl_studio.core.edits import EditJournal
+    from uldl_studio.core.labels.edits import EditJournal
 
     s = Session()
     s.set_dataset(table(), {})

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from uldl_studio.core import shift as S
+from uldl_studio.core.runs import shift as S
 
 
 def test_reweight_by_hand():

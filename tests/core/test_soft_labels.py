@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from uldl_studio.core.soft_labels import build_soft_labels, fit_temperature, nll, temper
+from uldl_studio.core.labels.soft_labels import build_soft_labels, fit_temperature, nll, temper
 
 
 def test_temper_by_hand():
@@ -43,12 +43,12 @@ def test_mix_and_calibration_rows():
 
 
 def test_a_run_writes_soft_labels_and_exports_them(tmp_path):
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.datasets.demo import load_demo
-    from uldl_studio.core.export import read_soft_labels
-    from uldl_studio.core.run import Run
-    from uldl_studio.core.session import Session
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.data.datasets.demo import load_demo
+    from uldl_studio.core.runs.export import read_soft_labels
+    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.review.session import Session
+    from uldl_studio.core.engine.training import fit
 
     table = load_demo(n=240)
     config = TrainConfig(image_size=16, width=8, stages=2, blocks=1, calib_hidden=[16], batch_size=32,
@@ -86,7 +86,7 @@ def _tiny_table():
 def test_join_soft_labels_by_id_path_and_class_names(tmp_path):
     import pandas as pd
 
-    from uldl_studio.core.soft_labels import join_soft_labels, target_matrix
+    from uldl_studio.core.labels.soft_labels import join_soft_labels, target_matrix
     from uldl_studio.core.table import DatasetError
 
     ours = tmp_path / "ours.csv"
@@ -145,12 +145,12 @@ def test_two_stage_train_export_retrain_on_d(tmp_path):
 
 
 def test_evaluate_reports_review_counts_and_score_aurocs(tmp_path):
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.datasets.demo import load_demo
-    from uldl_studio.core.evaluate import evaluate
-    from uldl_studio.core.run import Run
-    from uldl_studio.core.session import Session
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.data.datasets.demo import load_demo
+    from uldl_studio.core.runs.evaluate import evaluate
+    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.review.session import Session
+    from uldl_studio.core.engine.training import fit
 
     config = TrainConfig(image_size=16, width=8, stages=2, blocks=1, calib_hidden=[16], batch_size=32,
                          augment=False, device="cpu", k=4, epochs=2, progress_every=100)
@@ -175,10 +175,10 @@ def test_cross_fitted_out_of_fold_confidence(tmp_path):
     import subprocess
     import sys
 
-    from uldl_studio.core import scores
-    from uldl_studio.core.crossfit import fold_of
-    from uldl_studio.core.run import Run
-    from uldl_studio.core.session import Session
+    from uldl_studio.core.labels import scores
+    from uldl_studio.core.engine.crossfit import fold_of
+    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.review.session import Session
 
     tiny = ["--set", "image_size=16", "--set", "width=8", "--set", "stages=2", "--set", "blocks=1",
             "--set", "calib_hidden=[16]", "--set", "augment=false", "--set", "k=4", "--set", "progress_every=100"]
@@ -207,7 +207,7 @@ def test_cross_fitted_out_of_fold_confidence(tmp_path):
 
 
 def test_review_rule_by_hand():
-    from uldl_studio.core.soft_labels import UNSURE_LABEL_MASS, reviewed_soft_labels
+    from uldl_studio.core.labels.soft_labels import UNSURE_LABEL_MASS, reviewed_soft_labels
 
     soft = np.array([[0.78, 0.04, 0.18],     # relabelled 0 → 1: all mass on the correction
                      [0.90, 0.06, 0.04],     # unsure, label 0: capped at 0.5, the rest 0.6 : 0.4
@@ -239,8 +239,8 @@ def test_corrections_reach_the_export_and_train_on_it(tmp_path):
 
     import pandas as pd
 
-    from uldl_studio.core.edits import run_journal
-    from uldl_studio.core.export import read_soft_labels
+    from uldl_studio.core.labels.edits import run_journal
+    from uldl_studio.core.runs.export import read_soft_labels
 
     first = tmp_path / "first"
     _cli("train", "demo", "--out", str(first), "--limit", "80", "--epochs", "1", "--device", "cpu", *TINY)

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from uldl_studio.core.config import TrainConfig
-from uldl_studio.core.run import Run, load_checkpoint
+from uldl_studio.core.engine.config import TrainConfig
+from uldl_studio.core.engine.run import Run, load_checkpoint
 from uldl_studio.core.table import DatasetError, d_columns, make_table, p_columns
-from uldl_studio.core.training import Progress, fit
+from uldl_studio.core.engine.training import Progress, fit
 
 pytestmark = pytest.mark.timeout(240)
 torch.set_num_threads(1)
@@ -27,7 +27,7 @@ TINY = dict(image_size=32, width=8, calib_hidden=[32, 16], batch_size=32, progre
 
 def tiny_demo(n=300, seed=0, size=32):
     """(table, images uint8 (n, 1, size, size)) from the in-memory demo generator."""
-    from uldl_studio.core.datasets.demo import DEMO_CLASSES, generate_demo
+    from uldl_studio.core.data.datasets.demo import DEMO_CLASSES, generate_demo
 
     images, frame = generate_demo(n=n, seed=seed, size=64)
     frame["path"] = [f"/nowhere/{s}.png" for s in frame["sample_id"]]
@@ -220,8 +220,8 @@ def test_neighbour_refresh_rebuilds_each_epoch_and_resumes(demo, tmp_path):
 
 def test_lambda_evidence_baselines():
     """class: minus a running mean per given label; global: minus one running mean; none: as is."""
-    from uldl_studio.core.dynamics import TrainingDynamics
-    from uldl_studio.core.training import _centre_evidence, _State
+    from uldl_studio.core.engine.dynamics import TrainingDynamics
+    from uldl_studio.core.engine.training import _centre_evidence, _State
 
     y = torch.tensor([0, 0, 1, 2])
     evidence = torch.tensor([1.0, 3.0, -2.0, 6.0])
@@ -249,7 +249,7 @@ def test_epoch_evidence_step_by_hand(demo, tmp_path, form, knn_weight):
     pass's evidence g_i = Σ_j (l_ij − d̃_ij) log p_ij (``ce``) or Σ_j (l_ij − d̃_ij) p_ij (``prob``),
     minus κ · knn_disagreement_i, minus its mean over the train rows; here (one LDLVA epoch, no
     prior) recomputed from the files the run wrote."""
-    from uldl_studio.core.training import _logit
+    from uldl_studio.core.engine.training import _logit
 
     table, images = demo
     lr, init = 2.0, 0.2
@@ -336,7 +336,7 @@ def test_unsure_rows_start_high_and_budget_caps_mean_lambda(demo, tmp_path):
 
 
 def test_retrain_keeps_lambda_prev(demo, tmp_path):
-    from uldl_studio.core.versions import complete_version, start_version
+    from uldl_studio.core.engine.versions import complete_version, start_version
 
     table, images = demo
     run_fit(table, images, tmp_path / "run", epochs=1)
@@ -386,8 +386,8 @@ KILL_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     torch.set_num_threads(1)
     from test_training import tiny_demo, TINY
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.engine.training import fit
     table, images = tiny_demo()
     config = TrainConfig(**TINY, epochs=3, va="columns")
     for p in fit(table, config, sys.argv[1], images=images):
@@ -425,7 +425,7 @@ def test_sigkill_during_epoch_then_resume(demo, tmp_path):
 
 def test_demo_constructed_distributions_beat_one_hot(tmp_path):
     """After a tiny train, d is closer to the demo's true distributions than the given labels."""
-    from uldl_studio.core.metrics import intersection, kl_divergence
+    from uldl_studio.core.labels.metrics import intersection, kl_divergence
 
     table, images = tiny_demo(n=700, seed=1)
     list(fit(table, TrainConfig(**TINY, epochs=3, va="columns"), tmp_path / "run", images=images))

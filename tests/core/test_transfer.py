@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from predict_support import TINY_RUN, demo_on_disk, train_tiny_run
-from uldl_studio.core import augment as A
-from uldl_studio.core.config import ConfigError, TrainConfig
-from uldl_studio.core.model import ModelConfig, PretrainedError, build_model, load_pretrained
+from uldl_studio.core.engine import augment as A
+from uldl_studio.core.engine.config import ConfigError, TrainConfig
+from uldl_studio.core.engine.model import ModelConfig, PretrainedError, build_model, load_pretrained
 from uldl_studio.core.table import DatasetError
 
 pytestmark = pytest.mark.timeout(300)
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(300)
 
 # ----------------------------------------------------------------------------- class balance
 def test_logit_offsets_by_hand_and_off_by_default():
-    from uldl_studio.core.training import _logit_offsets
+    from uldl_studio.core.engine.training import _logit_offsets
 
     targets = torch.tensor([[1.0, 0, 0], [1, 0, 0], [1, 0, 0], [0, 1, 0]])
     assert _logit_offsets(TrainConfig(), targets) is None
@@ -155,13 +155,13 @@ def test_weights_that_do_not_fit_are_a_clear_error(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def demo_table(tmp_path_factory):
-    from uldl_studio.core.datasets import load_dataset
+    from uldl_studio.core.data.datasets import load_dataset
 
     return load_dataset(demo_on_disk(tmp_path_factory.mktemp("demo") / "demo", n=160, seed=1), fmt="csv")
 
 
 def test_training_starts_from_the_pretrained_weights(demo_table, tmp_path):
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.engine.run import Run
 
     donor = build_model(TrainConfig(**TINY_RUN, seed=7).model_config(7))
     for module in donor.modules():  # statistics unlike a fresh model's
@@ -183,7 +183,7 @@ def test_training_starts_from_the_pretrained_weights(demo_table, tmp_path):
 
 
 def test_backbone_learning_rate_multiplier_and_frozen_batchnorm(demo_table, tmp_path):
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.engine.run import Run
 
     run_dir = train_tiny_run(demo_table, tmp_path / "run", method="ce", epochs=1, backbone_lr_mult=0.1,
                              freeze_bn=True)
@@ -209,7 +209,7 @@ def test_cli_names_a_missing_weights_file(tmp_path):
 
 # ----------------------------------------------------------------------------- per-class accuracy
 def test_class_accuracy_by_hand():
-    from uldl_studio.core.evaluate import class_accuracy
+    from uldl_studio.core.runs.evaluate import class_accuracy
 
     table = pd.DataFrame({"split": ["test"] * 5 + ["train"], "label": [0, 0, 1, 1, 1, 2],
                           "p_a": [0.9, 0.2, 0.1, 0.6, 0.1, 0.1], "p_b": [0.1, 0.8, 0.9, 0.4, 0.9, 0.1],
@@ -234,8 +234,8 @@ def demo_run_dir(demo_table, tmp_path_factory):
 
 
 def test_adabn_changes_a_copy_never_the_run(demo_run_dir, demo_table):
-    from uldl_studio.core.predict import Predictor
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.runs.predict import Predictor
+    from uldl_studio.core.engine.run import Run
 
     before = hashlib.sha1((demo_run_dir / "checkpoint.pt").read_bytes()).hexdigest()
     predictor = Predictor(Run.open(demo_run_dir), "cpu")
@@ -250,7 +250,7 @@ def test_adabn_changes_a_copy_never_the_run(demo_run_dir, demo_table):
             assert torch.equal(after[k], v), k   # parameters untouched
     # the stem's BatchNorm now holds the statistics of the dark images' first convolution
     with torch.no_grad():
-        from uldl_studio.core.augment import to_float
+        from uldl_studio.core.engine.augment import to_float
 
         conv = adapted.model.backbone.stem[0](to_float(torch.as_tensor(images)).contiguous())
     torch.testing.assert_close(after["backbone.stem.1.running_mean"], conv.mean((0, 2, 3)), atol=1e-4, rtol=1e-3)
@@ -258,7 +258,7 @@ def test_adabn_changes_a_copy_never_the_run(demo_run_dir, demo_table):
 
 
 def test_predict_adapt_on_the_command_line(demo_run_dir, tmp_path):
-    from uldl_studio.core.predict import read_predictions
+    from uldl_studio.core.runs.predict import read_predictions
 
     out = tmp_path / "p.csv"
     result = subprocess.run([sys.executable, "-m", "uldl_studio", "predict", str(demo_run_dir), "demo", "--limit",
@@ -279,9 +279,9 @@ def test_predict_adapt_on_the_command_line(demo_run_dir, tmp_path):
 
 
 def test_prior_adaptation_follows_a_collection_of_one_class(demo_run_dir, tmp_path):
-    from uldl_studio.core.image_collection import read_collection
-    from uldl_studio.core.predict import PredictOptions, Predictor, predict_collection
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.data.image_collection import read_collection
+    from uldl_studio.core.runs.predict import PredictOptions, Predictor, predict_collection
+    from uldl_studio.core.engine.run import Run
 
     predictor = Predictor(Run.open(demo_run_dir), "cpu")
     collection = read_collection("demo", limit=3000)

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from uldl_studio.core.classes import centroid_matrix
-from uldl_studio.core.neighbors import knn
+from uldl_studio.core.engine.neighbors import knn
 from uldl_studio.core.table import DatasetError, make_table
-from uldl_studio.core.va import CircumplexVA, ColumnsVA, circumplex_points, resolve_provider, sharpen
+from uldl_studio.core.engine.va import CircumplexVA, ColumnsVA, circumplex_points, resolve_provider, sharpen
 
 pytestmark = pytest.mark.timeout(60)
 CLASSES = ["neutral", "happiness", "sadness"]

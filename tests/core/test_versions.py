@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from test_training import TINY, kill_in_epoch_two, tiny_demo
-from uldl_studio.core.config import TrainConfig
-from uldl_studio.core.edits import EditJournal, apply_run_edits, run_journal
-from uldl_studio.core.evaluate import evaluate
-from uldl_studio.core.run import Run, load_checkpoint
+from uldl_studio.core.engine.config import TrainConfig
+from uldl_studio.core.labels.edits import EditJournal, apply_run_edits, run_journal
+from uldl_studio.core.runs.evaluate import evaluate
+from uldl_studio.core.engine.run import Run, load_checkpoint
 from uldl_studio.core.table import DatasetError
-from uldl_studio.core.training import fit
-from uldl_studio.core.versions import (REGISTRY, VERSIONS_DIR, complete_version, delete_version, discard_unstarted,
+from uldl_studio.core.engine.training import fit
+from uldl_studio.core.engine.versions import (REGISTRY, VERSIONS_DIR, complete_version, delete_version, discard_unstarted,
                                        list_versions, promote, start_version)
 
 pytestmark = pytest.mark.timeout(240)
@@ -174,7 +174,7 @@ def test_stop_before_the_first_epoch_leaves_no_folder(run_root, demo, tmp_path):
 
 
 def test_the_journal_is_shared_by_the_versions(run_root, demo):
-    from uldl_studio.core.session import Session
+    from uldl_studio.core.review.session import Session
 
     table, images = demo
     run = start_version(run_root, CONFIG, apply_run_edits(table, run_root))
@@ -233,10 +233,10 @@ KILL_SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     from test_training import tiny_demo
     from test_versions import CONFIG
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.edits import apply_run_edits
-    from uldl_studio.core.training import fit
-    from uldl_studio.core.versions import start_version
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.labels.edits import apply_run_edits
+    from uldl_studio.core.engine.training import fit
+    from uldl_studio.core.engine.versions import start_version
     table, images = tiny_demo()
     config = TrainConfig(**{{**CONFIG.to_dict(), "epochs": 3}})
     run = start_version(sys.argv[1], config, apply_run_edits(table, sys.argv[1]))

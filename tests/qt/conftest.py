@@ -48,7 +48,7 @@ def settings_dir(tmp_path):
 
 @pytest.fixture(scope="session")
 def demo_table(_isolated_environment):
-    from uldl_studio.core.datasets.demo import load_demo
+    from uldl_studio.core.data.datasets.demo import load_demo
 
     return load_demo(n=DEMO_N)
 
@@ -56,8 +56,8 @@ def demo_table(_isolated_environment):
 @pytest.fixture(scope="session")
 def trained_run_dir(tmp_path_factory, demo_table):
     """A finished one-epoch LDLVA run on the small demo (trained once per session, no Qt)."""
-    from uldl_studio.core.config import TrainConfig
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.engine.training import fit
     from uldl_studio.qt.demo import load_demo_table
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"
@@ -79,7 +79,7 @@ def run_dir(tmp_path, trained_run_dir):
 @pytest.fixture
 def run_bridge(qtbot, run_dir):
     """A SessionBridge on a private copy of the trained run (its journal closed afterwards)."""
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.engine.run import Run
     from uldl_studio.qt.session_bridge import SessionBridge
 
     bridge = SessionBridge()

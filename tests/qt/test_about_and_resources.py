@@ -151,7 +151,7 @@ def test_about_shows_version_libraries_and_run(qtbot, run_dir):
     from PySide6.QtCore import qVersion
 
     import uldl_studio
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.engine.run import Run
     from uldl_studio.qt.about import show_about
 
     dialog = show_about(None, run=Run.open(run_dir))

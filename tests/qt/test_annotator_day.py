@@ -29,9 +29,9 @@ def train(qtbot, win, button):
 
 
 def test_an_annotators_hour(qtbot, window, tmp_path):
-    from uldl_studio.core.datasets.demo import write_demo
-    from uldl_studio.core.export import read_soft_labels
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.data.datasets.demo import write_demo
+    from uldl_studio.core.runs.export import read_soft_labels
+    from uldl_studio.core.engine.run import Run
 
     win = window
     messages: list[str] = []
@@ -160,7 +160,7 @@ def test_stop_before_the_first_epoch_leaves_no_folder(qtbot, window, tmp_path):
 
 
 def test_continue_resumes_the_current_version(qtbot, window, run_dir):
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.engine.run import Run
 
     win = window
     with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
@@ -219,7 +219,7 @@ def test_label_health_says_what_it_counts_and_empty_cells_say_so(qtbot, window, 
     text = panel.summary.text()
     assert "label issues" in text and "calibrated probability that each label is wrong" in text
     # the model's per-class and mean class accuracy on the valid split, as evaluate computes them
-    from uldl_studio.core.evaluate import class_accuracy
+    from uldl_studio.core.runs.evaluate import class_accuracy
     from uldl_studio.qt.health_panel import ACCURACY_COLUMN
 
     accuracy = class_accuracy(win.project.table, "valid")
@@ -232,7 +232,7 @@ def test_label_health_says_what_it_counts_and_empty_cells_say_so(qtbot, window, 
     assert shown
     matrix = panel.rates  # per class counts exist
     assert matrix is not None
-    from uldl_studio.core import health
+    from uldl_studio.core.review import health
 
     cells = health.issue_cell_counts(win.project.table, panel.counted_rows())
     empty = np.argwhere(cells == 0)

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_small_demo_is_recorded_as_csv_and_retrains_on_the_same_samples(trained_run_dir, demo_table):
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.engine.run import Run
     from uldl_studio.qt.demo import DEMO_N_ENV, default_demo_size, load_demo_table
 
     n = len(demo_table)                    # the fixtures' small demo

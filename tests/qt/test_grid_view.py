@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from uldl_studio.core import scores
+from uldl_studio.core.labels import scores
 from uldl_studio.qt.grid_view import GridView
 from uldl_studio.qt.map_view import MapView
 from uldl_studio.qt.session_bridge import SessionBridge
@@ -178,7 +178,7 @@ def test_session_filter_hides_rows_and_combines_with_the_selection(grid, table):
 def test_the_queue_holds_still_under_edits_until_resorted(qtbot, grid, table, tmp_path):
     """Edits mark tiles in place; the order changes only on Re-sort; a new selection shows
     its first tile."""
-    from uldl_studio.core.edits import EditJournal
+    from uldl_studio.core.labels.edits import EditJournal
 
     session = grid.session
     session.journal = EditJournal(tmp_path / "edits.jsonl")

@@ -9,7 +9,8 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QApplication
 
-from uldl_studio.core import health, scores
+from uldl_studio.core.labels import scores
+from uldl_studio.core.review import health
 from uldl_studio.qt.health_panel import MEAN_COLUMN, NO_RESULTS, HealthPanel
 from uldl_studio.qt.session_bridge import SessionBridge
 

@@ -53,7 +53,7 @@ def test_the_checker_sees_a_lost_or_changed_edit(tmp_path):
     """An acknowledgement the journal does not hold, or holds with another result, is lost."""
     import pandas as pd
 
-    from uldl_studio.core.edits import EditJournal
+    from uldl_studio.core.labels.edits import EditJournal
     from uldl_studio.qt.soak_driver import state_digest
 
     soak = load_soak()

@@ -32,7 +32,7 @@ def press(qtbot, win, key, modifiers=Qt.KeyboardModifier.NoModifier):
 
 
 def test_demo_train_select_relabel_undo_export(qtbot, window, tmp_path):
-    from uldl_studio.core.export import read_soft_labels
+    from uldl_studio.core.runs.export import read_soft_labels
 
     win = window
     open_demo(qtbot, win)
@@ -192,7 +192,7 @@ def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, 
     # a new version: the first model is untouched, the new one is current and shown
     assert (run_dir / "checkpoint.pt").read_bytes() == first_model
     assert win.project.run.version == "v2" and win.project.run.path == run_dir / "versions" / "v2"
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.engine.run import Run
 
     assert Run.open(run_dir).version == "v2"
     samples = pd.read_csv(run_dir / "versions" / "v2" / "samples.csv")
@@ -208,7 +208,7 @@ def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, 
 
 
 def test_dataset_without_va_shows_message(qtbot, window, tmp_path):
-    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.data.datasets.demo import write_demo
 
     folder = write_demo(tmp_path / "demo-data", n=60)
     csv = next(Path(folder).glob("*.csv")) if Path(folder).is_dir() else Path(folder)
@@ -268,7 +268,7 @@ def test_settings_persist_recent_and_geometry(qtbot, settings_dir, run_dir):
 
 
 def test_start_screen_preview_and_open(qtbot, settings_dir, tmp_path):
-    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.data.datasets.demo import write_demo
     from uldl_studio.qt.start_screen import StartScreen
 
     folder = write_demo(tmp_path / "demo-data", n=60)
@@ -343,8 +343,8 @@ def test_real_umap_on_worker_keeps_gui_responsive(qtbot, window, run_dir):
 
 
 def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_path):
-    from uldl_studio.core.datasets.demo import write_demo
-    from uldl_studio.core.export import read_soft_labels
+    from uldl_studio.core.data.datasets.demo import write_demo
+    from uldl_studio.core.runs.export import read_soft_labels
 
     folder = write_demo(tmp_path / "other", n=60, seed=3)
     win = window

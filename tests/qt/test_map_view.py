@@ -360,7 +360,7 @@ def test_huge_selection_skips_the_rings(view, table, monkeypatch):
 
 
 def test_lasso_on_many_points_matches_the_core_predicate(qtbot):
-    from uldl_studio.core.selection import points_in_polygon
+    from uldl_studio.core.review.selection import points_in_polygon
 
     rng = np.random.default_rng(2)
     n = 30_000
@@ -426,7 +426,7 @@ def issue_table():
 
 
 def test_default_colouring_highlights_the_likely_wrong_labels(qtbot):
-    from uldl_studio.core.label_issues import label_issues
+    from uldl_studio.core.labels.label_issues import label_issues
     from uldl_studio.qt.map_view import quantiles
 
     table = issue_table()

@@ -11,7 +11,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 
-from uldl_studio.core.run import Run
+from uldl_studio.core.engine.run import Run
 from uldl_studio.qt.export_dialogs import PredictDialog
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,7 +42,7 @@ def run_to_end(qtbot, dlg, timeout=60_000):
 
 
 def test_a_plain_folder_gives_the_summary_and_the_table(qtbot, dialog, images, tmp_path):
-    from uldl_studio.core.predict import read_predictions
+    from uldl_studio.core.runs.predict import read_predictions
 
     assert dialog.file_button.text() == "File…"
     assert [dialog.faces_combo.itemData(i) for i in range(dialog.faces_combo.count())] == ["off", "auto", "detect"]
@@ -62,7 +62,7 @@ def test_a_plain_folder_gives_the_summary_and_the_table(qtbot, dialog, images, t
 
 
 def test_one_image_file_with_face_detection(qtbot, dialog, demo_table, tmp_path):
-    from uldl_studio.core.faces import paste_faces
+    from uldl_studio.core.data.faces import paste_faces
 
     face = np.asarray(Image.open(demo_table["path"].iloc[0]).resize((128, 128)))
     canvas = paste_faces([face], 1, seed=2, scale=(0.3, 0.4))[0]

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def rig(qtbot, run_dir):
-    from uldl_studio.core.run import Run
+    from uldl_studio.core.engine.run import Run
     from uldl_studio.qt.relabel import RelabelController
     from uldl_studio.qt.session_bridge import SessionBridge
 
@@ -43,7 +43,7 @@ def test_number_key_relabels_current_and_undo_redo(qtbot, rig):
     assert bool(project.table["edited"].iat[row])
     sid = project.table["sample_id"].iat[row]
     # On disk before the view heard of it: a fresh journal sees it.
-    from uldl_studio.core.edits import EditJournal
+    from uldl_studio.core.labels.edits import EditJournal
 
     assert EditJournal(project.journal.path).labels()[sid] == new
     qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)

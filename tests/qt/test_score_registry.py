@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from uldl_studio.core import scores
-from uldl_studio.core.export import read_soft_labels
+from uldl_studio.core.labels import scores
+from uldl_studio.core.runs.export import read_soft_labels
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.timeout(120)
 
 def test_a_second_preview_replaces_the_first(qtbot, settings_dir, tmp_path):
     """Choosing another dataset while one is being read shows only the last one."""
-    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.data.datasets.demo import write_demo
     from uldl_studio.qt.start_screen import StartScreen
 
     first = write_demo(tmp_path / "first", n=40)
@@ -35,7 +35,7 @@ def test_run_gui_start_screen_end_to_end(qtbot, qapp, settings_dir, tmp_path):
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
-    from uldl_studio.core.datasets.demo import write_demo
+    from uldl_studio.core.data.datasets.demo import write_demo
     from uldl_studio.qt.app import run_gui
     from uldl_studio.qt.main_window import MainWindow
     from uldl_studio.qt.start_screen import StartScreen

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PySide6.QtCore import Qt
 
-from uldl_studio.core.run import Run, load_checkpoint
+from uldl_studio.core.engine.run import Run, load_checkpoint
 
 from synthetic import open_demo  # noqa: E402  (tests/qt/synthetic.py)
 
@@ -90,7 +90,7 @@ def test_stop_during_an_evaluation_pass_keeps_the_previous_epoch(qtbot, window, 
     """Stop right after epoch 2's last batch (the first after the warm-up): the worker is in the
     evaluation pass (one row per batch here, so it lasts a while); epoch 1's files and
     checkpoint stay as they were, byte for byte; resuming ends as an uninterrupted run."""
-    from uldl_studio.core.training import fit
+    from uldl_studio.core.engine.training import fit
 
     win = window
     open_demo(qtbot, win)

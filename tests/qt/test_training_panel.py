@@ -34,7 +34,7 @@ def test_panel_values_roundtrip(qtbot, settings_dir):
 
 
 def test_progress_updates_bar_and_curves(qtbot):
-    from uldl_studio.core.training import Progress
+    from uldl_studio.core.engine.training import Progress
     from uldl_studio.qt.training_panel import TrainingPanel
 
     panel = TrainingPanel()

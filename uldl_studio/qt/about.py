@@ -1,7 +1,7 @@
 """Help → About: the application, its version, the libraries it runs on and the open run.
 
 ``show_about(parent, run=None)`` opens the dialog (window-modal, returns at once) and returns
-it; ``run`` is a :class:`~uldl_studio.core.run.Run` or a run directory.
+it; ``run`` is a :class:`~uldl_studio.core.engine.run.Run` or a run directory.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def run_summary(run: Any) -> tuple[str, str] | None:
     if run is None:
         return None
     if isinstance(run, (str, Path)):
-        from uldl_studio.core.run import Run
+        from uldl_studio.core.engine.run import Run
 
         try:
             run = Run.open(run)

@@ -45,7 +45,7 @@ class ExportDialog(QDialog):
         group.addButton(self.selection_button)
         name = "soft_labels_selection.csv" if len(self.selected_rows) else "soft_labels.csv"
         self.path_edit = QLineEdit(str(Path(default_dir) / name))
-        from uldl_studio.core.export import soft_label_columns
+        from uldl_studio.core.runs.export import soft_label_columns
 
         classes = project.classes
         distributions = {f"{prefix}_{c}" for prefix in ("d", "p") for c in classes}
@@ -101,8 +101,8 @@ def predict_job(run, data_path: str, fmt: str, out_path: str, *, faces: str = "o
     """
 
     def job(cancel, report):
-        from uldl_studio.core.image_collection import read_collection
-        from uldl_studio.core.predict import PredictionCancelled, PredictOptions, predict_collection, write_predictions
+        from uldl_studio.core.data.image_collection import read_collection
+        from uldl_studio.core.runs.predict import PredictionCancelled, PredictOptions, predict_collection, write_predictions
 
         report((0, 0, "reading the images"))
         collection = read_collection(data_path, fmt=fmt)
@@ -264,7 +264,7 @@ class PredictDialog(QDialog):
 
     @Slot()
     def _browse_file(self) -> None:
-        from uldl_studio.core.datasets.common import IMAGE_EXTENSIONS
+        from uldl_studio.core.data.datasets.common import IMAGE_EXTENSIONS
 
         images = " ".join(f"*{e}" for e in IMAGE_EXTENSIONS)
         path, _ = QFileDialog.getOpenFileName(self, "An image or a CSV of image paths", self.data_edit.text(),

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QTableView, QToolBar, QToolButton, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core import scores
+from uldl_studio.core.labels import scores
 from uldl_studio.qt.inspector import number_text
 from uldl_studio.qt.session_bridge import SessionBridge
 

@@ -18,8 +18,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core import health, scores
-from uldl_studio.core.evaluate import class_accuracy
+from uldl_studio.core.labels import scores
+from uldl_studio.core.review import health
+from uldl_studio.core.runs.evaluate import class_accuracy
 
 from .inspector import short_name
 

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
     QToolButton, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core import scores
+from uldl_studio.core.labels import scores
 from uldl_studio.core.table import d_columns, p_columns, ref_columns
 
 IMAGE_SIZE = 160
@@ -62,7 +62,7 @@ def short_name(name: str) -> str:
 
 def neighbour_shares(contribution: np.ndarray) -> np.ndarray:
     """What each neighbour contributed to d̃ (``core.ldl.contribution_weights``: c_k / Σ c)."""
-    from uldl_studio.core.ldl import contribution_weights
+    from uldl_studio.core.labels.ldl import contribution_weights
 
     return contribution_weights(np.asarray(contribution, dtype=np.float64)).numpy()
 
@@ -234,7 +234,7 @@ class Inspector(QWidget):
     # -- data access ---------------------------------------------------------------------
     def _cache(self):
         if self.thumbnails is None:
-            from uldl_studio.core.images import ThumbnailCache
+            from uldl_studio.core.data.images import ThumbnailCache
 
             self.thumbnails = ThumbnailCache()
         return self.thumbnails
@@ -282,7 +282,7 @@ class Inspector(QWidget):
     def show_prediction(self, index: int) -> None:
         """Show row ``index`` of ``session.predictions`` (another collection's sample): the whole
         image with the detected face box, the prediction and its uncertainty."""
-        from uldl_studio.core.images import decode_image
+        from uldl_studio.core.data.images import decode_image
 
         table = self.project.predictions
         if table is None or not 0 <= index < len(table):

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QMessageBox, QScrollArea, QToolBar, QToolButton, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core import scores
+from uldl_studio.core.labels import scores
 from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog
 from uldl_studio.qt.inspector import Inspector, row_pixmap
 from uldl_studio.qt.relabel import RelabelController
@@ -86,7 +86,7 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._results_shown = False
 
-        from uldl_studio.core.images import ThumbnailCache
+        from uldl_studio.core.data.images import ThumbnailCache
 
         self.thumbnails = ThumbnailCache(cache_dir=os.environ.get("ULDL_STUDIO_THUMBS"))
         self._build_views()
@@ -419,7 +419,7 @@ class MainWindow(QMainWindow):
         def job(cancel):
             import warnings
 
-            from uldl_studio.core.datasets import detect_format, load_dataset
+            from uldl_studio.core.data.datasets import detect_format, load_dataset
 
             detected = detect_format(path) if fmt == "auto" else fmt
             with warnings.catch_warnings():
@@ -435,7 +435,7 @@ class MainWindow(QMainWindow):
         path = str(path)
 
         def job(cancel):
-            from uldl_studio.core.run import Run
+            from uldl_studio.core.engine.run import Run
 
             run = Run.open(path, version=version or None)
             samples = run.samples() if run.has_results else None
@@ -834,13 +834,13 @@ class MainWindow(QMainWindow):
         if run is not None:
             if self._dataset_table is not None:
                 # Same dataset as in memory: apply the journal here (fast) rather than re-reading it.
-                from uldl_studio.core.edits import apply_edits
+                from uldl_studio.core.labels.edits import apply_edits
 
                 table = apply_edits(self._dataset_table, self.project.journal)
             else:
                 table = run.training_table  # re-reads the dataset on the worker
             from uldl_studio.core.table import DatasetError
-            from uldl_studio.core.versions import start_version
+            from uldl_studio.core.engine.versions import start_version
 
             try:
                 version = start_version(run.root, config, self.project.table, journal=self.project.journal,
@@ -863,7 +863,7 @@ class MainWindow(QMainWindow):
     def _can_continue(run) -> bool:
         """Continue resumes the run's current version, or a version that stopped early; a
         finished older version is never trained further (train a new version instead)."""
-        from uldl_studio.core import versions
+        from uldl_studio.core.engine import versions
 
         try:
             info = next(i for i in versions.list_versions(run.root) if i.name == run.version)
@@ -905,8 +905,8 @@ class MainWindow(QMainWindow):
     def _settle_training(self, outcome: str) -> str:
         """After a training ends: promote a finished version, remove a run or version that has
         no finished epoch (no orphan folder), and say what happened. Idempotent."""
-        from uldl_studio.core.run import Run
-        from uldl_studio.core.versions import complete_version, discard_unstarted, has_completed_epoch
+        from uldl_studio.core.engine.run import Run
+        from uldl_studio.core.engine.versions import complete_version, discard_unstarted, has_completed_epoch
 
         target, self._training_target = getattr(self, "_training_target", None), None
         run_dir = self.training.run_dir
@@ -934,7 +934,7 @@ class MainWindow(QMainWindow):
         run = self.project.run
         if target_root is None or run is None:
             return
-        from uldl_studio.core.run import Run
+        from uldl_studio.core.engine.run import Run
 
         try:
             current = Run.open(target_root)

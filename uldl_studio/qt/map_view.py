@@ -25,10 +25,10 @@ from PySide6.QtWidgets import (
     QPushButton, QSizePolicy, QSpinBox, QToolBar, QToolButton, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core import scores
-from uldl_studio.core.evaluate import class_accuracy
-from uldl_studio.core.label_issues import HIGHLIGHT
-from uldl_studio.core.selection import BoxSelection, PolygonSelection, Selection
+from uldl_studio.core.labels import scores
+from uldl_studio.core.runs.evaluate import class_accuracy
+from uldl_studio.core.labels.label_issues import HIGHLIGHT
+from uldl_studio.core.review.selection import BoxSelection, PolygonSelection, Selection
 from uldl_studio.qt import palette
 from uldl_studio.qt.scatter_renderer import PaletteScatterItem
 from uldl_studio.qt.session_bridge import SessionBridge

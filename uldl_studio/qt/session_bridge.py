@@ -3,7 +3,7 @@
 Widgets connect to these Qt signals rather than to the psygnal events directly, so a
 connection ends with the widget (Qt disconnects destroyed receivers; a psygnal callback into
 a deleted widget would raise).  All state stays in ``bridge.session``
-(``uldl_studio.core.session.Session``); the bridge adds only the undo stack that makes
+(``uldl_studio.core.review.session.Session``); the bridge adds only the undo stack that makes
 selection gestures undoable.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from uldl_studio.core.session import Session, as_rows, combine
+from uldl_studio.core.review.session import Session, as_rows, combine
 
 
 class _SelectCommand(QUndoCommand):

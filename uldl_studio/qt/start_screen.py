@@ -29,8 +29,8 @@ def load_preview(path: str, fmt: str = "auto", cancel=None) -> dict:
     """
     import warnings
 
-    from uldl_studio.core.datasets import detect_format, load_dataset
-    from uldl_studio.core.images import ThumbnailCache
+    from uldl_studio.core.data.datasets import detect_format, load_dataset
+    from uldl_studio.core.data.images import ThumbnailCache
     from uldl_studio.core.table import classes_of
 
     detected = detect_format(path) if fmt == "auto" else fmt

@@ -43,7 +43,7 @@ def format_duration(seconds: float | None) -> str:
 
 def train_config_defaults() -> dict[str, Any]:
     """TrainConfig's defaults for the fields the panel shows (PANEL_DEFAULTS for the others)."""
-    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.engine.config import TrainConfig
 
     defaults = dict(PANEL_DEFAULTS)
     for f in dataclasses.fields(TrainConfig):
@@ -54,7 +54,7 @@ def train_config_defaults() -> dict[str, Any]:
 
 def make_train_config(values: dict[str, Any]):
     """A TrainConfig from ``values``; keys TrainConfig does not know are ignored."""
-    from uldl_studio.core.config import TrainConfig
+    from uldl_studio.core.engine.config import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in values.items() if k in names})
@@ -104,8 +104,8 @@ class TrainingSession(QObject):
         every = self.emit_every
 
         def job(cancel):
-            from uldl_studio.core.run import Run
-            from uldl_studio.core.training import Progress, fit
+            from uldl_studio.core.engine.run import Run
+            from uldl_studio.core.engine.training import Progress, fit
 
             throttle = ProgressThrottle(every)
             last = None

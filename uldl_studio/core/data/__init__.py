@@ -1,0 +1,1 @@
+"""Reading datasets and image collections: layouts, decoding, the image cache, faces."""

@@ -1,0 +1,181 @@
+"""What a training run is asked to do: ``TrainConfig``, its choices and validation, and the device.
+
+``TrainConfig`` is JSON-safe (``to_dict``/``from_dict``) and is stored in RUN/config.json and
+in every checkpoint (``core.run``). A bad value raises ``ConfigError``. The meaning of the
+LDLVA and λ options is explained in ``core.training``; ``docs/architecture.md`` describes the
+method as a whole.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+
+from uldl_studio.core.labels.ldl import PUBLISHED_L1_SCALE
+from uldl_studio.core.engine.model import ModelConfig
+from uldl_studio.core.table import DatasetError
+
+METHODS = ("ldlva", "ce")
+NEIGHBOR_MODES = ("bank", "exact")
+VA_MODES = ("auto", "columns", "circumplex")
+SIMILARITIES = ("l2", "l1")
+NEIGHBOR_SPACES = ("va", "features")
+LAMBDA_BASELINES = ("class", "global", "none")
+LAMBDA_EVIDENCE = ("batch", "epoch", "both")
+LAMBDA_EVIDENCE_FORMS = ("ce", "prob")
+DEVICES = ("auto", "cpu", "cuda")
+ARCHS = ("compact", "resnet18", "resnet50")
+CLASS_BALANCE = ("none", "logit_adjust")
+# Options whose default changed after runs were written without them: such a run keeps the
+# behaviour it was trained with when it is resumed or retrained.
+LEGACY_DEFAULTS = {"neighbor_refresh": False, "lambda_evidence": "batch", "bank_momentum": 0.0,
+                   "lambda_knn_weight": 0.0, "lambda_evidence_form": "ce"}
+
+
+class ConfigError(TypeError, ValueError):
+    """A bad TrainConfig value (a TypeError too, so ``--set`` errors are reported as such)."""
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    method: str = "ldlva"                 # ldlva | ce
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 0.05                      # SGD, momentum, cosine decay over all steps
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    device: str = "auto"                  # auto | cpu | cuda
+    amp: bool = True                      # mixed precision where native: CUDA, CPUs with AMX/AVX512-BF16
+    channels_last: bool = True            # NHWC convolutions (faster on oneDNN and cuDNN)
+    seed: int = 0
+    num_threads: int | None = None        # torch CPU threads (None: leave as is)
+    progress_every: int = 10              # batches between Progress reports
+    eval_batch_size: int = 64   # measured: 3000 CPU forwards take 3.6 s at 64, 6.7 s at 256
+    image_cache: bool = True              # read images from the decoded-image cache on disk (False: decode into RAM)
+    loader_workers: int | None = None     # DataLoader worker processes (None: 0 on CPU, up to 4 on CUDA)
+    # input and network (core.model.ModelConfig)
+    image_size: int = 48
+    channels: int = 1
+    arch: str = "compact"                 # compact | resnet18
+    width: int = 16
+    stages: int = 3
+    blocks: int = 2
+    calib_hidden: list = field(default_factory=lambda: [512, 256])
+    augment: bool = True
+    erase_p: float = 0.25
+    # framing augmentations (core.augment.FRAMING; with augment on): "" (off), "all", or a comma list of
+    # scale, shift, rotate, gamma, contrast, blur, noise
+    framing: str = ""
+    # pretrained backbone (core.model.load_pretrained): a state-dict file (torchvision ResNet
+    # keys or this model's own), or "imagenet" for torchvision's ImageNet weights (downloaded)
+    pretrained: str | None = None
+    imagenet_stem: bool | None = None     # 7×7/2 stem + max pool; None: when image_size > 64
+    backbone_lr_mult: float = 1.0         # the backbone's learning rate relative to lr (fine-tuning)
+    freeze_bn: bool = False               # keep the backbone's BatchNorm statistics and affine fixed
+    # imbalanced classes (Menon et al. 2021): logit_adjust trains on logits + τ·log π (π: the
+    # training label frequencies); the model's p is then balanced by τ (τ = 1: balanced softmax)
+    class_balance: str = "none"           # none | logit_adjust
+    class_balance_tau: float = 1.0
+    # LDLVA
+    neighbors: str = "bank"               # bank | exact
+    va: str = "auto"                      # auto | columns | circumplex
+    va_temperature: float = 1.0           # circumplex: sharpen warm-up probabilities (T < 1)
+    va_centroids: dict | None = None      # override core.classes.VA_CENTROIDS entries
+    k: int = 8                            # neighbours: LDLVA's, and knn_disagreement's
+    neighbor_space: str = "va"            # va (valence-arousal points) | features (cosine, backbone features)
+    neighbor_refresh: bool = True         # re-place samples and rebuild neighbours after every epoch
+    similarity: str = "l2"                # l2 | l1 (published)
+    delta: float | None = None            # l2 scale δ; None: median V-A distance to the K neighbours
+    l1_scale: float = PUBLISHED_L1_SCALE
+    gamma: float = 0.01                   # weight of L_D
+    centre_alpha: float = 0.5             # center-loss update rate
+    centre_separation_lr: float = 0.01    # gradient step of the centre separation term
+    warmup_epochs: int = 1                # CE epochs before LDLVA (capped at epochs - 1)
+    # λ (see core.training, "λ anchoring")
+    lambda_init: float = 0.2
+    lambda_unsure_init: float = 0.8       # rows with unsure == True
+    # (defaults chosen on FER+, bench/RESULTS_ferplus.md §10: λ then ranks the wrong labels as well
+    # as the model's own self-confidence; the per-batch update of earlier versions ranked them worse)
+    lambda_lr: float = 3.0
+    lambda_baseline: str = "global"       # global | class | none (per-batch evidence; FER+ sweep: bench/RESULTS_ferplus.md)
+    lambda_prior: float = 0.3             # β of ½β(raw - raw0)²: λ's memory of earlier epochs' evidence
+    lambda_budget: float | None = None    # cap on mean λ after each epoch
+    lambda_evidence: str = "epoch"        # epoch (evaluation pass) | batch (augmented training forward) | both
+    lambda_evidence_form: str = "prob"    # prob: Σ (l − d̃) f | ce: CE(d̃, f) − CE(l, f) (core.ldl.lambda_evidence)
+    lambda_knn_weight: float = 2.0        # epoch evidence: minus this × neighbour disagreement (centred)
+    bank_momentum: float = 0.0            # bank probabilities: m·old + (1 − m)·new (0: the latest forward)
+    # exported soft labels (core.soft_labels): weight of the calibrated prediction; None: per method
+    soft_label_mix: float | None = None
+
+    def __post_init__(self) -> None:
+        choices = {"method": METHODS, "neighbors": NEIGHBOR_MODES, "va": VA_MODES,
+                   "similarity": SIMILARITIES, "device": DEVICES, "neighbor_space": NEIGHBOR_SPACES,
+                   "arch": ARCHS, "lambda_baseline": LAMBDA_BASELINES, "lambda_evidence": LAMBDA_EVIDENCE,
+                   "lambda_evidence_form": LAMBDA_EVIDENCE_FORMS, "class_balance": CLASS_BALANCE}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        for name in ("epochs", "batch_size", "image_size", "width", "stages", "blocks", "progress_every",
+                     "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
+        if self.loader_workers is not None and int(self.loader_workers) < 0:
+            raise ConfigError(f"loader_workers must be >= 0 or null (auto), got {self.loader_workers}")
+        if self.k < 1:
+            raise ConfigError(f"k must be >= 1, got {self.k}")
+        for name in ("lambda_init", "lambda_unsure_init"):
+            if not 0.0 < float(getattr(self, name)) < 1.0:
+                raise ConfigError(f"{name} must be strictly between 0 and 1, got {getattr(self, name)}")
+        if self.lambda_budget is not None and not 0.0 < self.lambda_budget < 1.0:
+            raise ConfigError(f"lambda_budget must be in (0, 1) or null, got {self.lambda_budget}")
+        if self.soft_label_mix is not None and not 0.0 <= float(self.soft_label_mix) <= 1.0:
+            raise ConfigError(f"soft_label_mix must be in [0, 1], got {self.soft_label_mix}")
+        if float(self.lambda_knn_weight) < 0:
+            raise ConfigError(f"lambda_knn_weight must be >= 0, got {self.lambda_knn_weight}")
+        if not 0.0 <= float(self.bank_momentum) < 1.0:
+            raise ConfigError(f"bank_momentum must be in [0, 1), got {self.bank_momentum}")
+        if self.delta is not None and self.delta <= 0:
+            raise ConfigError(f"delta must be > 0 or null (auto), got {self.delta}")
+        if self.warmup_epochs < 0:
+            raise ConfigError("warmup_epochs must be >= 0")
+        if not 0.0 <= float(self.class_balance_tau) <= 3.0:
+            raise ConfigError(f"class_balance_tau must be in [0, 3], got {self.class_balance_tau}")
+        if not 0.0 <= float(self.backbone_lr_mult) <= 10.0:
+            raise ConfigError(f"backbone_lr_mult must be in [0, 10], got {self.backbone_lr_mult}")
+        from uldl_studio.core.engine.augment import parse_framing
+
+        try:
+            parse_framing(self.framing)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.calib_hidden = [int(h) for h in self.calib_hidden]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        data = {**LEGACY_DEFAULTS, **data}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            warnings.warn(f"ignoring unknown training options {unknown} (written by another version?)")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def model_config(self, num_classes: int) -> ModelConfig:
+        return ModelConfig(num_classes=num_classes, in_channels=self.channels, image_size=self.image_size,
+                           arch=self.arch, width=self.width, stages=self.stages, blocks=self.blocks,
+                           calib_hidden=list(self.calib_hidden), imagenet_stem=self.imagenet_stem)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when PyTorch sees a GPU, else CPU; ``cuda`` without a GPU → DatasetError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DatasetError("--device cuda: no CUDA GPU is available to PyTorch on this machine")
+    return torch.device(name)

@@ -1,0 +1,1 @@
+"""The annotator's session over a run: selection, review queue, label health."""

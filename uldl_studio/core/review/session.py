@@ -1,0 +1,596 @@
+"""The open project as one evented, Qt-free model: the table with the annotator's edits, the
+run, the journal, the filter, the selection and the current sample.
+
+Every view (map, grid, inspector, relabelling, export) and the CLI read and change this
+object; views subscribe to its ``events`` (psygnal signals, as napari's models do) and keep
+no sample state of their own.  Rows are positional indices into ``table``.
+
+The review queue is the order the annotator works through (the grid shows it; ←/→ and Enter
+walk it): the rows of one split (training rows by default) that pass the filter and lie in
+the selection (all when nothing is selected), worst first by a score. It is a snapshot, taken
+when the sort key, the split, the selection, the filter or the results change, or on
+``resort_queue()``; edits never move a row in it, so the annotator's place holds still.
+
+Events (``session.events.<name>.connect(callback)``):
+
+- ``table_reset()``: other rows, or rows in another order: reload everything;
+- ``results_changed()``: same rows, new training results (λ, d, p, scores): recolour;
+- ``edits_changed(rows)``: int64 rows whose label / unsure / edited changed;
+- ``run_changed()``: a run was opened or created;
+- ``filter_changed()``: the class or score-range filter changed;
+- ``selection_changed()`` and ``current_changed(row)`` (-1 = none);
+- ``predictions_changed()``: soft labels predicted for another collection were set or cleared;
+- ``queue_changed()``: the review queue was rebuilt (see below);
+- ``prediction_shown(index)``: the row of ``predictions`` the inspector shows (-1 = none). Showing
+  one clears the current sample: the keys that edit act on the current sample only, and a
+  predicted sample has no dataset label to edit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from psygnal import Signal, SignalGroup
+
+from uldl_studio.core.labels import scores
+from uldl_studio.core.table import classes_of
+
+SELECTION_MODES = ("replace", "add", "remove", "toggle")
+
+
+class SessionEvents(SignalGroup):
+    table_reset = Signal()
+    results_changed = Signal()
+    edits_changed = Signal(object)
+    run_changed = Signal()
+    filter_changed = Signal()
+    selection_changed = Signal()
+    current_changed = Signal(int)
+    predictions_changed = Signal()
+    prediction_shown = Signal(int)
+    queue_changed = Signal()
+
+
+#: the rows a review queue walks: one split, or every row
+QUEUE_SPLITS = ("train", "valid", "test", "all")
+#: the sort keys tried, in order, when the chosen one has no values yet
+QUEUE_FALLBACK_KEYS = ("ambiguity", "sample_id")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which rows the views show: label classes (None = all) and closed ranges of scores."""
+
+    classes: frozenset[int] | None = None
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.classes is not None or bool(self.ranges)
+
+
+def as_rows(rows) -> np.ndarray:
+    """Sorted unique int64 rows from indices or a boolean mask (None: none)."""
+    if rows is None:
+        return np.empty(0, dtype=np.int64)
+    arr = np.asarray(rows)
+    if arr.dtype == bool:
+        return np.flatnonzero(arr).astype(np.int64)
+    arr = arr.astype(np.int64, copy=False).ravel()
+    if arr.size < 2 or bool(np.all(arr[1:] > arr[:-1])):
+        return arr.copy()
+    return np.unique(arr)
+
+
+def combine(old: np.ndarray, rows: np.ndarray, mode: str) -> np.ndarray:
+    """The selection after applying ``rows`` to ``old`` with ``mode`` (both sorted unique)."""
+    if mode == "replace":
+        return rows
+    if mode == "add":
+        return np.union1d(old, rows)
+    if mode == "remove":
+        return np.setdiff1d(old, rows, assume_unique=True)
+    if mode == "toggle":
+        return np.setxor1d(old, rows, assume_unique=True)
+    raise ValueError(f"unknown selection mode {mode!r}; expected one of {SELECTION_MODES}")
+
+
+class Session:
+    """One open dataset or run (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.events = SessionEvents()
+        self.base_table: pd.DataFrame | None = None   # as read (dataset or run.samples())
+        self.table: pd.DataFrame | None = None        # with the journal applied
+        self.run = None                               # core.run.Run | None
+        self.journal = None                           # core.edits.EditJournal | None
+        self.source: dict = {}                        # kind ("dataset" | "run" | "demo"), path, format
+        self._row_of_id: dict[str, int] = {}
+        self._scores: dict[str, np.ndarray] = {}
+        self._filter = Filter()
+        self._selected = np.empty(0, dtype=np.int64)
+        self._selected.flags.writeable = False
+        self._current = -1
+        self.predictions: pd.DataFrame | None = None   # another collection's predictions (core.predict)
+        self._shown_prediction = -1
+        self._queue = np.empty(0, dtype=np.int64)
+        self._queue_choice = "ambiguity"  # the score the user sorts by
+        self._queue_key = "ambiguity"     # the one in use (the choice, once it has values)
+        self._queue_split = "train"
+        self._orders: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def open_run(cls, path: str | Path) -> "Session":
+        """A session on a run directory's results (the CLI's way in)."""
+        from uldl_studio.core.engine.run import Run
+
+        session = cls()
+        session.set_run(Run.open(path), source={"kind": "run", "path": str(path)})
+        return session
+
+    # -- table queries --------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self.table is not None
+
+    @property
+    def classes(self) -> list[str]:
+        return classes_of(self.table) if self.table is not None else []
+
+    @property
+    def has_results(self) -> bool:
+        return self.table is not None and "lambda" in self.table
+
+    def __len__(self) -> int:
+        return 0 if self.table is None else len(self.table)
+
+    def row_of(self, sample_id: str) -> int | None:
+        return self._row_of_id.get(sample_id)
+
+    def rows_of(self, sample_ids) -> np.ndarray:
+        rows = [self._row_of_id.get(s) for s in sample_ids]
+        return np.asarray([r for r in rows if r is not None], dtype=np.int64)
+
+    def sample_ids(self, rows) -> list[str]:
+        if self.table is None:
+            return []
+        return self.table["sample_id"].to_numpy()[np.asarray(rows, dtype=np.int64)].tolist()
+
+    def column(self, name: str, default: float = np.nan) -> np.ndarray:
+        if self.table is None:
+            return np.empty(0)
+        if name in self.table:
+            return self.table[name].to_numpy()
+        return np.full(len(self.table), default)
+
+    def flag(self, name: str) -> np.ndarray:
+        """Boolean column (``edited`` / ``unsure``), all False when absent."""
+        if self.table is None or name not in self.table:
+            return np.zeros(len(self), dtype=bool)
+        return self.table[name].fillna(False).to_numpy(dtype=bool)
+
+    def reviewed_ids(self) -> set[str]:
+        """Samples the annotator has labelled (changed or confirmed) in the journal."""
+        return set() if self.journal is None else set(self.journal.labels())
+
+    # -- scores ---------------------------------------------------------------------------
+    def score(self, name: str) -> np.ndarray:
+        """The registered score ``name`` per row (cached until results or edits change)."""
+        if self.table is None:
+            return np.empty(0)
+        cached = self._scores.get(name)
+        if cached is None:
+            cached = scores.get(name).values(self.table)
+            cached.flags.writeable = False
+            self._scores[name] = cached
+        return cached
+
+    def available_scores(self) -> list[scores.Score]:
+        """The registered scores with a value on at least one row."""
+        return [s for s in scores.registered() if self.table is not None and np.isfinite(self.score(s.name)).any()]
+
+    def sort_order(self, name: str) -> np.ndarray:
+        """Rows worst first by score ``name`` (NaN last); ``sample_id`` sorts by id (cached
+        until results or edits change)."""
+        if self.table is None:
+            return np.empty(0, dtype=np.int64)
+        order = self._orders.get(name)
+        if order is None:
+            if name == "sample_id":
+                order = np.argsort(self.table["sample_id"].to_numpy().astype(str), kind="stable")
+            else:
+                order = scores.worst_first(scores.oriented(name, self.score(name)))
+            order.flags.writeable = False
+            self._orders[name] = order
+        return order
+
+    def has_values(self, name: str) -> bool:
+        """Whether score ``name`` (or ``sample_id``) has a value on some row."""
+        return name == "sample_id" or (self.table is not None and bool(np.isfinite(self.score(name)).any()))
+
+    # -- the review queue -----------------------------------------------------------------
+    @property
+    def queue(self) -> np.ndarray:
+        """The review queue: rows in the order the annotator walks them (read-only)."""
+        return self._queue
+
+    @property
+    def queue_key(self) -> str:
+        """The score the queue is sorted by (the chosen one once it has values)."""
+        return self._queue_key
+
+    @property
+    def queue_choice(self) -> str:
+        return self._queue_choice
+
+    @property
+    def queue_split(self) -> str:
+        return self._queue_split
+
+    def set_queue_order(self, key: str | None = None, split: str | None = None) -> None:
+        """Sort the queue by ``key`` (a registered score or ``sample_id``) and/or walk ``split``
+        (one of ``QUEUE_SPLITS``); the queue is rebuilt."""
+        if key is not None:
+            if key != "sample_id":
+                scores.get(key)
+            self._queue_choice = key
+        if split is not None:
+            if split not in QUEUE_SPLITS:
+                raise ValueError(f"unknown split {split!r}; expected one of {QUEUE_SPLITS}")
+            self._queue_split = split
+        self.resort_queue()
+
+    def resort_queue(self) -> None:
+        """Take a new snapshot of the queue (rows edited since then move to their new place)."""
+        for key in (self._queue_choice, *QUEUE_FALLBACK_KEYS):
+            if self.has_values(key):
+                break
+        self._queue_key = key
+        if self.table is None:
+            queue = np.empty(0, dtype=np.int64)
+        else:
+            order = self.sort_order(key)
+            mask = self.visible_mask()
+            if self._selected.size:
+                mask &= self.selection_mask()
+            if self._queue_split != "all":
+                mask &= self.table["split"].to_numpy() == self._queue_split
+            queue = order[mask[order]]
+        queue.flags.writeable = False
+        self._queue = queue
+        self.events.queue_changed.emit()
+
+    def queue_reviewed(self) -> np.ndarray:
+        """Per queue position: the annotator has labelled, confirmed or marked the row unsure."""
+        done = self.flag("reviewed") | self.flag("unsure") | self.flag("edited")
+        return done[self._queue]
+
+    def queue_neighbour(self, row: int | None, step: int) -> int | None:
+        """The row ``step`` places after ``row`` in the queue (clamped to its ends); the first
+        (``step`` > 0) or last row when ``row`` is not in it; None for an empty queue."""
+        queue = self._queue
+        if not queue.size:
+            return None
+        where = np.flatnonzero(queue == row) if row is not None and row >= 0 else np.empty(0)
+        if not where.size:
+            return int(queue[0] if step > 0 else queue[-1])
+        return int(queue[int(np.clip(where[0] + step, 0, queue.size - 1))])
+
+    def next_unreviewed(self, row: int | None) -> int | None:
+        """The first row after ``row`` in the queue that is not reviewed, wrapping to the start;
+        None when every row in the queue is."""
+        queue = self._queue
+        todo = ~self.queue_reviewed()
+        if row is not None and row >= 0:
+            todo &= queue != row
+            where = np.flatnonzero(queue == row)
+            if where.size:
+                after = np.flatnonzero(todo[where[0] + 1:])
+                if after.size:
+                    return int(queue[where[0] + 1 + after[0]])
+        first = np.flatnonzero(todo)
+        return int(queue[first[0]]) if first.size else None
+
+    def most_ambiguous(self, name: str = "ambiguity", candidates: np.ndarray | None = None) -> int | None:
+        """The candidate row (bool mask; default all) worst by ``name``; None when none scores."""
+        if self.table is None or not len(self.table):
+            return None
+        values = scores.oriented(name, self.score(name))
+        ok = np.isfinite(values) if candidates is None else (np.asarray(candidates, bool) & np.isfinite(values))
+        if not ok.any():
+            return None
+        rows = np.flatnonzero(ok)
+        return int(rows[np.argmax(values[rows])])
+
+    # -- loading --------------------------------------------------------------------------
+    def set_dataset(self, table: pd.DataFrame, source: dict) -> None:
+        """Show a dataset that has no run yet."""
+        self.run = None
+        self.close_journal()
+        self.source = dict(source)
+        self._set_base(table, reset=True)
+        self.events.run_changed.emit()
+
+    def set_run(self, run, samples: pd.DataFrame | None = None, source: dict | None = None) -> None:
+        """Show a run's results (``samples`` = ``run.samples()`` when already loaded)."""
+        same_run = self.run is not None and Path(self.run.path) == Path(run.path)
+        same_family = self.journal is not None and Path(self.journal.path).parent == Path(run.root)
+        self.run = run
+        if not same_family:  # the versions of one run share its journal: keep it open
+            from uldl_studio.core.labels.edits import run_journal
+
+            self.close_journal()
+            self.journal = run_journal(run.root)
+        if source is not None:
+            self.source = dict(source)
+        self.update_results(run.samples() if samples is None else samples)
+        if not same_run:
+            self.events.run_changed.emit()
+
+    def update_results(self, samples: pd.DataFrame) -> None:
+        """New results for the same rows (a finished epoch): recolour, keep selection and filter.
+        Rows that differ (other ids or order) reset the session instead."""
+        same_rows = (self.base_table is not None and len(samples) == len(self.base_table)
+                     and np.array_equal(samples["sample_id"].to_numpy(), self.base_table["sample_id"].to_numpy()))
+        self._set_base(samples, reset=not same_rows)
+
+    def _set_base(self, table: pd.DataFrame, reset: bool) -> None:
+        self.base_table = table
+        self.table = self._with_edits(table)
+        self._row_of_id = {sid: i for i, sid in enumerate(self.table["sample_id"].tolist())}
+        self._scores.clear()
+        self._orders.clear()
+        if reset:
+            self._queue = np.empty(0, dtype=np.int64)  # no view lists old rows of the new table
+            if self.predictions is not None:  # predictions belong to the rows they were shown with
+                self.set_predictions(None)
+            self._filter = Filter()
+            self._set_selected(np.empty(0, dtype=np.int64), emit=False)
+            self._current = -1
+            self.events.table_reset.emit()
+            self.events.filter_changed.emit()
+            self.events.selection_changed.emit()
+            self.events.current_changed.emit(-1)
+        else:
+            self.events.results_changed.emit()
+        self.resort_queue()
+
+    def _with_edits(self, table: pd.DataFrame) -> pd.DataFrame:
+        from uldl_studio.core.labels.edits import apply_edits, without_edits
+
+        out = without_edits(table) if self.journal is None else apply_edits(table, self.journal)
+        out.attrs = dict(table.attrs)
+        return out
+
+    def close_journal(self) -> None:
+        """Release the journal (its file and writer lock); edits need a run again."""
+        if self.journal is not None:
+            self.journal.close()
+        self.journal = None
+
+    def close(self) -> None:
+        """The session ends (the window closes): the journal is released."""
+        self.close_journal()
+
+    # -- edits (each on disk before anyone hears of it) -------------------------------------
+    @property
+    def can_edit(self) -> bool:
+        return self.journal is not None
+
+    def relabel(self, rows, labels) -> None:
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        labels = np.broadcast_to(np.asarray(labels, dtype=np.int64), rows.shape)
+        self._require_journal().relabel(self.sample_ids(rows), [int(x) for x in labels])
+        self._refresh_edits()
+
+    def mark_unsure(self, rows, unsure: bool) -> None:
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        self._require_journal().mark_unsure(self.sample_ids(rows), bool(unsure))
+        self._refresh_edits()
+
+    def undo(self) -> str | None:
+        """Undo the last edit; what was undone, in words (None when there was nothing)."""
+        if self.journal is None or not self.journal.can_undo:
+            return None
+        text = self.describe_edit(self.journal.peek_undo())
+        self.journal.undo()
+        self._refresh_edits()
+        return text
+
+    def redo(self) -> str | None:
+        """Redo the last undone edit; what was redone, in words (None when there was nothing)."""
+        if self.journal is None or not self.journal.can_redo:
+            return None
+        text = self.describe_edit(self.journal.peek_redo())
+        self.journal.redo()
+        self._refresh_edits()
+        return text
+
+    def describe_edit(self, command: dict) -> str:
+        """A journal command in words: ``demo_00058 anger → fear``, ``12 samples → fear``,
+        ``demo_00058 marked unsure``."""
+        ids = list(command.get("ids", []))
+        who = ids[0] if len(ids) == 1 else f"{len(ids)} samples"
+        if command.get("op") == "unsure":
+            return f"{who} {'marked unsure' if command.get('value') else 'unsure cleared'}"
+        names = self.classes
+
+        def name(label) -> str:
+            return names[label] if label is not None and 0 <= int(label) < len(names) else str(label)
+
+        labels = command.get("labels", [])
+        if len(ids) == 1:
+            before = command["prev"][0]
+            if before is None:  # no journal label before: the dataset's own label
+                row = self.row_of(ids[0])
+                if row is not None and "label_given" in self.table:
+                    before = int(self.table["label_given"].iat[row])
+            if before == labels[0]:
+                return f"{who} {name(labels[0])} confirmed"
+            return f"{who} {name(before)} → {name(labels[0])}"
+        targets = sorted(set(labels))
+        return f"{who} → {name(targets[0])}" if len(targets) == 1 else f"{who} relabelled"
+
+    def _require_journal(self):
+        if self.journal is None:
+            raise RuntimeError("edits are saved in a run directory: train (or open a run) first")
+        return self.journal
+
+    def _refresh_edits(self) -> None:
+        old = self.table
+        new = self._with_edits(self.base_table)
+        changed = np.zeros(len(new), dtype=bool)
+        for col in ("label", "edited", "unsure"):
+            if col in new:
+                before = old[col].to_numpy() if col in old else np.zeros(len(new))
+                changed |= before != new[col].to_numpy()
+        self.table = new
+        self._scores.clear()  # scores of the current label (self-confidence, margin) follow edits
+        self._orders.clear()  # the queue itself holds still until it is re-sorted
+        self.events.edits_changed.emit(np.flatnonzero(changed))
+
+    # -- filter ---------------------------------------------------------------------------
+    @property
+    def filter(self) -> Filter:
+        return self._filter
+
+    def set_filter(self, classes=..., ranges: dict[str, tuple[float, float]] | None = ...) -> None:
+        """Replace the class filter and/or the score ranges (``...`` keeps that part)."""
+        new_classes = self._filter.classes if classes is ... else (
+            None if classes is None else frozenset(int(c) for c in classes))
+        if new_classes is not None and self.table is not None and new_classes >= set(range(len(self.classes))):
+            new_classes = None  # every class ticked is no class filter
+        new_ranges = dict(self._filter.ranges) if ranges is ... else dict(ranges or {})
+        for name in new_ranges:
+            scores.get(name)  # unknown names are an error here, not a silent no-op
+        new = Filter(new_classes, {k: (float(lo), float(hi)) for k, (lo, hi) in new_ranges.items()})
+        if new != self._filter:
+            self._filter = new
+            self.events.filter_changed.emit()
+            self.resort_queue()
+
+    def set_range(self, name: str, low: float | None, high: float | None = None) -> None:
+        """Show only rows whose score ``name`` is in [low, high]; ``low=None`` drops the range."""
+        ranges = dict(self._filter.ranges)
+        if low is None:
+            ranges.pop(name, None)
+        else:
+            ranges[name] = (float(low), float(high))
+        self.set_filter(ranges=ranges)
+
+    def clear_filter(self) -> None:
+        self.set_filter(None, {})
+
+    def visible_mask(self) -> np.ndarray:
+        """Rows that pass the filter."""
+        n = len(self)
+        mask = np.ones(n, dtype=bool)
+        if self.table is None:
+            return mask
+        f = self._filter
+        if f.classes is not None:
+            mask &= np.isin(self.table["label"].to_numpy(np.int64), sorted(f.classes))
+        for name, (lo, hi) in f.ranges.items():
+            values = self.score(name)
+            with np.errstate(invalid="ignore"):
+                mask &= (values >= lo) & (values <= hi)
+        return mask
+
+    def filter_text(self) -> str:
+        """One line describing the filter ("" when none), e.g. ``anger, fear · λ 0.5–1.0``."""
+        f = self._filter
+        parts = []
+        if f.classes is not None:
+            names = [self.classes[c] if 0 <= c < len(self.classes) else str(c) for c in sorted(f.classes)]
+            parts.append(", ".join(names) if names else "no classes")
+        for name, (lo, hi) in f.ranges.items():
+            short = "λ" if name == "lambda" else scores.get(name).label
+            exact = round(lo, 1) == lo and round(hi, 1) == hi
+            parts.append(f"{short} {lo:.1f}–{hi:.1f}" if exact else f"{short} {lo:.2f}–{hi:.2f}")
+        return " · ".join(parts)
+
+    # -- selection and current sample -------------------------------------------------------
+    @property
+    def selection(self) -> np.ndarray:
+        """Selected rows, sorted unique (read-only)."""
+        return self._selected
+
+    @property
+    def current(self) -> int:
+        return self._current
+
+    def selection_mask(self) -> np.ndarray:
+        out = np.zeros(len(self), dtype=bool)
+        out[self._selected[self._selected < len(out)]] = True
+        return out
+
+    def select(self, rows, mode: str = "replace") -> bool:
+        """Apply ``rows`` (indices or a boolean mask) with ``mode``; True when it changed."""
+        rows = as_rows(rows)
+        rows = rows[(rows >= 0) & (rows < len(self))] if self.table is not None else rows[rows >= 0]
+        new = combine(self._selected, rows, mode)
+        if np.array_equal(new, self._selected):
+            return False
+        self._set_selected(new)
+        return True
+
+    def _set_selected(self, rows: np.ndarray, emit: bool = True) -> None:
+        rows = np.array(rows, dtype=np.int64)
+        rows.flags.writeable = False
+        self._selected = rows
+        if emit:
+            self.events.selection_changed.emit()
+            self.resort_queue()
+
+    def set_current(self, row: int) -> None:
+        row = int(row)
+        if row < 0 or (self.table is not None and row >= len(self.table)):
+            row = -1
+        if row >= 0:
+            self._set_shown_prediction(-1)
+        if row != self._current:
+            self._current = row
+            self.events.current_changed.emit(row)
+
+    @property
+    def shown_prediction(self) -> int:
+        """The row of ``predictions`` on show instead of a dataset sample (-1 = none)."""
+        return self._shown_prediction
+
+    def show_prediction(self, index: int) -> None:
+        """Show row ``index`` of ``predictions``: the current dataset sample is cleared first, so
+        nothing acts on a sample that is no longer shown."""
+        index = int(index)
+        if self.predictions is None or not 0 <= index < len(self.predictions):
+            return
+        self.set_current(-1)
+        self._set_shown_prediction(index)
+
+    def _set_shown_prediction(self, index: int) -> None:
+        if index != self._shown_prediction:
+            self._shown_prediction = index
+            self.events.prediction_shown.emit(index)
+
+    # -- predictions for other collections --------------------------------------------------
+    def set_predictions(self, table: pd.DataFrame | None) -> None:
+        """Show (or, with None, drop) the predictions of another image collection beside the
+        dataset: they carry valence/arousal and x2d/y2d in the run's own map."""
+        self._set_shown_prediction(-1)
+        self.predictions = table
+        self.events.predictions_changed.emit()
+
+    # -- export ---------------------------------------------------------------------------
+    def export(self, path: str | Path, rows=None) -> int:
+        """Write the soft-label file of ``rows`` (default all) with edits applied; rows written."""
+        from uldl_studio.core.runs.export import write_soft_labels
+
+        if not self.has_results:
+            raise ValueError("nothing to export yet: train a model first (soft labels come from a run)")
+        table = self.table
+        if rows is not None and len(rows):
+            table = table.iloc[np.sort(np.asarray(rows, dtype=np.int64))].reset_index(drop=True)
+            table.attrs = dict(self.table.attrs)
+        write_soft_labels(table, path)
+        return len(table)

@@ -1,0 +1,1 @@
+"""What is done with a trained run: prediction, export, evaluation, shift correction."""
