@@ -183,7 +183,7 @@ def predict_worker(args, folder: Path) -> None:
     from uldl_studio.core.runs.predict import PredictOptions, predict_collection
     from uldl_studio.core.engine.run import Run
 
-    from uldl_studio.core.runs.predict import PredictionCancelled
+    from uldl_studio.core.cancel import Cancelled
 
     run = Run.open(args.run)
     collection = read_collection(str(folder / "images"), fmt="images", limit=args.rows)
@@ -198,7 +198,7 @@ def predict_worker(args, folder: Path) -> None:
     t0 = time.perf_counter()
     try:
         predict_collection(run, collection, PredictOptions(), progress=progress, cancel=stop)
-    except PredictionCancelled:
+    except Cancelled:
         pass
     report({"rows": len(collection), "chunks": chunks[0], "seconds": time.perf_counter() - t0, **PeakRSS.mb()})
 

@@ -22,7 +22,8 @@ from uldl_studio.core.data.datasets.common import DatasetWarning
 from uldl_studio.core.data.datasets.demo import read_demo, write_demo
 from uldl_studio.core.data.image_cache import (MANIFEST, CachedImages, cache_root, clear_caches, list_caches,
                                           open_cached_images)
-from uldl_studio.core.data.images import LoadCancelled, load_readable_images
+from uldl_studio.core.cancel import Cancelled
+from uldl_studio.core.data.images import load_readable_images
 
 
 @pytest.fixture(autouse=True)
@@ -138,7 +139,7 @@ def test_cancel_leaves_nothing_trusted_and_a_later_open_works(dataset, cache_dir
         seen.append(done)
         stop.set()
 
-    with pytest.raises(LoadCancelled):
+    with pytest.raises(Cancelled):
         _open(dataset, progress=progress, cancel=stop, workers=1)
     assert seen and seen[-1] < len(dataset)
     assert not (_entry(cache_dir) / MANIFEST).exists()

@@ -18,8 +18,9 @@ from predict_support import copy_images, demo_on_disk, train_tiny_run, write_ima
 from uldl_studio.core.data.datasets.common import DatasetWarning
 from uldl_studio.core.runs.export import read_soft_labels, soft_label_columns
 from uldl_studio.core.data.image_collection import read_collection
+from uldl_studio.core.cancel import Cancelled
 from uldl_studio.core.runs.predict import (
-    EXTRA_COLUMNS, PREDICTION_SCORES, PredictionCancelled, PredictOptions, Predictor, predict_collection,
+    EXTRA_COLUMNS, PREDICTION_SCORES, PredictOptions, Predictor, predict_collection,
     read_predictions, write_predictions,
 )
 from uldl_studio.core.engine.run import Run
@@ -295,14 +296,14 @@ def test_cancel_mid_way_stops_between_chunks(predictor, demo_csv, tmp_path):
             cancel.set()
 
     started = time.perf_counter()
-    with pytest.raises(PredictionCancelled):
+    with pytest.raises(Cancelled):
         predict_collection(predictor, tmp_path / "many", PredictOptions(chunk_size=10), progress=progress,
                            cancel=cancel)
     assert time.perf_counter() - started < 30
     assert max(seen) < 120  # it did not go on to the end
     # a callable works as well
     calls = iter(range(1000))
-    with pytest.raises(PredictionCancelled):
+    with pytest.raises(Cancelled):
         predict_collection(predictor, tmp_path / "many", PredictOptions(chunk_size=10),
                            cancel=lambda: next(calls) > 15)
 

@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from uldl_studio.qt.workers import Cancelled, JobRunner
+from uldl_studio.core.cancel import Cancelled
+from uldl_studio.qt.workers import JobRunner
 
 FORMAT_CHOICES = ("auto", "images", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders")
 
@@ -102,18 +103,15 @@ def predict_job(run, data_path: str, fmt: str, out_path: str, *, faces: str = "o
 
     def job(cancel, report):
         from uldl_studio.core.data.image_collection import read_collection
-        from uldl_studio.core.runs.predict import PredictionCancelled, PredictOptions, predict_collection, write_predictions
+        from uldl_studio.core.runs.predict import PredictOptions, predict_collection, write_predictions
 
         report((0, 0, "reading the images"))
         collection = read_collection(data_path, fmt=fmt)
         if cancel.is_set():
             raise Cancelled()
         options = PredictOptions(faces=faces, tta=tta, adapt=tuple(adapt), chunk_size=chunk_size)
-        try:
-            result = predict_collection(run, collection, options, cancel=cancel,
-                                        progress=lambda done, total, text: report((done, total, text)))
-        except PredictionCancelled:
-            raise Cancelled() from None
+        result = predict_collection(run, collection, options, cancel=cancel,
+                                    progress=lambda done, total, text: report((done, total, text)))
         if cancel.is_set():
             raise Cancelled()
         report((1, 1, "writing the file"))

@@ -30,9 +30,7 @@ from typing import Any, Callable, Iterator
 import shiboken6
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-
-class Cancelled(Exception):
-    """Raised inside a job when its cancel event is set (ends it quietly)."""
+from uldl_studio.core.cancel import Cancelled
 
 
 class JobThread(QThread):

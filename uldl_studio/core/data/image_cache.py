@@ -44,9 +44,9 @@ import numpy as np
 import pandas as pd
 
 from uldl_studio.core.atomic import atomic_write_text, fsync_dir, fsync_path
-from uldl_studio.core.cancel import cancel_requested
+from uldl_studio.core.cancel import Cancelled, cancel_requested
 from uldl_studio.core.data.datasets.common import DatasetWarning
-from uldl_studio.core.data.images import ImageProblem, ImageReadError, LoadCancelled, decode_image, describe_problems, to_model_input
+from uldl_studio.core.data.images import ImageProblem, ImageReadError, decode_image, describe_problems, to_model_input
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -264,7 +264,7 @@ def _decode_missing(data_path: Path, first_slot: int, jobs: list[tuple[str, obje
         for start, chunk in chunks:
             for sub in range(0, len(chunk), 16):  # a cancel is seen within 16 images
                 if cancel is not None and cancel_requested(cancel):
-                    raise LoadCancelled(f"cancelled after {done} of {total} images")
+                    raise Cancelled(f"while decoding the images (after {done} of {total} images)")
                 collect(start + sub, _decode_chunk(str(data_path), first_slot + start + sub, chunk[sub:sub + 16],
                                                    size, channels))
             done += len(chunk)
@@ -278,7 +278,7 @@ def _decode_missing(data_path: Path, first_slot: int, jobs: list[tuple[str, obje
         while pending:
             finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             if cancel is not None and cancel_requested(cancel):
-                raise LoadCancelled(f"cancelled after {done} of {total} images")
+                raise Cancelled(f"while decoding the images (after {done} of {total} images)")
             for future in finished:
                 start, count = pending.pop(future)
                 collect(start, future.result())
@@ -297,7 +297,7 @@ def open_cached_images(table: pd.DataFrame, size: int, channels: int, *, root: P
 
     As ``core.images.load_readable_images``: rows whose image cannot be read are dropped with one
     DatasetWarning; ``progress(done, total)`` after every decoded chunk; ``cancel`` (a callable or
-    a ``threading.Event``) raises ``LoadCancelled`` and leaves the cache as it was. ``workers``:
+    a ``threading.Event``) raises ``Cancelled`` and leaves the cache as it was. ``workers``:
     decoding processes (default: the CPU count, at most 8).
     """
     if getattr(multiprocessing.current_process(), "_inheriting", False):

@@ -9,7 +9,7 @@
   PIL bilinear resampling and converts to 1 channel (ITU-R 601 luma) or 3 channels.
 * ``load_images`` decodes a whole table with a thread pool (Pillow releases the GIL while
   decoding) into one preallocated array; it never raises half-way: each failure becomes an
-  :class:`ImageProblem` and a zero image. Only a ``cancel`` stops it (``LoadCancelled``),
+  :class:`ImageProblem` and a zero image. Only a ``cancel`` stops it (``Cancelled``),
   checked before every image.
 * ``ThumbnailCache``: in-memory LRU, plus an optional on-disk cache keyed by a hash of the
   file's path, mtime and size (so an edited file gets a new thumbnail).
@@ -32,7 +32,7 @@ import pandas as pd
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from uldl_studio.core.atomic import atomic_open
-from uldl_studio.core.cancel import cancel_requested
+from uldl_studio.core.cancel import Cancelled, cancel_requested
 from uldl_studio.core.data.datasets.common import DatasetWarning
 from uldl_studio.core.table import DatasetError
 
@@ -191,10 +191,6 @@ def to_model_input(img: np.ndarray, size: int, channels: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- bulk loading
-class LoadCancelled(Exception):
-    """``load_images`` stopped because its ``cancel`` said so; nothing is returned."""
-
-
 def load_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
                 progress: Callable[[int, int], None] | None = None,
                 cancel: Callable[[], bool] | threading.Event | None = None) -> tuple[np.ndarray, list[ImageProblem]]:
@@ -205,7 +201,7 @@ def load_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
 
     ``cancel`` (a callable returning True, or a ``threading.Event``) is checked before every
     image, from the decoding threads too: once it is set, each thread stops before its next
-    image, chunks not started are dropped, and ``LoadCancelled`` is raised when the threads
+    image, chunks not started are dropped, and ``Cancelled`` is raised when the threads
     have ended (at most one image per thread is decoded after the cancel).
     """
     paths = table["path"].astype(str).tolist()
@@ -218,7 +214,7 @@ def load_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
         problems = []
         for i in range(start, min(start + chunk, n)):
             if cancel is not None and cancel_requested(cancel):
-                raise LoadCancelled(f"cancelled after {i - start} images of the chunk at {start}")
+                raise Cancelled(f"while decoding the images (after {i - start} images of the chunk at {start})")
             try:
                 out[i] = to_model_input(decode_image(paths[i], pixels[i]), size, channels)
             except ImageReadError as exc:
@@ -239,11 +235,11 @@ def load_images(table: pd.DataFrame, size: int, channels: int, workers: int = 2,
         try:
             futures = [pool.submit(work, start) for start in starts]
             for start, future in zip(starts, futures):
-                problems.extend(future.result())  # re-raises a worker's LoadCancelled
+                problems.extend(future.result())  # re-raises a worker's Cancelled
                 if progress is not None:
                     progress(min(start + chunk, n), n)
                 if cancel is not None and cancel_requested(cancel):
-                    raise LoadCancelled(f"cancelled after {min(start + chunk, n)} of {n} images")
+                    raise Cancelled(f"while decoding the images (after {min(start + chunk, n)} of {n} images)")
         finally:
             # on a cancel (or an error): drop the chunks not started; running ones stop at
             # their next image, and are waited for so nothing writes into ``out`` afterwards
@@ -274,7 +270,7 @@ def load_readable_images(table: pd.DataFrame, size: int, channels: int, workers:
     """Decode every row; rows whose image cannot be read are dropped (one DatasetWarning).
 
     Returns the table of readable rows and their uint8 (N, C, size, size) images, aligned.
-    ``cancel``: as in :func:`load_images` (raises ``LoadCancelled``).
+    ``cancel``: as in :func:`load_images` (raises ``Cancelled``).
     """
     images, problems = load_images(table, size, channels, workers=workers, progress=progress, cancel=cancel)
     if not problems:

@@ -106,11 +106,11 @@ import torch.nn.functional as F
 from uldl_studio.core.labels import ldl
 from uldl_studio.core.engine.augment import augment_batch, parse_framing, to_float
 from uldl_studio.core.engine.batches import ArrayImages, ImageSource, iterate_batches
-from uldl_studio.core.cancel import Cancel, cancel_requested
+from uldl_studio.core.cancel import Cancel, Cancelled, cancel_requested
 from uldl_studio.core.engine.config import TrainConfig, resolve_device
 from uldl_studio.core.engine.distributed import Comm, shard_bounds, shard_counts, tensor_digest
 from uldl_studio.core.engine.dynamics import TrainingDynamics, knn_disagreement
-from uldl_studio.core.data.images import LoadCancelled, load_readable_images
+from uldl_studio.core.data.images import load_readable_images
 from uldl_studio.core.labels.soft_labels import build_soft_labels, mix_for, target_matrix
 from uldl_studio.core.engine.model import LDLNet, build_model
 from uldl_studio.core.engine.neighbors import knn
@@ -138,15 +138,7 @@ class Progress:
     message: str = ""
 
 
-class _Stopped(Exception):
-    """Raised by a cancel check inside ``fit``'s phases; ``fit`` ends with Progress("cancelled")."""
-
-    def __init__(self, where: str, epoch: int = 0, batch: int = 0, batches: int = 0):
-        super().__init__(where)
-        self.where, self.epoch, self.batch, self.batches = where, epoch, batch, batches
-
-
-Check = Callable[[], None] | None  # raises _Stopped when the fit was cancelled
+Check = Callable[[], None] | None  # raises Cancelled when the fit was cancelled
 
 
 def _checker(cancel: Cancel, where: str, epoch: int = 0, batches: int = 0) -> Check:
@@ -156,7 +148,7 @@ def _checker(cancel: Cancel, where: str, epoch: int = 0, batches: int = 0) -> Ch
 
     def check() -> None:
         if cancel_requested(cancel):
-            raise _Stopped(where, epoch, 0, batches)
+            raise Cancelled(where, epoch, 0, batches)
 
     return check
 
@@ -427,9 +419,8 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
                            loss_ce=row["loss_ce"], loss_d=row["loss_d"], accuracy=row["train_accuracy"],
                            mean_lambda=row["mean_lambda"], seconds=clock(), eta_seconds=eta,
                            message=_epoch_line(epoch, config, row))
-    except (_Stopped, LoadCancelled) as stop:
-        where = stop.where if isinstance(stop, _Stopped) else "while decoding the images"
-        epoch = stop.epoch if isinstance(stop, _Stopped) else 0
+    except Cancelled as stop:
+        where, epoch = stop.where, stop.epoch
         kept = ("the run directory was not changed" if saved is None else
                 f"epoch {saved} is saved" if saved else "no epoch was finished yet")
         yield Progress("cancelled", epoch, config.epochs, getattr(stop, "batch", 0), getattr(stop, "batches", 0),
@@ -615,7 +606,7 @@ def _load_pretrained(state: _State, ctx: _FitContext) -> None:
 def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel: Cancel,
                  clock: Callable[[], float], step_seconds: list[float]):
     """One epoch's batches (generator of Progress). Returns the epoch's totals; cancel is checked
-    before every batch (``_Stopped`` carries the batch reached)."""
+    before every batch (``Cancelled`` carries the batch reached)."""
     config = ctx.config
     phase = ctx.phase(epoch)
     seed = _epoch_seed(config.seed, epoch)
@@ -636,7 +627,7 @@ def _train_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, cancel
     total_steps = config.epochs * ctx.batches
     for b, (idx, batch) in enumerate(zip(batches, images)):
         if cancel_requested(cancel):
-            raise _Stopped(f"in epoch {epoch} before batch {b + 1}", epoch, b, ctx.batches)
+            raise Cancelled(f"in epoch {epoch} before batch {b + 1}", epoch, b, ctx.batches)
         t_batch = time.perf_counter()
         totals.lr = config.lr * 0.5 * (1.0 + math.cos(math.pi * state.step / max(total_steps, 1)))
         for group in state.optimizer.param_groups:

@@ -66,14 +66,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from uldl_studio.core.cancel import cancel_requested
+from uldl_studio.core.cancel import Cancelled, cancel_requested
 from uldl_studio.core.classes import canonical_name
 from uldl_studio.core.data.datasets.common import DatasetWarning
 from uldl_studio.core.data.faces import AUTO_FACTOR, DEFAULT_MARGIN, FACE_MODES
 from uldl_studio.core.table import DatasetError, classes_of, d_columns, p_columns
 
 __all__ = ["predict", "predict_collection", "Predictor", "PredictOptions", "Prediction", "PredictSummary",
-           "FeatureProjection", "PredictionCancelled", "write_predictions", "read_predictions",
+           "FeatureProjection", "write_predictions", "read_predictions",
            "EXTRA_COLUMNS", "PREDICTION_SPLIT", "PREDICTION_SCORES", "ADAPT_MODES", "ADAPTED_COLUMN", "parse_adapt"]
 
 PREDICTION_SPLIT = "test"
@@ -90,10 +90,6 @@ _FLOAT_EXTRAS = ("x2d", "y2d")
 #: run (λ, the training dynamics, neighbours, cross-fitting, their rank average) and is empty
 PREDICTION_SCORES = ("self_confidence", "margin", "entropy")
 _PROJECTION_TOLERANCE = 0.05
-
-
-class PredictionCancelled(Exception):
-    """The prediction was cancelled (nothing is returned or written)."""
 
 
 # ----------------------------------------------------------------------------- the 2-D feature map
@@ -214,7 +210,7 @@ class Predictor:
         with torch.no_grad():
             for start in range(0, len(images), self.batch_size):
                 if cancelled is not None and cancelled():
-                    raise PredictionCancelled()
+                    raise Cancelled("during prediction")
                 x = to_float(torch.as_tensor(images[start:start + self.batch_size]).to(self.device))
                 with self.precision.autocast():
                     logits, v = self.model(self.precision.prepare_input(x))
@@ -471,7 +467,7 @@ def predict_collection(run, source, options: PredictOptions | None = None, *,
     """Soft labels for every image (or face) of ``source`` (see the module docstring).
 
     ``run``: a ``Run`` or a :class:`Predictor`; ``source``: a path for ``read_collection`` or a
-    :class:`~uldl_studio.core.data.image_collection.Collection`. Raises :class:`PredictionCancelled`
+    :class:`~uldl_studio.core.data.image_collection.Collection`. Raises :class:`Cancelled`
     when cancelled, DatasetError when nothing could be predicted (every image unreadable, or
     without a face). Unreadable images and images without a face each give one DatasetWarning
     with the count and an example.
@@ -532,7 +528,7 @@ def predict_collection(run, source, options: PredictOptions | None = None, *,
             futures = pending
             items = [f.result() for f in futures]
             if cancelled() or any(item is None for item in items):
-                raise PredictionCancelled()
+                raise Cancelled("during prediction")
             pending = submit(starts[k + 1]) if k + 1 < len(starts) else []  # decode ahead while forwarding
             crops, rows_here = [], []
             for offset, item in enumerate(items):
