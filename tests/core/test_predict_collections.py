@@ -6,7 +6,6 @@ collections are folders, CSVs and files made from those images.
 from __future__ import annotations
 
 import threading
-import time
 import warnings
 
 import numpy as np
@@ -295,12 +294,10 @@ def test_cancel_mid_way_stops_between_chunks(predictor, demo_csv, tmp_path):
         if done >= 20:
             cancel.set()
 
-    started = time.perf_counter()
     with pytest.raises(Cancelled):
         predict_collection(predictor, tmp_path / "many", PredictOptions(chunk_size=10), progress=progress,
                            cancel=cancel)
-    assert time.perf_counter() - started < 30
-    assert max(seen) < 120  # it did not go on to the end
+    assert seen == [0, 10, 20]  # no chunk after the one at whose end it was cancelled
     # a callable works as well
     calls = iter(range(1000))
     with pytest.raises(Cancelled):

@@ -82,7 +82,7 @@ def test_ldlva_end_to_end(demo, tmp_path):
     assert np.allclose(d.sum(1), 1) and (d >= 0).all()
     assert np.allclose(p.sum(1), 1)
     lam = train["lambda"].to_numpy()
-    assert ((lam >= 0) & (lam <= 1)).all()
+    assert np.abs(lam - config.lambda_init).max() > 1e-3   # λ was learned: every sample starts at lambda_init
     assert samples.loc[samples["split"] != "train", "lambda"].isna().all()
     assert np.isfinite(samples[["valence", "arousal", "x2d", "y2d"]].to_numpy()).all()
     assert "valence_given" in samples  # circumplex differs from the demo's own V-A columns
@@ -94,6 +94,7 @@ def test_ldlva_end_to_end(demo, tmp_path):
     assert run.features().shape == (len(table), 32)
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["lambda_raw"].shape == (len(train),)
+    np.testing.assert_allclose(lam, torch.sigmoid(ckpt["lambda_raw"].float()).numpy(), atol=1e-6)  # the learned λ, per sample
     assert_evidence_columns(samples, run.classes)
     assert ckpt["dynamics"]["epochs"] == 2 and (samples["dyn_p_given_std"] > 0).mean() > 0.9
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtCore import QPoint, QRect
+from PySide6.QtGui import QColor, QImage, QPixmap
 
 from uldl_studio.core.classes import FERPLUS_CLASSES
 
@@ -46,13 +47,24 @@ def thumb(row: int, size: int = 48, saturation: int = 180, value: int = 220) -> 
 
 def colours_in(widget, step: int = 1) -> set[tuple[int, int, int]]:
     """The RGB colours painted in ``widget`` (what a user sees), from a real grab."""
-    image = widget.grab().toImage()
+    return image_colours(widget.grab().toImage(), step=step)
+
+
+def image_colours(image: QImage, rect: QRect | None = None, step: int = 1) -> set[tuple[int, int, int]]:
+    """The RGB colours of ``image`` (a grab, or a picture read back from its file), in ``rect``
+    (the whole image when None) every ``step`` pixels."""
+    rect = image.rect() if rect is None else rect.intersected(image.rect())
     found = set()
-    for y in range(0, image.height(), step):
-        for x in range(0, image.width(), step):
+    for y in range(rect.top(), rect.bottom() + 1, step):
+        for x in range(rect.left(), rect.right() + 1, step):
             c = image.pixelColor(x, y)
             found.add((c.red(), c.green(), c.blue()))
     return found
+
+
+def rect_in(widget, window) -> QRect:
+    """Where ``widget`` lies in a picture of ``window`` (one of its ancestors)."""
+    return QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())
 
 
 def open_demo(qtbot, win, n: int = 300) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from synthetic import image_colours, rect_in  # noqa: E402  (tests/qt/synthetic.py)
+
 pytestmark = pytest.mark.timeout(180)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +166,9 @@ def test_about_shows_version_libraries_and_run(qtbot, run_dir):
     assert "MIT" in text
     assert dialog.findChild(type(dialog.run_label), "aboutRun") is dialog.run_label
     qtbot.wait(100)
-    assert dialog.grab().save("/tmp/about.png")
+    image = dialog.grab().toImage()
+    assert len(image_colours(image, step=2)) >= 8                           # drawn, not one flat colour
+    assert len(image_colours(image, rect_in(dialog.run_label, dialog))) >= 4  # the run's line is painted
     # A path works too, and no run says so.
     by_path = show_about(None, run=str(run_dir))
     qtbot.addWidget(by_path)

@@ -16,10 +16,7 @@ from uldl_studio.qt.session_bridge import SessionBridge
 
 pytestmark = pytest.mark.timeout(120)
 
-from synthetic import grid_table  # noqa: E402  (tests/qt/synthetic.py)
-
-SCREENSHOT = "/tmp/health_panel.png"
-
+from synthetic import grid_table, image_colours, rect_in  # noqa: E402  (tests/qt/synthetic.py)
 
 def make_panel(qtbot, bridge, width=400, height=760):
     panel = HealthPanel(bridge)
@@ -284,7 +281,7 @@ def test_a_dataset_without_results_says_train_first(qtbot, demo_table):
     assert bridge.session.selection.size == 0
 
 
-def test_screenshot_of_a_trained_run(qtbot, run_bridge):
+def test_a_trained_run_is_drawn_whole(qtbot, run_bridge):
     panel = make_panel(qtbot, run_bridge, width=400, height=640)
     QApplication.processEvents()
     # everything fits the dock's width: no column of the matrix is cut off
@@ -294,9 +291,12 @@ def test_screenshot_of_a_trained_run(qtbot, run_bridge):
     assert last.right() <= m.viewport().width()
     assert m.height() >= m.horizontalHeader().height() + m.verticalHeader().length()
     assert "label issues" in panel.summary.text()
-    image = panel.grab()
-    assert image.save(SCREENSHOT)
+    image = panel.grab().toImage()
     assert image.width() == 400
+    drawn = {part: len(image_colours(image, rect_in(part, panel), step=2))
+             for part in (panel.summary, panel.rates_table, panel.matrix)}
+    assert min(drawn.values()) >= 8, drawn                # text and tinted cells, not a blank area
+    cells = rect_in(m.viewport(), panel)
     panel.train_only.click()  # every split: valid / test rows judged by their prediction
     assert panel.rates["estimated"].sum() > 0
-    assert panel.grab().save(SCREENSHOT.replace(".png", "_all.png"))
+    assert panel.grab().toImage().copy(cells) != image.copy(cells)   # the matrix was redrawn

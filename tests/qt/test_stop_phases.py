@@ -4,6 +4,8 @@ or UMAP runs (the job is stopped and waited for), and UMAP's child killed at onc
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -136,13 +138,10 @@ def test_closing_the_window_during_evaluation_stops_and_waits(qtbot, window, tmp
     start_and_wait_for(qtbot, win, run_dir, 40,
                        lambda p: p.phase in ("warmup", "train") and p.epoch == 1 and p.batches and p.batch == p.batches)
     thread = win.training.thread
-    started = time.perf_counter()
     assert win.close()
-    closing = time.perf_counter() - started
     assert results == [True]                   # stopped and waited for
     assert not thread.isRunning()
     assert not run_dir.exists()   # epoch 1's evaluation was cut: no epoch, so no run folder is kept
-    print(f"closing took {closing:.2f} s")
 
 
 def _umap_children(run_dir: Path) -> list[int]:
@@ -170,9 +169,19 @@ def _wait_for_child(run_dir: Path, timeout: float = 30.0) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the child through /proc")
-def test_umap_cancel_kills_the_child_at_once(run_dir):
+def test_umap_cancel_kills_the_child_at_once(run_dir, monkeypatch):
+    """Cancel while the child works: the worker does not wait for the child to finish, it
+    kills it (SIGKILL) and reaps it, and removes what a write cut by the kill left."""
     from uldl_studio.qt.umap_worker import compute_umap
 
+    children = []
+
+    class RecordedPopen(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            children.append(self)
+
+    monkeypatch.setattr(subprocess, "Popen", RecordedPopen)
     cancel = threading.Event()
     out = {}
     worker = threading.Thread(target=lambda: out.update(coords=compute_umap(run_dir, cancel)))
@@ -180,13 +189,12 @@ def test_umap_cancel_kills_the_child_at_once(run_dir):
     pid = _wait_for_child(run_dir)
     time.sleep(0.3)  # importing umap-learn: well inside the child's work
     (run_dir / ".umap.npy.cut-short.tmp").write_bytes(b"half")  # what a write cut by the kill leaves
-    started = time.perf_counter()
+    [child] = children
+    assert child.pid == pid and child.poll() is None   # still working when the cancel comes
     cancel.set()
-    worker.join(10)
-    took = time.perf_counter() - started
+    worker.join(30)
     assert not worker.is_alive()
-    print(f"UMAP cancelled in {took * 1000:.0f} ms")
-    assert took < 0.5, took                    # ~0.02 s: the event wakes the worker, SIGKILL, reap
+    assert child.returncode == -signal.SIGKILL       # killed, not waited for until it finished
     assert out["coords"].shape == (0, 2)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)                        # killed and reaped

@@ -31,17 +31,22 @@ def test_generator_items_and_return_value_reach_the_gui_thread(qtbot):
     runner = JobRunner(name="gen")
     calls, callbacks = _recorder()
 
+    ran_on = []
+
     def job(cancel):
+        ran_on.append(threading.get_ident())
         for i in range(3):
             yield i
         return "the end"
 
-    runner.start(job, **callbacks)
-    assert runner.is_running or runner.thread is not None
+    thread = runner.start(job, **callbacks)
+    assert runner.thread is thread
     qtbot.waitUntil(lambda: any(c[0] == "on_done" for c in calls), timeout=10_000)
     assert _names(calls) == [("on_yield", 0), ("on_yield", 1), ("on_yield", 2),
                              ("on_result", "the end"), ("on_done", "succeeded")]
-    assert {c[-1] for c in calls} == {threading.get_ident()}
+    assert ran_on and ran_on[0] != threading.get_ident()       # the job ran on the worker...
+    assert {c[-1] for c in calls} == {threading.get_ident()}   # ... its callbacks on this thread
+    assert thread.isFinished() and thread.outcome == "succeeded"
     assert not runner.is_running and runner.thread is None
 
 
@@ -90,22 +95,25 @@ def test_stop_and_wait_reports_a_job_that_ignores_cancel(qtbot):
 
     runner = JobRunner()
     calls, callbacks = _recorder()
-    started = threading.Event()
+    started, release, returned = threading.Event(), threading.Event(), threading.Event()
 
     def stubborn(cancel):
         started.set()
-        time.sleep(1.0)                 # does not look at cancel for a second
+        release.wait(30)                # does not look at cancel until released
+        returned.set()
         return "late"
 
     runner.start(stubborn, **callbacks)
     assert started.wait(5)
-    t0 = time.monotonic()
     assert runner.stop_and_wait(timeout_ms=100) is False
-    assert 0.08 <= time.monotonic() - t0 < 0.9
+    assert not returned.is_set()                                  # it gave up before the job ended
+    assert runner.cancel_requested
     assert runner.is_running and runner.thread is not None        # still attached
     with pytest.raises(RuntimeError, match="already running"):
         runner.start(stubborn)
+    release.set()
     assert runner.stop_and_wait(timeout_ms=10_000) is True
+    assert returned.is_set()
     assert not runner.is_running and runner.thread is None
     qtbot.wait(200)                     # whatever was queued is dropped: the job was detached
     assert calls == []
