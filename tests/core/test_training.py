@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -135,9 +134,9 @@ def _assert_same_state(a, b):
     assert all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
 
 
-@pytest.mark.parametrize("options", [{}, {"lambda_evidence": "batch", "bank_momentum": 0.0},
-                                     {"lambda_evidence": "both", "bank_momentum": 0.5, "lambda_budget": 0.3}],
-                         ids=["defaults", "batch-evidence", "both-evidence-ema-budget"])
+@pytest.mark.parametrize("options", [{}, {"lambda_evidence": "batch", "lambda_baseline": "class"},
+                                     {"lambda_evidence": "both", "lambda_budget": 0.3}],
+                         ids=["defaults", "batch-evidence", "both-evidence-budget"])
 def test_resume_equals_uninterrupted(demo, tmp_path, options):
     table, images = demo
     config = TrainConfig(**TINY, epochs=3, va="columns", **options)
@@ -222,25 +221,26 @@ def test_neighbour_refresh_rebuilds_each_epoch_and_resumes(demo, tmp_path):
 def test_lambda_evidence_baselines():
     """class: minus a running mean per given label; global: minus one running mean; none: as is."""
     from uldl_studio.core.engine.dynamics import TrainingDynamics
-    from uldl_studio.core.engine.training import _centre_evidence, _State
+    from uldl_studio.core.engine.experimental import centred
+    from uldl_studio.core.engine.training import _State
 
     y = torch.tensor([0, 0, 1, 2])
     evidence = torch.tensor([1.0, 3.0, -2.0, 6.0])
     fresh = lambda: _State(TrainConfig(**TINY), 3, 4, np.zeros(4, bool), torch.device("cpu"),  # noqa: E731
                            TrainingDynamics(4))
-    assert torch.equal(_centre_evidence(fresh(), "none", y, evidence), evidence)
+    assert torch.equal(centred(fresh(), "none", y, evidence), evidence)
     state = fresh()
     # first batch: the baseline is the batch mean (per class / overall)
-    assert torch.allclose(_centre_evidence(state, "class", y, evidence), torch.tensor([-1.0, 1.0, 0.0, 0.0]))
+    assert torch.allclose(centred(state, "class", y, evidence), torch.tensor([-1.0, 1.0, 0.0, 0.0]))
     state_global = fresh()
-    assert torch.allclose(_centre_evidence(state_global, "global", y, evidence), evidence - 2.0)
+    assert torch.allclose(centred(state_global, "global", y, evidence), evidence - 2.0)
     assert state_global.baseline_seen.tolist() == [True, False, False]
     # second batch: running mean with momentum 0.9 (class 2 absent keeps its value)
     second = torch.tensor([5.0, 5.0, 0.0, 0.0])
-    out = _centre_evidence(state, "class", torch.tensor([0, 0, 1, 1]), second)
+    out = centred(state, "class", torch.tensor([0, 0, 1, 1]), second)
     assert torch.allclose(state.baseline, torch.tensor([0.9 * 2 + 0.1 * 5, 0.9 * -2 + 0.1 * 0, 6.0]))
     assert torch.allclose(out, second - state.baseline[torch.tensor([0, 0, 1, 1])])
-    _centre_evidence(state_global, "global", y, second)
+    centred(state_global, "global", y, second)
     assert float(state_global.baseline[0]) == pytest.approx(0.9 * 2 + 0.1 * 2.5)
 
 
@@ -271,19 +271,6 @@ def test_epoch_evidence_step_by_hand(demo, tmp_path, form, knn_weight):
     # and d is built with the updated λ
     lam = train["lambda"].to_numpy()[:, None]
     assert np.allclose(train[d_columns(run.classes)].to_numpy(), (1 - lam) * onehot + lam * d_tilde, atol=1e-4)
-
-
-def test_bank_momentum_averages_the_bank(demo, tmp_path):
-    """bank_momentum=m keeps m of the bank's old probabilities at each write; m = 0 is the latest."""
-    table, images = demo
-    run_fit(table, images, tmp_path / "latest", va="columns")
-    run_fit(table, images, tmp_path / "ema", va="columns", bank_momentum=0.9)
-    latest, ema = load_checkpoint(tmp_path / "latest"), load_checkpoint(tmp_path / "ema")
-    for ckpt in (latest, ema):
-        assert torch.allclose(ckpt["bank_probs"].sum(1), torch.ones(len(ckpt["bank_probs"])), atol=1e-5)
-    # one write per sample after the post-warm-up pass: 0.9 of that pass's flatter output remains
-    spread = lambda bank: float(bank.max(1).values.mean())  # noqa: E731
-    assert spread(ema["bank_probs"]) < spread(latest["bank_probs"])
 
 
 def test_lambda_baseline_global_trains(demo, tmp_path):
@@ -378,8 +365,6 @@ def test_config_round_trip_and_validation():
         TrainConfig(lambda_init=1.0)
     with pytest.warns(UserWarning, match="unknown"):
         TrainConfig.from_dict({"epochs": 2, "from_the_future": 1})
-    # a run written before neighbor_refresh existed keeps its fixed neighbours when resumed
-    assert TrainConfig().neighbor_refresh and not TrainConfig.from_dict({"epochs": 2}).neighbor_refresh
 
 
 KILL_SCRIPT = textwrap.dedent("""

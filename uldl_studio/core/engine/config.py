@@ -1,9 +1,21 @@
 """What a training run is asked to do: ``TrainConfig``, its choices and validation, and the device.
 
 ``TrainConfig`` is JSON-safe (``to_dict``/``from_dict``) and is stored in RUN/config.json and
-in every checkpoint (``core.run``). A bad value raises ``ConfigError``. The meaning of the
-LDLVA and λ options is explained in ``core.training``; ``docs/architecture.md`` describes the
-method as a whole.
+in every checkpoint (``core.engine.run``). A bad value raises ``ConfigError``. What the options
+do is in ``docs/method.md``.
+
+Stored options carry ``format_version`` (``FORMAT_VERSION``). ``from_dict`` migrates what an
+older version wrote, one format at a time (``_MIGRATIONS``), so that a run resumes and retrains
+with the behaviour it was trained with:
+
+* format 1 (no ``format_version``): written before options had a format. Options added after a
+  run was written are missing from its config and meant the behaviour from before they existed
+  (``FORMAT_1_MISSING``): fixed neighbours, λ's per-batch evidence in the loss-derivative form
+  without neighbour disagreement.
+* format 2: every option is written. An option missing from a format-2 config takes its default.
+
+Options that were removed (``REMOVED``) are dropped on load; a value other than the one the
+code now behaves as is reported in one warning.
 """
 from __future__ import annotations
 
@@ -27,10 +39,15 @@ LAMBDA_EVIDENCE_FORMS = ("ce", "prob")
 DEVICES = ("auto", "cpu", "cuda")
 ARCHS = ("compact", "resnet18", "resnet50")
 CLASS_BALANCE = ("none", "logit_adjust")
-# Options whose default changed after runs were written without them: such a run keeps the
-# behaviour it was trained with when it is resumed or retrained.
-LEGACY_DEFAULTS = {"neighbor_refresh": False, "lambda_evidence": "batch", "bank_momentum": 0.0,
-                   "lambda_knn_weight": 0.0, "lambda_evidence_form": "ce"}
+FORMAT_VERSION = 2
+# Format 1: the options a config could lack, and the behaviour it then had.
+FORMAT_1_MISSING = {"neighbor_refresh": False, "lambda_evidence": "batch", "lambda_knn_weight": 0.0,
+                    "lambda_evidence_form": "ce"}
+# Removed options: {name: (the value the code behaves as now, why it went)}.
+REMOVED = {
+    "bank_momentum": (0.0, "the memory bank holds each sample's latest prediction; an averaged bank "
+                           "measured no better (bench/RESULTS_ferplus.md, λ's evidence)"),
+}
 
 
 class ConfigError(TypeError, ValueError):
@@ -39,6 +56,7 @@ class ConfigError(TypeError, ValueError):
 
 @dataclass
 class TrainConfig:
+    format_version: int = FORMAT_VERSION  # of the stored options (module docstring)
     # what to train
     method: str = "ldlva"                 # ldlva | ce
     epochs: int = 8
@@ -93,23 +111,25 @@ class TrainConfig:
     centre_alpha: float = 0.5             # center-loss update rate
     centre_separation_lr: float = 0.01    # gradient step of the centre separation term
     warmup_epochs: int = 1                # CE epochs before LDLVA (capped at epochs - 1)
-    # λ (see core.training, "λ anchoring")
+    # λ (docs/method.md, "Why λ has its own objective"; defaults chosen on FER+,
+    # bench/RESULTS_ferplus.md "Defaults of the training loop")
     lambda_init: float = 0.2
     lambda_unsure_init: float = 0.8       # rows with unsure == True
-    # (defaults chosen on FER+, bench/RESULTS_ferplus.md §10: λ then ranks the wrong labels as well
-    # as the model's own self-confidence; the per-batch update of earlier versions ranked them worse)
     lambda_lr: float = 3.0
-    lambda_baseline: str = "global"       # global | class | none (per-batch evidence; FER+ sweep: bench/RESULTS_ferplus.md)
     lambda_prior: float = 0.3             # β of ½β(raw - raw0)²: λ's memory of earlier epochs' evidence
     lambda_budget: float | None = None    # cap on mean λ after each epoch
-    lambda_evidence: str = "epoch"        # epoch (evaluation pass) | batch (augmented training forward) | both
     lambda_evidence_form: str = "prob"    # prob: Σ (l − d̃) f | ce: CE(d̃, f) − CE(l, f) (core.ldl.lambda_evidence)
-    lambda_knn_weight: float = 2.0        # epoch evidence: minus this × neighbour disagreement (centred)
-    bank_momentum: float = 0.0            # bank probabilities: m·old + (1 − m)·new (0: the latest forward)
+    lambda_knn_weight: float = 2.0        # minus this × neighbour disagreement (centred)
+    # experimental (core.engine.experimental): measured and not chosen, kept for the runs trained with them
+    lambda_evidence: str = "epoch"        # epoch (evaluation pass) | batch (augmented training forward) | both
+    lambda_baseline: str = "global"       # global | class | none: the running mean of the per-batch evidence
     # exported soft labels (core.soft_labels): weight of the calibrated prediction; None: per method
     soft_label_mix: float | None = None
 
     def __post_init__(self) -> None:
+        if self.format_version != FORMAT_VERSION:
+            raise ConfigError(f"format_version={self.format_version!r}: options are written in format "
+                              f"{FORMAT_VERSION}; TrainConfig.from_dict reads older ones")
         choices = {"method": METHODS, "neighbors": NEIGHBOR_MODES, "va": VA_MODES,
                    "similarity": SIMILARITIES, "device": DEVICES, "neighbor_space": NEIGHBOR_SPACES,
                    "arch": ARCHS, "lambda_baseline": LAMBDA_BASELINES, "lambda_evidence": LAMBDA_EVIDENCE,
@@ -136,8 +156,6 @@ class TrainConfig:
             raise ConfigError(f"soft_label_mix must be in [0, 1], got {self.soft_label_mix}")
         if float(self.lambda_knn_weight) < 0:
             raise ConfigError(f"lambda_knn_weight must be >= 0, got {self.lambda_knn_weight}")
-        if not 0.0 <= float(self.bank_momentum) < 1.0:
-            raise ConfigError(f"bank_momentum must be in [0, 1), got {self.bank_momentum}")
         if self.delta is not None and self.delta <= 0:
             raise ConfigError(f"delta must be > 0 or null (auto), got {self.delta}")
         if self.warmup_epochs < 0:
@@ -159,8 +177,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        """The options ``data`` (a stored ``to_dict``) meant, migrated to this format."""
+        data = migrate(data)
         known = {f.name for f in fields(cls)}
-        data = {**LEGACY_DEFAULTS, **data}
         unknown = sorted(set(data) - known)
         if unknown:
             warnings.warn(f"ignoring unknown training options {unknown} (written by another version?)")
@@ -170,6 +189,34 @@ class TrainConfig:
         return ModelConfig(num_classes=num_classes, in_channels=self.channels, image_size=self.image_size,
                            arch=self.arch, width=self.width, stages=self.stages, blocks=self.blocks,
                            calib_hidden=list(self.calib_hidden), imagenet_stem=self.imagenet_stem)
+
+
+def migrate(data: dict) -> dict:
+    """``data`` (stored options of any format) in this format: each older format's migration
+    in turn, then the removed options dropped (with one warning for those that asked for
+    something else than what the code does now). ConfigError for a newer format."""
+    data = dict(data)
+    version = int(data.get("format_version", 1))
+    if version > FORMAT_VERSION:
+        raise ConfigError(f"training options of format {version}, written by a newer version of ULDL Studio; "
+                          f"this version reads formats 1 to {FORMAT_VERSION}")
+    for step in range(version, FORMAT_VERSION):
+        data = _MIGRATIONS[step](data)
+    changed = []
+    for name, (kept, why) in REMOVED.items():
+        if name in data and data.pop(name) != kept:
+            changed.append(f"{name} (now {kept!r}: {why})")
+    if changed:
+        warnings.warn(f"removed training options ignored: {'; '.join(changed)}")
+    return data
+
+
+def _format_1_to_2(data: dict) -> dict:
+    """Format 1 → 2: the options the config lacks, as they behaved before they existed."""
+    return {**FORMAT_1_MISSING, **data, "format_version": 2}
+
+
+_MIGRATIONS = {1: _format_1_to_2}
 
 
 def resolve_device(name: str) -> torch.device:

@@ -1,91 +1,25 @@
 """Training: ``fit(table, config, run_dir)`` as a generator of ``Progress``.
 
-The configuration is ``core.config.TrainConfig``; the files a run writes are ``core.run``'s;
-``docs/architecture.md`` describes the method and the layers around this module.
+``fit`` decodes the images (into the decoded-image cache by default), builds the model and its
+state, resumes from the last checkpoint or starts fresh, and trains ``config.epochs`` epochs of
+``config.method`` (``core.engine.config.TrainConfig``):
 
-Methods
--------
-- ``ce``: plain cross-entropy on the given labels (the baseline; same backbone, schedule, seed).
-- ``ldlva``: the first ``warmup_epochs`` epochs are plain cross-entropy (phase ``warmup``; they
-  count towards ``epochs`` so ``ce`` and ``ldlva`` get the same number of epochs). Then one
-  no-grad pass over all rows gives class probabilities and features: the V-A provider
-  (``core.va``) places every sample, the K nearest neighbours of each train sample and their
-  similarities s_ik are computed (``core.neighbors``), and the memory bank is initialised.
-  Each following batch builds d_i = (1-λ_i) l_i + λ_i d̃_i and minimises
-  CE(d_i, f(x_i)) + γ L_D (``core.ldl``).
+- ``ce``: cross-entropy on the given labels;
+- ``ldlva``: ``warmup_epochs`` cross-entropy epochs, then a placement pass (V-A points, K
+  neighbours, memory bank, class centres) and LDLVA epochs on d = (1 − λ) l + λ d̃
+  (``core.labels.ldl``); λ takes one step of its own objective after each epoch's evaluation
+  pass, then the optional budget.
 
-Where the neighbours come from
-------------------------------
-- ``neighbor_space="va"`` (default, as published): K nearest neighbours of the V-A points,
-  s_ik from the V-A distance.
-- ``neighbor_space="features"``: K nearest neighbours by cosine similarity of the eval-mode
-  backbone features (L2-normalised; s_ik from the Euclidean distance of the unit vectors, δ auto
-  as in V-A). The V-A points are still computed and shown on the map. Motivation: the circumplex
-  projection of 8 warm-up probabilities onto 2-D collapses (bench/RESULTS_ferplus.md).
-- ``neighbor_refresh=True`` (default): after every LDLVA epoch, the samples are re-placed from
-  that epoch's evaluation pass and the neighbours and s_ik rebuilt for the next epoch (only when
-  they can change: circumplex V-A or feature space; with the dataset's own V-A columns they are
-  built once). The files of an epoch keep the neighbours it used; the checkpoint carries the
-  rebuilt ones, so a resumed run still equals an uninterrupted one.
+After every epoch, an eval-mode pass over all rows gives p, the features, λ and d and the
+per-sample evidence (``core.engine.dynamics``); the epoch's files and then the checkpoint are
+written atomically (``core.engine.run``). Cancel is checked in every phase; a cancelled fit
+leaves the last completed epoch on disk. Each epoch reseeds its random generators from (seed,
+epoch), so a resumed run equals an uninterrupted one. Under torchrun (``comm``) every rank
+trains its share of each batch and keeps the same state; rank 0 writes the run.
 
-Neighbour predictions f(x_k), v_k
----------------------------------
-- ``bank`` (default): each train sample's latest softmax and feature, written back from the
-  forward pass of every batch it appears in (augmented, train mode), initialised by the
-  post-warm-up pass. Costs one gather per batch.
-- ``exact``: the K neighbour images of every sample are forwarded at each step, as published
-  (without gradient, un-augmented, in train mode), ≈ K extra forward passes per sample.
-In both modes f(x_k) and v_k carry no gradient; ζ = sigmoid(g([v_i, v_k])) is trained through the
-target d (the only way g receives a gradient), with v_i detached so g calibrates rather than
-reshapes the backbone.
-
-λ anchoring (why λ does not simply climb)
------------------------------------------
-With d̃ built from the model's own predictions, ∂CE(d_i, f_i)/∂λ_i = CE(d̃_i, f_i) - CE(l_i, f_i)
-is positive-biased early in training for *every* sample (the model has not fitted the labels
-yet, d̃ agrees with f), so an unanchored λ self-confirms; with a batch-mean loss each λ_i's
-gradient is 1/B of that and λ does not move at all. ``fit`` therefore updates λ with its own
-SGD optimiser (``lambda_lr``) on a separate, per-sample objective Σ_i λ_i (g_i − ḡ) plus a prior
-½ β (raw_i − raw0_i)² (``lambda_prior``) towards the initial value (``lambda_init``, or
-``lambda_unsure_init`` for rows marked ``unsure``). ``TrainConfig`` chooses:
-
-1. where the evidence g comes from (``lambda_evidence``): ``epoch`` (default) takes one step per
-   LDLVA epoch on the evaluation pass (un-augmented, eval mode, all rows at one model state),
-   ḡ its exact mean; ``batch`` one step per batch on the augmented training forward, ḡ a running
-   mean (``lambda_baseline``: ``global`` one mean, ``class`` one per given label, which on FER+
-   erased the signal that some classes are mostly mislabelled, ``none``); ``both`` does both;
-2. its form (``lambda_evidence_form``, ``core.ldl.lambda_evidence``): ``prob`` (default)
-   Σ_j (l_j − d̃_j) f_j, bounded; ``ce`` Σ_j (l_j − d̃_j) log f_j, the loss derivative;
-3. neighbour disagreement (``lambda_knn_weight`` κ, epoch evidence): g − κ · knn_disagreement;
-4. the memory: β · lr is the share of λ's offset from its start lost per step (0.9 by default:
-   λ follows the last epochs' evidence rather than averaging in the under-fitted first ones);
-5. a budget (``lambda_budget``, optional): after each epoch, if mean λ exceeds it, all raw λ
-   are shifted down by one constant (ranking unchanged) until the mean equals the budget.
-The FER+ measurements behind the defaults are in bench/RESULTS_ferplus.md (§7, §10).
-λ enters L_D only as a detached weight: otherwise ½(1-λ)||v-μ||² rewards a larger λ for every
-sample regardless of its label.
-
-Precision (``core.precision``): bf16 autocast where the hardware has native bf16 (CUDA, and CPUs
-with AMX-BF16 / AVX512-BF16), fp16 with a GradScaler on older GPUs, fp32 elsewhere; channels-last
-convolutions. On a CPU with AMX, ``bench/cpu_speed.py`` measured a training epoch 2.4× faster
-than fp32 NCHW.
-
-Images and processes: batches are read from an image source (``core.batches``: the decoded-image
-cache on disk by default, ``core.image_cache``), so memory does not grow with the dataset. Under
-torchrun (``comm``, ``core.distributed``) every rank trains its share of each global batch in
-DistributedDataParallel and applies the same λ, bank and centre updates to the gathered batch;
-rank 0 places the samples and writes the run (``docs/architecture.md``, "Distributed training").
-
-Reproducibility: every epoch reseeds the global torch RNG and a CPU ``torch.Generator`` (data
-order, augmentation) from (seed, epoch); the checkpoint carries everything else, so on CPU a
-resumed run equals an uninterrupted one bit for bit.
-
-After every epoch, ``ce`` and ``ldlva`` alike, an eval-mode pass over all rows gives p, the
-features, λ and d; it also feeds the per-sample evidence about the given labels
-(``core.dynamics``: p[label] and the margin accumulated over epochs, kept in the checkpoint,
-and the disagreement of the K nearest training samples in feature space). ``fit`` then writes
-samples.csv, neighbors.npz, features.npy and history.csv, and checkpoint.pt last, each
-atomically (``core.run.write_epoch_outputs``, ``core.run.save_checkpoint``).
+The method, the reasons behind λ's update and the measurements behind the defaults are in
+docs/method.md ("The training loop") and bench/RESULTS_ferplus.md. Options measured and not
+chosen live in ``core.engine.experimental``.
 """
 from __future__ import annotations
 
@@ -108,6 +42,7 @@ from uldl_studio.core.engine.augment import augment_batch, parse_framing, to_flo
 from uldl_studio.core.engine.batches import ArrayImages, ImageSource, iterate_batches
 from uldl_studio.core.cancel import Cancel, Cancelled, cancel_requested
 from uldl_studio.core.engine.config import TrainConfig, resolve_device
+from uldl_studio.core.engine import experimental
 from uldl_studio.core.engine.distributed import Comm, shard_bounds, shard_counts, tensor_digest
 from uldl_studio.core.engine.dynamics import TrainingDynamics, knn_disagreement
 from uldl_studio.core.data.images import load_readable_images
@@ -189,6 +124,7 @@ class _State:
         self.centres = torch.zeros(num_classes, dim, device=device)
         self.bank_probs = torch.full((n_train, num_classes), 1.0 / num_classes, device=device)
         self.bank_features = torch.zeros(n_train, dim, device=device)
+        # running means of the experimental per-batch λ evidence (core.engine.experimental)
         self.baseline = torch.zeros(num_classes, device=device)
         self.baseline_seen = torch.zeros(num_classes, dtype=torch.bool, device=device)
         self.va: torch.Tensor | None = None            # (N, 2) all rows, after preparation
@@ -932,10 +868,8 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
         loss_ce = ldl.soft_cross_entropy(target, _adjusted(logits, ctx))
         loss_d = ldl.discriminative_loss(feats, y, lam, state.centres, reduction="mean")
         loss = loss_ce + config.gamma * loss_d
-        if config.lambda_evidence != "epoch":  # λ's per-batch evidence (module docstring, "λ anchoring")
-            with torch.no_grad():
-                evidence = ldl.lambda_evidence(d_tilde.detach(), ctx.onehot_train[idx],
-                                               F.log_softmax(logits.detach(), -1), config.lambda_evidence_form)
+        if experimental.per_batch(config):
+            evidence = experimental.batch_evidence(config, d_tilde, ctx.onehot_train[idx], logits)
     probs = torch.softmax(logits.detach(), -1)
     state.optimizer.zero_grad(set_to_none=True)
     scaler = ctx.scaler
@@ -951,11 +885,10 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
         all_y = ctx.train_labels[batch_idx]
         all_feats = comm.gather_rows(feats.detach(), counts)
         if evidence is not None:
-            _lambda_step(state, config, batch_idx, all_y, comm.gather_rows(evidence, counts))
+            evidence = comm.gather_rows(evidence, counts)
+            _lambda_step(state, config, batch_idx, experimental.centred(state, config.lambda_baseline, all_y, evidence))
         with torch.no_grad():
-            fresh = comm.gather_rows(probs, counts)
-            m = config.bank_momentum
-            state.bank_probs[batch_idx] = fresh if m == 0 else m * state.bank_probs[batch_idx] + (1 - m) * fresh
+            state.bank_probs[batch_idx] = comm.gather_rows(probs, counts)
             state.bank_features[batch_idx] = all_feats
             weights = 1.0 - torch.sigmoid(state.lambda_raw[batch_idx])
             state.centres = ldl.update_centres(state.centres, all_feats, all_y, weights, config.centre_alpha,
@@ -969,12 +902,9 @@ def _adjusted(logits: torch.Tensor, ctx: _FitContext) -> torch.Tensor:
     return logits if ctx.logit_offsets is None else logits + ctx.logit_offsets
 
 
-def _lambda_step(state: _State, config: TrainConfig, idx: torch.Tensor, y: torch.Tensor,
-                 evidence: torch.Tensor, baseline: str | None = None) -> None:
-    """One SGD step of λ's own objective on the rows ``idx``: the evidence minus its running
-    baseline (``baseline``, default ``config.lambda_baseline``), weighted by λ and summed, plus
-    the prior ½β(raw − raw0)²."""
-    evidence = _centre_evidence(state, baseline or config.lambda_baseline, y, evidence)
+def _lambda_step(state: _State, config: TrainConfig, idx: torch.Tensor, evidence: torch.Tensor) -> None:
+    """One SGD step of λ's own objective on the rows ``idx``: the centred evidence weighted by
+    λ and summed, plus the prior ½β(raw − raw0)²."""
     raw = state.lambda_raw[idx]
     loss = (torch.sigmoid(raw) * evidence).sum() + \
         0.5 * config.lambda_prior * (raw - state.lambda_raw0[idx]).pow(2).sum()
@@ -985,8 +915,8 @@ def _lambda_step(state: _State, config: TrainConfig, idx: torch.Tensor, y: torch
 
 def _update_lambda_after_epoch(state: _State, ctx: _FitContext, results: dict) -> None:
     """After an LDLVA epoch's evaluation pass (neighbours built, i.e. past the warm-up): λ's step
-    on the pass's evidence (``lambda_evidence`` ``epoch`` or ``both``), then the budget; then, on
-    rank 0, ``results``' λ and d = (1 − λ) l + λ d̃ from the updated λ.
+    on the pass's evidence (unless the experimental ``lambda_evidence="batch"``), then the
+    budget; then, on rank 0, ``results``' λ and d = (1 − λ) l + λ d̃ from the updated λ.
 
     The evidence is ``ldl.lambda_evidence`` of the un-augmented, eval-mode pass (p of the sample
     and of its neighbours at one model state; by default Σ_j (l_ij − d̃_ij) p_ij), minus
@@ -997,7 +927,7 @@ def _update_lambda_after_epoch(state: _State, ctx: _FitContext, results: dict) -
     config = ctx.config
     if config.method != "ldlva" or state.neighbor_index is None:
         return
-    if config.lambda_evidence in ("epoch", "both"):
+    if config.lambda_evidence != "batch":
         evidence = None
         if ctx.comm.is_main:
             log_probs = torch.log(results["train_probs"].clamp_min(1e-12))
@@ -1009,35 +939,13 @@ def _update_lambda_after_epoch(state: _State, ctx: _FitContext, results: dict) -
                 evidence = evidence - config.lambda_knn_weight * disagreement
         evidence = torch.as_tensor(ctx.comm.broadcast_object(evidence), device=ctx.device)
         all_rows = torch.arange(ctx.n_train, device=ctx.device)
-        _lambda_step(state, config, all_rows, ctx.train_labels, evidence - evidence.mean(), baseline="none")
+        _lambda_step(state, config, all_rows, evidence - evidence.mean())
     if config.lambda_budget is not None:
         _apply_budget(state, config.lambda_budget)
     if ctx.comm.is_main:
         lam = torch.sigmoid(state.lambda_raw.detach())
         results["lambda"] = lam.cpu().numpy()
         results["d"] = ldl.target_distribution(ctx.onehot_train, lam, results["d_tilde"]).cpu().numpy()
-
-
-def _centre_evidence(state: _State, baseline: str, y: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
-    """λ's evidence minus its running baseline (``TrainConfig.lambda_baseline``), baseline updated."""
-    if baseline == "class":
-        _update_baseline(state, y, evidence)
-        return evidence - state.baseline[y]
-    if baseline == "global":  # one running mean over all samples, kept in slot 0
-        _update_baseline(state, torch.zeros_like(y), evidence)
-        return evidence - state.baseline[0]
-    return evidence
-
-
-def _update_baseline(state: _State, y: torch.Tensor, evidence: torch.Tensor, momentum: float = 0.9) -> None:
-    m = state.baseline.shape[0]
-    count = torch.zeros(m, device=y.device).index_add_(0, y, torch.ones_like(evidence))
-    total = torch.zeros(m, device=y.device).index_add_(0, y, evidence)
-    present = count > 0
-    mean = total / count.clamp_min(1)
-    blended = torch.where(state.baseline_seen, momentum * state.baseline + (1 - momentum) * mean, mean)
-    state.baseline = torch.where(present, blended, state.baseline)
-    state.baseline_seen = state.baseline_seen | present
 
 
 @torch.no_grad()
