@@ -1,13 +1,13 @@
-"""Kill soak of the real app: SIGKILL ``uldl-studio gui RUN`` while it relabels, reopen, check.
+"""Kill soak of the real app: SIGKILL the GUI on a run while it relabels, reopen, check.
 
     python bench/kill_soak.py                    # 200 kills on a tiny demo run made once
     python bench/kill_soak.py --kills 20 --seed 3 --work /tmp/soak --keep
 
 A tiny trained run is made once (``uldl-studio train demo --limit 60 --epochs 1 --set
-image_size=16 ...``). Each round starts the real ``uldl-studio gui RUN`` process with the
-in-process key driver (``uldl_studio/qt/soak_driver.py``, enabled by
-``ULDL_STUDIO_SOAK_DRIVER=ACK_LOG``): once the window has loaded the run it types number keys,
-Space, Ctrl+Z, Ctrl+Shift+Z and arrows, and after the window shows each edit it appends an
+image_size=16 ...``). Each round starts the app on the run in its own process, as
+``uldl-studio gui RUN`` does, with an in-process key driver (``bench/soak_driver.py RUN
+ACK_LOG``): once the window has loaded the run it types number keys, Space, Ctrl+Z,
+Ctrl+Shift+Z and arrows, and after the window shows each edit it appends an
 acknowledgement (journal seq, sample ids, label and unsure as shown) to the ack log, fsync-ed.
 The soak SIGKILLs the process at a random moment (mostly while it types, sometimes while it is
 still starting), then opens ``RUN/edits.jsonl`` with ``EditJournal`` and replays it with its
@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))  # soak_driver, when this file is loaded by path (the test)
 
 TRAIN_ARGS = ["--limit", "60", "--epochs", "1", "--device", "cpu", "--set", "image_size=16", "--set", "width=8",
               "--set", "stages=2", "--set", "blocks=1", "--set", "calib_hidden=[16]", "--set", "num_threads=1"]
@@ -55,7 +57,6 @@ def child_env(work: Path, platform: str = "offscreen") -> dict:
     for name, sub in (("ULDL_STUDIO_CACHE", "cache"), ("XDG_CONFIG_HOME", "config"),
                       ("XDG_CACHE_HOME", "xdg-cache"), ("XDG_DATA_HOME", "xdg-data")):
         env[name] = str(work / sub)
-    env.pop("ULDL_STUDIO_SOAK_DRIVER", None)
     return env
 
 
@@ -141,7 +142,7 @@ def read_log(path: Path, offset: int = 0) -> tuple[list[dict], int]:
 def check_journal(run_dir: Path, acks: list[dict], readies: list[dict], ids: list[str], base: dict) -> dict:
     """Open the journal as the app does and check every acknowledgement and every reopen."""
     from uldl_studio.core.labels.edits import EditJournal, JournalWarning
-    from uldl_studio.qt.soak_driver import state_digest
+    from soak_driver import state_digest
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -231,10 +232,10 @@ def soak(kills: int = 200, *, seed: int = 0, work: Path | None = None, platform:
     failures: list[str] = []
     try:
         for round_no in range(kills):
-            env_round = dict(env, ULDL_STUDIO_SOAK_DRIVER=str(ack_log), ULDL_STUDIO_SOAK_SEED=str(seed * 100_003 + round_no))
             early = rng.random() < early_kill
             t0 = time.perf_counter()
-            proc = subprocess.Popen(cli_command() + ["gui", str(run_dir)], env=env_round,
+            proc = subprocess.Popen([sys.executable, str(BENCH / "soak_driver.py"), str(run_dir), str(ack_log),
+                                     "--seed", str(seed * 100_003 + round_no)], env=env,
                                     stdout=subprocess.DEVNULL, stderr=app_err)
             ready = None
             round_records: list[dict] = []

@@ -54,9 +54,8 @@ def test_the_checker_sees_a_lost_or_changed_edit(tmp_path):
     import pandas as pd
 
     from uldl_studio.core.labels.edits import EditJournal
-    from uldl_studio.qt.soak_driver import state_digest
-
     soak = load_soak()
+    from soak_driver import state_digest  # bench/, put on the path by kill_soak
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     pd.DataFrame({"sample_id": ["a", "b", "c"], "label": [0, 1, 2]}).to_csv(run_dir / "samples.csv", index=False)

@@ -182,10 +182,6 @@ def run_gui(path: str | None = None, *, demo: bool = False, screenshot: str | No
     quit_on_interrupt(app)
     if demo or path is not None:
         window = MainWindow(settings)
-        if os.environ.get("ULDL_STUDIO_SOAK_DRIVER"):  # the kill soak's key driver (bench/kill_soak.py)
-            from uldl_studio.qt.soak_driver import SoakDriver
-
-            SoakDriver.from_environment(window)  # a child of the window
         window.show()
         open_path(window, "demo" if demo and path is None else path, fmt)
         return app.exec()

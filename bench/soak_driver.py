@@ -1,11 +1,14 @@
-"""An in-process driver for the kill soak (``bench/kill_soak.py``): off unless asked for.
+"""The kill soak's app (``bench/kill_soak.py``): the GUI on a run, with a key driver.
 
-``run_gui`` starts it when ``ULDL_STUDIO_SOAK_DRIVER`` names a file (the acknowledgement log).
-Once the window has loaded its project, a timer sends real key events to the window, as an
-annotator would: number keys relabel the current sample, Space toggles "unsure", Ctrl+Z
-undoes, Ctrl+Shift+Z redoes, ←/→ move. After each key that changed the journal, the driver
-reads what the window now shows for the affected samples (``window.project.table``) and
-appends one line to the log, written with one ``os.write`` and fsync-ed:
+    python bench/soak_driver.py RUN ACK_LOG [--seed N] [--interval-ms MS]
+
+starts the main window on RUN as ``uldl-studio gui RUN`` does (same window, settings and
+loading) with a :class:`SoakDriver` attached. Once the window has loaded its project, a timer
+sends real key events to the window, as an annotator would: number keys relabel the current
+sample, Space toggles "unsure", Ctrl+Z undoes, Ctrl+Shift+Z redoes, ←/→ move. After each key
+that changed the journal, the driver reads what the window now shows for the affected samples
+(``window.project.table``) and appends one line to ACK_LOG, written with one ``os.write`` and
+fsync-ed:
 
     {"ack": SEQ, "op": ..., "key": ..., "ids": [...], "shown": {id: [label, unsure]}, "pid": PID}
 
@@ -13,23 +16,18 @@ SEQ is the journal's sequence number of that edit. When the project is loaded, a
 ``{"ready": PID, "seq": ..., "ops": ..., "digest": ...}`` says what the window reopened with
 (``digest``: SHA-1 of every row's ``sample_id:label:unsure`` in table order, see
 :func:`state_digest`); a project that fails to load writes ``{"failed": PID, "message": ...}``.
-
-Environment: ``ULDL_STUDIO_SOAK_DRIVER`` (the log), ``ULDL_STUDIO_SOAK_SEED`` (key sequence,
-default 0), ``ULDL_STUDIO_SOAK_INTERVAL_MS`` (between keys, default 15).
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
 import random
+import sys
 
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication
-
-ENV_LOG = "ULDL_STUDIO_SOAK_DRIVER"
-ENV_SEED = "ULDL_STUDIO_SOAK_SEED"
-ENV_INTERVAL = "ULDL_STUDIO_SOAK_INTERVAL_MS"
 
 K = Qt.Key
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -60,14 +58,6 @@ class SoakDriver(QObject):
         self.timer.timeout.connect(self._tick)
         window.projectLoaded.connect(self._on_loaded)
         window.loadFailed.connect(self._on_failed)
-
-    @classmethod
-    def from_environment(cls, window) -> "SoakDriver | None":
-        path = os.environ.get(ENV_LOG)
-        if not path:
-            return None
-        return cls(window, path, seed=int(os.environ.get(ENV_SEED, "0")),
-                   interval_ms=int(os.environ.get(ENV_INTERVAL, "15")))
 
     # -- the log -------------------------------------------------------------------------
     def _write(self, record: dict) -> None:
@@ -137,3 +127,28 @@ class SoakDriver(QObject):
                 shown[sid] = [int(table["label"].iat[row]), bool(table["unsure"].iat[row])]
         self._write({"ack": journal.last_seq, "op": record["op"], "key": name, "row": int(current),
                      "ids": ids, "shown": shown, "pid": self.pid})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="the run folder to open")
+    parser.add_argument("ack_log", help="the acknowledgement log (appended to)")
+    parser.add_argument("--seed", type=int, default=0, help="the key sequence")
+    parser.add_argument("--interval-ms", type=int, default=15, help="between two keys")
+    args = parser.parse_args(argv)
+
+    from uldl_studio.qt.app import ensure_app, open_path, quit_on_interrupt
+    from uldl_studio.qt.main_window import MainWindow
+    from uldl_studio.qt.settings import StudioSettings
+
+    app = ensure_app()
+    quit_on_interrupt(app)
+    window = MainWindow(StudioSettings())
+    SoakDriver(window, args.ack_log, seed=args.seed, interval_ms=args.interval_ms)  # a child of the window
+    window.show()
+    open_path(window, args.run)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
