@@ -6,7 +6,7 @@ Every class name inside ULDL Studio is a *canonical* name (lower case, one of
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -85,11 +85,6 @@ def canonical_name(name: str) -> str:
         f"unknown emotion label {name!r}; expected one of {', '.join(CANONICAL)} "
         f"(or a synonym such as happy, angry, sad)"
     )
-
-
-def canonical_names(names: Iterable[str]) -> list[str]:
-    """Canonical names of ``names``, order kept."""
-    return [canonical_name(n) for n in names]
 
 
 def centroid_matrix(classes: Sequence[str], table: dict[str, tuple[float, float]] | None = None) -> np.ndarray:

@@ -96,13 +96,6 @@ def has_valence_arousal(table: pd.DataFrame) -> bool:
     return bool(np.isfinite(table[["valence", "arousal"]].to_numpy(np.float64)).all())
 
 
-def split_of(table: pd.DataFrame, split: str) -> pd.DataFrame:
-    """Rows of one split, metadata kept, index reset."""
-    part = table[table["split"] == split].reset_index(drop=True)
-    part.attrs = dict(table.attrs)
-    return part
-
-
 def limit_per_split(table: pd.DataFrame, limit: int | None) -> pd.DataFrame:
     """First ``limit`` samples of each split (``--limit N``)."""
     if not limit:

@@ -547,10 +547,7 @@ class GridView(QWidget):
         table = self.session.predictions
         self._show_source(table, self.prediction_thumbnail_provider)
         key = self.sort_key
-        if key == "sample_id":
-            order = np.argsort(table["sample_id"].to_numpy().astype(str), kind="stable")
-        else:
-            order = scores.sort_order(table, key)
+        order = scores.sort_order(table, key)
         self.model.set_score(key, None if key == "sample_id" else scores.values(table, key))
         self.model.set_rows(order)
         self._update_info()

@@ -229,9 +229,6 @@ class HealthPanel(QWidget):
     def training_only(self) -> bool:
         return self.train_only.isChecked()
 
-    def set_training_only(self, on: bool) -> None:
-        self.train_only.setChecked(bool(on))  # toggled → refresh
-
     def set_score(self, name: str) -> None:
         """Show the per-class mean of the registered score ``name``."""
         scores.get(name)  # unknown names are an error

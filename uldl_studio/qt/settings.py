@@ -55,9 +55,6 @@ class StudioSettings:
         self.qsettings.setValue("recent/projects", json.dumps(items[:MAX_RECENT]))
         self.qsettings.sync()
 
-    def clear_recent(self) -> None:
-        self.qsettings.remove("recent/projects")
-
     # -- window layout -------------------------------------------------------------------
     def save_window(self, name: str, geometry: QByteArray, state: QByteArray | None = None) -> None:
         self.qsettings.setValue(f"{name}/geometry", geometry)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from uldl_studio.core.table import classes_of
 
-__all__ = ["Score", "score", "get", "registered", "exported", "available", "names",
+__all__ = ["Score", "score", "get", "registered", "exported", "names",
            "unregister", "values", "badness", "oriented", "worst_first", "sort_order"]
 
 
@@ -110,13 +110,6 @@ def values(table: pd.DataFrame, name: str) -> np.ndarray:
     return get(name).values(table)
 
 
-def available(table: pd.DataFrame | None) -> list[Score]:
-    """The scores with at least one finite value on ``table``."""
-    if table is None or not len(table):
-        return []
-    return [s for s in _REGISTRY.values() if np.isfinite(s.values(table)).any()]
-
-
 def oriented(name: str, values: np.ndarray) -> np.ndarray:
     """``values`` of score ``name`` oriented so that higher is worse (NaN kept)."""
     return values if get(name).bad == "high" else -values
@@ -132,9 +125,14 @@ def worst_first(bad: np.ndarray) -> np.ndarray:
     return np.argsort(np.where(np.isfinite(bad), -bad, np.inf), kind="stable")
 
 
-def sort_order(table: pd.DataFrame, name: str) -> np.ndarray:
-    """Row order with the worst first (stable; NaN last)."""
-    return worst_first(badness(table, name))
+def sort_order(table: pd.DataFrame, name: str,
+               values_of: Callable[[str], np.ndarray] | None = None) -> np.ndarray:
+    """Row order of ``table`` by sort key ``name``: a score's worst first (stable; NaN last),
+    or ``"sample_id"`` by id. ``values_of(name)`` gives the score's values when the caller
+    keeps them (a session's cache); else they are computed from ``table``."""
+    if name == "sample_id":
+        return np.argsort(table["sample_id"].to_numpy().astype(str), kind="stable")
+    return worst_first(oriented(name, get(name).values(table) if values_of is None else values_of(name)))
 
 
 # ------------------------------------------------------------------------------- helpers

@@ -21,7 +21,7 @@ import numpy as np
 __all__ = [
     "Selection", "RangeSelection", "BoxSelection", "PolygonSelection", "IdSelection",
     "ValueSelection", "AllSelection", "NoneSelection", "AndSelection", "OrSelection",
-    "XorSelection", "NotSelection", "points_in_polygon", "rows_of",
+    "XorSelection", "NotSelection", "points_in_polygon",
 ]
 
 
@@ -260,8 +260,3 @@ def points_in_polygon(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.
         odd[lo:hi] ^= cx[lo:hi] < x_cross
     inside[cand] = odd
     return inside
-
-
-def rows_of(selection: Selection, data) -> np.ndarray:
-    """Sorted int64 row indices selected by ``selection`` in ``data``."""
-    return selection.rows(data)

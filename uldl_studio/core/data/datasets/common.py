@@ -15,7 +15,7 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -254,8 +254,18 @@ def sample_from_counts(counts: np.ndarray, seed: int) -> np.ndarray:
     return np.minimum(labels, counts.shape[1] - 1).astype(np.int64)
 
 
-def to_posix(path: str | Path) -> str:
-    return str(path).replace(os.sep, "/")
+def find_csv(path: str | Path, in_folder: Callable[[Path], Path | None], expected: str) -> Path:
+    """The CSV that ``path`` names: the file itself, else the one ``in_folder(folder)`` picks
+    in that folder; ``expected`` says what was looked for when it picks none."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or folder")
+    if path.is_file():
+        return path
+    found = in_folder(path)
+    if found is None:
+        raise DatasetError(f"{path}: {expected}")
+    return found
 
 
 def describe_folder(path: Path, n: int = 8) -> str:
@@ -268,6 +278,6 @@ def describe_folder(path: Path, n: int = 8) -> str:
 
 __all__ = [
     "DatasetWarning", "DatasetError", "SPLITS", "IMAGE_EXTENSIONS", "warn_dropped", "warn",
-    "read_csv_text", "require_columns", "read_csv_columns", "list_names", "existing_mask", "drop_missing_files",
+    "read_csv_text", "require_columns", "read_csv_columns", "find_csv", "list_names", "existing_mask", "drop_missing_files",
     "hash_split", "canonical_split", "check_one_class", "ensure_rows", "sample_from_counts",
 ]

@@ -39,7 +39,7 @@ import pandas as pd
 
 from uldl_studio.core.classes import CANONICAL, canonical_name
 from uldl_studio.core.data.datasets.common import (
-    canonical_split, check_one_class, drop_missing_files, ensure_rows, first_rows, hash_split,
+    canonical_split, check_one_class, drop_missing_files, ensure_rows, find_csv, first_rows, hash_split,
     read_csv_columns, read_text_head, sample_from_counts, sniff_delimiter, warn, warn_dropped,
 )
 from uldl_studio.core.table import DatasetError, make_table, ref_columns
@@ -65,16 +65,10 @@ def is_generic_csv(path: Path) -> bool:
     return set(REQUIRED) <= set(csv_header(path))
 
 
-def find_csv(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file or folder")
-    if path.is_file():
-        return path
-    found = sorted(p for p in path.glob("*.csv") if is_generic_csv(p))
-    if not found:
-        raise DatasetError(f"{path}: no CSV with columns path, label in this folder")
-    return pick_csv(path, found, "columns path, label")
+def generic_csv_in(folder: Path) -> Path | None:
+    """The CSV with columns path and label in ``folder`` (see :func:`pick_csv`); None when none."""
+    found = sorted(p for p in folder.glob("*.csv") if is_generic_csv(p))
+    return pick_csv(folder, found, "columns path, label") if found else None
 
 
 def pick_csv(folder: Path, found: list[Path], what: str) -> Path:
@@ -133,7 +127,7 @@ def prefixed_classes(columns, prefix: str, file: Path, strict: bool = True) -> d
 def load_csv(path: str | Path, *, single_label: str = "majority", seed: int = 0) -> pd.DataFrame:
     if single_label not in ("majority", "sample"):
         raise DatasetError(f"single_label must be 'majority' or 'sample', got {single_label!r}")
-    csv_path = find_csv(path).resolve()
+    csv_path = find_csv(path, generic_csv_in, "no CSV with columns path, label in this folder").resolve()
     base = csv_path.parent
     frame, cols = read_csv_columns(csv_path, REQUIRED, OPTIONAL)
     total = len(frame)

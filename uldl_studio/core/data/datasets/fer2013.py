@@ -17,9 +17,9 @@ import pandas as pd
 
 from uldl_studio.core.classes import FER2013_CLASSES
 from uldl_studio.core.data.datasets.common import (
-    canonical_split, check_one_class, ensure_rows, hash_split, read_csv_columns, warn_dropped,
+    canonical_split, check_one_class, ensure_rows, find_csv, hash_split, read_csv_columns, warn_dropped,
 )
-from uldl_studio.core.table import DatasetError, make_table
+from uldl_studio.core.table import make_table
 
 REQUIRED = ("emotion", "pixels")
 OPTIONAL = ("Usage",)
@@ -28,20 +28,14 @@ USAGE = {"training": "train", "publictest": "valid", "privatetest": "test"}
 CSV_NAMES = ("fer2013.csv", "fer2013/fer2013.csv", "icml_face_data.csv", "train.csv")
 
 
-def find_csv(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file or folder")
-    if path.is_file():
-        return path
-    for name in CSV_NAMES:
-        if (path / name).is_file():
-            return path / name
-    raise DatasetError(f"{path}: not a FER2013 folder: expected fer2013.csv with columns emotion, pixels, Usage")
+def fer2013_csv_in(folder: Path) -> Path | None:
+    """The first of ``CSV_NAMES`` that ``folder`` holds; None when none."""
+    return next((folder / name for name in CSV_NAMES if (folder / name).is_file()), None)
 
 
 def load_fer2013(path: str | Path) -> pd.DataFrame:
-    csv_path = find_csv(path).resolve()
+    csv_path = find_csv(path, fer2013_csv_in,
+                        "not a FER2013 folder: expected fer2013.csv with columns emotion, pixels, Usage").resolve()
     frame, cols = read_csv_columns(csv_path, REQUIRED, OPTIONAL)
     total = len(frame)
     rows = np.arange(total)
