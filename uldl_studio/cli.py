@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("run", help="run directory (its current version is the parent)")
     retrain.add_argument("--epochs", type=int, default=None, help="epochs of the new version (default: the parent's)")
     retrain.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    retrain.add_argument("--folds", type=int, default=0, metavar="K",
+                         help="also cross-fit K plain cross-entropy models for the out-of-fold score")
     retrain.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override a training option of the parent's configuration, e.g. --set width=32")
 
@@ -399,29 +401,26 @@ def _cmd_train(args) -> int:
 
 
 def _train(args, comm) -> int:
-    from uldl_studio.core.engine.run import Run
     from uldl_studio.core.engine.config import TrainConfig
-    from uldl_studio.core.engine.training import fit
+    from uldl_studio.core.engine.recipe import DatasetRecipe
+    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.runs import jobs
 
     run_dir = Path(args.out)
     if args.resume:
         run = Run.open(run_dir)
-        run_dir = run.path  # the run's current version, or the version folder given
         _check_resume_data(args.data, run)
-        config = run.config
-        if args.epochs is not None:  # continue to a new total: the schedule stretches to it
-            config = dataclasses.replace(config, epochs=args.epochs)
-        table = run.version_training_table()  # the edits the version was started with
+        plan = jobs.resume(run, args.epochs, folds=args.folds)  # --epochs: continue to a new total
         checkpoint = run.checkpoint()
         done = int(checkpoint["epoch"]) if checkpoint else 0
-        if done >= config.epochs:
+        if done >= plan.config.epochs:
             if comm.is_main:
-                print(f"{run_dir}: already complete ({done} of {config.epochs} epochs), nothing to train; "
+                print(f"{run.path}: already complete ({done} of {plan.config.epochs} epochs), nothing to train; "
                       f"`--resume --epochs N` with N > {done} trains it further")
             return 0
         if comm.is_main:
-            print(f"resuming {run_dir} after epoch {done} of {config.epochs}" if done else
-                  f"{run_dir}: no completed epoch to resume from; training from epoch 1 of {config.epochs}",
+            print(f"resuming {run.path} after epoch {done} of {plan.config.epochs}" if done else
+                  f"{run.path}: no completed epoch to resume from; training from epoch 1 of {plan.config.epochs}",
                   file=sys.stderr)
     else:
         if (run_dir / "config.json").exists():
@@ -436,49 +435,26 @@ def _train(args, comm) -> int:
             config = TrainConfig(**fields)
         except (TypeError, ValueError) as exc:
             raise CliError(f"--set: {exc}") from exc
-        table = _load(args)
-        if args.label_noise:
-            from uldl_studio.core.engine.noise import inject_label_noise
-
-            table = inject_label_noise(table, args.label_noise, seed=args.noise_seed)
-        if args.soft_labels:
-            from uldl_studio.core.labels.soft_labels import join_soft_labels
-
-            table = join_soft_labels(table, args.soft_labels)
-        dataset_info = {"path": "demo" if args.data == "demo" else str(Path(args.data).resolve()),
-                        "format": args.fmt, "limit": args.limit, "single_label": args.single_label,
-                        "seed": args.seed, "label_noise": args.label_noise, "noise_seed": args.noise_seed,
-                        "soft_labels": str(Path(args.soft_labels).resolve()) if args.soft_labels else None}
-        existed = run_dir.exists()
-        comm.barrier()  # every rank has checked that --out holds no run before rank 0 creates it
-        if comm.is_main:
-            Run.create(run_dir, config, table, dataset_info)
-        comm.barrier()
+        if args.data != "demo" and not Path(args.data).exists():
+            raise CliError(f"{args.data}: no such file or folder")
+        recipe = DatasetRecipe.of(args.data, format=args.fmt, limit=args.limit, single_label=args.single_label,
+                                  seed=args.seed, label_noise=args.label_noise, noise_seed=args.noise_seed,
+                                  soft_labels=args.soft_labels)
+        table = recipe.load()
+        _warn_missing_splits(table, args.data)
+        plan = jobs.new_run(recipe, config, run_dir, table=table, folds=args.folds)
     report = _consume_with_progress if comm.is_main else _consume_silently
-    try:
-        report(fit(table, config, run_dir, resume=args.resume, comm=comm), config)
-    except BaseException:
-        if comm.is_main and not args.resume:  # stopped or failed before its first epoch: no orphan folder
-            from uldl_studio.core.engine.versions import discard_unstarted
-
-            discard_unstarted(run_dir, keep_folder=existed)
-        raise
-    if comm.is_main and args.resume and run.version != "v1":
-        from uldl_studio.core.engine.versions import complete_version
-
-        complete_version(run)  # a resumed version becomes current once all its epochs are trained
-    if args.folds:
-        from uldl_studio.core.engine.crossfit import crossfit
-
-        report(crossfit(table, config, run_dir, args.folds, comm=comm), config)
-    if comm.is_main:
-        print(f"run written to {run_dir}")
+    result = report(jobs.train_job(plan, comm=comm), plan.config)
+    if comm.is_main and result.message:
+        print(result.message)
     return 0
 
 
-def _consume_silently(progress_iter, config) -> None:
-    for _ in progress_iter:
-        pass
+def _consume_silently(job, config):
+    """Run ``job`` to its end without a word; its result."""
+    from uldl_studio.core.progress import run_to_end
+
+    return run_to_end(job)
 
 
 def _check_resume_data(data: str, run) -> None:
@@ -494,46 +470,53 @@ def _check_resume_data(data: str, run) -> None:
                        f"({recorded}); pass that as DATA, or train a new run with another --out")
 
 
-def _consume_with_progress(progress_iter, config, interactive: bool | None = None) -> None:
-    """Report training progress on stderr: bars on a terminal; in a log or a pipe, plain lines
-    only (the phase changes and one line per epoch), never a bar's redraws."""
+def _consume_with_progress(job, config, interactive: bool | None = None):
+    """Run the training job ``job`` to its end and return its result, reporting its progress on
+    stderr: bars on a terminal; in a log or a pipe, plain lines only (the phase changes and one
+    line per epoch), never a bar's redraws."""
+    from uldl_studio.core.progress import run_to_end
+
     if interactive is None:
         interactive = sys.stderr.isatty()
     bar = None
     epoch_seen = None
-    try:  # a bar is closed (its line ended) before an error is printed
-        for progress in progress_iter:
-            if progress.phase in ("warmup", "train", "load") and progress.batches:
-                key = (progress.phase, progress.epoch)
-                if key != epoch_seen:
-                    if bar is not None:
-                        bar.close()
-                        bar = None
-                    epoch_seen = key
-                    if interactive:
-                        from tqdm import tqdm
 
-                        label = {"warmup": "warm-up", "load": "decoding"}.get(
-                            progress.phase, f"epoch {progress.epoch}/{progress.epochs}")
-                        bar = tqdm(total=progress.batches, desc=label, leave=True, file=sys.stderr,
-                                   unit="img" if progress.phase == "load" else "batch")
-                    elif progress.phase == "load":
-                        print(f"decoding {progress.batches} images into the cache", file=sys.stderr)
-                if bar is None:
-                    continue
-                bar.update(max(0, progress.batch - bar.n))  # update, not n=: tqdm's rate needs the steps
-                if progress.phase != "load":
-                    postfix = dict(loss=f"{progress.loss:.3f}", acc=f"{progress.accuracy:.3f}")
-                    if config.method != "ce":  # plain cross-entropy has no λ
-                        postfix["lam"] = f"{progress.mean_lambda:.3f}"
-                    bar.set_postfix(postfix, refresh=False)
-                    bar.refresh()
-            elif progress.message:
+    def show(progress) -> None:
+        nonlocal bar, epoch_seen
+        if progress.phase in ("warmup", "train", "load") and progress.batches:
+            key = (progress.phase, progress.epoch)
+            if key != epoch_seen:
                 if bar is not None:
                     bar.close()
                     bar = None
-                epoch_seen = None
-                print(progress.message, file=sys.stderr)
+                epoch_seen = key
+                if interactive:
+                    from tqdm import tqdm
+
+                    label = {"warmup": "warm-up", "load": "decoding"}.get(
+                        progress.phase, f"epoch {progress.epoch}/{progress.epochs}")
+                    bar = tqdm(total=progress.batches, desc=label, leave=True, file=sys.stderr,
+                               unit="img" if progress.phase == "load" else "batch")
+                elif progress.phase == "load":
+                    print(f"decoding {progress.batches} images into the cache", file=sys.stderr)
+            if bar is None:
+                return
+            bar.update(max(0, progress.batch - bar.n))  # update, not n=: tqdm's rate needs the steps
+            if progress.phase != "load":
+                postfix = dict(loss=f"{progress.loss:.3f}", acc=f"{progress.accuracy:.3f}")
+                if config.method != "ce":  # plain cross-entropy has no λ
+                    postfix["lam"] = f"{progress.mean_lambda:.3f}"
+                bar.set_postfix(postfix, refresh=False)
+                bar.refresh()
+        elif progress.message:
+            if bar is not None:
+                bar.close()
+                bar = None
+            epoch_seen = None
+            print(progress.message, file=sys.stderr)
+
+    try:  # a bar is closed (its line ended) before an error is printed
+        return run_to_end(job, show)
     finally:
         if bar is not None:
             bar.close()
@@ -546,8 +529,7 @@ def _cmd_retrain(args) -> int:
     import os
 
     from uldl_studio.core.engine.run import Run
-    from uldl_studio.core.engine.training import fit
-    from uldl_studio.core.engine.versions import complete_version, discard_unstarted, start_version
+    from uldl_studio.core.runs import jobs
 
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         raise CliError("retrain runs in one process; under torchrun, start the version with `uldl-studio "
@@ -562,21 +544,11 @@ def _cmd_retrain(args) -> int:
         config = dataclasses.replace(parent.config, **fields)
     except (TypeError, ValueError) as exc:
         raise CliError(f"--set: {exc}") from exc
-    table = parent.training_table()
-    run = start_version(parent.root, config, table)
-    edits = run.edits
-    print(f"version {run.version} of {parent.root} (parent {parent.version}, {edits} edited "
-          f"sample{'' if edits == 1 else 's'}): training {config.epochs} epochs into {run.path}")
-    try:
-        _consume_with_progress(fit(table, config, run.path), config)
-    except BaseException:
-        discard_unstarted(run)  # stopped or failed before its first epoch: no folder is left
-        raise
-    if complete_version(run):
-        print(f"version {run.version} written to {run.path}; it is now the current version of {parent.root}")
-    else:
-        print(f"version {run.version} written to {run.path} (incomplete; {parent.version} stays current); "
-              f"continue it with `uldl-studio train {parent.dataset_path()} --resume --out {run.path}`")
+    plan = jobs.new_version(parent, config, folds=args.folds)
+    result = _consume_with_progress(jobs.train_job(plan), config)
+    print(result.message)
+    if result.run is not None and not result.current:
+        print(f"continue it with `uldl-studio train {parent.dataset_path()} --resume --out {result.run}`")
     return 0
 
 
@@ -718,9 +690,9 @@ def _cmd_predict(args) -> int:
     from tqdm import tqdm
 
     from uldl_studio.core.data.faces import DEFAULT_MARGIN
-    from uldl_studio.core.data.image_collection import read_collection
-    from uldl_studio.core.runs.predict import PredictOptions, Predictor, predict_collection, write_predictions
     from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.runs.jobs import predict_job
+    from uldl_studio.core.runs.predict import PredictOptions, Predictor
 
     out = Path(args.out)
     if not out.parent.is_dir():
@@ -732,22 +704,23 @@ def _cmd_predict(args) -> int:
     options = PredictOptions(faces=args.faces, tta=args.tta, chunk_size=args.batch_size, device=args.device,
                              face_margin=DEFAULT_MARGIN if args.face_margin is None else args.face_margin,
                              adapt=tuple(args.adapt), prior_method=args.prior_method)
-    run = Run.open(args.run)
-    collection = read_collection(args.data, fmt=args.fmt, limit=args.limit, single_label=args.single_label,
-                                 seed=args.seed)
-    predictor = Predictor(run, args.device)
+    predictor = Predictor(Run.open(args.run), args.device)
     # a bar on a terminal only (disable=None): logs and pipes get the summary lines alone
-    bar = tqdm(total=len(collection), unit="img", desc="predict", file=sys.stderr, disable=None)
+    bar = tqdm(unit="img", desc="predict", file=sys.stderr, disable=None)
 
-    def progress(done: int, total: int, text: str) -> None:
-        bar.n = done
-        bar.refresh()
+    def show(progress) -> None:
+        if progress.phase == "predict":
+            bar.total = progress.batches
+            bar.n = progress.batch
+            bar.refresh()
+
+    from uldl_studio.core.progress import run_to_end
 
     try:
-        result = predict_collection(predictor, collection, options, progress=progress)
+        result = run_to_end(predict_job(predictor, args.data, out, options, fmt=args.fmt, limit=args.limit,
+                                        single_label=args.single_label, seed=args.seed), show)
     finally:
         bar.close()
-    write_predictions(result.table, out)
     for line in result.summary.lines():
         print(line)
     print(f"wrote {_count(len(result.table), 'row')} to {out}")

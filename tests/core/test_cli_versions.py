@@ -42,8 +42,10 @@ def test_retrain_writes_a_second_version_and_keeps_the_first(data_and_run, tmp_p
         journal.relabel([samples["sample_id"].iloc[0]], [(int(samples["label"].iloc[0]) + 1) % len(samples.attrs["classes"])])
     first = {name: (run / name).read_bytes() for name in ("checkpoint.pt", "samples.csv", "history.csv", "config.json")}
 
-    out = cli("retrain", run, "--epochs", "2").stdout
-    assert f"version v2 of {run} (parent v1, 1 edited sample): training 2 epochs into {run / 'versions' / 'v2'}" in out
+    done = cli("retrain", run, "--epochs", "2")
+    out = done.stdout
+    assert (f"version v2 of {run} (parent v1, 1 edited sample): training 2 epochs into {run / 'versions' / 'v2'}"
+            in done.stderr)
     assert f"version v2 written to {run / 'versions' / 'v2'}; it is now the current version of {run}" in out
     assert {name: (run / name).read_bytes() for name in first} == first
 

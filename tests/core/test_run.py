@@ -86,8 +86,7 @@ def test_dataset_moved_relative_path_first_then_error(demo_on_disk, tmp_path):
     assert len(run.load_dataset()) == len(table)
     # data gone from both places: the error names both paths
     shutil.rmtree(moved / "data")
-    info = dict(run.dataset_info, path=str(tmp_path / "gone"))
-    run.dataset_info = info
+    run.recipe = run.recipe.at(str(tmp_path / "gone"))
     with pytest.raises(DatasetError) as err:
         run.load_dataset()
     assert "gone" in str(err.value) and str((moved / "data").resolve()) in str(err.value)

@@ -71,6 +71,7 @@ import torch
 
 from uldl_studio.core.atomic import atomic_open, atomic_write_text, fsync_dir
 from uldl_studio.core.engine.config import TrainConfig
+from uldl_studio.core.engine.recipe import DatasetRecipe
 from uldl_studio.core.table import READ_CSV_EXACT_FLOATS, DatasetError, classes_of, d_columns, p_columns, validate_table
 from uldl_studio.core.engine.va import CircumplexVA, circumplex_points, resolve_provider
 
@@ -82,12 +83,12 @@ CHECKPOINT_FORMAT = 1
 _REQUIRED_KEYS = ("format_version", "epoch", "model", "optimizer", "lambda_raw", "centres", "bank_probs", "config")
 
 
-def _dataset_info_from_table(table: pd.DataFrame) -> dict:
-    return {"path": str(table.attrs.get("root", "")), "format": table.attrs.get("format", "auto"), "limit": None}
+def _recipe_of_table(table: pd.DataFrame) -> DatasetRecipe:
+    return DatasetRecipe(path=str(table.attrs.get("root", "")), format=table.attrs.get("format", "auto"))
 
 
-def _write_config(path: Path, train: dict, dataset_info: dict, classes: list[str], extra: dict | None = None) -> None:
-    info = dict(dataset_info)
+def _write_config(path: Path, train: dict, recipe: DatasetRecipe, classes: list[str], extra: dict | None = None) -> None:
+    info = recipe.to_dict()
     raw = str(info.get("path", ""))
     if raw and raw != "demo":
         absolute = Path(raw).expanduser().resolve()
@@ -113,12 +114,12 @@ def ensure_run(run_dir: str | Path, config, table: pd.DataFrame) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / CONFIG
     if not path.exists():
-        _write_config(run_dir, config.to_dict(), _dataset_info_from_table(table), classes_of(table))
+        _write_config(run_dir, config.to_dict(), _recipe_of_table(table), classes_of(table))
         return
     run = Run._read(run_dir)
     if run.config.to_dict() != config.to_dict() or run.classes != classes_of(table):
         extra = {"version": run._document["version"]} if "version" in run._document else None
-        _write_config(run_dir, config.to_dict(), run.dataset_info, classes_of(table), extra)
+        _write_config(run_dir, config.to_dict(), run.recipe, classes_of(table), extra)
 
 
 class Run:
@@ -136,19 +137,21 @@ class Run:
         try:
             self.config = TrainConfig.from_dict(document["train"])
             self.classes: list[str] = list(document["classes"])
-            self.dataset_info: dict = dict(document.get("dataset", {}))
+            self._dataset_record: dict = dict(document.get("dataset", {}))
+            self.recipe = DatasetRecipe.from_dict(self._dataset_record)
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{self.path / CONFIG}: not a valid run configuration ({exc})") from exc
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, config, table: pd.DataFrame, dataset_info: dict | None = None) -> "Run":
-        """Write RUN/config.json for training ``config`` on ``table`` (folder created)."""
+    def create(cls, path: str | Path, config, table: pd.DataFrame, recipe: DatasetRecipe | None = None) -> "Run":
+        """Write RUN/config.json for training ``config`` on ``table``, read by ``recipe``
+        (folder created)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         validate_table(table)
-        info = _dataset_info_from_table(table) if dataset_info is None else dataset_info
-        _write_config(path, config.to_dict(), info, classes_of(table))
+        _write_config(path, config.to_dict(), _recipe_of_table(table) if recipe is None else recipe,
+                      classes_of(table))
         return cls.open(path)
 
     @classmethod
@@ -228,8 +231,7 @@ class Run:
         for col in ("edited", "unsure"):
             if col in frame and frame[col].dtype == object:
                 frame[col] = frame[col].map({"True": True, "False": False, True: True, False: False})
-        frame.attrs = {"classes": list(self.classes), "root": str(self.dataset_info.get("path", "")),
-                       "format": self.dataset_info.get("format", "auto")}
+        frame.attrs = {"classes": list(self.classes), "root": self.recipe.path, "format": self.recipe.format}
         frame = join_out_of_fold(self.path, frame)
         try:
             validate_table(frame)
@@ -264,13 +266,12 @@ class Run:
     def dataset_path(self) -> str:
         """Where the dataset is now: ``path_rel`` (relative to the run folder) first, then the
         absolute path; DatasetError naming both when neither exists."""
-        info = self.dataset_info
-        raw = info.get("path")
-        if raw == "demo":
-            return "demo"
+        raw = self.recipe.path
+        if self.recipe.is_demo:
+            return raw
         candidates = []
-        if info.get("path_rel"):
-            candidates.append((self.path / info["path_rel"]).resolve())
+        if self._dataset_record.get("path_rel"):
+            candidates.append((self.path / self._dataset_record["path_rel"]).resolve())
         if raw:
             candidates.append(Path(raw))
         for candidate in candidates:
@@ -281,23 +282,9 @@ class Run:
                            "was it moved or deleted?")
 
     def load_dataset(self) -> pd.DataFrame:
-        """Re-read the run's dataset (same format, limit, single-label mode, injected noise, and
-        the soft labels it was trained on, ``--soft-labels``)."""
-        from uldl_studio.core.data.datasets import load_dataset
-
-        info = self.dataset_info
-        table = load_dataset(self.dataset_path(), fmt=info.get("format") or "auto",
-                             single_label=info.get("single_label") or "majority",
-                             seed=int(info.get("seed") or 0), limit=info.get("limit"))
-        if info.get("label_noise"):
-            from uldl_studio.core.engine.noise import inject_label_noise
-
-            table = inject_label_noise(table, float(info["label_noise"]), seed=int(info.get("noise_seed") or 0))
-        if info.get("soft_labels"):
-            from uldl_studio.core.labels.soft_labels import join_soft_labels
-
-            table = join_soft_labels(table, info["soft_labels"])
-        return table
+        """Re-read the run's dataset by its recipe (same format, limit, single-label mode,
+        injected noise and soft labels), wherever the dataset is now (``dataset_path``)."""
+        return self.recipe.at(self.dataset_path()).load()
 
     def training_table(self) -> pd.DataFrame:
         """The table a new version of this run trains on: the dataset with the annotator's

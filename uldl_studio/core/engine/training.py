@@ -41,6 +41,7 @@ from uldl_studio.core.labels import ldl
 from uldl_studio.core.engine.augment import augment_batch, parse_framing, to_float
 from uldl_studio.core.engine.batches import ArrayImages, ImageSource, iterate_batches
 from uldl_studio.core.cancel import Cancel, Cancelled, cancel_requested
+from uldl_studio.core.progress import Progress
 from uldl_studio.core.engine.config import TrainConfig, resolve_device
 from uldl_studio.core.engine import experimental
 from uldl_studio.core.engine.distributed import Comm, shard_bounds, shard_counts, tensor_digest
@@ -54,23 +55,6 @@ from uldl_studio.core.engine.run import (CHECKPOINT, CHECKPOINT_FORMAT, CHECKPOI
                   save_checkpoint, write_distributed_log, write_epoch_outputs)
 from uldl_studio.core.table import DatasetError, classes_of, validate_table
 from uldl_studio.core.engine.va import resolve_provider
-
-
-@dataclass
-class Progress:
-    phase: str                      # load | warmup | train | epoch_end | done | cancelled
-    epoch: int = 0
-    epochs: int = 0
-    batch: int = 0
-    batches: int = 0
-    loss: float = float("nan")
-    loss_ce: float = float("nan")
-    loss_d: float = float("nan")
-    accuracy: float = float("nan")
-    mean_lambda: float = float("nan")
-    seconds: float = 0.0
-    eta_seconds: float = float("nan")
-    message: str = ""
 
 
 Check = Callable[[], None] | None  # raises Cancelled when the fit was cancelled

@@ -301,16 +301,15 @@ def start_version(root: str | Path, config, table: pd.DataFrame, journal=None, p
     name = f"v{number}"
     folder = root / VERSIONS_DIR / name
     folder.mkdir(parents=True)
-    info = dict(parent_run.dataset_info)
-    if info.get("path") not in (None, "", "demo"):
+    recipe = parent_run.recipe
+    if recipe.path and not recipe.is_demo:
         try:
-            info["path"] = parent_run.dataset_path()  # where the dataset is now, relative paths kept right
+            recipe = recipe.at(parent_run.dataset_path())  # where the dataset is now, relative paths kept right
         except DatasetError:
             pass
-    info.pop("path_rel", None)
     record = {"name": name, "parent": parent_run.version, "edits_seq": seq, "edits": edits, "unsure": unsure}
     try:
-        _write_config(folder, config.to_dict(), info, classes_of(table), extra={"version": record})
+        _write_config(folder, config.to_dict(), recipe, classes_of(table), extra={"version": record})
         created = _read_config(folder).get("created") or _now()
         document["versions"].append({"name": name, "dir": f"{VERSIONS_DIR}/{name}", "parent": parent_run.version,
                                      "created": created, "edits_seq": seq, "edits": edits, "unsure": unsure})

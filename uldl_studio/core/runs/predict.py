@@ -60,13 +60,14 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
 from uldl_studio.core.cancel import Cancelled, cancel_requested
+from uldl_studio.core.progress import Progress, run_to_end
 from uldl_studio.core.classes import canonical_name
 from uldl_studio.core.data.datasets.common import DatasetWarning
 from uldl_studio.core.data.faces import AUTO_FACTOR, DEFAULT_MARGIN, FACE_MODES
@@ -464,7 +465,14 @@ class _Item:
 
 def predict_collection(run, source, options: PredictOptions | None = None, *,
                        progress: Callable[[int, int, str], None] | None = None, cancel=None) -> Prediction:
-    """Soft labels for every image (or face) of ``source`` (see the module docstring).
+    """:func:`predict_steps` run to its end; ``progress(done, total, text)`` after every chunk."""
+    report = None if progress is None else (lambda p: progress(p.batch, p.batches, p.message))
+    return run_to_end(predict_steps(run, source, options, cancel=cancel), report)
+
+
+def predict_steps(run, source, options: PredictOptions | None = None, *, cancel=None) -> Iterator[Progress]:
+    """Soft labels for every image (or face) of ``source`` (see the module docstring): a job
+    that yields a ``Progress("predict")`` after every chunk and returns the :class:`Prediction`.
 
     ``run``: a ``Run`` or a :class:`Predictor`; ``source``: a path for ``read_collection`` or a
     :class:`~uldl_studio.core.data.image_collection.Collection`. Raises :class:`Cancelled`
@@ -516,8 +524,7 @@ def predict_collection(run, source, options: PredictOptions | None = None, *,
     no_face: list[str] = []
     chunk = int(options.chunk_size)
     starts = list(range(0, n, chunk))
-    if progress is not None:
-        progress(0, n, "predicting")
+    yield Progress("predict", batch=0, batches=n, message="predicting")
     pool = ThreadPoolExecutor(max_workers=max(1, int(options.workers)), thread_name_prefix="uldl-predict")
     try:
         def submit(start: int):
@@ -556,8 +563,7 @@ def predict_collection(run, source, options: PredictOptions | None = None, *,
                               else np.full((len(p), 2), np.nan))
                 src_rows.extend(rows_here)
             del crops
-            if progress is not None:
-                progress(min(start + chunk, n), n, "predicting")
+            yield Progress("predict", batch=min(start + chunk, n), batches=n, message="predicting")
     except BaseException:
         for f in pending:
             f.cancel()

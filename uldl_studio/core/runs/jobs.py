@@ -1,0 +1,193 @@
+"""Training and prediction as jobs: the one way the GUI and the CLI train a run and predict.
+
+A job is a generator of ``core.progress.Progress`` records whose return value is its result;
+a front end loops over it (a progress bar, a worker thread) and honours nothing else. A
+``cancel`` (a ``threading.Event`` or a callable) stops it between units of work.
+
+- :func:`train_job` trains what a :class:`TrainPlan` says — a new run, a new version of a
+  run, or more epochs of a version — and is the one place that writes a run's config.json
+  before training, removes what a training stopped before its first epoch left, makes a
+  finished version current and cross-fits (``folds``).
+- :func:`predict_job` reads a collection, predicts it with a run and writes the soft-label
+  file.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Generator
+
+import pandas as pd
+
+from uldl_studio.core.cancel import Cancel, Cancelled, cancel_requested
+from uldl_studio.core.data.image_collection import read_collection
+from uldl_studio.core.engine.crossfit import crossfit
+from uldl_studio.core.engine.distributed import Comm
+from uldl_studio.core.engine.recipe import DatasetRecipe
+from uldl_studio.core.engine.run import Run
+from uldl_studio.core.engine.training import fit
+from uldl_studio.core.engine.versions import complete_version, discard_unstarted, has_completed_epoch, start_version
+from uldl_studio.core.labels.edits import apply_edits
+from uldl_studio.core.progress import Progress
+from uldl_studio.core.runs.predict import Prediction, PredictOptions, Predictor, predict_steps, write_predictions
+from uldl_studio.core.table import DatasetError
+
+NEW, VERSION, RESUME = "new", "version", "resume"
+
+
+@dataclass
+class TrainPlan:
+    """What :func:`train_job` trains; made by :func:`new_run`, :func:`new_version` or
+    :func:`resume`."""
+
+    kind: str                                   # new | version | resume
+    config: object                              # core.engine.config.TrainConfig
+    out: Path                                   # the folder trained (a new run's, or the version's)
+    describe: str                               # "version v3 of RUN (from v2)", for messages
+    table: pd.DataFrame | Callable[[], pd.DataFrame] = field(repr=False, default=None)  # a callable is
+    # called on the job's thread (it reads the dataset)
+    recipe: DatasetRecipe | None = None         # new runs: written to config.json
+    parent: Run | None = None                   # versions: the version trained from
+    journal: object = field(repr=False, default=None)  # versions: the open journal, if any
+    folds: int = 0                              # cross-fit K plain models afterwards (0: off)
+    existed: bool = False                       # the new run's folder existed before
+    trained: Path | None = None                 # set by the job: the folder it trains into
+
+
+@dataclass
+class TrainResult:
+    """How a training ended: ``outcome`` done | cancelled; ``run`` the folder trained (None when
+    nothing was kept); ``current``: it is now its run's current version; ``message`` says so."""
+
+    outcome: str
+    run: Path | None
+    current: bool
+    message: str
+
+
+def new_run(recipe: DatasetRecipe, config, out: str | Path, *, table: pd.DataFrame | None = None,
+            folds: int = 0) -> TrainPlan:
+    """A new run of ``recipe`` in ``out`` (which must not hold a run); ``table``: the dataset
+    already read by that recipe (else it is read on the job's thread)."""
+    out = Path(out)
+    if (out / "config.json").exists():
+        raise DatasetError(f"{out}: already holds a run; train a new version of it, continue it, "
+                           "or choose another folder")
+    return TrainPlan(NEW, config, out, str(out), recipe.load if table is None else table, recipe=recipe, folds=folds, existed=out.exists())
+
+
+def new_version(run: Run, config, *, dataset: pd.DataFrame | None = None, journal=None,
+                folds: int = 0) -> TrainPlan:
+    """The next version of ``run``'s family, trained from ``run`` on its dataset with the
+    annotator's journal applied as it is now. ``dataset``: the dataset as read (unedited) when
+    it is at hand, else it is read again; ``journal``: the open journal (else read from disk).
+    The version folder is made when the job starts."""
+    if dataset is not None:
+        source = (lambda: apply_edits(dataset, journal)) if journal is not None else (lambda: dataset)
+    else:
+        source = run.training_table
+    root = Path(run.root)
+    return TrainPlan(VERSION, config, root, f"a new version of {root.name} (from {run.version})", source,
+                     parent=run, journal=journal, folds=folds)
+
+
+def resume(run: Run, epochs: int | None = None, *, folds: int = 0) -> TrainPlan:
+    """More epochs of the version ``run`` (up to ``epochs``, default its config's), on the
+    labels it was started with."""
+    config = run.config if epochs is None else dataclasses.replace(run.config, epochs=int(epochs))
+    return TrainPlan(RESUME, config, Path(run.path), f"{run.version} of {Path(run.root).name}",
+                     run.version_training_table, parent=run, folds=folds)
+
+
+def train_job(plan: TrainPlan, *, cancel: Cancel = None,
+              comm: Comm | None = None) -> Generator[Progress, None, TrainResult]:
+    """Train ``plan``: yields ``fit``'s Progress (and the folds'), returns a :class:`TrainResult`.
+
+    Under torchrun (``comm``) every rank runs the job; rank 0 alone writes the run directory.
+    A training stopped or failed before its first epoch leaves no folder; a version becomes
+    current only once all its epochs are trained."""
+    comm = comm or Comm()
+    config = plan.config
+    table = plan.table
+    if callable(table):
+        yield Progress("load", epochs=config.epochs, message="reading the dataset")
+        if cancel_requested(cancel):
+            return TrainResult("cancelled", None, False, "cancelled before reading the dataset; nothing was written")
+        table = table()
+    if cancel_requested(cancel):
+        return TrainResult("cancelled", None, False, "cancelled before training; nothing was written")
+    out = plan.trained = _prepare(plan, table, comm)
+    if plan.kind == VERSION:
+        yield Progress("start", epochs=config.epochs, message=plan.describe)
+    last = None
+    try:
+        for last in fit(table, config, out, cancel=cancel, resume=plan.kind == RESUME, comm=comm):
+            yield last
+        if plan.folds and last is not None and last.phase == "done":
+            for last in crossfit(table, config, out, plan.folds, cancel=cancel, comm=comm):
+                yield last
+    except BaseException:
+        if comm.is_main and plan.kind != RESUME:
+            discard_unstarted(out, keep_folder=plan.existed)
+        raise
+    outcome = "cancelled" if last is not None and last.phase == "cancelled" else "done"
+    return _settle(plan, out, outcome, comm)
+
+
+def _prepare(plan: TrainPlan, table: pd.DataFrame, comm: Comm) -> Path:
+    """Write the config of what is trained (rank 0) and return its folder."""
+    if plan.kind == NEW:
+        comm.barrier()  # every rank has read the dataset before rank 0 creates the folder
+        if comm.is_main:
+            Run.create(plan.out, plan.config, table, plan.recipe)
+        comm.barrier()
+        return plan.out
+    if plan.kind == VERSION:
+        if comm.world_size > 1:
+            raise DatasetError("a new version trains in one process; under torchrun, continue a started "
+                               "version with `train --resume --out RUN/versions/vN`")
+        version = start_version(plan.out, plan.config, table, journal=plan.journal, parent=plan.parent.version)
+        edits = version.edits
+        plan.describe = (f"version {version.version} of {plan.out} (parent {plan.parent.version}, {edits} edited "
+                         f"sample{'' if edits == 1 else 's'}): training {plan.config.epochs} epochs into {version.path}")
+        return Path(version.path)
+    return plan.out
+
+
+def _settle(plan: TrainPlan, out: Path, outcome: str, comm: Comm) -> TrainResult:
+    """After the training: remove an unstarted run, make a finished version current."""
+    if not comm.is_main:
+        return TrainResult(outcome, out, False, "")
+    if not has_completed_epoch(out):
+        discard_unstarted(out, keep_folder=plan.existed)
+        kept = (f"; {plan.parent.version} stays current" if plan.kind == VERSION else "")
+        return TrainResult(outcome, None, False, f"stopped before the first epoch: nothing was kept{kept}")
+    run = Run.open(out)
+    if plan.kind == NEW or run.version == "v1":
+        return TrainResult(outcome, out, True, f"run written to {out}")
+    if complete_version(run):
+        return TrainResult(outcome, out, True,
+                           f"version {run.version} written to {out}; it is now the current version of {run.root}")
+    parent = plan.parent.version if plan.kind == VERSION else "the previous version"
+    return TrainResult(outcome, out, False,
+                       f"version {run.version} written to {out} (incomplete: {len(run.history())} of "
+                       f"{run.config.epochs} epochs; {parent} stays current)")
+
+
+def predict_job(run: Run | Predictor, data: str | Path, out: str | Path, options: PredictOptions | None = None, *,
+                fmt: str = "auto", limit: int | None = None, single_label: str = "majority", seed: int = 0,
+                cancel: Cancel = None) -> Generator[Progress, None, Prediction]:
+    """Read the collection ``data``, predict it with ``run`` and write the soft-label file
+    ``out``; yields Progress, returns the :class:`Prediction` (nothing is written when it is
+    cancelled)."""
+    yield Progress("read", message="reading the images")
+    collection = read_collection(data, fmt=fmt, limit=limit, single_label=single_label, seed=seed)
+    if cancel_requested(cancel):
+        raise Cancelled("before prediction")
+    result = yield from predict_steps(run, collection, options, cancel=cancel)
+    if cancel_requested(cancel):
+        raise Cancelled("before the file was written")
+    yield Progress("write", batch=len(result.table), batches=len(result.table), message="writing the file")
+    write_predictions(result.table, out)
+    return result
