@@ -6,10 +6,13 @@ alone, where the next vote should go, and whether Dawid–Skene finds who is rel
 - each image gets *k* of its votes, drawn at random (one permutation of its votes per draw);
   the other votes are the reference, so nothing the labels are scored against is ever seen;
 - soft labels of the test images, intersection with the reference: the k votes' shares
-  (*votes alone*), the model's prediction p (*model alone*), and the combined label of
-  ``core.annotations`` (Dawid–Skene over every image's k votes, the model's weight fitted on the
-  valid split by the held-out-vote likelihood, soft label = the predictive distribution of a
-  further vote; the posterior over the true class is shown as well);
+  (*votes alone*), the model's prediction p and p calibrated by the fitted temperature (*model
+  alone*), and the combined label of ``core.labels.annotations`` (``combine_votes``: the model's
+  temperature and its prior strength α fitted on the valid split's own k votes, the posterior
+  Dirichlet(α·p̂ + votes), its intersection estimate); beside it the posterior mean and
+  Dawid–Skene's true-class posterior with the model's evidence;
+- the valid split's numbers are printed as well: that is where choices are made; the test
+  split's are the result;
 - budget of 1.5 votes per image: every image has one vote, half of the images of each split get
   a second one, chosen by the queue (``next_vote_gain`` after the first votes) or at random; the
   reference is every vote but the first two, for both.
@@ -82,14 +85,17 @@ def counts_of(votes: np.ndarray, m: int) -> np.ndarray:
 
 
 def combine(given: np.ndarray, probs: np.ndarray, valid: np.ndarray) -> dict:
-    """Dawid–Skene over the crowd's given votes, the model's weight on ``valid``, the label."""
+    """The product's combination over the crowd's given votes (``core.annotations``): the
+    combined label (temperature and α fitted on ``valid``), its next-vote gain, and Dawid–Skene's
+    true-class posterior with the model's evidence (weight fitted on ``valid``)."""
+    m = given.shape[1]
     empty = np.zeros((len(given), 0), dtype=np.int64)
-    ds = A.dawid_skene(empty, given.shape[1], given)
+    combo = A.combine_votes(empty, m, given, probs, None, valid)
+    ds = A.dawid_skene(empty, m, given)
     weight = A.fit_model_weight(ds, empty, given, probs, valid)
     post = A.combined_posterior(ds, empty, given, probs, weight)
-    pool = ds.confusion[-1]
-    return {"posterior": post, "soft": A.predictive(post, pool), "weight": weight,
-            "gain": A.next_vote_gain(post, pool)}
+    return {"soft": combo.soft, "posterior": post, "alpha": combo.prior_strength, "temperature": combo.temperature,
+            "calibrated": combo.prior, "mean": combo.mean, "gain": combo.gain, "weight": weight}
 
 
 def ferplus(args, log) -> dict:
@@ -109,8 +115,11 @@ def ferplus(args, log) -> dict:
     log(f"FER+: {int(valid.sum())} valid and {int(test.sum())} test images with >= {MIN_VOTES} emotion votes; "
         f"model: {run.config.method}, {len(run.history())} epoch(s) completed")
     votes = vote_lists(counts)
-    out = {f"k{k}": {"votes": [], "model": [], "combined": [], "posterior": [], "weight": []} for k in KS}
-    queue = {"queue": [], "random": [], "queue_votes": [], "random_votes": []}
+    names = ("votes", "model", "calibrated", "combined", "mean", "posterior")
+    out = {f"k{k}": {**{n: [] for n in names}, **{f"valid_{n}": [] for n in names}, "alpha": [], "temperature": []}
+           for k in KS}
+    queue = {f"{split}{name}": [] for split in ("", "valid_")
+             for name in ("queue", "random", "queue_votes", "random_votes")}
     for draw in range(args.draws):
         rng = np.random.default_rng(1000 + draw)
         order = permuted(votes, rng)
@@ -119,11 +128,13 @@ def ferplus(args, log) -> dict:
             reference = shares(counts_of(order[:, k:], m))
             c = combine(given, probs, valid)
             res = out[f"k{k}"]
-            res["votes"].append(intersection(shares(given), reference)[test].mean())
-            res["model"].append(intersection(probs, reference)[test].mean())
-            res["combined"].append(intersection(c["soft"], reference)[test].mean())
-            res["posterior"].append(intersection(c["posterior"], reference)[test].mean())
-            res["weight"].append(c["weight"])
+            for name, soft in (("votes", shares(given)), ("model", probs), ("calibrated", c["calibrated"]),
+                               ("combined", c["soft"]), ("mean", c["mean"]), ("posterior", c["posterior"])):
+                score = intersection(soft, reference)
+                res[name].append(score[test].mean())
+                res[f"valid_{name}"].append(score[valid].mean())
+            res["alpha"].append(c["alpha"])
+            res["temperature"].append(c["temperature"])
         # budget 1.5 votes per image: the second vote where the queue says, or at random
         first = counts_of(order[:, :1], m)
         second = counts_of(order[:, 1:2], m)
@@ -141,11 +152,14 @@ def ferplus(args, log) -> dict:
                 chosen[picked] = True
             given = first + np.where(chosen[:, None], second, 0.0)
             c = combine(given, probs, valid)
-            queue[name].append(intersection(c["soft"], reference)[test].mean())
-            queue[f"{name}_votes"].append(intersection(shares(given), reference)[test].mean())
+            combined, alone = intersection(c["soft"], reference), intersection(shares(given), reference)
+            queue[name].append(combined[test].mean())
+            queue[f"{name}_votes"].append(alone[test].mean())
+            queue[f"valid_{name}"].append(combined[valid].mean())
+            queue[f"valid_{name}_votes"].append(alone[valid].mean())
         log(f"  draw {draw}: " + ", ".join(f"k={k}: votes {out[f'k{k}']['votes'][-1]:.4f} model "
                                            f"{out[f'k{k}']['model'][-1]:.4f} combined "
-                                           f"{out[f'k{k}']['combined'][-1]:.4f} (w {out[f'k{k}']['weight'][-1]:.2f})"
+                                           f"{out[f'k{k}']['combined'][-1]:.4f} (alpha {out[f'k{k}']['alpha'][-1]:.2f})"
                                            for k in KS)
             + f"; 1.5 votes: queue {queue['queue'][-1]:.4f} random {queue['random'][-1]:.4f}")
     return {"per_k": out, "queue": queue, "n_test": int(test.sum()), "n_valid": int(valid.sum())}
@@ -183,9 +197,9 @@ def demo(args, log) -> dict:
     return out
 
 
-def ms(values) -> str:
+def ms(values, digits: int = 4) -> str:
     values = np.asarray(values, np.float64)
-    return f"{values.mean():.4f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.4f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1) if len(values) > 1 else 0.0:.{digits}f}"
 
 
 def main(argv=None) -> int:
@@ -210,27 +224,34 @@ def main(argv=None) -> int:
     dem = None if args.skip_demo else demo(args, log)
     print(f"\n{args.draws} draws, {time.time() - start:.0f} s")
     if fer is not None:
-        print(f"\nFER+ test images ({fer['n_test']}; the model's weight fitted on {fer['n_valid']} valid images): "
-              "intersection with the held-out votes, mean ± sd over draws")
-        print("| votes given | votes alone | model alone | combined | combined (posterior) | fitted w |")
-        print("|---|---|---|---|---|---|")
-        for k in KS:
-            r = fer["per_k"][f"k{k}"]
-            print(f"| {k} | {ms(r['votes'])} | {ms(r['model'])} | {ms(r['combined'])} | {ms(r['posterior'])} | "
-                  f"{ms(r['weight'])} |")
+        for split in ("valid_", ""):
+            where = "valid (where T and alpha are fitted: for choosing)" if split else "test (reported)"
+            print(f"\nFER+ {where} images ({fer['n_valid'] if split else fer['n_test']}): intersection with the "
+                  "held-out votes, mean ± sd over draws")
+            print("| votes given | votes alone | model alone (p) | model alone (calibrated) | combined | "
+                  "posterior mean | true-class posterior | fitted alpha (votes) | fitted T |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            for k in KS:
+                r = fer["per_k"][f"k{k}"]
+                print(f"| {k} | {ms(r[split + 'votes'])} | {ms(r[split + 'model'])} | {ms(r[split + 'calibrated'])} | "
+                      f"{ms(r[split + 'combined'])} | {ms(r[split + 'mean'])} | {ms(r[split + 'posterior'])} | "
+                      f"{ms(r['alpha'], 2)} | "
+                      f"{ms(r['temperature'], 2)} |")
         for k in KS:
             r = fer["per_k"][f"k{k}"]
             beats_votes = all(c > v for c, v in zip(r["combined"], r["votes"]))
-            beats_model = all(c > p for c, p in zip(r["combined"], r["model"]))
-            print(f"k={k}: combined > votes alone on every draw: {beats_votes}; > model alone on every draw: "
-                  f"{beats_model}")
+            best_model = np.maximum(r["model"], r["calibrated"])
+            beats_model = all(c > p for c, p in zip(r["combined"], best_model))
+            print(f"test, k={k}: combined > votes alone on every draw: {beats_votes}; > the better model alone "
+                  f"on every draw: {beats_model}")
         q = fer["queue"]
-        print("\n1.5 votes per image (the second vote for half of the images): combined label's intersection")
-        print("| second vote | combined | votes alone |")
-        print("|---|---|---|")
-        print(f"| queue (needs another vote) | {ms(q['queue'])} | {ms(q['queue_votes'])} |")
-        print(f"| random half | {ms(q['random'])} | {ms(q['random_votes'])} |")
-        print(f"queue > random on every draw: {all(a > b for a, b in zip(q['queue'], q['random']))}")
+        print("\n1.5 votes per image (the second vote for half of the images): intersection")
+        print("| second vote | combined (test) | votes alone (test) | combined (valid) |")
+        print("|---|---|---|---|")
+        print(f"| queue (needs another vote) | {ms(q['queue'])} | {ms(q['queue_votes'])} | {ms(q['valid_queue'])} |")
+        print(f"| random half | {ms(q['random'])} | {ms(q['random_votes'])} | {ms(q['valid_random'])} |")
+        print(f"test: queue > random on every draw: {all(a > b for a, b in zip(q['queue'], q['random']))} "
+              f"(combined), {all(a > b for a, b in zip(q['queue_votes'], q['random_votes']))} (votes alone)")
     if dem is not None:
         err = np.stack(dem["ds_error"])
         acc = np.stack(dem["accuracy"])

@@ -156,18 +156,112 @@ def test_krippendorff_alpha_extremes():
 
 def test_next_vote_gain_ranks_few_split_and_contested_samples_first():
     m = 3
-    pool = np.full((m, m), 0.1) + np.eye(m) * 0.7
-    ds = A.DawidSkene(confusion=pool[None], prior=np.full(m, 1 / m), posterior=np.zeros((0, m)),
-                      has_crowd=True, iterations=0)
-    crowd = np.array([[1, 0, 0], [2, 0, 0], [5, 0, 0], [10, 0, 0], [1, 1, 0], [5, 5, 0], [3, 2, 0]])
-    post = A.combined_posterior(ds, np.zeros((len(crowd), 0), int), crowd)
-    gain = A.next_vote_gain(post, pool)
+    crowd = np.array([[1, 0, 0], [2, 0, 0], [5, 0, 0], [10, 0, 0], [1, 1, 0], [5, 5, 0], [3, 2, 0]], float)
+    flat = np.full((len(crowd), m), 1 / m)
+    mean = A.posterior_mean(flat, crowd, 1.0)
+    gain = A.next_vote_gain(mean, 1.0 + crowd.sum(1))
     assert gain[0] > gain[1] > gain[2] > gain[3] > 0          # unanimous: falls with every vote
     assert gain[4] > gain[1] and gain[5] > gain[2]            # split beats unanimous at equal n
-    probs = np.array([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05]] + [[1 / 3] * 3] * 5)
-    contested = A.combined_posterior(ds, np.zeros((len(crowd), 0), int), crowd, probs=probs, weight=1.0)
-    gain_model = A.next_vote_gain(contested, pool)
-    assert gain_model[1] > gain_model[0]                      # the model against the votes
+    model = np.array([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05]] + [[1 / 3] * 3] * 5)
+    contested = A.next_vote_gain(A.posterior_mean(model, crowd, 1.0), 1.0 + crowd.sum(1))
+    assert contested[1] > contested[0]                        # the model against the votes
+
+
+def test_next_vote_gain_is_the_expected_change_of_the_mean():
+    """The closed form against the definition: Σ_v m_v · TV(m, mean after one more vote v)."""
+    rng = np.random.default_rng(0)
+    prior = rng.dirichlet(np.ones(4), 20)
+    counts = rng.integers(0, 4, (20, 4)).astype(float)
+    alpha = 1.7
+    mean = A.posterior_mean(prior, counts, alpha)
+    expected = np.zeros(20)
+    for v in range(4):
+        after = A.posterior_mean(prior, counts + np.eye(4)[v], alpha)
+        expected += mean[:, v] * 0.5 * np.abs(after - mean).sum(1)
+    assert np.allclose(A.next_vote_gain(mean, alpha + counts.sum(1)), expected)
+
+
+# -- the combined label ----------------------------------------------------------------------
+def test_posterior_mean_by_hand_and_its_limits():
+    prior = np.array([[0.5, 0.3, 0.2]])
+    counts = np.array([[2.0, 0.0, 1.0]])
+    assert np.allclose(A.posterior_mean(prior, counts, 2.0), [[(1 + 2) / 5, 0.6 / 5, (0.4 + 1) / 5]])
+    assert np.allclose(A.posterior_mean(prior, counts, 1e-9), [[2 / 3, 0, 1 / 3]])      # votes alone
+    assert np.allclose(A.posterior_mean(prior, counts, 1e9), prior)                     # model alone
+
+
+def test_intersection_estimate_beats_the_mean_on_its_own_posterior():
+    """Monte Carlo over θ ~ Dirichlet(β): the estimate's expected intersection with θ is the
+    highest among the mean, the estimate nudged either way, and the votes' shares."""
+    rng = np.random.default_rng(0)
+    beta = np.array([[2.0, 0.3, 0.2, 1.1], [0.4, 0.4, 3.2, 0.1], [5.0, 5.0, 0.2, 0.2]])
+    q = A.intersection_estimate(beta)
+    assert np.allclose(q.sum(1), 1) and (q >= 0).all()
+    mean = beta / beta.sum(1, keepdims=True)
+    for i, b in enumerate(beta):
+        theta = rng.dirichlet(b, 200_000)
+        score = lambda x: np.minimum(theta, x).sum(1).mean()  # noqa: E731
+        best = score(q[i])
+        assert best > score(mean[i]) + 1e-3
+        for j in range(4):
+            for k in range(4):
+                if j != k and q[i, j] > 0.02:
+                    nudged = q[i].copy()
+                    nudged[j] -= 0.02
+                    nudged[k] += 0.02
+                    assert best >= score(nudged) - 5e-4
+    big = A.intersection_estimate(np.array([[4000.0, 3000.0, 2000.0, 1000.0]]))
+    assert np.allclose(big, [[0.4, 0.3, 0.2, 0.1]], atol=0.01)   # a sure posterior: its mean
+
+
+def test_prior_strength_is_recovered_and_zero_or_one_vote_says_nothing():
+    rng = np.random.default_rng(1)
+    n, m, alpha = 4000, 5, 3.0
+    prior = rng.dirichlet(np.ones(m) * 0.7, n)
+    theta = np.stack([rng.dirichlet(alpha * p) for p in prior])
+    crowd = np.stack([rng.multinomial(4, t) for t in theta]).astype(float)
+    empty = np.zeros((n, 0), np.int64)
+    fitted = A.fit_prior_strength(prior, empty, crowd)
+    assert 2.3 < fitted < 3.9
+    one = np.stack([rng.multinomial(1, t) for t in theta]).astype(float)
+    assert A.fit_prior_strength(prior, empty, one) == A.DEFAULT_PRIOR_STRENGTH
+    # the same votes as labels of four identified sources: the same fit
+    labels = np.stack([np.repeat(np.arange(m), c.astype(int)) for c in crowd])
+    assert A.fit_prior_strength(prior, labels) == pytest.approx(fitted, rel=1e-3)
+
+
+def test_temperature_undoes_an_overconfident_model():
+    rng = np.random.default_rng(2)
+    n, m = 3000, 4
+    logits = rng.normal(0, 1.5, (n, m))
+    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    votes = np.stack([rng.multinomial(3, t) for t in truth]).astype(float)
+    sharp = np.exp(2 * logits) / np.exp(2 * logits).sum(1, keepdims=True)   # T = 0.5 too sharp
+    assert A.fit_temperature(sharp, votes) == pytest.approx(2.0, rel=0.15)
+    assert A.fit_temperature(truth, votes) == pytest.approx(1.0, rel=0.15)
+    assert A.fit_temperature(sharp, votes, rows=np.array([], int)) == 1.0
+
+
+def test_vote_weights_from_reliability():
+    # a good annotator, an average one, a random one (chance 1/4), and the dataset's label
+    w = A.vote_weights(np.array([0.9, 0.7, 0.25, 0.8]), np.array([100, 100, 100, 400]),
+                       np.array([True, True, True, False]), 4)
+    kappa = (np.array([0.9, 0.7, 0.25, 0.8]) - 0.25) / 0.75
+    assert np.allclose(w, kappa / kappa[:3].mean())
+    assert w[2] == 0 and w[0] > w[1] > 0
+    assert np.allclose(A.vote_weights(np.array([0.2, 0.1]), np.array([3, 3]), np.array([True, True]), 4), 1.0)
+
+
+def test_combine_votes_without_a_model_and_with_one():
+    crowd = np.array([[3, 0, 0], [1, 1, 0], [0, 0, 2], [0, 0, 0]], float)
+    empty = np.zeros((4, 0), np.int64)
+    plain = A.combine_votes(empty, 3, crowd)
+    assert np.allclose(plain.soft.sum(1), 1) and plain.soft[0].argmax() == 0 and plain.soft[2].argmax() == 2
+    assert plain.temperature == 1.0 and np.allclose(plain.strength, plain.prior_strength + crowd.sum(1))
+    model = np.array([[0.1, 0.8, 0.1]] * 4)
+    with_model = A.combine_votes(empty, 3, crowd, model, fit_rows=np.array([0, 1, 2]))
+    assert with_model.soft[3].argmax() == 1                   # no votes: the model's prior
+    assert with_model.gain[3] > with_model.gain[0]
 
 
 # -- table columns, scores and the export ---------------------------------------------------

@@ -62,31 +62,62 @@ Agreement and reliability
 
 The combined label
 ------------------
-The posterior over the true class of sample i, given its votes, every source's confusion
-matrix and the model's prediction p_i as a prior of weight w (CROWDLAB's idea)::
+A label distribution is the distribution of people's votes on a sample (FER+'s reference is
+one), so the combined soft label of sample i estimates θ_i, the share of people who would vote
+each class. Its prior is the model: θ_i ~ Dirichlet(α · p̂_i), where p̂_i is the model's
+prediction calibrated by one temperature T (``fit_temperature``: the T under which p̂ best
+predicts the votes of the valid split). The votes are draws from θ_i, each weighted by its
+source's reliability w_s, so the posterior is Dirichlet(β_i) with::
+
+    β_i = α · p̂_i + Σ_votes w_s · onehot(v),   posterior mean = β_i / (α + Σ_votes w_s)
+
+α is how many votes the model is worth. α → 0 leaves the votes alone, α → ∞ the model alone.
+It is fitted on the *valid* split, where p is a held-out prediction (``fit_prior_strength``):
+the α that best predicts each vote of a valid sample from the sample's other votes and the
+model (the leave-one-vote-out likelihood, which is the Dirichlet-multinomial likelihood of the
+votes), under a weak log-normal prior around one vote (σ = 1 in log α: thousands of votes
+outweigh it, a handful of shared samples cannot drive α to an extreme). One vote per sample says nothing about how far people spread around p, so where no
+valid sample has two votes α is fitted on every sample, and with no sample of two votes at all
+it is ``DEFAULT_PRIOR_STRENGTH`` (the model counts as one vote). A row without a prediction
+takes the class prior π instead.
+
+The combined label is the posterior's estimate that is best for how label distributions are
+scored, the intersection Σ_j min(q_j, θ_j) (``intersection_estimate``). Its expected value
+grows with q_j at the rate P(θ_j > q_j), so under Σ q = 1 the best q makes that probability
+equal across classes: q_j is the (1 − λ) quantile of θ_j's marginal Beta(β_j, B − β_j), λ per
+sample such that the q_j sum to 1. It is sharper than the posterior mean: a class that only
+the model's prior gives a little mass keeps less of it.
+
+The weights come from Dawid–Skene: a source's chance-corrected accuracy
+κ_s = (acc_s − 1/m) / (1 − 1/m), relative to the people's mean κ (weighted by the votes each
+cast), clipped to [0, ``MAX_VOTE_WEIGHT``]. An average person's vote weighs 1, a random voter's
+0; the crowd of a dataset (anonymous people sharing one confusion matrix) weighs 1.
+
+The export writes the combined label as ``d_<class>`` for every sample with at least
+``MIN_VOTES_COMBINED`` people's votes (``combined_<class>``); a sample with one vote or none
+keeps the run's soft label with the annotator's review (``core.soft_labels.reviewed_soft_labels``).
+
+Beside it, ``Consensus.posterior`` is the posterior over the *true* class given the votes, every
+source's confusion matrix and the model's evidence as a prior of weight w (CROWDLAB's idea)::
 
     log P(y | votes, p) = log π_y + w (log p_iy − log p̄_y) + Σ_votes log C_s[y, v] + const
 
-``p̄`` is the model's mean prediction, so ``p / p̄`` is the model's evidence (a likelihood
-ratio) and w = 0 gives the votes-only Dawid–Skene posterior. w (in [0, ``MAX_MODEL_WEIGHT``])
-is fitted on the *valid* split, where p is a held-out prediction: the weight that best predicts
-each vote of a valid sample from its other votes and the model (the leave-one-vote-out
-likelihood); 1.0 when the valid split has no votes.
-
-The combined *soft label* is the distribution of a further vote given all that:
-``soft_i = posterior_i · C_pool``, where ``C_pool`` is the people's confusion matrices averaged
-by the votes each cast. A label distribution is a distribution of people's votes (FER+'s
-reference is one), so this is what the export writes as ``d_<class>`` for every sample with at
-least two votes (``combined_<class>``); a sample with one vote or none keeps the run's soft label
-with the annotator's review (``core.soft_labels.reviewed_soft_labels``).
+``p̄`` is the model's mean prediction, w in [0, ``MAX_MODEL_WEIGHT``] is fitted on the valid
+split by the leave-one-vote-out likelihood (``fit_model_weight``). It undoes a biased
+annotator's confusion, so its argmax is the best guess of the true class; the soft label above
+is the distribution of people's votes.
 
 The next vote
 -------------
-``next_vote_gain`` (score ``needs_another_vote``): the expected change of a sample's soft label
-if one more person voted, ``Σ_v P(v) · TV(soft, soft after v)``, with P(v) = soft_v the
-predictive distribution of that vote and TV the total variation distance. It is high for
-samples with few votes, with split votes and where the model and the votes disagree, and
-falls towards 0 as unanimous votes accumulate.
+``next_vote_gain`` (score ``needs_another_vote``): the expected change of a sample's posterior
+mean ``m`` if one more average person (weight 1) voted, the vote v drawn from the posterior
+predictive, which is ``m`` itself. The mean becomes ``m + (e_v − m) / (S + 1)`` with
+S = α + Σ w_s the posterior's strength, so the expected total-variation change is exactly::
+
+    Σ_v m_v · TV(m, m after v) = (1 − Σ_v m_v²) / (S + 1)
+
+It is high for samples with few votes (small S), with split votes and where the model and the
+votes disagree (both spread ``m``), and falls towards 0 as unanimous votes accumulate.
 
 API
 ---
@@ -94,8 +125,11 @@ API
 ``read_votes(run_root, table)`` → :class:`Votes`, ``analyse_votes(table, votes)`` →
 :class:`Consensus`, ``with_votes(table, votes, consensus)`` (the table columns), and
 ``vote_table(table, run_root)`` (all three at once). The numpy level (``dawid_skene``,
-``fit_model_weight``, ``combined_posterior``, ``predictive``, ``next_vote_gain``,
-``krippendorff_alpha``) works on plain arrays.
+``vote_weights``, ``weighted_counts``, ``fit_temperature``, ``fit_prior_strength``,
+``combine_votes``, ``combined_soft``, ``next_vote_gain``, ``fit_model_weight``,
+``combined_posterior``, ``krippendorff_alpha``) works on plain arrays. For the GUI:
+``sample_votes(votes, row)`` (who voted what on one sample), ``annotator_progress(votes,
+name)`` and ``has_voted(votes, name, row)``.
 """
 from __future__ import annotations
 
@@ -116,6 +150,10 @@ __all__ = [
     "validate_annotator_name", "annotator_journal", "annotator_journal_path", "annotator_names",
     "journal_files", "Votes", "read_votes", "crowd_votes", "DawidSkene", "dawid_skene",
     "combined_posterior", "fit_model_weight", "predictive", "next_vote_gain", "krippendorff_alpha",
+    "vote_weights", "weighted_counts", "fit_temperature", "temper", "fit_prior_strength", "combined_soft",
+    "posterior_mean", "intersection_estimate",
+    "Combination", "combine_votes", "sample_votes", "annotator_progress", "has_voted", "SampleVotes",
+    "with_annotator", "review_table",
     "Reliability", "Consensus", "analyse_votes", "with_votes", "vote_table", "vote_columns",
     "crowd_columns", "combined_columns",
 ]
@@ -136,6 +174,18 @@ MAX_MODEL_WEIGHT = 4.0
 DEFAULT_MODEL_WEIGHT = 1.0
 #: samples with at least this many votes get the combined soft label in the export
 MIN_VOTES_COMBINED = 2
+#: the model's prior strength α (in votes) when no valid sample has two votes to fit it on
+DEFAULT_PRIOR_STRENGTH = 1.0
+#: α is fitted in [MIN_PRIOR_STRENGTH, MAX_PRIOR_STRENGTH], with a log-normal prior of this
+#: standard deviation (in log α) around DEFAULT_PRIOR_STRENGTH
+MIN_PRIOR_STRENGTH, MAX_PRIOR_STRENGTH = 1e-3, 1e3
+PRIOR_STRENGTH_LOG_SD = 1.0
+#: the model's temperature is fitted in this range
+TEMPERATURE_RANGE = (0.2, 5.0)
+#: a source's vote weighs at most this many average people's votes
+MAX_VOTE_WEIGHT = 3.0
+#: bisection steps of the intersection estimate's λ (precision 2^-n)
+INTERSECTION_ITERATIONS = 24
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _RESERVED = {CROWD, DATASET}
@@ -434,7 +484,9 @@ def dawid_skene(labels: np.ndarray, n_classes: int, crowd: np.ndarray | None = N
     None). Starts from the vote shares (majority vote), then alternates the M-step (π and each
     ``C_s`` from the posteriors, with ``smoothing`` pseudo-votes per row of ``C_s``, half on the
     diagonal and half spread over the other classes) and the E-step, until the mean
-    log-likelihood changes by less than ``tol``. Rows without a vote keep the prior.
+    log-likelihood changes by less than ``tol``. Rows without a vote keep the prior. Only rows
+    with two votes or more enter the confusion matrices: a lone vote would agree with the
+    posterior it makes by itself and flatter its source.
     """
     m = int(n_classes)
     labels = np.asarray(labels, np.int64).reshape(len(labels), -1) if len(labels) else \
@@ -446,6 +498,7 @@ def dawid_skene(labels: np.ndarray, n_classes: int, crowd: np.ndarray | None = N
     hot = [_one_hot(labels[:, s], m) for s in range(n_src)]
     counts = sum(hot, np.zeros((n, m))) + (crowd if crowd is not None else 0.0)
     voted = counts.sum(axis=1) > 0
+    informative = counts.sum(axis=1) >= 2  # a lone vote says nothing about its source's reliability
     post = np.full((n, m), 1.0 / m)
     post[voted] = (counts[voted] + 1e-2) / (counts[voted] + 1e-2).sum(axis=1, keepdims=True)
     pseudo = np.full((m, m), 0.5 * smoothing / max(m - 1, 1))
@@ -456,7 +509,8 @@ def dawid_skene(labels: np.ndarray, n_classes: int, crowd: np.ndarray | None = N
     for iterations in range(1, max_iter + 1):
         weight = post[voted]
         prior = (weight.sum(axis=0) + 1.0) / (weight.sum() + m)
-        confusion = np.stack([pseudo + weight.T @ votes[voted] for votes in sources]) if sources else \
+        shared = post[informative]
+        confusion = np.stack([pseudo + shared.T @ votes[informative] for votes in sources]) if sources else \
             np.zeros((0, m, m))
         confusion /= confusion.sum(axis=2, keepdims=True)
         log_joint = np.log(prior) + _log_likelihood(confusion, labels, crowd)
@@ -546,18 +600,249 @@ def predictive(posterior: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return out / out.sum(axis=1, keepdims=True)
 
 
-def next_vote_gain(posterior: np.ndarray, pool: np.ndarray) -> np.ndarray:
-    """(n,) expected total-variation change of the soft label ``posterior @ pool`` when one more
-    vote v is drawn from its predictive distribution and added (module docstring)."""
-    post = np.asarray(posterior, np.float64)
-    pool = np.asarray(pool, np.float64)
-    soft = predictive(post, pool)
-    gain = np.zeros(len(post))
-    for v in range(pool.shape[1]):
-        after = post * pool[:, v]
-        after /= np.clip(after.sum(axis=1, keepdims=True), 1e-300, None)
-        gain += soft[:, v] * 0.5 * np.abs(predictive(after, pool) - soft).sum(axis=1)
-    return gain
+def next_vote_gain(mean: np.ndarray, strength: np.ndarray | float) -> np.ndarray:
+    """(n,) expected total-variation change of the Dirichlet posterior mean ``mean`` (of
+    strength ``strength`` = α + Σ w) when one more person votes, the vote drawn from ``mean``:
+    ``(1 − Σ mean²) / (strength + 1)`` (module docstring)."""
+    mean = np.asarray(mean, np.float64)
+    strength = np.broadcast_to(np.asarray(strength, np.float64), (len(mean),))
+    return (1.0 - (mean ** 2).sum(axis=1)) / (strength + 1.0)
+
+
+# ------------------------------------------------------------------------- the combined label
+def vote_weights(accuracy: np.ndarray, votes_cast: np.ndarray, people: np.ndarray, n_classes: int) -> np.ndarray:
+    """(S,) each source's vote weight: its chance-corrected Dawid–Skene accuracy κ relative to
+    the people's mean κ weighted by the votes each cast, clipped to [0, ``MAX_VOTE_WEIGHT``]
+    (module docstring). All 1 when the people's mean κ is not positive."""
+    accuracy = np.asarray(accuracy, np.float64)
+    cast = np.asarray(votes_cast, np.float64)
+    people = np.asarray(people, bool)
+    if not len(accuracy):
+        return np.zeros(0)
+    chance = 1.0 / max(int(n_classes), 2)
+    kappa = np.clip((accuracy - chance) / (1.0 - chance), 0.0, None)
+    share = np.where(people, cast, 0.0)
+    if share.sum() == 0:
+        share = cast
+    mean = float((share * kappa).sum() / share.sum()) if share.sum() > 0 else 0.0
+    if mean <= 0:
+        return np.ones(len(accuracy))
+    return np.clip(kappa / mean, 0.0, MAX_VOTE_WEIGHT)
+
+
+def weighted_counts(labels: np.ndarray, n_classes: int, crowd: np.ndarray | None = None,
+                    weights: np.ndarray | None = None) -> np.ndarray:
+    """(n, m) the votes per class, each weighted by its source's weight (``weights``: one per
+    column of ``labels``, then the crowd's; None: all 1)."""
+    m = int(n_classes)
+    labels = np.asarray(labels, np.int64).reshape(len(labels), -1) if len(labels) else \
+        np.zeros((0 if crowd is None else len(crowd), 0), np.int64)
+    n_src = labels.shape[1] + (crowd is not None)
+    w = np.ones(n_src) if weights is None else np.asarray(weights, np.float64)
+    out = np.zeros((len(labels), m))
+    for s in range(labels.shape[1]):
+        out += w[s] * _one_hot(labels[:, s], m)
+    if crowd is not None:
+        out += w[-1] * np.asarray(crowd, np.float64)
+    return out
+
+
+def _valid_probs(probs: np.ndarray | None, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, m) the predictions normalised and clipped away from 0, (n,) rows that have one."""
+    if probs is None:
+        return np.full((n, m), 1.0 / m), np.zeros(n, bool)
+    probs = np.asarray(probs, np.float64)
+    ok = np.isfinite(probs).all(axis=1) & (probs.sum(axis=1) > 0) & (probs >= 0).all(axis=1)
+    out = np.full((n, m), 1.0 / m)
+    out[ok] = np.clip(probs[ok] / probs[ok].sum(axis=1, keepdims=True), 1e-6, None)
+    out[ok] /= out[ok].sum(axis=1, keepdims=True)
+    return out, ok
+
+
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """The predictions at ``temperature``: softmax(log p / T), row-wise."""
+    p, _ = _valid_probs(probs, len(probs), np.asarray(probs).shape[1])
+    return _normalise_log(np.log(p) / float(temperature))
+
+
+def _rows(rows, n: int) -> np.ndarray:
+    rows = np.arange(n) if rows is None else np.asarray(rows)
+    return np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+
+
+def fit_temperature(probs: np.ndarray, counts: np.ndarray, rows=None) -> float:
+    """The temperature T in ``TEMPERATURE_RANGE`` under which ``temper(probs, T)`` best
+    predicts the (weighted) votes ``counts`` of ``rows`` (their negative log-likelihood); 1.0
+    when those rows hold no vote or no prediction."""
+    from scipy.optimize import minimize_scalar
+
+    counts = np.asarray(counts, np.float64)
+    p, ok = _valid_probs(probs, len(counts), counts.shape[1])
+    rows = _rows(rows, len(counts))
+    rows = rows[ok[rows] & (counts[rows].sum(axis=1) > 0)]
+    if not rows.size:
+        return 1.0
+    log_p, c = np.log(p[rows]), counts[rows]
+
+    def nll(log_t: float) -> float:
+        z = log_p / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(c * (z - np.log(np.exp(z).sum(axis=1, keepdims=True)))).sum())
+
+    low, high = np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1])
+    best = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(best.x))
+
+
+def _vote_items(labels: np.ndarray, crowd: np.ndarray | None, weights: np.ndarray, rows: np.ndarray):
+    """Every vote of ``rows`` as (row, class, its weight, how many such votes)."""
+    r, v, w, k = [], [], [], []
+    for s in range(labels.shape[1]):
+        voted = rows[labels[rows, s] >= 0]
+        r.append(voted)
+        v.append(labels[voted, s])
+        w.append(np.full(len(voted), weights[s]))
+        k.append(np.ones(len(voted)))
+    if crowd is not None:
+        sub = crowd[rows]
+        at, cls = np.nonzero(sub > 0)
+        r.append(rows[at])
+        v.append(cls)
+        w.append(np.full(len(at), weights[-1]))
+        k.append(sub[at, cls])
+    cat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
+    return cat(r, np.int64), cat(v, np.int64), cat(w, np.float64), cat(k, np.float64)
+
+
+def fit_prior_strength(prior: np.ndarray, labels: np.ndarray, crowd: np.ndarray | None = None,
+                       weights: np.ndarray | None = None, rows=None) -> float:
+    """The model's prior strength α (in votes) that best predicts each vote of ``rows`` from
+    the row's other votes and the prior ``prior`` (the calibrated prediction): the mean of
+    ``log (α p_v + W_v − w) / (α + N − w)`` over the votes, W the row's weighted counts, N their
+    sum, w the vote's own weight (module docstring), with a weak log-normal prior on α around
+    ``DEFAULT_PRIOR_STRENGTH`` (``PRIOR_STRENGTH_LOG_SD`` in log α), so that a handful of
+    shared samples cannot drive it to an extreme. Only rows with another vote of positive weight
+    say anything about α; without any, ``DEFAULT_PRIOR_STRENGTH``."""
+    from scipy.optimize import minimize_scalar
+
+    prior = np.asarray(prior, np.float64)
+    n, m = prior.shape
+    labels = np.asarray(labels, np.int64).reshape(n, -1) if n else np.zeros((0, 0), np.int64)
+    crowd = None if crowd is None else np.asarray(crowd, np.float64)
+    n_src = labels.shape[1] + (crowd is not None)
+    weights = np.ones(n_src) if weights is None else np.asarray(weights, np.float64)
+    counts = weighted_counts(labels, m, crowd, weights)
+    r, v, w, k = _vote_items(labels, crowd, weights, _rows(rows, n))
+    rest_total = counts[r].sum(axis=1) - w
+    rest_same = counts[r, v] - w
+    use = (rest_total > 1e-9) & (w > 0)
+    if not use.any():
+        return DEFAULT_PRIOR_STRENGTH
+    p_v, rest_total, rest_same, k = prior[r[use], v[use]], rest_total[use], np.clip(rest_same[use], 0, None), k[use]
+    mult = k * w[use]
+
+    centre = np.log(DEFAULT_PRIOR_STRENGTH)
+
+    def nll(log_a: float) -> float:  # the votes' negative log-likelihood and α's log-normal prior
+        a = np.exp(log_a)
+        fit = -(mult * (np.log(a * p_v + rest_same + 1e-12) - np.log(a + rest_total))).sum()
+        return float(fit + 0.5 * ((log_a - centre) / PRIOR_STRENGTH_LOG_SD) ** 2)
+
+    best = minimize_scalar(nll, bounds=(np.log(MIN_PRIOR_STRENGTH), np.log(MAX_PRIOR_STRENGTH)), method="bounded",
+                           options={"xatol": 1e-4})
+    return float(np.exp(best.x))
+
+
+def posterior_mean(prior: np.ndarray, counts: np.ndarray, strength: float) -> np.ndarray:
+    """(n, m) the Dirichlet posterior mean ``(α · prior + counts) / (α + Σ counts)``."""
+    prior = np.asarray(prior, np.float64)
+    counts = np.asarray(counts, np.float64)
+    return (strength * prior + counts) / (strength + counts.sum(axis=1, keepdims=True))
+
+
+def intersection_estimate(concentration: np.ndarray, *, iterations: int = INTERSECTION_ITERATIONS) -> np.ndarray:
+    """(n, m) the Bayes estimate of θ ~ Dirichlet(``concentration``) for the intersection
+    Σ_j min(q_j, θ_j): q_j is the (1 − λ) quantile of θ_j's marginal Beta(β_j, B − β_j), with
+    one λ per row such that Σ_j q_j = 1 (found by bisection; module docstring). A row the
+    quantiles cannot serve (a single class, non-finite numbers) gets the posterior mean."""
+    from scipy.special import betaincinv
+
+    beta = np.clip(np.asarray(concentration, np.float64), 1e-12, None)
+    mean = beta / beta.sum(axis=1, keepdims=True)
+    rest = beta.sum(axis=1, keepdims=True) - beta
+    ok = (rest > 1e-12).all(axis=1) & np.isfinite(beta).all(axis=1)
+    if not ok.any():
+        return mean
+    b, r = beta[ok], rest[ok]
+    low, high = np.zeros((len(b), 1)), np.ones((len(b), 1))
+    with np.errstate(all="ignore"):
+        for _ in range(iterations):  # Σ_j quantile(1 − λ) falls as λ grows
+            lam = 0.5 * (low + high)
+            over = betaincinv(b, r, 1.0 - lam).sum(axis=1, keepdims=True) > 1.0
+            low, high = np.where(over, lam, low), np.where(over, high, lam)
+        q = betaincinv(b, r, 1.0 - 0.5 * (low + high))
+    total = q.sum(axis=1, keepdims=True)
+    good = np.isfinite(q).all(axis=1) & (total[:, 0] > 0)
+    out = mean.copy()
+    rows = np.flatnonzero(ok)[good]
+    out[rows] = q[good] / total[good]
+    return out
+
+
+def combined_soft(prior: np.ndarray, counts: np.ndarray, strength: float) -> np.ndarray:
+    """(n, m) the combined label: the intersection estimate of the posterior
+    Dirichlet(α · prior + counts) (module docstring)."""
+    prior = np.asarray(prior, np.float64)
+    counts = np.asarray(counts, np.float64)
+    return intersection_estimate(strength * prior + counts)
+
+
+@dataclass
+class Combination:
+    """The combined label of every row (``combine_votes``)."""
+
+    soft: np.ndarray                  # (n, m) the combined soft label
+    mean: np.ndarray                  # (n, m) the posterior mean
+    strength: np.ndarray              # (n,) α + Σ w: the posterior's strength, in votes
+    gain: np.ndarray                  # (n,) next_vote_gain
+    prior: np.ndarray                 # (n, m) the calibrated prediction (the class prior where none)
+    prior_strength: float             # α
+    temperature: float                # T
+    weights: np.ndarray               # (S,) each source's vote weight
+
+
+def combine_votes(labels: np.ndarray, n_classes: int, crowd: np.ndarray | None = None,
+                  probs: np.ndarray | None = None, weights: np.ndarray | None = None, fit_rows=None,
+                  class_prior: np.ndarray | None = None, *, estimate: bool = True) -> Combination:
+    """The combined label: the temperature and α fitted on ``fit_rows`` (the valid split), then
+    the Dirichlet posterior, its intersection estimate and the next-vote gain of every row
+    (module docstring). ``class_prior`` is the prior of rows without a prediction (default: the
+    weighted vote shares). ``estimate=False`` skips the estimate (``soft`` is then the mean):
+    the fast path for the queue alone."""
+    m = int(n_classes)
+    crowd = None if crowd is None else np.asarray(crowd, np.float64)
+    n = len(labels) if len(labels) else (0 if crowd is None else len(crowd))
+    labels = np.asarray(labels, np.int64).reshape(n, -1) if n else np.zeros((0, 0), np.int64)
+    n_src = labels.shape[1] + (crowd is not None)
+    weights = np.ones(n_src) if weights is None else np.asarray(weights, np.float64)
+    counts = weighted_counts(labels, m, crowd, weights)
+    if class_prior is None:
+        total = counts.sum(axis=0) + 1.0
+        class_prior = total / total.sum()
+    p, has_p = _valid_probs(probs, n, m)
+    if has_p.any():
+        temperature = fit_temperature(p, counts, fit_rows if fit_rows is not None else None)
+        p = temper(p, temperature)
+    else:
+        temperature = 1.0
+    prior = np.where(has_p[:, None], p, np.asarray(class_prior, np.float64)[None, :])
+    alpha = fit_prior_strength(prior, labels, crowd, weights, fit_rows)
+    mean = posterior_mean(prior, counts, alpha)
+    strength = alpha + counts.sum(axis=1)
+    soft = combined_soft(prior, counts, alpha) if estimate else mean
+    return Combination(soft=soft, mean=mean, strength=strength,
+                       gain=next_vote_gain(mean, strength), prior=prior,
+                       prior_strength=alpha, temperature=temperature, weights=weights)
 
 
 def krippendorff_alpha(counts: np.ndarray) -> tuple[float, np.ndarray]:
@@ -603,7 +888,10 @@ class Reliability:
     alpha: float                      # Krippendorff's α over all classes
     alpha_per_class: np.ndarray       # (m,)
     class_prior: np.ndarray           # (m,) π
-    model_weight: float               # w, the model prior's weight
+    model_weight: float               # w, the model evidence's weight in the true-class posterior
+    vote_weight: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (S,) w_s in the combined label
+    prior_strength: float = DEFAULT_PRIOR_STRENGTH   # α: the model's prediction is worth α votes
+    temperature: float = 1.0                          # T of the calibrated prediction
 
     def to_dict(self) -> dict:
         def num(x):
@@ -615,9 +903,12 @@ class Reliability:
             "agreement": {"krippendorff_alpha": num(self.alpha),
                           "per_class": {c: num(a) for c, a in zip(self.classes, self.alpha_per_class)}},
             "model_weight": num(self.model_weight),
+            "prior_strength": num(self.prior_strength),
+            "temperature": num(self.temperature),
             "class_prior": {c: num(p) for c, p in zip(self.classes, self.class_prior)},
             "sources": [
                 {"name": name, "votes_cast": int(self.votes_cast[s]), "accuracy": num(self.accuracy[s]),
+                 "vote_weight": num(self.vote_weight[s]) if s < len(self.vote_weight) else None,
                  "class_accuracy": {c: num(a) for c, a in zip(self.classes, self.class_accuracy[s])},
                  "confusion": [[num(x) for x in row] for row in self.confusion[s]],
                  "agreement_with": {other: num(self.pairwise_agreement[s, t])
@@ -628,9 +919,11 @@ class Reliability:
 
 @dataclass
 class Consensus:
-    """The votes combined (``analyse_votes``): per sample ``posterior`` (n, m) over the true
-    class, ``soft`` (n, m) the combined soft label, ``next_vote`` (n,) the expected change one
-    more vote would make; ``reliability`` per source; ``model`` the fitted Dawid–Skene."""
+    """The votes combined (``analyse_votes``): per sample ``soft`` (n, m) the combined soft
+    label (the Dirichlet posterior mean), ``strength`` (n,) its strength α + Σ w in votes,
+    ``next_vote`` (n,) the expected change one more vote would make, ``posterior`` (n, m) over
+    the true class (Dawid–Skene with the model's evidence); ``reliability`` per source;
+    ``model`` the fitted Dawid–Skene; ``prior`` (n, m) the calibrated prediction."""
 
     posterior: np.ndarray
     soft: np.ndarray
@@ -638,6 +931,8 @@ class Consensus:
     reliability: Reliability
     model: DawidSkene
     pool: np.ndarray                  # (m, m) the people's confusion averaged by votes cast
+    strength: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    prior: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 def _pairwise(names: list[str], labels: np.ndarray, crowd: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -666,39 +961,51 @@ def _pairwise(names: list[str], labels: np.ndarray, crowd: np.ndarray | None) ->
     return agree, count
 
 
+def _fit_rows(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``rows`` when some of them hold two votes (α can be fitted there), else every row."""
+    voted = counts.sum(axis=1) > 0
+    pairs = counts.sum(axis=1) >= 2
+    if pairs[rows].any() or (voted[rows].any() and not pairs.any()):
+        return rows
+    return np.arange(len(counts))
+
+
 def analyse_votes(table: pd.DataFrame, votes: Votes, *, fit_split: str = "valid") -> Consensus:
-    """Dawid–Skene over every source, the model prior's weight fitted on ``fit_split`` (the
-    table's ``p_<class>`` columns; without them the votes alone, w = 0), the combined posterior
-    and soft label, the next-vote gain, agreement and reliability (module docstring)."""
+    """Dawid–Skene over every source, the vote weights, the combined label with the model's
+    temperature and prior strength fitted on ``fit_split`` (the table's ``p_<class>`` columns;
+    where that split has no sample with two votes, on every sample; without predictions the
+    class prior stands in for the model), the next-vote gain, the true-class posterior,
+    agreement and reliability (module docstring)."""
     classes = votes.classes
     m = len(classes)
     names, labels, crowd = votes.sources()
     ds = dawid_skene(labels, m, crowd)
     pcols = [f"p_{c}" for c in classes]
     probs = table[pcols].to_numpy(np.float64) if all(c in table for c in pcols) else None
-    if probs is None:
-        weight = 0.0
-    else:
-        fit_rows = np.flatnonzero(table["split"].astype(str).to_numpy() == fit_split)
-        weight = fit_model_weight(ds, labels, crowd, probs, fit_rows)
-    posterior = combined_posterior(ds, labels, crowd, probs, weight)
     cast = np.array([int((labels[:, s] >= 0).sum()) for s in range(labels.shape[1])]
                     + ([int(round(float(crowd.sum())))] if crowd is not None else []), dtype=np.int64)
     people = np.array([name != DATASET for name in names], dtype=bool)
-    weights = np.where(people, cast, 0).astype(np.float64)
-    if weights.sum() == 0:  # only the dataset's label: the soft label follows its confusion
-        weights = cast.astype(np.float64)
-    pool = np.einsum("s,syv->yv", weights / max(weights.sum(), 1.0), ds.confusion) if len(cast) else np.eye(m)
-    soft = predictive(posterior, pool)
-    gain = next_vote_gain(posterior, pool)
+    weights = vote_weights(ds.accuracy(), cast, people, m)
+    split_rows = np.flatnonzero(table["split"].astype(str).to_numpy() == fit_split)
+    fit_rows = _fit_rows(split_rows, weighted_counts(labels, m, crowd))
+    combo = combine_votes(labels, m, crowd, probs, weights, fit_rows, class_prior=ds.prior)
+    weight = 0.0 if probs is None else fit_model_weight(ds, labels, crowd, probs, fit_rows)
+    posterior = combined_posterior(ds, labels, crowd, probs, weight)
+    pool_weights = np.where(people, cast, 0).astype(np.float64)
+    if pool_weights.sum() == 0:  # only the dataset's label
+        pool_weights = cast.astype(np.float64)
+    pool = np.einsum("s,syv->yv", pool_weights / max(pool_weights.sum(), 1.0), ds.confusion) if len(cast) \
+        else np.eye(m)
     alpha, alpha_class = krippendorff_alpha(votes.counts())
     agree, count = _pairwise(names, labels, crowd)
     reliability = Reliability(
         classes=list(classes), sources=names, votes_cast=cast, accuracy=ds.accuracy(),
         class_accuracy=np.stack([np.diag(c) for c in ds.confusion]) if len(cast) else np.zeros((0, m)),
         confusion=ds.confusion, pairwise_agreement=agree, pairwise_count=count, alpha=alpha,
-        alpha_per_class=alpha_class, class_prior=ds.prior, model_weight=weight)
-    return Consensus(posterior=posterior, soft=soft, next_vote=gain, reliability=reliability, model=ds, pool=pool)
+        alpha_per_class=alpha_class, class_prior=ds.prior, model_weight=weight, vote_weight=weights,
+        prior_strength=combo.prior_strength, temperature=combo.temperature)
+    return Consensus(posterior=posterior, soft=combo.soft, next_vote=combo.gain, reliability=reliability,
+                     model=ds, pool=pool, strength=combo.strength, prior=combo.prior)
 
 
 def with_votes(table: pd.DataFrame, votes: Votes, consensus: Consensus | None = None) -> pd.DataFrame:
@@ -731,3 +1038,118 @@ def vote_table(table: pd.DataFrame, run_root: str | Path | None) -> tuple[pd.Dat
         return with_votes(table, votes), votes, None
     consensus = analyse_votes(table, votes)
     return with_votes(table, votes, consensus), votes, consensus
+
+
+# ------------------------------------------------------------------------------ for the app
+@dataclass
+class SampleVotes:
+    """Who voted what on one sample (``sample_votes``)."""
+
+    classes: list[str]
+    counts: np.ndarray                # (m,) people's votes per class: the annotators' and the crowd's
+    by_annotator: dict[str, int]      # named annotator → their vote (class index)
+    unsure: list[str]                 # annotators who marked the sample unsure
+    crowd: np.ndarray                 # (m,) the votes the dataset carries (anonymous)
+
+    @property
+    def n_voters(self) -> int:
+        return int(round(float(self.counts.sum())))
+
+    @property
+    def agreement(self) -> float:
+        """Share of pairs of the votes that agree; NaN below two votes."""
+        return float(_pair_agreement(self.counts[None, :])[0])
+
+    def shares(self) -> np.ndarray | None:
+        """(m,) the votes as shares; None without votes."""
+        total = self.counts.sum()
+        return None if total <= 0 else self.counts / total
+
+    def without(self, name: str) -> "SampleVotes":
+        """The votes with annotator ``name``'s own left out (what they see before voting)."""
+        counts = self.counts.copy()
+        if name in self.by_annotator:
+            counts[self.by_annotator[name]] -= 1
+        return SampleVotes(self.classes, counts, {k: v for k, v in self.by_annotator.items() if k != name},
+                           [u for u in self.unsure if u != name], self.crowd)
+
+
+def sample_votes(votes: Votes, row: int) -> SampleVotes:
+    """The votes on table row ``row``."""
+    by = {name: int(votes.labels[row, a]) for a, name in enumerate(votes.annotators) if votes.labels[row, a] >= 0}
+    counts = votes.crowd[row].astype(np.float64, copy=True)
+    for v in by.values():
+        counts[v] += 1.0
+    unsure = [name for a, name in enumerate(votes.annotators) if votes.unsure[row, a]]
+    return SampleVotes(list(votes.classes), counts, by, unsure, votes.crowd[row].astype(np.float64, copy=True))
+
+
+def has_voted(votes: Votes, name: str, row: int) -> bool:
+    """Annotator ``name`` has voted on row ``row`` (relabelled or confirmed it)."""
+    return name in votes.annotators and bool(votes.labels[row, votes.annotators.index(name)] >= 0)
+
+
+def with_annotator(votes: Votes, name: str, labels: dict[str, int], unsure: set[str] | None = None) -> Votes:
+    """``votes`` with annotator ``name``'s votes replaced by ``labels`` (sample id → class) and
+    their unsure marks by ``unsure`` (a journal's ``labels()`` / ``unsure()``, as they are now);
+    the annotator is added when they had not voted. Ids outside the table are left out."""
+    name = validate_annotator_name(name)
+    index = pd.Index(votes.sample_ids)
+    annotators = list(votes.annotators)
+    labels_out, unsure_out = votes.labels.copy(), votes.unsure.copy()
+    if name not in annotators:
+        annotators.append(name)
+        labels_out = np.column_stack([labels_out, np.full(len(index), -1, np.int64)]) if labels_out.size \
+            else np.full((len(index), 1), -1, np.int64)
+        unsure_out = np.column_stack([unsure_out, np.zeros(len(index), bool)]) if unsure_out.size \
+            else np.zeros((len(index), 1), bool)
+    a = annotators.index(name)
+    labels_out[:, a] = -1
+    unsure_out[:, a] = False
+    if labels:
+        rows = index.get_indexer(list(labels))
+        values = np.fromiter(labels.values(), dtype=np.int64, count=len(labels))
+        ok = (rows >= 0) & (values >= 0) & (values < votes.n_classes)
+        labels_out[rows[ok], a] = values[ok]
+    if unsure:
+        rows = index.get_indexer(list(unsure))
+        unsure_out[rows[rows >= 0], a] = True
+    return Votes(classes=list(votes.classes), sample_ids=votes.sample_ids, annotators=annotators,
+                 labels=labels_out, unsure=unsure_out, crowd=votes.crowd, given=votes.given,
+                 given_is_source=votes.given_is_source, unknown=dict(votes.unknown))
+
+
+def annotator_progress(votes: Votes, name: str) -> dict:
+    """What one annotator and everybody did: ``mine`` (their votes), ``people`` (votes by
+    people: named annotators and the crowd), ``voted`` (samples with a vote), ``shared``
+    (samples with two votes or more), ``alpha`` (Krippendorff's α, NaN when undefined)."""
+    counts = votes.counts()
+    n = counts.sum(axis=1)
+    mine = int((votes.labels[:, votes.annotators.index(name)] >= 0).sum()) if name in votes.annotators else 0
+    alpha = krippendorff_alpha(counts)[0] if (n >= 2).sum() >= 2 else float("nan")
+    return {"mine": mine, "people": int(round(float(counts.sum()))), "voted": int((n > 0).sum()),
+            "shared": int((n >= 2).sum()), "alpha": float(alpha)}
+
+
+def review_table(table: pd.DataFrame, votes: Votes, *, fit_split: str = "valid") -> tuple[pd.DataFrame, float]:
+    """The app's fast view of the votes: ``table`` with ``votes_<class>``, ``n_voters``,
+    ``vote_agreement`` and ``next_vote_gain`` (the queue "needs another vote"), and the fitted
+    prior strength α, without the combined label's estimate (``analyse_votes`` has it). The
+    table unchanged but for the zero vote columns, and NaN, when nobody voted."""
+    out = with_votes(table, votes)
+    if votes.counts().sum() == 0 and not votes.given_is_source:
+        out["next_vote_gain"] = np.nan
+        return out, float("nan")
+    m = votes.n_classes
+    names, labels, crowd = votes.sources()
+    ds = dawid_skene(labels, m, crowd)
+    cast = np.array([int((labels[:, s] >= 0).sum()) for s in range(labels.shape[1])]
+                    + ([int(round(float(crowd.sum())))] if crowd is not None else []), dtype=np.int64)
+    weights = vote_weights(ds.accuracy(), cast, np.array([n != DATASET for n in names], bool), m)
+    pcols = [f"p_{c}" for c in votes.classes]
+    probs = table[pcols].to_numpy(np.float64) if all(c in table for c in pcols) else None
+    split_rows = np.flatnonzero(table["split"].astype(str).to_numpy() == fit_split)
+    combo = combine_votes(labels, m, crowd, probs, weights, _fit_rows(split_rows, weighted_counts(labels, m, crowd)),
+                          class_prior=ds.prior, estimate=False)
+    out["next_vote_gain"] = combo.gain
+    return out, combo.prior_strength
