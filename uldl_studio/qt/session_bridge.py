@@ -9,10 +9,11 @@ selection gestures undoable.
 from __future__ import annotations
 
 import numpy as np
+import psygnal
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from uldl_studio.core.review.session import Session, as_rows, combine
+from uldl_studio.core.review.session import Session, SessionEvents, as_rows, combine
 
 
 class _SelectCommand(QUndoCommand):
@@ -27,46 +28,44 @@ class _SelectCommand(QUndoCommand):
         self._session.select(self._before)
 
 
-class SessionBridge(QObject):
-    """Signals: ``tableReset()``, ``resultsChanged()``, ``editsChanged(rows)``, ``runChanged()``,
-    ``filterChanged()``, ``selectionChanged()``, ``currentChanged(int)`` — one per session event."""
+def qt_name(event: str) -> str:
+    """The Qt signal of a session event: ``table_reset`` → ``tableReset``."""
+    first, *rest = event.split("_")
+    return first + "".join(word.title() for word in rest)
 
-    tableReset = Signal()
-    resultsChanged = Signal()
-    editsChanged = Signal(object)
-    runChanged = Signal()
-    filterChanged = Signal()
-    selectionChanged = Signal()
-    currentChanged = Signal(int)
-    predictionsChanged = Signal()
-    predictionShown = Signal(int)
-    queueChanged = Signal()
+
+def _session_signals() -> type:
+    """A QObject class with one Qt signal per event of :class:`SessionEvents`, with the same
+    arguments (Qt signals must exist when their class is made, so it is made from the events)."""
+    events = {name: event for name, event in vars(SessionEvents).items() if isinstance(event, psygnal.Signal)}
+    signals = {qt_name(name): Signal(*[p.annotation for p in event.signature.parameters.values()])
+               for name, event in events.items()}
+    return type(QObject)("SessionSignals", (QObject,), {"__module__": __name__, "EVENTS": tuple(events), **signals})
+
+
+def _disconnect(relays: list) -> None:
+    for event, relay in relays:
+        event.disconnect(relay, missing_ok=True)
+    relays.clear()
+
+
+class SessionBridge(_session_signals()):
+    """One Qt signal per session event (``SessionEvents``), named by :func:`qt_name`:
+    ``tableReset()``, ``editsChanged(rows)``, ``currentChanged(int)``..."""
 
     def __init__(self, parent: QObject | None = None, session: Session | None = None,
                  undo_stack: QUndoStack | None = None) -> None:
         super().__init__(parent)
         self.session = session if session is not None else Session()
         self.undo_stack = undo_stack
-        events = self.session.events
-        pairs = ((events.table_reset, self.tableReset), (events.results_changed, self.resultsChanged),
-                 (events.edits_changed, self.editsChanged), (events.run_changed, self.runChanged),
-                 (events.filter_changed, self.filterChanged),
-                 (events.selection_changed, self.selectionChanged),
-                 (events.current_changed, self.currentChanged),
-                 (events.predictions_changed, self.predictionsChanged),
-                 (events.prediction_shown, self.predictionShown),
-                 (events.queue_changed, self.queueChanged))
-        self._relays = []
-        for event, signal in pairs:
-            relay = (lambda sig: lambda *args: sig.emit(*args))(signal)
+        relays = []
+        for name in self.EVENTS:
+            event = getattr(self.session.events, name)
+            relay = (lambda sig: lambda *args: sig.emit(*args))(getattr(self, qt_name(name)))
             event.connect(relay)
-            self._relays.append((event, relay))
-        self.destroyed.connect(self._disconnect_events)
-
-    def _disconnect_events(self, *_args) -> None:
-        for event, relay in self._relays:
-            event.disconnect(relay, missing_ok=True)
-        self._relays = []
+            relays.append((event, relay))
+        # not a method of self: Qt calls no slot of an object that is being destroyed
+        self.destroyed.connect(lambda *_args: _disconnect(relays))
 
     # -- selection with undo --------------------------------------------------------------
     @property
