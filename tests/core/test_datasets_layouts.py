@@ -310,7 +310,8 @@ def test_generic_csv_integer_labels(tmp_path):
     table = load_dataset(tmp_path)
     assert classes_of(table) == list(CANONICAL)
     (tmp_path / "classes.txt").write_text("Surprise\nfear\nhappy\n")
-    with pytest.warns(DatasetWarning, match=r"label index outside 0..2.*'7'"):
+    with pytest.warns(DatasetWarning, match=r"dropped 1 of 3 rows with label indices outside 0..2: '7' \(1x, first "
+                                            r"row 2\); classes: surprise, fear, happiness"):
         table = load_dataset(tmp_path)
     assert classes_of(table) == ["surprise", "fear", "happiness"]
     assert list(table["label"]) == [0, 2]

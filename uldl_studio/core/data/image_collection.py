@@ -12,11 +12,12 @@
 What is read, for ``fmt="auto"``:
 
 * an image file (``core.datasets.common.IMAGE_EXTENSIONS``): that one image;
-* a CSV with a ``path`` column: its rows (relative paths from the CSV's folder); optional
-  ``label`` (emotion name, any text, or an index as in the generic CSV layout: ``classes.txt``
-  beside it, else the ``ref_`` column order, else the canonical order), ``sample_id``,
-  ``ref_<class>``. Rows whose file is missing are dropped with one warning; when none exists it
-  is an error;
+* a CSV with a ``path`` column: its rows, read as the generic CSV layout reads them
+  (``core.data.datasets.csv_layout``: relative paths from the CSV's folder, ``sample_id``,
+  ``ref_<class>``, duplicate ids dropped). The ``label`` column is optional and read by the
+  layout's rule (a class name or synonym, or an index); a label that names no class is reported
+  in one warning and kept as written, an empty one is no label. Rows whose file is missing are
+  dropped with one warning; when none exists it is an error;
 * any other dataset layout ``detect_format`` recognises (FER+, RAF-DB, AffectNet, FER2013, a
   folder with a generic CSV): read by its reader, its labels kept as ``source_label``;
 * a class-per-folder tree (some sub-folder named after an emotion, optionally inside
@@ -34,21 +35,24 @@ Whole-input problems (nothing there, no image in a folder, no usable row) raise
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from uldl_studio.core.classes import CANONICAL, canonical_name
+from uldl_studio.core.classes import canonical_name
 from uldl_studio.core.data.datasets.common import (
-    IMAGE_EXTENSIONS, canonical_split, existing_mask, read_csv_text, warn, warn_dropped,
+    IMAGE_EXTENSIONS, canonical_split, existing_mask, read_csv_text, require_columns, warn, warn_dropped,
 )
+from uldl_studio.core.data.datasets.csv_layout import (
+    CsvRows, class_list_beside, csv_header, describe_unknown, drop_duplicate_ids, image_paths, pick_csv,
+    prefixed_classes, read_labels, rows_of, sample_ids,
+)
+from uldl_studio.core.data.datasets import detect_format, load_dataset
 from uldl_studio.core.table import DatasetError
 
 COLLECTION_FORMATS = ("auto", "images", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders", "demo")
-_INT = re.compile(r"^[+-]?[0-9]+$")
 
 
 @dataclass
@@ -149,112 +153,75 @@ def _read_tree(root: Path, labelled: bool) -> Collection:
 
 
 # ----------------------------------------------------------------------------- CSV of paths
-def _column(frame: pd.DataFrame, name: str) -> str | None:
-    for col in frame.columns:
-        if str(col).strip().lower() == name:
-            return col
-    return None
+PATH_CSV_COLUMNS = ("path", "label", "sample_id")
 
 
 def csv_has_path_column(path: Path) -> bool:
-    from uldl_studio.core.data.datasets.csv_layout import csv_header
-
     return "path" in csv_header(path)
 
 
-def _class_order(base: Path, ref_classes: list[str]) -> list[str]:
-    class_file = base / "classes.txt"
-    if class_file.is_file():
-        from uldl_studio.core.data.datasets.csv_layout import read_class_list
-
-        return read_class_list(class_file)
-    return ref_classes or list(CANONICAL)
-
-
 def _read_path_csv(csv_path: Path, use_labels: bool = True) -> Collection:
+    """A CSV with a ``path`` column, read by the generic CSV layout's steps
+    (``core.data.datasets.csv_layout``); its labels by the same rule, except that a row whose
+    label names no class is kept, its label as written (see ``_source_labels``)."""
     csv_path = csv_path.resolve()
-    base = csv_path.parent
-    frame = read_csv_text(csv_path, wanted=("path", "label", "sample_id"))
-    path_col = _column(frame, "path")
-    if path_col is None:
+    frame = read_csv_text(csv_path, wanted=PATH_CSV_COLUMNS)
+    columns = require_columns(frame, (), csv_path, optional=PATH_CSV_COLUMNS)
+    if "path" not in columns:
         found = ", ".join(str(c) for c in frame.columns) or "none"
         raise DatasetError(f"{csv_path}: no path column (found columns: {found}); a CSV of images needs a "
                            f"'path' column, optionally label, sample_id and ref_<class>")
     if len(frame) == 0:
         raise DatasetError(f"{csv_path}: a header but no rows")
-    total = len(frame)
-    rows = np.arange(1, total + 1)
-    written = frame[path_col].astype(str).str.strip().str.replace("\\", "/", regex=False)
-    keep = (written != "").to_numpy()
-    if not keep.all():
-        warn_dropped(csv_path, "empty path", rows[~keep], total=total)
-    absolute = [os.path.normpath(os.path.join(base, os.path.expanduser(p))) if p else "" for p in written]
-
-    from uldl_studio.core.data.datasets.csv_layout import prefixed_classes
-
+    if not use_labels:
+        columns.pop("label", None)
+    rows = rows_of(csv_path, frame, columns)
     ref_cols = prefixed_classes(frame.columns, "ref_", csv_path, strict=False)
-    labels: list[str | None] = [None] * total
-    label_col = _column(frame, "label") if use_labels else None
-    if label_col is not None:
-        raw = frame[label_col].astype(str).str.strip()
-        nonempty = raw[raw != ""]
-        if len(nonempty) and nonempty.str.match(_INT).all():
-            order = _class_order(base, list(ref_cols))
-            bad = []
-            for i, text in enumerate(raw):
-                if text:
-                    code = int(text)
-                    if 0 <= code < len(order):
-                        labels[i] = order[code]
-                    else:
-                        labels[i] = text
-                        bad.append(i + 1)
-            if bad:
-                warn(f"{csv_path}: {len(bad)} label indices are outside 0..{len(order) - 1} "
-                     f"({', '.join(order)}); kept as text (first rows: {', '.join(map(str, bad[:5]))})")
-        else:
-            labels = [_label_text(v) for v in raw]
-    id_col = _column(frame, "sample_id")
-    ids = frame[id_col].astype(str).str.strip() if id_col is not None else written
-    ids = ids.where(ids != "", written)
-    out = _frame(ids, absolute, labels)
-    ref_classes = list(ref_cols)
+    labels = _source_labels(rows, ref_cols) if "label" in columns else None
+    out = _frame(sample_ids(rows), image_paths(rows), labels)
     for name, col in ref_cols.items():
         out[f"ref_{name}"] = pd.to_numeric(frame[col].astype(str).str.strip(), errors="coerce").to_numpy(np.float64)
-    out["_row"] = rows
-    out = out.loc[keep]
-    from uldl_studio.core.data.datasets.csv_layout import drop_duplicate_ids
-
-    out = drop_duplicate_ids(out, csv_path, total)
+    out["_row"] = rows.rows
+    out = drop_duplicate_ids(out.loc[rows.keep], csv_path, rows.total)
     if len(out) == 0:
         raise DatasetError(f"{csv_path}: no usable rows (every path is empty)")
     exists = existing_mask(out["path"].tolist())
     if not exists.any():
-        first = written[out["_row"].iloc[0] - 1]
+        first = rows.written().iloc[out["_row"].iloc[0] - 1]
         raise DatasetError(f"{csv_path}: none of the {len(out)} image paths exist (relative paths are read "
-                           f"from the CSV's folder {base}); first: {first}")
+                           f"from the CSV's folder {csv_path.parent}); first: {first}")
     if not exists.all():
         missing = out.loc[~exists]
-        warn_dropped(csv_path, "image file not found", missing["_row"].tolist(), total=total,
+        warn_dropped(csv_path, "image file not found", missing["_row"].tolist(), total=rows.total,
                      detail=f"first missing: {missing['path'].iloc[0]}")
         out = out.loc[exists]
     out = out.drop(columns="_row").reset_index(drop=True)
-    return Collection(out, "csv", str(csv_path), ref_classes=ref_classes)
+    return Collection(out, "csv", str(csv_path), ref_classes=list(ref_cols))
+
+
+def _source_labels(rows: CsvRows, ref_cols: dict[str, str]) -> list[str | None]:
+    """The rows' labels as ``source_label``: the class a label names (``csv_layout.read_labels``);
+    a label that names none is reported in one warning and kept as written (prediction scores
+    only the labels of the run's classes); an empty label is no label."""
+    class_list = class_list_beside(rows.file)
+    labels = read_labels(rows, class_list, ref_cols)
+    if labels.unknown.any():
+        warn(f"{rows.file}: {int(labels.unknown.sum())} of {rows.total} "
+             f"{describe_unknown(rows, labels, class_list)}; kept with the label as written "
+             f"(only labels of the run's classes are scored)")
+    written = [_label_text(text) for text in labels.text]
+    return [written[i] if labels.unknown[i] else labels.names[i] for i in range(rows.total)]
 
 
 def _find_path_csv(folder: Path) -> Path | None:
     found = sorted(p for p in folder.glob("*.csv") if csv_has_path_column(p))
     if not found:
         return None
-    from uldl_studio.core.data.datasets.csv_layout import pick_csv
-
     return pick_csv(folder, found, "a path column")
 
 
 # ----------------------------------------------------------------------------- dataset layouts
 def _from_dataset(path, fmt: str, single_label: str, seed: int, limit: int | None) -> Collection:
-    from uldl_studio.core.data.datasets import load_dataset
-
     table = load_dataset(path, fmt=fmt, single_label=single_label, seed=seed, limit=limit)
     classes = list(table.attrs["classes"])
     out = _frame(table["sample_id"].astype(str), table["path"].astype(str),
@@ -315,8 +282,6 @@ def _read(p: Path, fmt: str, single_label: str, seed: int, limit: int | None) ->
             return _read_image_file(p)
         if p.suffix.lower() in (".csv", ".tsv", ".txt") and csv_has_path_column(p):
             return _read_path_csv(p)
-        from uldl_studio.core.data.datasets import detect_format
-
         try:
             detected = detect_format(p)
         except DatasetError:
@@ -325,8 +290,6 @@ def _read(p: Path, fmt: str, single_label: str, seed: int, limit: int | None) ->
             raise DatasetError(f"{p}: not an image (by its extension: {', '.join(IMAGE_EXTENSIONS)}), a CSV "
                                f"with a path column, or a dataset file") from None
         return _from_dataset(p, detected, single_label, seed, limit)
-    from uldl_studio.core.data.datasets import detect_format
-
     try:
         detected = detect_format(p)
     except DatasetError:
