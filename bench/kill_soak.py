@@ -307,6 +307,26 @@ def soak(kills: int = 200, *, seed: int = 0, work: Path | None = None, platform:
     return summary
 
 
+def umap_cancel_ms(run_dir: Path, repeats: int = 3, working_s: float = 1.0) -> list[float]:
+    """Milliseconds from setting a UMAP job's cancel event to its return (its child killed
+    and reaped), cancelled ``working_s`` into the child's work (umap-learn is still importing)."""
+    import threading
+
+    from uldl_studio.qt.umap_worker import compute_umap
+
+    took = []
+    for _ in range(repeats):
+        cancel, ended = threading.Event(), []
+        worker = threading.Thread(target=lambda: (compute_umap(run_dir, cancel), ended.append(time.perf_counter())))
+        worker.start()
+        time.sleep(working_s)
+        started = time.perf_counter()
+        cancel.set()
+        worker.join(60)
+        took.append((ended[0] - started) * 1000 if ended else float("nan"))
+    return took
+
+
 def format_summary(s: dict) -> str:
     mean = s["startup_s_total"] / max(1, s["reopens"])
     lines = [
@@ -338,10 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"kill soak: {args.kills} rounds in {work} ({os.cpu_count()} CPU cores, QT_QPA_PLATFORM={args.platform})")
     try:
         summary = soak(args.kills, seed=args.seed, work=work, platform=args.platform, max_typing_s=args.max_typing)
+        cancelled = umap_cancel_ms(Path(summary["run_dir"]))
     finally:
         if not args.work and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(format_summary(summary))
+    print(f"UMAP cancelled in     {', '.join(f'{ms:.0f}' for ms in cancelled)} ms (the child killed and reaped)")
     ok = summary["lost"] == 0 and summary["reopen_failures"] == 0 and summary["crashes"] == 0 \
         and summary["bad_reopens"] == 0 and summary["model_agrees"] \
         and 0 <= summary["unacknowledged_ops"] <= summary["kills"]
