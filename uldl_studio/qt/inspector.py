@@ -1,10 +1,17 @@
-"""Inspector for the current sample: image, labels, λ, V-A, d / p / reference bars, and the
-K neighbours that built d with their similarity s, calibration ζ and contribution c."""
+"""Inspector for the current sample: image, labels, λ, V-A, d / p / reference bars, the people's
+votes (bars and who voted what), and the K neighbours that built d with their similarity s,
+calibration ζ and contribution c.
+
+Blind mode (``set_blind``) hides the given label, the prediction, d, the scores, the reference,
+the neighbours and the other annotators' votes of a sample until this annotator has voted on
+it, so that nothing anchors their vote."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
+from typing import Callable
+
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
@@ -21,7 +28,10 @@ SERIES = (  # (column prefix, legend name, colour)
     ("d", "d (constructed)", "#ff7f0e"),
     ("p", "p (prediction)", "#1f77b4"),
     ("ref", "reference", "#7f7f7f"),
+    ("votes", "votes", "#2ca02c"),
 )
+NO_RESULTS_TEXT = "no training results yet"
+BLIND_TEXT = "blind mode: vote (number keys) to see the labels"
 
 
 def array_to_pixmap(image: np.ndarray, size: int | None = None) -> QPixmap:
@@ -102,13 +112,16 @@ class DistributionChart(pg.PlotWidget):
         self.legend = self.addLegend(offset=(5, 1), labelTextColor="#333", labelTextSize="8pt",
                                      colCount=3, brush=pg.mkBrush(255, 255, 255, 220))
         self.bars: dict[str, pg.BarGraphItem] = {}
-        self.empty_text = pg.TextItem("no training results yet", color="#777", anchor=(0.5, 0.5))
+        self.empty_text = pg.TextItem(NO_RESULTS_TEXT, color="#777", anchor=(0.5, 0.5))
         self.addItem(self.empty_text)
         self.empty_text.setPos(0.5, 0.5)
         self._classes: list[str] = []
 
-    def set_distributions(self, classes: list[str], series: dict[str, np.ndarray]) -> None:
-        """``series``: prefix ('d' | 'p' | 'ref') -> (m,) distribution."""
+    def set_distributions(self, classes: list[str], series: dict[str, np.ndarray],
+                          names: dict[str, str] | None = None, empty_text: str = NO_RESULTS_TEXT) -> None:
+        """``series``: prefix ('d' | 'p' | 'ref' | 'votes') -> (m,) distribution; ``names``
+        overrides a series' legend name; ``empty_text`` is shown when there is no series."""
+        self.empty_text.setText(empty_text)
         for item in self.bars.values():
             self.removeItem(item)
         self.bars.clear()
@@ -129,7 +142,7 @@ class DistributionChart(pg.PlotWidget):
             bar = pg.BarGraphItem(x=x, height=np.asarray(series[prefix], dtype=float), width=width * 0.95,
                                   brush=pg.mkBrush(colour), pen=pg.mkPen(None))
             self.addItem(bar)
-            self.legend.addItem(bar, name)
+            self.legend.addItem(bar, (names or {}).get(prefix, name))
             self.bars[prefix] = bar
         self.setXRange(-0.5, m - 0.5, padding=0.01)
         top = max(float(np.nanmax(series[p])) for p, _, _ in present)
@@ -150,6 +163,11 @@ class Inspector(QWidget):
         self._neighbors = None       # dict from Run.neighbors(), cached per run/results
         self._neighbors_loaded = False
         self._train_rows: np.ndarray | None = None
+        #: row -> core.labels.annotations.SampleVotes | None (``set_vote_source``)
+        self._vote_source: Callable[[int], object] | None = None
+        self.blind = False
+        self.annotator = ""
+        self._revealed: Callable[[int], bool] = lambda row: True
 
         self.image = QLabel()
         self.image.setFixedSize(IMAGE_SIZE, IMAGE_SIZE)
@@ -166,7 +184,7 @@ class Inspector(QWidget):
         self.fields: dict[str, QLabel] = {}
         form = QFormLayout()
         form.setVerticalSpacing(2)
-        for key, caption in (("label", "Given label"), ("state", "State"), ("lambda", "λ"),
+        for key, caption in (("label", "Given label"), ("state", "State"), ("votes", "Votes"), ("lambda", "λ"),
                              ("va", "Valence, arousal"), ("pred", "Predicted"), ("split", "Split")):
             value = QLabel("–")
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -225,6 +243,62 @@ class Inspector(QWidget):
                      else QBoxLayout.Direction.LeftToRight)
         if self._top.direction() != direction:
             self._top.setDirection(direction)
+
+    def set_vote_source(self, source: Callable[[int], object] | None) -> None:
+        """``source(row)`` → the sample's votes (``core.labels.annotations.SampleVotes``) or None;
+        the inspector shows them as bars beside d, p and the reference, and who voted what."""
+        self._vote_source = source
+        self.refresh()
+
+    def set_blind(self, blind: bool, annotator: str = "", revealed: Callable[[int], bool] | None = None) -> None:
+        """Blind mode for ``annotator``: a row is shown whole only once ``revealed(row)`` (they
+        have voted on it); before that, only its image, id and split."""
+        self.blind = bool(blind)
+        self.annotator = annotator
+        self._revealed = revealed or (lambda row: True)
+        self.refresh()
+
+    def is_hidden(self, row: int | None) -> bool:
+        """Blind mode hides this row's labels, prediction and other votes (not voted yet)."""
+        return self.blind and row is not None and not self._revealed(row)
+
+    def _sample_votes(self, row: int):
+        if self._vote_source is None:
+            return None
+        try:
+            return self._vote_source(row)
+        except Exception:  # noqa: BLE001 - unreadable votes must not break the inspector
+            return None
+
+    def _show_votes(self, row: int, hidden: bool) -> np.ndarray | None:
+        """Fill the Votes field (tooltip: who voted what); the vote shares for the bars."""
+        field = self.fields["votes"]
+        votes = None if hidden else self._sample_votes(row)
+        if votes is None or votes.n_voters == 0:
+            field.setText("hidden until you vote" if hidden else "none")
+            field.setToolTip("blind mode: the other annotators' votes appear once you have voted" if hidden
+                             else "nobody has voted on this sample yet")
+            return None
+        classes = votes.classes
+        shares = votes.shares()
+        agreement = votes.agreement
+        top = int(np.argmax(votes.counts))
+        parts = [f"{votes.n_voters} voter{'s' if votes.n_voters != 1 else ''}",
+                 f"{classes[top]} {int(votes.counts[top])}"]
+        if np.isfinite(agreement):
+            parts.append(f"agreement {agreement:.2f}")
+        mine = votes.by_annotator.get(self.annotator)
+        if mine is not None:
+            parts.append(f"you: {classes[mine]}")
+        field.setText(" · ".join(parts))
+        lines = [f"{name}{' (you)' if name == self.annotator else ''}: {classes[v]}"
+                 + (" (unsure)" if name in votes.unsure else "") for name, v in sorted(votes.by_annotator.items())]
+        if votes.crowd.sum() > 0:
+            lines.append("the dataset's crowd: " + ", ".join(f"{classes[j]} {int(k)}"
+                                                            for j, k in enumerate(votes.crowd) if k > 0))
+        lines.append("per class: " + ", ".join(f"{classes[j]} {int(k)}" for j, k in enumerate(votes.counts) if k > 0))
+        field.setToolTip("\n".join(lines))
+        return shares
 
     def set_hint(self, text: str) -> None:
         """A line of help under the inspector (the relabel keys)."""
@@ -354,6 +428,11 @@ class Inspector(QWidget):
         else:
             self.image.setPixmap(pixmap)
 
+        hidden = self.is_hidden(row)
+        vote_shares = self._show_votes(row, hidden)
+        if hidden:
+            self._show_blind(row)
+            return
         label = int(rec["label"])
         text = classes[label]
         edited = bool(rec.get("edited", False)) if "edited" in table else False
@@ -395,11 +474,32 @@ class Inspector(QWidget):
             self.fields["pred"].setText(f"{classes[k]} ({series['p'][k]:.2f})")
         else:
             self.fields["pred"].setText("–")
-        self.chart.set_distributions(classes, series)
+        names = {}
+        if vote_shares is not None:
+            series["votes"] = vote_shares
+            votes = self._sample_votes(row)
+            names["votes"] = f"votes ({votes.n_voters})" if votes is not None else "votes"
+        self.chart.set_distributions(classes, series, names)
         self._show_neighbours(row)
+
+    def _show_blind(self, row: int) -> None:
+        """Blind mode before this annotator's vote: the image, the id and the split only."""
+        table = self.project.table
+        hidden = "hidden until you vote"
+        for key in ("label", "lambda", "va", "pred"):
+            self.fields[key].setText(hidden if key in ("label", "pred") else "–")
+        self.fields["state"].setText("blind mode")
+        self.fields["split"].setText(str(table["split"].iat[row]))
+        for caption, value in self.score_fields.values():
+            caption.hide()
+            value.hide()
+        self.chart.set_distributions(self.project.classes, {}, empty_text=BLIND_TEXT)
+        self._set_tiles([])
+        self.neighbour_note.setText("blind mode: the neighbours' labels appear once you have voted")
 
     def _show_empty(self) -> None:
         self.title.setText("No sample selected")
+        self.fields["votes"].setToolTip("")
         self.image.setPixmap(QPixmap())
         self.image.setText("click a point\nor a thumbnail")
         for value in self.fields.values():

@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._build_menus()
         self._connect()
+        self._install_annotator()
         self.statusBar().showMessage("Open a dataset, a run or the demo (File menu).")
         self._default_state = self.saveState()  # View → Reset layout goes back to it
         self._restore_layout(restore_layout)
@@ -399,6 +400,12 @@ class MainWindow(QMainWindow):
         self.training.failed.connect(self._on_training_failed)
         self.counts_label = QLabel()
         self.statusBar().addPermanentWidget(self.counts_label)
+
+    def _install_annotator(self) -> None:
+        """The annotator's name and vote progress in the status bar; blind mode in the View menu."""
+        from uldl_studio.qt.annotator import install
+
+        self.annotator = install(self)
 
     # ================================================================ opening
     def open_demo(self, n: int | None = None, seed: int = 0) -> None:

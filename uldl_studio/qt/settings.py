@@ -104,6 +104,23 @@ class StudioSettings:
         self.set_value("predict", dict(values))
         self.qsettings.sync()
 
+    # -- annotator -----------------------------------------------------------------------
+    def annotator_settings(self) -> dict[str, Any]:
+        """The name the user annotates under (``name``, None until given), ``blind`` (blind
+        mode on) and ``asked`` (the name was asked for once)."""
+        values = self.value("annotator", {})
+        values = dict(values) if isinstance(values, dict) else {}
+        name = values.get("name")
+        return {"name": name if isinstance(name, str) and name else None,
+                "blind": bool(values.get("blind", False)), "asked": bool(values.get("asked", False))}
+
+    def set_annotator_settings(self, **changes: Any) -> None:
+        """Change some of ``annotator_settings`` (saved at once)."""
+        values = self.annotator_settings()
+        values.update({k: v for k, v in changes.items() if k in values})
+        self.set_value("annotator", values)
+        self.qsettings.sync()
+
     def sync(self) -> None:
         self.qsettings.sync()
 

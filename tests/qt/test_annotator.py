@@ -1,0 +1,154 @@
+"""Several annotators in the app: the name in the status bar and the settings, the run's journal
+that follows it, vote bars in the inspector, blind mode, progress, the map coloured by the votes,
+and a screenshot of it all (real main window, real run, real Qt event loop, offscreen)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+
+from uldl_studio.core.labels import annotations as A
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _train_ids(run_dir, n: int) -> tuple[list[str], list[str]]:
+    samples = pd.read_csv(run_dir / "samples.csv", dtype={"sample_id": str})
+    train = samples[samples["split"] == "train"]
+    return train["sample_id"].tolist()[:n], __import__("json").loads((run_dir / "config.json").read_text())["classes"]
+
+
+def _two_annotators(run_dir):
+    """alice and bob vote on the first six training samples: agree on three, split on three."""
+    ids, classes = _train_ids(run_dir, 6)
+    with A.annotator_journal(run_dir, "alice") as j:
+        j.relabel(ids, [1] * 6)
+    with A.annotator_journal(run_dir, "bob") as j:
+        j.relabel(ids, [1, 1, 1, 2, 2, 2])
+    return ids, classes
+
+
+def _open(qtbot, window, run_dir):
+    window.open_run(str(run_dir))
+    qtbot.waitUntil(lambda: window.project.run is not None and window.annotator.votes is not None, timeout=60_000)
+
+
+def _image_is_not_blank(path) -> None:
+    image = QImage(str(path))
+    assert not image.isNull() and image.width() > 200 and image.height() > 200
+    pixels = np.array([[image.pixel(x, y) & 0xFFFFFF for x in range(0, image.width(), 7)]
+                       for y in range(0, image.height(), 7)])
+    assert len(np.unique(pixels)) > 50          # a window with content, not one flat colour
+
+
+def test_two_annotators_votes_blind_mode_and_progress(qtbot, window, run_dir, tmp_path):
+    ids, classes = _two_annotators(run_dir)
+    controller = window.annotator
+    asked = []
+    controller.ask_name = lambda current: asked.append(current) or None
+    controller.set_name("carol")
+    assert controller.name_button.text() == "Annotator: carol"
+    _open(qtbot, window, run_dir)
+    assert asked == []                                      # a name is kept: nobody is asked
+    project = window.project
+    # carol's relabels go to her own journal in the run
+    assert A.journal_annotator(run_dir, project.journal.path) == "carol"
+    assert project.journal.path == run_dir / "annotations" / "carol.jsonl"
+
+    # the table has the vote columns: the map colours by agreement and the queue by the next vote
+    assert project.table["n_voters"].sum() == 12
+    for mode in ("vote_entropy", "needs_another_vote", "model_vs_votes"):
+        assert mode in window.map_view.available_color_modes()
+    window.map_view.set_color_mode("vote_entropy")
+    assert window.map_view.color_mode == "vote_entropy"
+
+    # a sample alice and bob split on: their bars and who voted what
+    split_row = project.row_of(ids[4])
+    project.set_current(split_row)
+    inspector = window.inspector
+    votes_field = inspector.fields["votes"]
+    assert votes_field.text().startswith("2 voters") and "agreement 0.00" in votes_field.text()
+    assert f"alice: {classes[1]}" in votes_field.toolTip() and f"bob: {classes[2]}" in votes_field.toolTip()
+    assert "votes" in inspector.chart.bars and "d" in inspector.chart.bars and "p" in inspector.chart.bars
+    heights = inspector.chart.bars["votes"].opts["height"]
+    assert np.allclose(heights[[1, 2]], [0.5, 0.5]) and np.isclose(np.sum(heights), 1.0)
+    given_text = inspector.fields["label"].text()
+    assert "hidden" not in given_text
+
+    progress = controller.progress_label.text()
+    assert progress.startswith("you: 0 votes · all: 12 on 6 samples")
+    assert "alice: 6" in controller.progress_label.toolTip() and "bob: 6" in controller.progress_label.toolTip()
+    window.grab().save(str(tmp_path / "annotators.png"))
+    _image_is_not_blank(tmp_path / "annotators.png")
+
+    # blind mode: the given label, the prediction, d and the other votes disappear ...
+    controller.set_blind(True)
+    assert window.settings.annotator_settings()["blind"] is True
+    assert inspector.fields["label"].text() == "hidden until you vote"
+    assert inspector.fields["pred"].text() == "hidden until you vote"
+    assert inspector.chart.bars == {}
+    assert votes_field.text() == "hidden until you vote" and "alice" not in votes_field.toolTip()
+    assert all(not value.isVisibleTo(inspector) for _, value in inspector.score_fields.values())
+    # ... the map leaves the label colours ...
+    window.map_view.set_color_mode("given")
+    assert window.map_view.color_mode not in ("given", "predicted")
+    window.grab().save(str(tmp_path / "blind.png"))
+    _image_is_not_blank(tmp_path / "blind.png")
+    # ... and come back once carol has voted, with her vote among the bars
+    window.activateWindow()
+    with qtbot.waitSignal(window.bridge.editsChanged):
+        qtbot.keyClick(window, Qt.Key(Qt.Key.Key_1 + 2))    # carol votes class 2
+    assert project.journal.labels() == {ids[4]: 2}
+    assert inspector.fields["label"].text() != "hidden until you vote"
+    assert votes_field.text().startswith("3 voters") and f"you: {classes[2]}" in votes_field.text()
+    assert f"carol (you): {classes[2]}" in votes_field.toolTip()
+    assert np.allclose(inspector.chart.bars["votes"].opts["height"][[1, 2]], [1 / 3, 2 / 3])
+    assert "d" in inspector.chart.bars
+    assert "you: 1 vote " in controller.progress_label.text() + " "
+    # another sample carol has not voted on stays hidden
+    project.set_current(project.row_of(ids[0]))
+    assert inspector.fields["label"].text() == "hidden until you vote"
+
+    # what is on disk: three annotators' journals, carol's vote among them
+    votes = A.read_votes(run_dir, project.base_table)
+    assert votes.annotators == ["alice", "bob", "carol"]
+    assert A.sample_votes(votes, split_row).by_annotator == {"alice": 1, "bob": 2, "carol": 2}
+
+
+def test_the_name_is_asked_once_kept_and_shown(qtbot, window, run_dir):
+    from uldl_studio.qt.settings import StudioSettings
+
+    _two_annotators(run_dir)
+    controller = window.annotator
+    assert controller.name_button.text().startswith("Annotator: annotator")
+    asked = []
+    controller.ask_name = lambda current: asked.append(current) or "dave"
+    _open(qtbot, window, run_dir)
+    assert asked == [None]                                  # asked once, when the run opened
+    assert controller.name_button.text() == "Annotator: dave"
+    assert StudioSettings().annotator_settings()["name"] == "dave"
+    qtbot.waitUntil(lambda: A.journal_annotator(run_dir, window.project.journal.path) == "dave")
+    # a click on the status bar's name changes it; the journal follows
+    controller.ask_name = lambda current: asked.append(current) or "erin"
+    qtbot.mouseClick(controller.name_button, Qt.MouseButton.LeftButton)
+    assert asked == [None, "dave"] and controller.name_button.text() == "Annotator: erin"
+    assert A.journal_annotator(run_dir, window.project.journal.path) == "erin"
+    # opening the run again asks nobody
+    window.annotator.votes = None
+    _open(qtbot, window, run_dir)
+    assert asked == [None, "dave"]
+
+
+def test_the_name_dialog_refuses_a_bad_name(qtbot):
+    from uldl_studio.qt.annotator import AnnotatorDialog
+
+    dialog = AnnotatorDialog(None)
+    qtbot.addWidget(dialog)
+    dialog.edit.setText("crowd")                            # reserved: the dataset's anonymous voters
+    dialog._accept()
+    assert dialog.result() != dialog.DialogCode.Accepted and "not valid" in dialog.error.text()
+    dialog.edit.setText("alice")
+    dialog._accept()
+    assert dialog.result() == dialog.DialogCode.Accepted and dialog.name() == "alice"
