@@ -32,7 +32,8 @@ from PySide6.QtWidgets import QApplication, QListView  # noqa: E402
 from uldl_studio.core.classes import FERPLUS_CLASSES, centroid_matrix  # noqa: E402
 from uldl_studio.qt import palette  # noqa: E402
 from uldl_studio.qt.grid_view import GridView  # noqa: E402
-from uldl_studio.qt.map_view import MapView, PaletteScatterItem  # noqa: E402
+from uldl_studio.qt.map_view import MapView  # noqa: E402
+from uldl_studio.qt.scatter_renderer import PaletteScatterItem  # noqa: E402
 from uldl_studio.qt.session_bridge import SessionBridge  # noqa: E402
 
 

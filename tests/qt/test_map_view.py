@@ -5,11 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
-from PySide6.QtGui import QMouseEvent, QUndoStack
+from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from uldl_studio.qt import palette
-from uldl_studio.qt.map_view import MapView, color_modes
+from uldl_studio.qt.map_colors import color_modes
+from uldl_studio.qt.map_view import MapView
 from uldl_studio.qt.scatter_renderer import PaletteScatterItem
 from uldl_studio.qt.session_bridge import SessionBridge
 
@@ -25,10 +26,8 @@ def table():
 
 @pytest.fixture
 def view(qtbot, table):
-    undo = QUndoStack()
-    bridge = SessionBridge(undo_stack=undo)
+    bridge = SessionBridge()
     widget = MapView(bridge)
-    widget._undo = undo  # keep alive with the widget
     widget.thumbnail_provider = thumb
     widget.resize(800, 620)
     qtbot.addWidget(widget)
@@ -103,9 +102,10 @@ def test_categorical_colours_match_labels(view, table):
     rows = view.shown_rows
     xy_to_row = {(x, y): r for r, (x, y) in zip(rows, view.coordinates()[rows])}
     brushes = item._palette
+    drawn = item.brushes()
     for k in range(0, len(item.data), 37):
         row = xy_to_row[(item.data["x"][k], item.data["y"][k])]
-        assert item.data["brush"][k] is brushes[table["label"].iloc[row]]
+        assert drawn[k] is brushes[table["label"].iloc[row]]
 
 
 def test_box_drag_selects_exactly_the_points_inside(qtbot, view, table):
@@ -128,13 +128,14 @@ def test_box_drag_selects_exactly_the_points_inside(qtbot, view, table):
     remaining = np.setdiff1d(both, inside_box(table, *box3))
     assert view.session.selection.tolist() == remaining.tolist()
 
-    # the gesture is undoable through the stack
-    view._undo.undo()
-    assert view.session.selection.tolist() == both.tolist()
-    view._undo.undo()
-    assert view.session.selection.tolist() == expected.tolist()
-    view._undo.redo()
-    assert view.session.selection.tolist() == both.tolist()
+    # Ctrl+Shift removes too, as does any gesture while Subtract is down
+    drag(qtbot, view, [(box2[0], box2[2]), (box2[1], box2[3])],
+         Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    remaining = np.setdiff1d(remaining, inside_box(table, *box2))
+    assert view.session.selection.tolist() == remaining.tolist()
+    view.subtract_button.setChecked(True)
+    drag(qtbot, view, [(box[0], box[2]), (box[1], box[3])])
+    assert view.session.selection.size == 0
 
 
 def test_lasso_selects_points_in_the_polygon(qtbot, view, table):
@@ -427,7 +428,7 @@ def issue_table():
 
 def test_default_colouring_highlights_the_likely_wrong_labels(qtbot):
     from uldl_studio.core.labels.label_issues import label_issues
-    from uldl_studio.qt.map_view import quantiles
+    from uldl_studio.qt.map_colors import quantiles
 
     table = issue_table()
     bridge = SessionBridge()
@@ -453,7 +454,8 @@ def test_default_colouring_highlights_the_likely_wrong_labels(qtbot):
     n = palette.N_BINS
     codes = view._codes
     assert np.array_equal(codes >= n, strong)
-    assert (view._draw_codes[-high:] >= n).all()
+    drawn = view.points.codes()[view.points.draw_sequence()]
+    assert (drawn[-high:] >= n).all()
     painted = colours_in(view, step=2)
     assert any(r > 140 and g < 120 and b < 80 for r, g, b in painted), "strong warm colours are drawn"
     # by quantile in one step: the codes follow the rank, the highlighted set stays
@@ -474,7 +476,7 @@ def test_default_colouring_highlights_the_likely_wrong_labels(qtbot):
 
 
 def test_quantiles_by_hand():
-    from uldl_studio.qt.map_view import quantiles
+    from uldl_studio.qt.map_colors import quantiles
 
     out = quantiles(np.array([3.0, np.nan, 1.0, 2.0, 2.0]))
     assert np.isnan(out[1])

@@ -2,15 +2,17 @@
 is a code into a small palette of prebuilt QBrush objects.
 
 The stock ``setData``/``setBrush`` resolve every point's style in a Python loop (≈0.5–0.9 s
-for 300k points); ``PaletteScatterItem`` fills the item's record array with numpy and paints
-through pyqtgraph's symbol atlas (one ``drawPixmapFragments`` call), leaving out the points
-that later opaque points paint over completely (pixel-identical, ~4 in 5 at 300k) and caching
-the fragments between repaints (``bench/gui_scale.py``).
+for 300k points); ``PaletteScatterItem`` keeps the points in one fixed order, takes colour
+codes and a drawing order as numpy arrays, and paints through pyqtgraph's symbol atlas (one
+``drawPixmapFragments`` call).  Screen positions are cached per view transform, so a new
+colouring or selection only reorders and culls; points that later opaque points paint over
+completely are left out (pixel-identical; ``bench/gui_scale.py``).
 
 It relies on pyqtgraph internals (the record array's fields, ``fragmentAtlas``,
-``_maskAt``, ``_updateMaxSpotSizes``, ``Qt.internals.PrimitiveArray``): pyproject.toml pins
-pyqtgraph to the versions this was checked against and ``PYQTGRAPH_TESTED`` names them;
-``tests/qt/test_map_view.py`` compares the output with pyqtgraph's own drawing.
+``_maskAt``, ``_style``, ``_updateMaxSpotSizes``, ``Qt.internals.PrimitiveArray``):
+pyproject.toml pins pyqtgraph to the versions this was checked against and
+``PYQTGRAPH_TESTED`` names them; ``tests/qt/test_map_view.py`` compares the output with
+pyqtgraph's own drawing.
 """
 from __future__ import annotations
 
@@ -54,27 +56,29 @@ def _window(src: np.ndarray, length: int, axis: int, op, forward: bool) -> np.nd
     return a
 
 
-def occlusion_cull(gx: np.ndarray, gy: np.ndarray, order: np.ndarray, occludes: np.ndarray,
+def occlusion_cull(lin: np.ndarray, occludes: np.ndarray | None,
                    core_rows: Sequence[tuple[int, int, int]], w: int, h: int,
                    gw: int, gh: int) -> np.ndarray:
-    """The points of ``order`` that stay visible when sprites are drawn in ``order``.
+    """Which sprites of a drawing sequence stay visible: a bool per entry.
 
-    Point ``order[k]`` has its ``w``×``h`` sprite's top-left pixel at ``(gx[k], gy[k])`` of
-    a ``gw``×``gh`` grid (sprites must lie inside it) and is drawn after every point before
+    Entry ``k`` has its ``w``×``h`` sprite's top-left pixel at flat index ``lin[k]`` of a
+    ``gw``×``gh`` grid (sprites must lie inside it) and is drawn after every entry before
     it.  Its sprite is *hidden* when every pixel of its bounding box is covered by the
-    fully opaque core (``core_rows``: ``(dy, dx0, length)`` runs of alpha-255 pixels) of a
-    point drawn later with ``occludes`` set: source-over with alpha 255 replaces a pixel,
-    so dropping hidden points changes no pixel of the picture.  Pure numpy: an image of
-    "the last point whose core covers this pixel" built with max filters, then a min
-    filter over the bounding box.  Returns the kept entries of ``order``, in order.
+    fully opaque core (``core_rows``: ``(dy, dx0, length)`` runs of alpha-255 pixels) of an
+    entry drawn later whose ``occludes`` is set (None: all are): source-over with alpha
+    255 replaces a pixel, so dropping hidden sprites changes no pixel of the picture.  Pure
+    numpy: an image of "the last entry whose core covers this pixel" built with max
+    filters, then a min filter over the bounding box.
     """
-    lin = gy.astype(np.int64) * gw + gx
-    rank = np.arange(order.size, dtype=np.int32)
+    rank = np.arange(lin.size, dtype=np.int32)
     last = np.full(gh * gw, -1, dtype=np.int32)
-    occ = np.flatnonzero(occludes)
-    np.maximum.at(last, lin[occ], rank[occ])  # the last occluder at each top-left pixel
+    if occludes is None:
+        np.maximum.at(last, lin, rank)  # the last occluder at each top-left pixel
+    else:
+        occ = np.flatnonzero(occludes)
+        np.maximum.at(last, lin[occ], rank[occ])
     last = last.reshape(gh, gw)
-    covered = np.full_like(last, -1)  # rank of the last point whose core covers the pixel
+    covered = np.full_like(last, -1)  # rank of the last entry whose core covers the pixel
     runs: dict[int, np.ndarray] = {}
     for dy, dx0, length in core_rows:
         if length not in runs:
@@ -85,21 +89,22 @@ def occlusion_cull(gx: np.ndarray, gy: np.ndarray, order: np.ndarray, occludes: 
     # min over each sprite's bounding box, stored at its top-left pixel
     covered = _window(_window(covered, w, 1, np.minimum, forward=True), h, 0, np.minimum,
                       forward=True)
-    hidden = covered.ravel()[lin] > rank
-    return order[~hidden]
+    return np.take(covered.ravel(), lin) <= rank
 
 
 class PaletteScatterItem(pg.ScatterPlotItem):
     """A ScatterPlotItem whose per-point brush is a code into a palette, set with numpy.
 
-    ``set_points(x, y, codes)`` / ``set_codes(codes)`` replace ``setData``/``setBrush`` for
-    large point counts.  The symbol, size and pen are shared (``opts``); bounds and the
-    symbol atlas are pyqtgraph's own.
+    ``set_points(x, y, codes, order=...)`` / ``set_codes(codes, order=...)`` replace
+    ``setData``/``setBrush`` for large point counts.  The points keep the order they were
+    given (``data``, ``codes()`` and ``on_top()`` follow it); ``order`` says which of them
+    are drawn, in which order.  The symbol, size and pen are shared (``opts``); the symbol atlas is
+    pyqtgraph's own.
 
-    Painting is pyqtgraph's atlas path (one ``QPainter.drawPixmapFragments`` call) with two
-    savings: the fragment array is built with numpy from the codes and cached until the
-    points, colours or view change (repaints for hover, the current-sample marker or a
-    gesture outline reuse it), and, with many points, points whose sprite is completely
+    Painting is pyqtgraph's atlas path (one ``QPainter.drawPixmapFragments`` call) with three
+    savings: screen positions are cached per view transform; the fragment array is cached
+    until the points, colours or view change (repaints for hover, the current-sample marker
+    or a gesture outline reuse it); and, with many points, points whose sprite is completely
     painted over by later opaque sprites are left out (``occlusion_cull``; at 300k points in
     a 1000×700 map about 4 in 5 are).  The result is pixel-identical to drawing every point
     (``tests/qt/test_map_view.py`` compares them).
@@ -109,46 +114,52 @@ class PaletteScatterItem(pg.ScatterPlotItem):
     OCCLUSION_MIN_POINTS = 20_000
     # class defaults: pyqtgraph's __init__ calls clear()/updateSpots() before ours runs
     _version = 0
+    _pos_version = 0
     _codes: np.ndarray | None = None
+    _order: np.ndarray | None = None
     _rects_stale = False
+    _brushes_stale = False
     _buffer: np.ndarray | None = None
     _spot_items = False
     _on_top: np.ndarray | None = None
     _x = _y = np.empty(0)
+    _screen = None
 
     def __init__(self, brushes: Sequence[QBrush] = (), *, size: float = 5, pen=None,
                  symbol: str = "o") -> None:
         super().__init__(pxMode=True, useCache=True, size=size, pen=pen, symbol=symbol,
                          hoverable=False)
         self._palette = np.empty(0, dtype=object)
-        self._codes: np.ndarray | None = None
         self._rects = np.zeros((0, 4), dtype=np.int64)  # atlas rect (x, y, w, h) per code
-        self._rects_stale = False  # data["sourceRect"] not yet filled from the codes
-        self._version = 0
         self._frag_key = None
         self._frags = pg.Qt.internals.PrimitiveArray(QPainter.PixmapFragment, 10)
         self._sprite_key = None
         self._sprite_info = None
+        self._screen = None  # (key, px, py, in_view or None when all are) for one transform
+        self._grid = None    # (key, flat top-left pixel per point) for the culling grid
         #: what the last paint drew: {"points", "in_view", "drawn"} (for tests and benches)
         self.paint_stats: dict[str, int] = {}
         self.set_palette(brushes or [QBrush(QColor(100, 100, 150))])
 
+    # -- data ------------------------------------------------------------------------------
     def set_palette(self, brushes: Sequence[QBrush], update: bool = True) -> None:
+        """The brushes the codes index."""
         pal = np.empty(len(brushes), dtype=object)
         pal[:] = list(brushes)
         self._palette = pal
         if update and self._codes is not None and len(self.data):
-            self.data["brush"] = self._palette[self._codes]
-            self.updateSpots()
+            self._brushes_stale = True
+            self.updateSpots(keep_bounds=True)
 
     def set_points(self, x: np.ndarray, y: np.ndarray, codes: np.ndarray | None = None,
-                   brushes: Sequence[QBrush] | None = None, *, on_top: np.ndarray | None = None,
-                   same_bounds: bool = False) -> None:
+                   brushes: Sequence[QBrush] | None = None, *, order: np.ndarray | None = None,
+                   on_top: np.ndarray | None = None, same_bounds: bool = False) -> None:
         """Replace all points; ``codes`` index the palette (``brushes`` replaces it first).
 
-        Points are drawn in order, except that those with ``on_top`` set (bool per point)
-        are drawn after all others.  ``same_bounds=True``: the points are the previous ones
-        in another order, so the view's auto-range need not be told.
+        The points in ``order`` are drawn in that order (None: all, as given), except that
+        those with ``on_top`` set (bool per point) are drawn after all others.
+        ``same_bounds=True``: the points cover the same area as before, so the view's
+        auto-range need not be told.
         """
         if brushes is not None:
             self.set_palette(brushes, update=False)
@@ -160,10 +171,9 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         self._y = np.ascontiguousarray(y, dtype=np.float64)
         data["x"] = self._x
         data["y"] = self._y
-        data["brush"] = self._palette[codes]
         self.data = data
-        self._codes = codes
-        self._on_top = self._check_on_top(on_top, n)
+        self._pos_version += 1
+        self._set_style(codes, on_top, order)
         if not same_bounds:
             self.prepareGeometryChange()
             self.informViewBoundsChanged()
@@ -171,6 +181,27 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         self.updateSpots(keep_bounds=same_bounds)
         if not same_bounds:
             self.sigPlotChanged.emit(self)
+
+    def set_codes(self, codes: np.ndarray, on_top: np.ndarray | None = None,
+                  order: np.ndarray | None = None) -> None:
+        """New palette codes, on-top flags and drawing order (as in ``set_points``) for the
+        same points."""
+        codes = np.asarray(codes, dtype=np.intp)
+        if len(codes) != len(self.data):
+            raise ValueError(f"{len(codes)} colour codes for {len(self.data)} points")
+        self._set_style(codes, on_top, order)
+        self.updateSpots(keep_bounds=True)
+
+    def _set_style(self, codes: np.ndarray, on_top, order) -> None:
+        n = len(codes)
+        self._codes = codes
+        self._on_top = self._check_on_top(on_top, n)
+        if order is not None:
+            order = np.asarray(order)
+            if order.ndim != 1 or order.size > n:
+                raise ValueError(f"the drawing order must list points of the {n}, got shape {order.shape}")
+        self._order = order
+        self._brushes_stale = True  # per-point brushes only for pyqtgraph's own code paths
 
     @staticmethod
     def _check_on_top(on_top, n: int) -> np.ndarray | None:
@@ -204,34 +235,75 @@ class PaletteScatterItem(pg.ScatterPlotItem):
             self._spot_items = False
         return data
 
-    def points(self):
-        """pyqtgraph's SpotItems (made on demand; the record buffer then resets them)."""
-        self._spot_items = True
-        self._ensure_source_rects()
-        return super().points()
-
-    def set_codes(self, codes: np.ndarray, on_top: np.ndarray | None = None) -> None:
-        """New palette codes (and on-top flags) for the same points in the same order."""
-        codes = np.asarray(codes, dtype=np.intp)
-        if len(codes) != len(self.data):
-            raise ValueError(f"{len(codes)} colour codes for {len(self.data)} points")
-        self._codes = codes
-        self._on_top = self._check_on_top(on_top, len(codes))
-        self.data["brush"] = self._palette[codes]
-        self.updateSpots(keep_bounds=True)
-
     def on_top(self) -> np.ndarray | None:
+        """The points drawn after all others (None: none)."""
         return self._on_top
 
     def codes(self) -> np.ndarray | None:
+        """The palette code of each point."""
         return self._codes
+
+    def brushes(self) -> np.ndarray:
+        """The brush of each point (pyqtgraph's ``data["brush"]``, filled on demand)."""
+        self._ensure_fields()
+        return self.data["brush"]
+
+    def draw_sequence(self) -> np.ndarray:
+        """The points in the order they are drawn (``order``, then the on-top ones last)."""
+        n = len(self.data)
+        seq = np.arange(n) if self._order is None else self._order
+        if self._on_top is not None:
+            top = self._on_top[seq]
+            seq = np.concatenate([seq[~top], seq[top]])
+        return seq
 
     def clear(self) -> None:
         self._codes = None
         self._on_top = None
+        self._order = None
         self._x = self._y = np.empty(0)
         self._version += 1
+        self._pos_version += 1
         super().clear()
+
+    # -- pyqtgraph's own code paths read per-point fields: filled on demand -----------------
+    def _ensure_fields(self) -> None:
+        if not self._vectorised() or not len(self.data):
+            return
+        if self._brushes_stale:
+            self.data["brush"] = self._palette[self._codes]
+            self._brushes_stale = False
+        if self._rects_stale:
+            rects = self._rects[self._codes]
+            src = self.data["sourceRect"]
+            for i, k in enumerate(("x", "y", "w", "h")):
+                src[k] = rects[:, i]
+            self._rects_stale = False
+
+    def points(self):
+        """pyqtgraph's SpotItems (made on demand; the record buffer then resets them)."""
+        self._spot_items = True
+        self._ensure_fields()
+        return super().points()
+
+    def _style(self, opts, data=None, idx=None, scale=None):
+        if data is None or data is self.data:
+            self._ensure_fields()
+        return super()._style(opts, data=data, idx=idx, scale=scale)
+
+    def _maskAt(self, obj):  # noqa: N802 (pyqtgraph name; pointsAt etc.)
+        self._ensure_fields()
+        return super()._maskAt(obj)
+
+    def dataBounds(self, ax, frac=1.0, orthoRange=None):  # noqa: N802
+        """pyqtgraph's, over the contiguous coordinates (the record array's are strided)."""
+        if (frac < 1.0 or orthoRange is not None or self.bounds[ax] is not None
+                or not self._vectorised() or not len(self._x)):
+            return super().dataBounds(ax, frac, orthoRange)
+        d = self._x if ax == 0 else self._y
+        pad = self._maxSpotWidth * 0.7072
+        self.bounds[ax] = (float(np.nanmin(d)) - pad, float(np.nanmax(d)) + pad)
+        return self.bounds[ax]
 
     def _palette_rects(self) -> np.ndarray:
         styles = [(self.opts["symbol"], self.opts["size"], self.opts["pen"], brush)
@@ -254,26 +326,14 @@ class PaletteScatterItem(pg.ScatterPlotItem):
             return
         rects = self._palette_rects()
         self._rects = np.stack([rects[k] for k in ("x", "y", "w", "h")], axis=1).astype(np.int64)
-        self._rects_stale = True  # per-point rects only for pyqtgraph's own code paths
+        self._rects_stale = True
         bounds, spot_width = list(self.bounds), self._maxSpotWidth
         self._updateMaxSpotSizes()
         if keep_bounds and self._maxSpotWidth == spot_width:
             self.bounds = bounds
         self.invalidate()
 
-    def _ensure_source_rects(self) -> None:
-        if self._rects_stale and self._vectorised():
-            if len(self.data):
-                rects = self._rects[self._codes]
-                src = self.data["sourceRect"]
-                for i, k in enumerate(("x", "y", "w", "h")):
-                    src[k] = rects[:, i]
-            self._rects_stale = False
-
-    def _maskAt(self, obj):  # noqa: N802 (pyqtgraph name; pointsAt etc.)
-        self._ensure_source_rects()
-        return super()._maskAt(obj)
-
+    # -- painting ----------------------------------------------------------------------------
     def _sprites(self, used: np.ndarray):
         """(w, h, core_rows, opaque-per-code) of the atlas sprites, or None (no culling).
 
@@ -318,8 +378,7 @@ class PaletteScatterItem(pg.ScatterPlotItem):
     def paint(self, p, option, widget):
         if (not self._vectorised() or self._exportOpts is not False or widget is None
                 or p.transform().type() == QTransform.TransformationType.TxProject):
-            self._ensure_source_rects()
-            super().paint(p, option, widget)
+            self._paint_stock(p, option, widget)
             return
         cmode = self.opts.get("compositionMode", None)
         if cmode is not None:
@@ -343,8 +402,28 @@ class PaletteScatterItem(pg.ScatterPlotItem):
             p.resetTransform()
             p.drawPixmapFragments(*self._frags.drawargs(), self.fragmentAtlas.pixmap)
 
-    def _build_fragments(self, tr, width: int, height: int, dpr: float, cull: bool) -> None:
-        codes = self._codes
+    def _paint_stock(self, p, option, widget) -> None:
+        """pyqtgraph's own painting (exports, projective views), in the drawing order."""
+        self._ensure_fields()
+        if not self._vectorised() or (self._order is None and self._on_top is None):
+            super().paint(p, option, widget)
+            return
+        data = self.data
+        try:
+            self.data = data[self.draw_sequence()]
+            super().paint(p, option, widget)
+        finally:
+            self.data = data
+
+    def _screen_positions(self, tr, width: int, height: int, dpr: float):
+        """(px, py, in_view or None when every point is in view) for this transform."""
+        # the largest sprite decides what may touch the viewport (NaN is never in view)
+        half_w = (self._rects[:, 2].max() if len(self._rects) else 0) / (2 * dpr)
+        half_h = (self._rects[:, 3].max() if len(self._rects) else 0) / (2 * dpr)
+        key = (self._pos_version, tr.m11(), tr.m12(), tr.m21(), tr.m22(), tr.dx(), tr.dy(),
+               width, height, half_w, half_h)
+        if self._screen is not None and self._screen[0] == key:
+            return self._screen[1:]
         px = self._x * tr.m11()
         if tr.m21():
             px += self._y * tr.m21()
@@ -353,40 +432,65 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         if tr.m12():
             py += self._x * tr.m12()
         py += tr.dy()
-        # the largest sprite decides what may touch the viewport (NaN is never in view)
-        half_w = (self._rects[:, 2].max() if len(self._rects) else 0) / (2 * dpr)
-        half_h = (self._rects[:, 3].max() if len(self._rects) else 0) / (2 * dpr)
         with np.errstate(invalid="ignore"):
             in_view = (px > -half_w) & (px < width + half_w)
             in_view &= (py > -half_h) & (py < height + half_h)
-        if self._on_top is None:
-            order = np.flatnonzero(in_view)
-        else:  # the flagged points last, each group in its own order
-            order = np.concatenate([np.flatnonzero(in_view & ~self._on_top),
-                                    np.flatnonzero(in_view & self._on_top)])
-        n_view = order.size
-        if cull and order.size >= self.OCCLUSION_MIN_POINTS:
-            view_codes = codes[order]
-            used = np.bincount(view_codes, minlength=len(self._rects)) > 0
+        if in_view.all():
+            in_view = None
+        self._screen = (key, px, py, in_view)
+        return px, py, in_view
+
+    def _grid_positions(self, w: int, h: int, gw: int) -> np.ndarray:
+        """Flat index of each point's sprite's top-left pixel in the culling grid (points out
+        of view: 0, never used), for the transform of the last ``_screen_positions``."""
+        screen_key, px, py, in_view = self._screen
+        key = (screen_key, w, h, gw)
+        if self._grid is not None and self._grid[0] == key:
+            return self._grid[1]
+        # where Qt's raster engine puts the sprite: the rect's corner, rounded; in a grid
+        # with a sprite-sized margin (in view: > 0, so truncation = floor)
+        with np.errstate(invalid="ignore"):
+            gx = px + (w / 2 + 0.5)
+            gy = py + (h / 2 + 0.5)
+            if in_view is not None:
+                gx[~in_view] = 0
+                gy[~in_view] = 0
+        lin = gy.astype(np.int32)
+        lin *= gw
+        lin += gx.astype(np.int32)
+        self._grid = (key, lin)
+        return lin
+
+    def _build_fragments(self, tr, width: int, height: int, dpr: float, cull: bool) -> None:
+        codes = self._codes
+        px, py, in_view = self._screen_positions(tr, width, height, dpr)
+        seq = self._order if self._order is not None else None
+        if in_view is not None:
+            seq = np.flatnonzero(in_view) if seq is None else seq[in_view[seq]]
+        elif seq is None:
+            seq = np.arange(len(codes))
+        if self._on_top is not None:  # the flagged points last, each group in its own order
+            top = self._on_top[seq]
+            seq = np.concatenate([seq[~top], seq[top]])
+        n_view = seq.size
+        if cull and seq.size >= self.OCCLUSION_MIN_POINTS:
+            every = in_view is None and seq.size == codes.size
+            used_codes = codes if every else np.take(codes, seq)
+            used = np.bincount(used_codes, minlength=len(self._rects)) > 0
             sprites = self._sprites(used)
             if sprites is not None:
                 w, h, rows, opaque = sprites
-                # where Qt's raster engine puts the sprite: the rect's corner, rounded; in a
-                # grid with a sprite-sized margin (in view: > 0, so truncation = floor)
-                gx = (px[order] + (w / 2 + 0.5)).astype(np.int32)
-                gy = (py[order] + (h / 2 + 0.5)).astype(np.int32)
-                order = occlusion_cull(gx, gy, order, opaque[view_codes], rows,
-                                       w, h, width + 2 * w, height + 2 * h)
-        self._frags.resize(order.size)
+                gw, gh = width + 2 * w, height + 2 * h
+                lin = np.take(self._grid_positions(w, h, gw), seq)
+                occludes = None if opaque[used].all() else opaque[np.take(codes, seq)]
+                seq = seq[occlusion_cull(lin, occludes, rows, w, h, gw, gh)]
+        self._frags.resize(seq.size)
         frags = self._frags.ndarray()
-        frags[:, 0] = px[order]
-        frags[:, 1] = py[order]
+        frags[:, 0] = np.take(px, seq)
+        frags[:, 1] = np.take(py, seq)
         per_code = np.empty((len(self._rects), 8))  # sx, sy, sw, sh, scaleX, scaleY, rotation, opacity
         per_code[:, :4] = self._rects
         per_code[:, 4:] = (1 / dpr, 1 / dpr, 0.0, 1.0)
-        frags[:, 2:10] = per_code[codes[order]]
+        frags[:, 2:10] = per_code[np.take(codes, seq)]
         self.paint_stats = {"points": len(self.data), "in_view": int(n_view),
-                            "drawn": int(order.size)}
-
-
-# ---------------------------------------------------------------------------------------
+                            "drawn": int(seq.size)}
