@@ -252,7 +252,7 @@ class HealthPanel(QWidget):
         rows = health.issue_cell_rows(table, given, true, rows=self.counted_rows())
         classes = self.session.classes
         if rows.size:
-            self._select(rows, f"Select given {classes[given]}, likely {classes[true]}")
+            self._select(rows)
             self.cellSelected.emit(int(given), int(true), int(rows.size))
             self.statusMessage.emit(f"Selected {plural(int(rows.size))}: given {classes[given]}, "
                                     f"most likely {classes[true]}")
@@ -270,7 +270,7 @@ class HealthPanel(QWidget):
         rows = health.highlighted_rows(table, given, rows=self.counted_rows())
         name = self.session.classes[given]
         if rows.size:
-            self._select(rows, f"Select labels {name} more likely wrong than right")
+            self._select(rows)
             self.classSelected.emit(int(given), int(rows.size))
             self.statusMessage.emit(f"Selected {plural(int(rows.size))} given {name} whose label is more "
                                     "likely wrong than right")
@@ -329,9 +329,9 @@ class HealthPanel(QWidget):
         if item is not None:
             self.select_flagged(int(item.data(CLASS_ROLE)))
 
-    def _select(self, rows: np.ndarray, text: str) -> None:
+    def _select(self, rows: np.ndarray) -> None:
         session = self.session
-        self.bridge.select(rows, text=text)
+        session.select(rows)
         mask = np.zeros(len(session), dtype=bool)
         mask[rows] = True
         key = ISSUE_SCORE if session.has_values(ISSUE_SCORE) else "ambiguity"

@@ -3,29 +3,15 @@
 Widgets connect to these Qt signals rather than to the psygnal events directly, so a
 connection ends with the widget (Qt disconnects destroyed receivers; a psygnal callback into
 a deleted widget would raise).  All state stays in ``bridge.session``
-(``uldl_studio.core.review.session.Session``); the bridge adds only the undo stack that makes
-selection gestures undoable.
+(``uldl_studio.core.review.session.Session``): widgets read it and change it there
+(``bridge.session.select(rows, mode)``...).
 """
 from __future__ import annotations
 
-import numpy as np
 import psygnal
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from uldl_studio.core.review.session import Session, SessionEvents, as_rows, combine
-
-
-class _SelectCommand(QUndoCommand):
-    def __init__(self, session: Session, before: np.ndarray, after: np.ndarray, text: str):
-        super().__init__(text)
-        self._session, self._before, self._after = session, before, after
-
-    def redo(self) -> None:
-        self._session.select(self._after)
-
-    def undo(self) -> None:
-        self._session.select(self._before)
+from uldl_studio.core.review.session import Session, SessionEvents
 
 
 def qt_name(event: str) -> str:
@@ -53,11 +39,9 @@ class SessionBridge(_session_signals()):
     """One Qt signal per session event (``SessionEvents``), named by :func:`qt_name`:
     ``tableReset()``, ``editsChanged(rows)``, ``currentChanged(int)``..."""
 
-    def __init__(self, parent: QObject | None = None, session: Session | None = None,
-                 undo_stack: QUndoStack | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, session: Session | None = None) -> None:
         super().__init__(parent)
         self.session = session if session is not None else Session()
-        self.undo_stack = undo_stack
         relays = []
         for name in self.EVENTS:
             event = getattr(self.session.events, name)
@@ -66,26 +50,3 @@ class SessionBridge(_session_signals()):
             relays.append((event, relay))
         # not a method of self: Qt calls no slot of an object that is being destroyed
         self.destroyed.connect(lambda *_args: _disconnect(relays))
-
-    # -- selection with undo --------------------------------------------------------------
-    @property
-    def selected(self) -> np.ndarray:
-        return self.session.selection
-
-    @property
-    def current(self) -> int:
-        return self.session.current
-
-    def select(self, rows, mode: str = "replace", *, undoable: bool = True, text: str | None = None) -> bool:
-        """``session.select`` through the undo stack when there is one; True when it changed."""
-        session = self.session
-        new = combine(session.selection, as_rows(rows), mode)
-        if self.undo_stack is None or not undoable:
-            return session.select(new)
-        if np.array_equal(new, session.selection):
-            return False
-        self.undo_stack.push(_SelectCommand(session, session.selection, new, text or f"Select {new.size:,} samples"))
-        return True
-
-    def clear_selection(self, *, undoable: bool = True) -> bool:
-        return self.select(None, "replace", undoable=undoable, text="Clear selection")
