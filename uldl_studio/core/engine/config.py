@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from uldl_studio.core.labels.ldl import PUBLISHED_L1_SCALE
+from uldl_studio.core.engine.augment import parse_framing
 from uldl_studio.core.engine.model import ModelConfig
 from uldl_studio.core.table import DatasetError
 
@@ -164,8 +165,6 @@ class TrainConfig:
             raise ConfigError(f"class_balance_tau must be in [0, 3], got {self.class_balance_tau}")
         if not 0.0 <= float(self.backbone_lr_mult) <= 10.0:
             raise ConfigError(f"backbone_lr_mult must be in [0, 10], got {self.backbone_lr_mult}")
-        from uldl_studio.core.engine.augment import parse_framing
-
         try:
             parse_framing(self.framing)
         except ValueError as exc:

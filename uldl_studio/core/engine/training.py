@@ -36,25 +36,29 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
-from uldl_studio.core.labels import ldl
+from uldl_studio.core.cancel import Cancel, Cancelled, cancel_requested
+from uldl_studio.core.data.image_cache import open_cached_images
+from uldl_studio.core.data.images import load_readable_images
+from uldl_studio.core.engine import experimental
 from uldl_studio.core.engine.augment import augment_batch, parse_framing, to_float
 from uldl_studio.core.engine.batches import ArrayImages, ImageSource, iterate_batches
-from uldl_studio.core.cancel import Cancel, Cancelled, cancel_requested
-from uldl_studio.core.progress import Progress
 from uldl_studio.core.engine.config import TrainConfig, resolve_device
-from uldl_studio.core.engine import experimental
 from uldl_studio.core.engine.distributed import Comm, shard_bounds, shard_counts, tensor_digest
 from uldl_studio.core.engine.dynamics import TrainingDynamics, knn_disagreement
-from uldl_studio.core.data.images import load_readable_images
-from uldl_studio.core.labels.soft_labels import build_soft_labels, mix_for, target_matrix
-from uldl_studio.core.engine.model import LDLNet, build_model
+from uldl_studio.core.engine.model import LDLNet, PretrainedError, build_model, load_pretrained
 from uldl_studio.core.engine.neighbors import knn
 from uldl_studio.core.engine.precision import Precision, choose_precision
-from uldl_studio.core.engine.run import (CHECKPOINT, CHECKPOINT_FORMAT, CHECKPOINT_PREV, ensure_run, load_checkpoint, previous_lambda, remove_checkpoints,
-                  save_checkpoint, write_distributed_log, write_epoch_outputs)
-from uldl_studio.core.table import DatasetError, classes_of, validate_table
+from uldl_studio.core.engine.run import (
+    CHECKPOINT, CHECKPOINT_FORMAT, CHECKPOINT_PREV, ensure_run, load_checkpoint, previous_lambda, remove_checkpoints,
+    save_checkpoint, write_distributed_log, write_epoch_outputs,
+)
 from uldl_studio.core.engine.va import resolve_provider
+from uldl_studio.core.labels import ldl
+from uldl_studio.core.labels.soft_labels import build_soft_labels, mix_for, target_matrix
+from uldl_studio.core.progress import Progress
+from uldl_studio.core.table import DatasetError, classes_of, validate_table
 
 
 Check = Callable[[], None] | None  # raises Cancelled when the fit was cancelled
@@ -415,8 +419,6 @@ def _decode_into_cache(table: pd.DataFrame, config: TrainConfig, cancel: Cancel,
     """``open_cached_images`` in a thread while this generator reports its progress (phase
     ``load``, ``batch``/``batches`` = images decoded / to decode, every half second). Returns the
     readable rows and their ``CachedImages``; re-raises what the decoding raised."""
-    from uldl_studio.core.data.image_cache import open_cached_images
-
     seen, outcome = [0, 0], {}
 
     def progress(done: int, total: int) -> None:
@@ -451,8 +453,6 @@ def _wrap_for_phase(state: _State, ctx: _FitContext, warm: bool) -> None:
     LDLVA's steps use every parameter (so it need not, which saves a graph traversal a step)."""
     if not ctx.comm.distributed or state.net_warm == warm:
         return
-    from torch.nn.parallel import DistributedDataParallel
-
     state.net = state.model  # drop the previous wrapper (and its gradient hooks) first
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     state.net = DistributedDataParallel(state.model, device_ids=ids, find_unused_parameters=warm)
@@ -513,8 +513,6 @@ def _load_pretrained(state: _State, ctx: _FitContext) -> None:
     replace the seeded initialisation; a mismatch or a failed download is a DatasetError."""
     if not ctx.config.pretrained:
         return
-    from uldl_studio.core.engine.model import PretrainedError, load_pretrained
-
     try:
         load_pretrained(state.model, str(ctx.config.pretrained))
     except PretrainedError as exc:
