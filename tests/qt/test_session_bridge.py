@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import psygnal
 import pytest
+import shiboken6
 
 from uldl_studio.core.review.session import SessionEvents
 from uldl_studio.qt.session_bridge import SessionBridge, qt_name
@@ -37,12 +38,6 @@ def test_a_deleted_bridge_no_longer_listens(qtbot):
     session.events.current_changed.emit(2)
     assert received == [2]
     bridge.deleteLater()
-    qtbot.waitUntil(lambda: not bridge_alive(bridge), timeout=5_000)
+    qtbot.waitUntil(lambda: not shiboken6.isValid(bridge), timeout=5_000)
     session.events.current_changed.emit(3)                 # no relay into a deleted object
     assert received == [2]
-
-
-def bridge_alive(bridge) -> bool:
-    import shiboken6
-
-    return shiboken6.isValid(bridge)
