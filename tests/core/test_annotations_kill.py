@@ -27,7 +27,7 @@ from uldl_studio.core.labels.annotations import annotator_journal
 run, name, offset = sys.argv[2], sys.argv[3], int(sys.argv[4])
 journal = annotator_journal(run, name)
 os.write(1, b"READY\n")
-for i in range(int(sys.argv[5])):
+for i in range(int(sys.argv[6]) if len(sys.argv) > 6 else 0, int(sys.argv[5])):
     journal.relabel([f"s{i}"], [(i + offset) % 5])
     os.write(1, f"ACK {i}\n".encode())   # one write per line: a kill never leaves half a line
 os.write(1, b"DONE\n")
@@ -41,9 +41,10 @@ def _table() -> pd.DataFrame:
     return table
 
 
-def _start(run: Path, name: str, offset: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", VOTER, str(REPO_ROOT), str(run), name, str(offset), str(N_IDS)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _start(run: Path, name: str, offset: int, first: int = 0) -> subprocess.Popen:
+    """A process voting as ``name`` on samples ``first``.. of the table, (i + offset) % M each."""
+    return subprocess.Popen([sys.executable, "-c", VOTER, str(REPO_ROOT), str(run), name, str(offset), str(N_IDS),
+                             str(first)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _acked_until_killed(proc: subprocess.Popen, kill_after: int) -> int:
@@ -94,3 +95,52 @@ def test_two_annotators_at_once_lose_no_vote(tmp_path, seed):
         assert np.array_equal(column[:last + 1], (np.arange(last + 1) + offset) % M)
         # at most the one vote in flight at the kill follows; nothing else
         assert (column[last + 2:] == -1).all()
+
+
+def _ack_lines(proc: subprocess.Popen) -> list[int]:
+    return [int(line.split()[1]) for line in proc.stdout.read().decode().splitlines() if line.startswith("ACK")]
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_two_annotators_killed_together_reopen_and_finish(tmp_path, seed):
+    """Both writers run at once and are SIGKILLed together, mid-stream; both reopen
+    their journals (the dead writers' locks are gone) and carry on after their last acknowledged
+    vote: every vote of the first session survived, and the two sessions together hold each
+    annotator's every vote."""
+    rng = random.Random(seed)
+    run = tmp_path / "run"
+    run.mkdir()
+    alice, bob = _start(run, "alice", 1), _start(run, "bob", 2)
+    try:
+        for proc in (alice, bob):
+            assert proc.stdout.readline().strip() == b"READY"
+        wanted = rng.randint(20, 150)         # both write meanwhile; alice's ACKs time the kill
+        for line in alice.stdout:
+            if line.startswith(b"ACK") and int(line.split()[1]) + 1 >= wanted:
+                break
+        for proc in (alice, bob):
+            proc.send_signal(signal.SIGKILL)
+        for proc in (alice, bob):
+            proc.wait(30)
+        acked = {"alice": max([wanted - 1, *_ack_lines(alice)]), "bob": max(_ack_lines(bob), default=-1)}
+    finally:
+        for proc in (alice, bob):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert min(acked.values()) >= 0, "a writer acknowledged nothing before the kill"
+    assert acked["alice"] < N_IDS - 1, "alice finished before the kill: no kill mid-stream"
+    after_kill = read_votes(run, _table())
+    for a, (name, offset) in enumerate((("alice", 1), ("bob", 2))):
+        last = acked[name]
+        assert np.array_equal(after_kill.labels[:last + 1, a], (np.arange(last + 1) + offset) % M)
+        assert (after_kill.labels[last + 2:, a] == -1).all()
+    # the second session: each annotator carries on after their last acknowledged vote
+    again = [_start(run, "alice", 1, acked["alice"] + 1), _start(run, "bob", 2, acked["bob"] + 1)]
+    for proc in again:
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0 and b"DONE" in out, err.decode()[-2000:]
+    votes = read_votes(run, _table())
+    assert votes.annotators == ["alice", "bob"]
+    for a, offset in enumerate((1, 2)):
+        assert np.array_equal(votes.labels[:, a], (np.arange(N_IDS) + offset) % M)
