@@ -99,3 +99,32 @@ def test_an_old_run_resumes_with_the_behaviour_it_was_trained_with(tmp_path):
     assert torch.equal(a["lambda_raw"], b["lambda_raw"]) and torch.equal(a["baseline"], b["baseline"])
     assert bool(b["baseline_seen"][1:].any())  # the per-class running means of the batch evidence
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_a_run_that_names_a_removed_option_opens_predicts_and_resumes(tmp_path):
+    """A run written on 2026-12-03 (no format_version, bank_momentum named) with an averaged bank."""
+    from uldl_studio.core.runs.predict import Predictor
+
+    table, images = tiny_demo(n=160)
+    config = TrainConfig(**TINY, epochs=2, va="columns")
+    run_dir = tmp_path / "run"
+    stop = threading.Event()
+    for p in fit(table, config, run_dir, images=images, cancel=stop):
+        if p.phase == "epoch_end":
+            stop.set()
+    document = json.loads((run_dir / "config.json").read_text())
+    del document["train"]["format_version"]
+    document["train"]["bank_momentum"] = 0.5
+    (run_dir / "config.json").write_text(json.dumps(document))
+    ckpt = load_checkpoint(run_dir)
+    ckpt["config"] = dict(document["train"])
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+
+    with pytest.warns(UserWarning, match="bank_momentum"):
+        run = Run.open(run_dir)
+    assert run.config == config
+    with pytest.warns(UserWarning, match="bank_momentum"):
+        assert Predictor(run, projection=False).config == config
+    with pytest.warns(UserWarning, match="bank_momentum"):
+        progress = list(fit(table, run.config, run_dir, images=images, resume=True))
+    assert [p.epoch for p in progress if p.phase == "epoch_end"] == [2]
