@@ -15,6 +15,7 @@ import torch
 from PySide6.QtCore import Qt
 
 from uldl_studio.core.engine.run import Run, load_checkpoint
+from uldl_studio.core.runs import jobs
 
 from synthetic import open_demo  # noqa: E402  (tests/qt/synthetic.py)
 
@@ -62,7 +63,7 @@ def resume(qtbot, win, run_dir):
     epochs = []
     win.training.progress.connect(lambda p: epochs.append(p.epoch) if p.phase == "epoch_end" else None)
     with qtbot.waitSignal(win.training.finished, timeout=120_000) as blocker:
-        win.training.start(run.training_table, config, run_dir, resume=True)
+        win.training.start(jobs.resume(run, config.epochs))
     assert blocker.args == ["done"]
     return config, epochs
 

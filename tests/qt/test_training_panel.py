@@ -49,9 +49,11 @@ def test_progress_updates_bar_and_curves(qtbot):
 
 
 def test_session_trains_one_epoch_and_loads_results(qtbot, tmp_path, demo_table, tiny_config):
-    from uldl_studio.qt.training_panel import TrainingSession, make_train_config
+    from uldl_studio.core.runs import jobs
+    from uldl_studio.qt.training_controller import TrainingController
+    from uldl_studio.qt.training_panel import make_train_config
 
-    session = TrainingSession(emit_every=1)
+    session = TrainingController(emit_every=1)
     config = make_train_config({**tiny_config, "epochs": 1})
     progress, epochs = [], []
     session.progress.connect(progress.append)
@@ -60,7 +62,7 @@ def test_session_trains_one_epoch_and_loads_results(qtbot, tmp_path, demo_table,
     seen_threads = []
     session.progress.connect(lambda p: seen_threads.append(threading.get_ident()))
     with qtbot.waitSignal(session.finished, timeout=100_000) as blocker:
-        session.start(demo_table, config, tmp_path / "run")
+        session.start(jobs.new_run(None, config, tmp_path / "run", table=demo_table))
     assert blocker.args == ["done"]
     assert not session.is_running
     assert set(seen_threads) == {main_thread}        # slots ran on the GUI thread
@@ -73,13 +75,15 @@ def test_session_trains_one_epoch_and_loads_results(qtbot, tmp_path, demo_table,
 
 
 def test_stop_is_honoured(qtbot, tmp_path, demo_table, tiny_config):
-    from uldl_studio.qt.training_panel import TrainingSession, make_train_config
+    from uldl_studio.core.runs import jobs
+    from uldl_studio.qt.training_controller import TrainingController
+    from uldl_studio.qt.training_panel import make_train_config
 
-    session = TrainingSession(emit_every=1)
+    session = TrainingController(emit_every=1)
     config = make_train_config({**tiny_config, "epochs": 50, "batch_size": 8})
     with qtbot.waitSignal(session.progress, timeout=60_000,
                           check_params_cb=lambda p: p.phase in ("train", "warmup") and p.batch >= 1):
-        session.start(demo_table, config, tmp_path / "run")
+        session.start(jobs.new_run(None, config, tmp_path / "run", table=demo_table))
     with qtbot.waitSignal(session.finished, timeout=30_000) as blocker:
         session.stop()
     assert blocker.args == ["cancelled"]
@@ -92,13 +96,15 @@ def test_failure_is_reported_not_raised(qtbot, tmp_path, tiny_config):
     import pandas as pd
 
     from uldl_studio.core.table import make_table
-    from uldl_studio.qt.training_panel import TrainingSession, make_train_config
+    from uldl_studio.core.runs import jobs
+    from uldl_studio.qt.training_controller import TrainingController
+    from uldl_studio.qt.training_panel import make_train_config
 
     table = make_table(pd.DataFrame({"sample_id": ["a"], "path": ["/nope.png"], "split": ["test"],
                                      "label": [0]}), ["neutral", "happiness"], "/", "csv")
-    session = TrainingSession()
+    session = TrainingController()
     with qtbot.waitSignals([session.failed, session.finished], timeout=30_000):
-        session.start(table, make_train_config({**tiny_config, "epochs": 1}), tmp_path / "run")
+        session.start(jobs.new_run(None, make_train_config({**tiny_config, "epochs": 1}), tmp_path / "run", table=table))
     assert not session.is_running
 
 
@@ -112,7 +118,7 @@ def test_panel_fields_are_saved_and_restored(qtbot, settings_dir):
     assert set(panel.panel_values()) == set(PANEL_DEFAULTS)
     wanted = {"method": "ce", "epochs": 3, "device": "cpu", "k": 5, "delta": 0.4,
               "similarity": "l1", "gamma": 0.02, "neighbors": "exact",
-              "neighbor_space": "features", "neighbor_refresh": False}
+              "neighbor_space": "features", "neighbor_refresh": False, "folds": 3}
     assert panel.panel_values()["neighbor_space"] != "features"
     assert panel.panel_values()["neighbor_refresh"] is True
     panel.extra_config = {"k": 4, "image_size": 16}          # never saved

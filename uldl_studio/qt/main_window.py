@@ -23,12 +23,15 @@ from PySide6.QtWidgets import (
 )
 
 from uldl_studio.core.labels import scores
+from uldl_studio.core.runs import jobs
+from uldl_studio.core.table import DatasetError
 from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog
 from uldl_studio.qt.inspector import Inspector, row_pixmap
 from uldl_studio.qt.relabel import RelabelController
 from uldl_studio.qt.session_bridge import SessionBridge
 from uldl_studio.qt.settings import StudioSettings, fit_on_screen, restore_geometry
-from uldl_studio.qt.training_panel import TrainingPanel, TrainingSession, make_train_config
+from uldl_studio.qt.training_controller import TrainingController
+from uldl_studio.qt.training_panel import TrainingPanel, make_train_config
 from uldl_studio.qt.umap_worker import cached_umap, compute_umap
 from uldl_studio.qt.workers import JobRunner
 
@@ -67,7 +70,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("ULDL Studio")
         self.bridge = SessionBridge(self)
         self.project = self.bridge.session  # the open project: core.session.Session
-        self.training = TrainingSession(self)
+        self.training = TrainingController(self)
         # Tests replace this: returns True when the user agrees to stop training and close.
         self.confirm_close: Callable[[], bool] = self._ask_close_while_training
         self.next_run_dir: Path | None = None  # where the next new run goes (None: runs folder)
@@ -837,34 +840,22 @@ class MainWindow(QMainWindow):
         except (TypeError, ValueError) as exc:
             QMessageBox.warning(self, "Training settings", str(exc))
             return
+        folds = int(values.get("folds") or 0)
         run = self.project.run
         if run is not None:
-            if self._dataset_table is not None:
-                # Same dataset as in memory: apply the journal here (fast) rather than re-reading it.
-                from uldl_studio.core.labels.edits import apply_edits
-
-                table = apply_edits(self._dataset_table, self.project.journal)
-            else:
-                table = run.training_table  # re-reads the dataset on the worker
-            from uldl_studio.core.table import DatasetError
-            from uldl_studio.core.engine.versions import start_version
-
-            try:
-                version = start_version(run.root, config, self.project.table, journal=self.project.journal,
-                                        parent=run.version)
-            except (DatasetError, OSError) as exc:
-                QMessageBox.warning(self, "Training", f"Cannot start a new version: {exc}")
-                return
-            run_dir = Path(version.path)
-            self._training_target = {"kind": "version", "name": version.version, "root": Path(run.root),
-                                     "parent": run.version}
-            what = f"version {version.version} of {Path(run.root).name} (from {run.version})"
+            # Same dataset as in memory: the journal is applied to it (fast) rather than re-reading it.
+            plan = jobs.new_version(run, config, dataset=self._dataset_table, journal=self.project.journal,
+                                    folds=folds)
         else:
-            run_dir = self._new_run_dir()
-            table = self._dataset_table if self._dataset_table is not None else self.project.base_table
-            self._training_target = {"kind": "new", "existed": run_dir.exists()}
-            what = str(run_dir)
-        self._begin_training(table, config, run_dir, what)
+            try:
+                # the table records where it was read from and in which layout (a resized demo: its folder)
+                plan = jobs.new_run(None, config, self._new_run_dir(),
+                                    table=self._dataset_table if self._dataset_table is not None
+                                    else self.project.base_table, folds=folds)
+            except DatasetError as exc:
+                QMessageBox.warning(self, "Training", str(exc))
+                return
+        self._begin_training(plan)
 
     @staticmethod
     def _can_continue(run) -> bool:
@@ -893,48 +884,25 @@ class MainWindow(QMainWindow):
         if epochs <= done:
             self._show_status(f"{run.version} already has {done} epoch(s): set Epochs above {done} to continue it.")
             return
-        import dataclasses
+        self._begin_training(jobs.resume(run, epochs, folds=int(values.get("folds") or 0)),
+                             f"{run.version} of {Path(run.root).name}, epochs {done + 1}–{epochs}")
 
-        config = dataclasses.replace(run.config, epochs=epochs)
-        self._training_target = {"kind": "continue", "name": run.version, "root": Path(run.root)}
-        self._begin_training(run.version_training_table, config, Path(run.path),
-                             f"{run.version} of {Path(run.root).name}, epochs {done + 1}–{epochs}", resume=True)
-
-    def _begin_training(self, table, config, run_dir: Path, what: str, resume: bool = False) -> None:
+    def _begin_training(self, plan, what: str | None = None) -> None:
         self.next_run_dir = None
         self._epoch_seen = 0
         self.training_panel.reset_curves()
         self.training_panel.set_running(True)
-        self.training_panel.set_run_text(f"Training {what}\ninto {run_dir}")
-        self._show_status(f"Training {what} …")
-        self.training.start(table, config, run_dir, resume=resume)
+        into = "" if plan.kind == jobs.VERSION else f"\ninto {plan.out}"
+        self.training_panel.set_run_text(f"Training {what or plan.describe}{into}")
+        self._show_status(f"Training {what or plan.describe} …")
+        self.training.start(plan)
 
-    def _settle_training(self, outcome: str) -> str:
-        """After a training ends: promote a finished version, remove a run or version that has
-        no finished epoch (no orphan folder), and say what happened. Idempotent."""
-        from uldl_studio.core.engine.run import Run
-        from uldl_studio.core.engine.versions import complete_version, discard_unstarted, has_completed_epoch
-
-        target, self._training_target = getattr(self, "_training_target", None), None
-        run_dir = self.training.run_dir
-        if target is None or run_dir is None:
+    def _training_note(self) -> str:
+        """What the finished training left, in a sentence for the status bar."""
+        result = self.training.result
+        if result is None:
             return ""
-        try:
-            if not has_completed_epoch(run_dir):
-                discard_unstarted(run_dir, keep_folder=bool(target.get("existed")))
-                if target["kind"] == "version":
-                    return f"Stopped before the first epoch: nothing was kept; {target['parent']} stays current."
-                return "Stopped before the first epoch: no run was kept."
-            if target["kind"] in ("version", "continue"):
-                run = Run.open(run_dir)
-                if outcome == "done" and complete_version(run):
-                    return f"{run.version} is now the run's current version."
-                if target["kind"] == "version":
-                    return (f"{run.version} stopped after {len(run.history())} of {run.config.epochs} epochs; "
-                            f"{target['parent']} stays current (Run → Versions opens or continues it).")
-        except Exception as exc:  # noqa: BLE001 - the message reaches the user; the run stays as it is
-            return f"Training ended, but its run could not be tidied: {exc}"
-        return ""
+        return result.message[:1].upper() + result.message[1:] + "."
 
     def _show_current_version(self, target_root: Path | None) -> None:
         """Show the run's current version again (after a version stopped early)."""
@@ -1009,8 +977,8 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_training_finished(self, outcome: str) -> None:
         self.training_panel.set_running(False)
-        target = getattr(self, "_training_target", None) or {}
-        note = self._settle_training(outcome)
+        plan, result = self.training.plan, self.training.result
+        note = self._training_note()
         if outcome == "cancelled":
             self.training_panel.progress_bar.setFormat("stopped — the last finished epoch is saved")
             self._show_status(note or "Training stopped; the last finished epoch is saved in the run.")
@@ -1022,8 +990,8 @@ class MainWindow(QMainWindow):
         if self.project.run is not None:
             self.settings.add_recent(str(self.project.run.root), "run")
             self._on_run_changed()
-            if outcome != "done" and target.get("kind") == "version":
-                self._show_current_version(target.get("root"))
+            if plan is not None and plan.kind == jobs.VERSION and (result is None or not result.current):
+                self._show_current_version(Path(plan.out))
         self._update_enabled()
         self.trainingFinished.emit(outcome)
 
@@ -1091,10 +1059,8 @@ class MainWindow(QMainWindow):
                 return
             self._closing = True
             self._show_status("Stopping training…")
-            if not self.training.stop_and_wait():
+            if not self.training.stop_and_wait():  # the job itself tidies the run up as it ends
                 self._show_status("Training did not stop in time; it ends after the current batch.")
-            else:
-                self._settle_training("cancelled")
         self._closing = True
         if getattr(self, "start_screen", None) is not None:
             self.start_screen.close()

@@ -1,9 +1,7 @@
-"""Training panel (settings, Start/Stop, progress with ETA, live curves) and the session that
-runs ``core.training.fit`` on a worker thread.
+"""Training panel: settings, Start/Stop, progress with ETA and live curves.
 
 The panel is a view: it turns its fields into a config dict and shows the progress records
-the :class:`TrainingSession` forwards.  The session owns the thread; the worker never touches
-a widget and emits copies (docs/architecture.md, "Threads").
+that the window's ``TrainingController`` (qt/training_controller.py) forwards.
 """
 from __future__ import annotations
 
@@ -20,7 +18,6 @@ from PySide6.QtWidgets import (
     QProgressBar, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.qt.workers import JobRunner, JobThread, ProgressThrottle, copy_progress
 
 # Panel fields -> TrainConfig fields.  Values the panel does not show keep TrainConfig's
 # defaults; ``extra_config`` (tests, advanced users) overrides anything.  These are also the
@@ -28,7 +25,7 @@ from uldl_studio.qt.workers import JobRunner, JobThread, ProgressThrottle, copy_
 PANEL_DEFAULTS: dict[str, Any] = {
     "method": "ldlva", "epochs": 8, "device": "auto", "k": 8, "delta": None,
     "similarity": "l2", "gamma": 0.01, "neighbors": "bank", "neighbor_space": "va",
-    "neighbor_refresh": True,
+    "neighbor_refresh": True, "folds": 0,
 }
 
 
@@ -58,108 +55,6 @@ def make_train_config(values: dict[str, Any]):
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in values.items() if k in names})
-
-
-# ================================================================== session (no widgets)
-class TrainingSession(QObject):
-    """Runs one ``fit`` at a time on a :class:`JobRunner`.
-
-    Signals:
-        started(str run_dir)
-        progress(object): a copy of a core Progress, throttled to every N batches
-        epochResults(object, object): (Run, samples DataFrame) read by the worker after an epoch
-        finished(str): "done" | "cancelled" | "failed"
-        failed(str): one-line error message
-    """
-
-    started = Signal(str)
-    progress = Signal(object)
-    epochResults = Signal(object, object)
-    finished = Signal(str)
-    failed = Signal(str)
-
-    def __init__(self, parent: QObject | None = None, *, emit_every: int = 5) -> None:
-        super().__init__(parent)
-        self.emit_every = emit_every
-        self.runner = JobRunner(self, name="training")
-        self.run_dir: Path | None = None
-        self.last_progress = None
-
-    @property
-    def thread(self) -> JobThread | None:
-        return self.runner.thread
-
-    @property
-    def is_running(self) -> bool:
-        return self.runner.is_running
-
-    def start(self, table, config, run_dir: str | Path, *, resume: bool = False) -> None:
-        """``table``: a SampleTable, or a callable returning one (called on the worker thread,
-        e.g. ``run.training_table`` which re-reads the dataset)."""
-        if self.is_running:
-            raise RuntimeError("training is already running")
-        self.run_dir = Path(run_dir)
-        self.last_progress = None
-        run_dir = self.run_dir
-        every = self.emit_every
-
-        def job(cancel):
-            from uldl_studio.core.engine.run import Run
-            from uldl_studio.core.engine.training import Progress, fit
-
-            throttle = ProgressThrottle(every)
-            last = None
-
-            def stopped(when: str):
-                return ("progress", Progress("cancelled", epochs=config.epochs,
-                                             message=f"cancelled {when}; the run directory was not changed"))
-
-            if callable(table):  # re-reads the dataset here, off the GUI thread
-                yield ("progress", Progress("load", epochs=config.epochs, message="reading the dataset"))
-                if cancel.is_set():
-                    yield stopped("before reading the dataset")
-                    return "cancelled"
-                data = table()
-                if cancel.is_set():
-                    yield stopped("after reading the dataset")
-                    return "cancelled"
-            else:
-                data = table
-            for item in fit(data, config, run_dir, cancel=cancel, resume=resume):
-                last = item
-                if throttle(item):
-                    yield ("progress", copy_progress(item))
-                if getattr(item, "phase", "") == "epoch_end":
-                    # Read the results here, off the GUI thread; the GUI gets its own copy.
-                    run = Run.open(run_dir)
-                    yield ("epoch", run, run.samples())
-            return getattr(last, "phase", "done")
-
-        self.runner.start(job, on_yield=self._on_yielded, on_error=self.failed.emit,
-                          on_done=self._on_done)
-        self.started.emit(str(run_dir))
-
-    def stop(self) -> None:
-        """Ask the worker to stop. It is honoured in every phase: before and after the dataset
-        is re-read, per image while decoding, between batches (training, placement, evaluation)
-        and before an epoch's files are written (``core.training.fit``)."""
-        self.runner.cancel()
-
-    def stop_and_wait(self, timeout_ms: int = 60_000) -> bool:
-        """Stop and wait (see :meth:`JobRunner.stop_and_wait`): False while it still runs.
-        After True, ``finished`` is not emitted for that training."""
-        return self.runner.stop_and_wait(timeout_ms)
-
-    @Slot(object)
-    def _on_yielded(self, item) -> None:
-        if item[0] == "progress":
-            self.last_progress = item[1]
-            self.progress.emit(item[1])
-        elif item[0] == "epoch":
-            self.epochResults.emit(item[1], item[2])
-
-    def _on_done(self, outcome: str) -> None:
-        self.finished.emit("done" if outcome == "succeeded" else outcome)
 
 
 # ================================================================== the panel
@@ -226,7 +121,7 @@ class TrainingPanel(QWidget):
     """Training settings, Start/Stop, progress and live curves.
 
     Emits ``startRequested(dict)`` with the config values and ``stopRequested()``; the main
-    window runs the :class:`TrainingSession`.  ``extra_config`` is merged into every config.
+    window trains with its ``TrainingController``.  ``extra_config`` is merged into every config.
     """
 
     startRequested = Signal(dict)
@@ -274,6 +169,10 @@ class TrainingPanel(QWidget):
         self.neighbor_refresh = QCheckBox("rebuild every epoch")
         self.neighbor_refresh.setToolTip("re-place the samples and rebuild the neighbours after every "
                                          "epoch, from the model as it learns")
+        self.folds = QSpinBox(minimum=1, maximum=10)  # the minimum, 1, shows "off": folds start at 2
+        self.folds.setSpecialValueText("off")
+        self.folds.setToolTip("after training, cross-fit K plain cross-entropy models for the out-of-fold "
+                              "self-confidence score (K extra trainings; 2 or more)")
         self.set_values(defaults)
 
         form = QFormLayout()
@@ -288,6 +187,7 @@ class TrainingPanel(QWidget):
         form.addRow("Neighbours", self.neighbors)
         form.addRow("Neighbours in", self.neighbor_space)
         form.addRow("", self.neighbor_refresh)
+        form.addRow("Cross-fit folds", self.folds)
         settings_box = QGroupBox("Settings")
         settings_box.setLayout(form)
 
@@ -345,7 +245,8 @@ class TrainingPanel(QWidget):
                            self.device.currentIndexChanged, self.k.valueChanged,
                            self.delta.valueChanged, self.similarity.currentIndexChanged,
                            self.gamma.valueChanged, self.neighbors.currentIndexChanged,
-                           self.neighbor_space.currentIndexChanged, self.neighbor_refresh.toggled):
+                           self.neighbor_space.currentIndexChanged, self.neighbor_refresh.toggled,
+                           self.folds.valueChanged):
                 signal.connect(self.save_settings)
 
     def restore_settings(self) -> None:
@@ -385,6 +286,7 @@ class TrainingPanel(QWidget):
             "neighbors": self.neighbors.currentData(),
             "neighbor_space": self.neighbor_space.currentData(),
             "neighbor_refresh": self.neighbor_refresh.isChecked(),
+            "folds": 0 if self.folds.value() < 2 else self.folds.value(),
         }
 
     def set_values(self, values: dict[str, Any]) -> None:
@@ -413,6 +315,8 @@ class TrainingPanel(QWidget):
             pick(self.neighbor_space, values["neighbor_space"])
         if "neighbor_refresh" in values:
             self.neighbor_refresh.setChecked(bool(values["neighbor_refresh"]))
+        if "folds" in values:
+            self.folds.setValue(max(1, int(values["folds"] or 0)))
 
     def set_run_text(self, text: str) -> None:
         self.run_label.setText(text)

@@ -66,10 +66,13 @@ class TrainResult:
     message: str
 
 
-def new_run(recipe: DatasetRecipe, config, out: str | Path, *, table: pd.DataFrame | None = None,
+def new_run(recipe: DatasetRecipe | None, config, out: str | Path, *, table: pd.DataFrame | None = None,
             folds: int = 0) -> TrainPlan:
     """A new run of ``recipe`` in ``out`` (which must not hold a run); ``table``: the dataset
-    already read by that recipe (else it is read on the job's thread)."""
+    already read by that recipe (else it is read on the job's thread). Without a recipe the
+    table's own ``root`` and ``format`` are recorded."""
+    if recipe is None and table is None:
+        raise ValueError("a new run needs a dataset recipe or a table")
     out = Path(out)
     if (out / "config.json").exists():
         raise DatasetError(f"{out}: already holds a run; train a new version of it, continue it, "
@@ -113,10 +116,10 @@ def train_job(plan: TrainPlan, *, cancel: Cancel = None,
     if callable(table):
         yield Progress("load", epochs=config.epochs, message="reading the dataset")
         if cancel_requested(cancel):
-            return TrainResult("cancelled", None, False, "cancelled before reading the dataset; nothing was written")
+            return TrainResult("cancelled", None, False, _nothing_kept(plan))
         table = table()
     if cancel_requested(cancel):
-        return TrainResult("cancelled", None, False, "cancelled before training; nothing was written")
+        return TrainResult("cancelled", None, False, _nothing_kept(plan))
     out = plan.trained = _prepare(plan, table, comm)
     if plan.kind == VERSION:
         yield Progress("start", epochs=config.epochs, message=plan.describe)
@@ -161,8 +164,7 @@ def _settle(plan: TrainPlan, out: Path, outcome: str, comm: Comm) -> TrainResult
         return TrainResult(outcome, out, False, "")
     if not has_completed_epoch(out):
         discard_unstarted(out, keep_folder=plan.existed)
-        kept = (f"; {plan.parent.version} stays current" if plan.kind == VERSION else "")
-        return TrainResult(outcome, None, False, f"stopped before the first epoch: nothing was kept{kept}")
+        return TrainResult(outcome, None, False, _nothing_kept(plan))
     run = Run.open(out)
     if plan.kind == NEW or run.version == "v1":
         return TrainResult(outcome, out, True, f"run written to {out}")
@@ -173,6 +175,14 @@ def _settle(plan: TrainPlan, out: Path, outcome: str, comm: Comm) -> TrainResult
     return TrainResult(outcome, out, False,
                        f"version {run.version} written to {out} (incomplete: {len(run.history())} of "
                        f"{run.config.epochs} epochs; {parent} stays current)")
+
+
+def _nothing_kept(plan: TrainPlan) -> str:
+    if plan.kind == NEW:
+        return "stopped before the first epoch: no run was kept"
+    if plan.kind == VERSION:
+        return f"stopped before the first epoch: nothing was kept; {plan.parent.version} stays current"
+    return "stopped before the next epoch: the run was not changed"
 
 
 def predict_job(run: Run | Predictor, data: str | Path, out: str | Path, options: PredictOptions | None = None, *,
