@@ -148,6 +148,7 @@ from uldl_studio.core.table import DatasetError, classes_of
 __all__ = [
     "DEFAULT_ANNOTATOR", "ANNOTATIONS_DIR", "CROWD", "DATASET", "AnnotatorError", "VotesWarning",
     "validate_annotator_name", "annotator_journal", "annotator_journal_path", "annotator_names",
+    "journal_annotator",
     "journal_files", "Votes", "read_votes", "crowd_votes", "DawidSkene", "dawid_skene",
     "combined_posterior", "fit_model_weight", "predictive", "next_vote_gain", "krippendorff_alpha",
     "vote_weights", "weighted_counts", "fit_temperature", "temper", "fit_prior_strength", "combined_soft",
@@ -238,6 +239,22 @@ def annotator_journal(run_root: str | Path, name: str, *, recover: bool = False)
     they have not voted yet; the folder is created on the first write). Its writer lock is its
     own: other annotators' processes can write their journals at the same time."""
     return EditJournal(annotator_journal_path(run_root, name), recover=recover)
+
+
+def journal_annotator(run_root: str | Path, path: str | Path) -> str | None:
+    """The annotator whose journal ``path`` is in the run folder ``run_root``: the default
+    annotator for ``RUN/edits.jsonl``, ``name`` for ``RUN/annotations/<name>[~tag].jsonl``;
+    None for any other file."""
+    root, path = Path(run_root).resolve(), Path(path).resolve()
+    if path == root / JOURNAL_NAME:
+        return DEFAULT_ANNOTATOR
+    if path.parent != root / ANNOTATIONS_DIR or path.suffix != ".jsonl":
+        return None
+    name = path.stem.split("~", 1)[0]
+    try:
+        return validate_annotator_name(name)
+    except AnnotatorError:
+        return None
 
 
 def journal_files(run_root: str | Path) -> dict[str, list[Path]]:
