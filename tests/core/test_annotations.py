@@ -348,3 +348,32 @@ def test_cli_votes_export_and_train_on_the_combined_label(tmp_path):
         "--soft-labels", str(tmp_path / "soft.csv"), *tiny)
     learned = pd.read_csv(second / "samples.csv", dtype={"sample_id": str}).set_index("sample_id")
     assert np.allclose(learned.loc[both, [f"d_{c}" for c in classes]].to_numpy(float), d[two], atol=1e-6)
+
+
+def test_review_table_is_the_fast_queue_of_the_full_analysis(tmp_path):
+    """The app's table: the same vote columns and next-vote gain as ``vote_table`` (crowd votes
+    and a model), without the combined label; the votes of one sample and one annotator's
+    progress, with a journal's votes patched in."""
+    rng = np.random.default_rng(0)
+    n = 30
+    crowd = rng.multinomial(4, [0.6, 0.3, 0.1], n)
+    t = table(n, **{f"crowd_{c}": crowd[:, j] for j, c in enumerate(CLASSES)})
+    p = rng.dirichlet(np.ones(3), n)
+    for j, c in enumerate(CLASSES):
+        t[f"p_{c}"] = p[:, j]
+    full, votes, consensus = A.vote_table(t, tmp_path)
+    fast, alpha = A.review_table(t, votes)
+    assert alpha == pytest.approx(consensus.reliability.prior_strength)
+    assert np.allclose(fast["next_vote_gain"], full["next_vote_gain"])
+    assert np.allclose(fast["n_voters"], 4) and not any(c.startswith("combined_") for c in fast)
+    one = A.sample_votes(votes, 3)
+    assert np.array_equal(one.counts, crowd[3]) and one.n_voters == 4 and one.by_annotator == {}
+    assert one.shares() == pytest.approx(crowd[3] / 4)
+    mine = A.with_annotator(votes, "alice", {"s3": 2, "s4": 0, "nope": 1}, {"s5"})
+    assert mine.annotators == ["alice"] and A.has_voted(mine, "alice", 3) and not A.has_voted(mine, "alice", 5)
+    assert A.sample_votes(mine, 3).by_annotator == {"alice": 2} and A.sample_votes(mine, 5).unsure == ["alice"]
+    progress = A.annotator_progress(mine, "alice")
+    assert progress["mine"] == 2 and progress["people"] == 4 * n + 2 and progress["voted"] == n
+    assert A.journal_annotator(tmp_path, tmp_path / "edits.jsonl") == A.DEFAULT_ANNOTATOR
+    assert A.journal_annotator(tmp_path, tmp_path / "annotations" / "bob~laptop.jsonl") == "bob"
+    assert A.journal_annotator(tmp_path, tmp_path / "other.jsonl") is None

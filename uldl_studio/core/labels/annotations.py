@@ -1159,14 +1159,17 @@ def review_table(table: pd.DataFrame, votes: Votes, *, fit_split: str = "valid")
         return out, float("nan")
     m = votes.n_classes
     names, labels, crowd = votes.sources()
-    ds = dawid_skene(labels, m, crowd)
-    cast = np.array([int((labels[:, s] >= 0).sum()) for s in range(labels.shape[1])]
-                    + ([int(round(float(crowd.sum())))] if crowd is not None else []), dtype=np.int64)
-    weights = vote_weights(ds.accuracy(), cast, np.array([n != DATASET for n in names], bool), m)
+    if len(names) > 1:  # the weights need Dawid-Skene; one source's votes all weigh 1
+        ds = dawid_skene(labels, m, crowd)
+        cast = np.array([int((labels[:, s] >= 0).sum()) for s in range(labels.shape[1])]
+                        + ([int(round(float(crowd.sum())))] if crowd is not None else []), dtype=np.int64)
+        weights = vote_weights(ds.accuracy(), cast, np.array([n != DATASET for n in names], bool), m)
+    else:
+        weights = np.ones(len(names))
     pcols = [f"p_{c}" for c in votes.classes]
     probs = table[pcols].to_numpy(np.float64) if all(c in table for c in pcols) else None
     split_rows = np.flatnonzero(table["split"].astype(str).to_numpy() == fit_split)
     combo = combine_votes(labels, m, crowd, probs, weights, _fit_rows(split_rows, weighted_counts(labels, m, crowd)),
-                          class_prior=ds.prior, estimate=False)
+                          estimate=False)
     out["next_vote_gain"] = combo.gain
     return out, combo.prior_strength
