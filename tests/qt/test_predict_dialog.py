@@ -102,10 +102,10 @@ def test_cancel_stops_the_prediction_early_and_writes_nothing(qtbot, dialog, dem
         qtbot.waitUntil(lambda: dialog.progress is not None and dialog.progress.value() >= 64, timeout=30_000)
         qtbot.mouseClick(dialog.progress.findChild(QPushButton), Qt.MouseButton.LeftButton)
     assert blocker.args[0] == "cancelled"
-    predicted = [done for done, total, text in reported if text == "predicting"]
+    predicted = [p.batch for p in reported if p.phase == "predict"]
     assert predicted and max(predicted) >= 64
     assert max(predicted) < len(paths) // 2            # it stopped, far from the end
-    assert "writing the file" not in [text for _, _, text in reported]
+    assert "write" not in [p.phase for p in reported]
     assert not (tmp_path / "cancelled.csv").exists()
     assert "Cancelled" in dialog.error.text()
 

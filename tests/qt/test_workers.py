@@ -154,16 +154,3 @@ def test_owner_destroyed_while_a_detached_job_runs(qtbot):
     assert calls == []
 
 
-def test_with_report_jobs_yield_through_the_callback(qtbot):
-    from uldl_studio.qt.workers import JobRunner
-
-    runner = JobRunner()
-    calls, callbacks = _recorder()
-
-    def job(cancel, report):
-        report((1, 2, "reading"))
-        return 7
-
-    runner.start(job, with_report=True, **callbacks)
-    qtbot.waitUntil(lambda: any(c[0] == "on_done" for c in calls), timeout=10_000)
-    assert _names(calls) == [("on_yield", (1, 2, "reading")), ("on_result", 7), ("on_done", "succeeded")]

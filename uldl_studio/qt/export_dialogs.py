@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from uldl_studio.core.cancel import Cancelled
+from uldl_studio.core.runs.jobs import predict_job
+from uldl_studio.core.runs.predict import PredictOptions
 from uldl_studio.qt.workers import JobRunner
 
 FORMAT_CHOICES = ("auto", "images", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders")
@@ -92,30 +93,15 @@ class ExportDialog(QDialog):
         super().accept()
 
 
-def predict_job(run, data_path: str, fmt: str, out_path: str, *, faces: str = "off", tta: bool = False,
-                adapt: tuple = (), chunk_size: int = 256):
-    """Worker job ``job(cancel, report)``: read the collection, predict with ``run``, write the file.
+def prediction_job(run, data_path: str, fmt: str, out_path: str, *, faces: str = "off", tta: bool = False,
+                   adapt: tuple = (), chunk_size: int = 256):
+    """Worker job ``job(cancel)``: ``core.runs.jobs.predict_job`` with the dialog's choices; its
+    Progress records are yielded, and it returns the info dict that ``PredictDialog.finishedWith``
+    carries."""
 
-    Reports ``(done, total, text)`` tuples; the cancel event is checked before every image and
-    between forward batches (``core.predict.predict_collection``). Returns the info dict that
-    ``PredictDialog.finishedWith`` carries.
-    """
-
-    def job(cancel, report):
-        from uldl_studio.core.data.image_collection import read_collection
-        from uldl_studio.core.runs.predict import PredictOptions, predict_collection, write_predictions
-
-        report((0, 0, "reading the images"))
-        collection = read_collection(data_path, fmt=fmt)
-        if cancel.is_set():
-            raise Cancelled()
+    def job(cancel):
         options = PredictOptions(faces=faces, tta=tta, adapt=tuple(adapt), chunk_size=chunk_size)
-        result = predict_collection(run, collection, options, cancel=cancel,
-                                    progress=lambda done, total, text: report((done, total, text)))
-        if cancel.is_set():
-            raise Cancelled()
-        report((1, 1, "writing the file"))
-        write_predictions(result.table, out_path)
+        result = yield from predict_job(run, data_path, out_path, options, fmt=fmt, cancel=cancel)
         summary = result.summary
         return {"rows": len(result.table), "path": out_path, "table": result.table,
                 "summary": summary.to_dict(), "text": "\n".join(summary.lines())}
@@ -294,10 +280,10 @@ class PredictDialog(QDialog):
         self.progress.setAutoClose(False)
         self.progress.setAutoReset(False)
         self.progress.canceled.connect(self.cancel)
-        job = predict_job(self.run, data, self.format_combo.currentData(), out,
-                          faces=self.faces_combo.currentData(), tta=self.tta_check.isChecked(),
-                          adapt=self.adapt(), chunk_size=self.chunk_size)
-        self.runner.start(job, with_report=True, on_yield=self._on_progress, on_result=self._on_done,
+        job = prediction_job(self.run, data, self.format_combo.currentData(), out,
+                             faces=self.faces_combo.currentData(), tta=self.tta_check.isChecked(),
+                             adapt=self.adapt(), chunk_size=self.chunk_size)
+        self.runner.start(job, on_yield=self._on_progress, on_result=self._on_done,
                           on_error=self._on_failed, on_cancelled=self._on_cancelled)
         self.progress.show()
 
@@ -314,7 +300,7 @@ class PredictDialog(QDialog):
 
     @Slot(object)
     def _on_progress(self, item) -> None:
-        done, total, text = item
+        done, total, text = item.batch, item.batches, item.message
         progress = self.progress  # setValue of a modal progress dialog processes events
         if progress is None or self.runner.cancel_requested:
             return

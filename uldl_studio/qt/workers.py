@@ -48,12 +48,8 @@ class JobThread(QThread):
     failed = Signal(str)
     cancelled = Signal()
 
-    def __init__(self, job: Callable[..., Any], parent=None, *, name: str = "job",
-                 with_report: bool = False) -> None:
-        """``with_report=True``: the job is called as ``job(cancel, report)`` where ``report(item)``
-        emits ``yielded`` from the worker (for jobs that report through a callback)."""
+    def __init__(self, job: Callable[..., Any], parent=None, *, name: str = "job") -> None:
         super().__init__(parent)
-        self._with_report = with_report
         self.setObjectName(name)
         self._job = job
         self.cancel_event = threading.Event()
@@ -72,10 +68,7 @@ class JobThread(QThread):
 
     def run(self) -> None:  # noqa: D401 - QThread entry point
         try:
-            if self._with_report:
-                result = self._job(self.cancel_event, self.yielded.emit)
-            else:
-                result = self._job(self.cancel_event)
+            result = self._job(self.cancel_event)
             if isinstance(result, Iterator):
                 result = yield_from(result, self.yielded.emit, self.cancel_event)
             if self.cancel_event.is_set():
@@ -192,10 +185,9 @@ class _JobLink(QObject):
 class JobRunner(QObject):
     """Runs one job at a time for an owner (a window, a panel, a session).
 
-    ``start(job, ...)`` runs ``job(cancel_event)`` (or ``job(cancel_event, report)`` with
-    ``with_report=True``) on a :class:`JobThread`.  Callbacks run on the GUI thread:
+    ``start(job, ...)`` runs ``job(cancel_event)`` on a :class:`JobThread`.  Callbacks run on the GUI thread:
 
-    - ``on_yield(item)`` for each item a generator job yields (or each ``report(item)``);
+    - ``on_yield(item)`` for each item a generator job yields;
     - ``on_result(value)`` with the return value (a generator's too) when it ended normally;
     - ``on_error(message)`` with a one-line message (traceback in ``error_details``);
     - ``on_cancelled()`` when it ended because of :meth:`cancel`;
@@ -234,13 +226,12 @@ class JobRunner(QObject):
               on_error: Callable[[str], None] | None = None,
               on_yield: Callable[[Any], None] | None = None,
               on_cancelled: Callable[[], None] | None = None,
-              on_done: Callable[[str], None] | None = None,
-              with_report: bool = False) -> JobThread:
+              on_done: Callable[[str], None] | None = None) -> JobThread:
         """Start ``job``; raises RuntimeError while the previous job is still running."""
         if self.is_running:
             raise RuntimeError(f"{self.name}: a job is already running (stop_and_wait() first)")
         self.detach()
-        thread = JobThread(job, None, name=self.name, with_report=with_report)  # see _LIVE
+        thread = JobThread(job, None, name=self.name)  # see _LIVE
         link = _JobLink(self, thread, {"on_result": on_result, "on_error": on_error,
                                        "on_yield": on_yield, "on_cancelled": on_cancelled,
                                        "on_done": on_done})
