@@ -7,7 +7,7 @@ loading) with a :class:`SoakDriver` attached. Once the window has loaded its pro
 sends real key events to the window, as an annotator would: number keys relabel the current
 sample, Space toggles "unsure", Ctrl+Z undoes, Ctrl+Shift+Z redoes, ←/→ move. After each key
 that changed the journal, the driver reads what the window now shows for the affected samples
-(``window.project.table``) and appends one line to ACK_LOG, written with one ``os.write`` and
+(``window.session.table``) and appends one line to ACK_LOG, written with one ``os.write`` and
 fsync-ed:
 
     {"ack": SEQ, "op": ..., "key": ..., "ids": [...], "shown": {id: [label, unsure]}, "pid": PID}
@@ -56,7 +56,7 @@ class SoakDriver(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(max(1, int(interval_ms)))
         self.timer.timeout.connect(self._tick)
-        window.projectLoaded.connect(self._on_loaded)
+        window.sessionLoaded.connect(self._on_loaded)
         window.loadFailed.connect(self._on_failed)
 
     # -- the log -------------------------------------------------------------------------
@@ -67,7 +67,7 @@ class SoakDriver(QObject):
 
     # -- start ---------------------------------------------------------------------------
     def _on_loaded(self) -> None:
-        project = self.window.project
+        project = self.window.session
         journal = project.journal
         if journal is None or project.table is None:
             self._write({"failed": self.pid, "message": "the project has no edit journal (not a run?)"})
@@ -83,7 +83,7 @@ class SoakDriver(QObject):
 
     # -- typing --------------------------------------------------------------------------
     def _choose(self):
-        m = len(self.window.project.classes)
+        m = len(self.window.session.classes)
         r = self.rng.random()
         if r < 0.40:
             k = self.rng.randrange(min(m, 9))
@@ -101,7 +101,7 @@ class SoakDriver(QObject):
     def _tick(self) -> None:
         from PySide6.QtTest import QTest
 
-        project = self.window.project
+        project = self.window.session
         journal = project.journal
         if journal is None:
             return

@@ -69,9 +69,9 @@ def rect_in(widget, window) -> QRect:
 
 def open_demo(qtbot, win, n: int = 300) -> None:
     """Open the ``n``-sample demo in a main window and wait until it is shown."""
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_demo(n=n)
-    assert len(win.project) == n
+    assert len(win.session) == n
 
 
 def predict_in_window(qtbot, win, folder, out) -> object:

@@ -41,7 +41,7 @@ def test_an_annotators_hour(qtbot, window, tmp_path):
     win.next_run_dir = run_dir
     win.training_panel.epochs.setValue(2)
     assert train(qtbot, win, win.training_panel.start_button) == "done"
-    session = win.project
+    session = win.session
     classes = session.classes
     split = session.table["split"].to_numpy()
 
@@ -137,7 +137,7 @@ def test_an_annotators_hour(qtbot, window, tmp_path):
     assert [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())] == ["v1", "v2"]
     assert dialog.table.item(1, 6).text() == "current"
     dialog.table.selectRow(0)
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         dialog.open_selected()
     assert session.run.version == "v1" and session.run.path == run_dir
     assert int(session.table["label"].iat[session.row_of(sid)]) == new           # one journal per run
@@ -163,7 +163,7 @@ def test_continue_resumes_the_current_version(qtbot, window, run_dir):
     from uldl_studio.core.engine.run import Run
 
     win = window
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_run(str(run_dir))
     assert win.training_panel.continue_button.isEnabled()
     done = len(Run.open(run_dir).history())
@@ -211,7 +211,7 @@ def test_the_layout_fits_and_resets(qtbot, window):
 
 def test_label_health_says_what_it_counts_and_empty_cells_say_so(qtbot, window, run_dir):
     win = window
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_run(str(run_dir))
     panel = win.health_panel
     win.health_dock.raise_()
@@ -222,7 +222,7 @@ def test_label_health_says_what_it_counts_and_empty_cells_say_so(qtbot, window, 
     from uldl_studio.core.runs.evaluate import class_accuracy
     from uldl_studio.qt.health_panel import ACCURACY_COLUMN
 
-    accuracy = class_accuracy(win.project.table, "valid")
+    accuracy = class_accuracy(win.session.table, "valid")
     assert f"mean class accuracy {accuracy.attrs['mean_class_accuracy']:.2f}" in text
     shown = {panel.rates_table.item(r, 0).text(): panel.rates_table.item(r, ACCURACY_COLUMN).text()
              for r in range(panel.rates_table.rowCount())}
@@ -234,13 +234,13 @@ def test_label_health_says_what_it_counts_and_empty_cells_say_so(qtbot, window, 
     assert matrix is not None
     from uldl_studio.core.review import health
 
-    cells = health.issue_cell_counts(win.project.table, panel.counted_rows())
+    cells = health.issue_cell_counts(win.session.table, panel.counted_rows())
     empty = np.argwhere(cells == 0)
     assert empty.size, "the tiny run should leave some given × likely true cells empty"
     given, constructed = (int(v) for v in empty[0])
-    before = win.project.selection.copy()
+    before = win.session.selection.copy()
     rows = panel.select_cell(given, constructed)
-    assert rows.size == 0 and np.array_equal(win.project.selection, before)
+    assert rows.size == 0 and np.array_equal(win.session.selection, before)
     assert win.statusBar().currentMessage().startswith("No samples:")
 
 
@@ -256,14 +256,14 @@ def test_new_runs_go_to_the_chosen_runs_folder(qtbot, window, tmp_path):
     assert win._new_run_dir().parent == chosen
     win.training_panel.epochs.setValue(1)
     assert train(qtbot, win, win.training_panel.start_button) == "done"
-    assert win.project.run.path.parent == chosen and (win.project.run.path / "checkpoint.pt").exists()
+    assert win.session.run.path.parent == chosen and (win.session.run.path / "checkpoint.pt").exists()
 
 
 def test_the_legend_warns_when_most_labels_look_wrong(qtbot, window, run_dir):
     """The default colouring highlights labels more likely wrong than right; when that is over
     half of the points, the legend blames the model first (with its valid accuracy)."""
     win = window
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_run(str(run_dir))
     view = win.map_view
     strong, shown, _ = view._highlight

@@ -32,17 +32,17 @@ def test_demo_train_select_relabel_undo_export(qtbot, window, tmp_path):
 
     win = window
     open_demo(qtbot, win)
-    assert not win.project.has_results
+    assert not win.session.has_results
     assert not win.export_action.isEnabled()
 
     train(qtbot, win, tmp_path / "run")
-    assert win.project.has_results and win.project.run is not None
+    assert win.session.has_results and win.session.run is not None
     assert win.map_view.color_mode == "label_wrong_prob"      # the likely label issues stand out
     assert win.grid_view.sort_key == "ambiguity"
     assert win.export_action.isEnabled()
     assert win.training_panel.loss_plot.points > 0
     assert win.current_row() is not None                      # the most ambiguous sample
-    assert win.inspector.title.text() == win.project.table["sample_id"].iat[win.current_row()]
+    assert win.inspector.title.text() == win.session.table["sample_id"].iat[win.current_row()]
 
     # Box selection through the map's API: everything with positive valence.
     xy = win.map_view.coordinates()
@@ -51,49 +51,49 @@ def test_demo_train_select_relabel_undo_export(qtbot, window, tmp_path):
     expected = np.flatnonzero((xy[:, 0] >= 0) & np.isfinite(xy).all(axis=1))
     assert set(rows.tolist()) == set(expected.tolist())
     assert set(win.selected_rows().tolist()) == set(rows.tolist())
-    in_train = win.project.table["split"].to_numpy() == "train"
+    in_train = win.session.table["split"].to_numpy() == "train"
     assert set(win.grid_view.rows().tolist()) == set(rows[in_train[rows]].tolist())   # the grid: the queue
 
     # Relabel the current sample with a number key, then undo with Ctrl+Z.
     row = int(rows[0])
     win.set_current_row(row)
-    given = int(win.project.table["label"].iat[row])
-    new = (given + 1) % len(win.project.classes)
+    given = int(win.session.table["label"].iat[row])
+    new = (given + 1) % len(win.session.classes)
     press(qtbot, win, Qt.Key(Qt.Key.Key_1 + new))
-    assert int(win.project.table["label"].iat[row]) == new
-    assert win.project.flag("edited")[row] and len(win.map_view.edited_marks.data) == 1  # marked
+    assert int(win.session.table["label"].iat[row]) == new
+    assert win.session.flag("edited")[row] and len(win.map_view.edited_marks.data) == 1  # marked
     assert "✎" in win.grid_view.model.data(win.grid_view.model.item(win.grid_view.model.position_of(row)))
     assert "edited" in win.inspector.fields["state"].text()
     press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert int(win.project.table["label"].iat[row]) == given
-    assert not win.project.flag("edited").any() and len(win.map_view.edited_marks.data) == 0
+    assert int(win.session.table["label"].iat[row]) == given
+    assert not win.session.flag("edited").any() and len(win.map_view.edited_marks.data) == 0
     press(qtbot, win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
-    assert int(win.project.table["label"].iat[row]) == new
+    assert int(win.session.table["label"].iat[row]) == new
 
     # Bulk relabel of the selection (one undoable edit), then export all and the selection.
     press(qtbot, win, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
-    assert (win.project.table["label"].to_numpy()[rows] == 0).all()
+    assert (win.session.table["label"].to_numpy()[rows] == 0).all()
     out = tmp_path / "soft_labels.csv"
     assert win.export_csv(out) == 300
     back = read_soft_labels(out)
     assert len(back) == 300
-    back = back.set_index("sample_id").loc[win.project.table["sample_id"]]
-    assert (back["label"].to_numpy() == win.project.table["label"].to_numpy()).all()
-    assert back["edited"].to_numpy().astype(bool).sum() == int(win.project.flag("edited").sum()) > 0
-    classes = win.project.classes
+    back = back.set_index("sample_id").loc[win.session.table["sample_id"]]
+    assert (back["label"].to_numpy() == win.session.table["label"].to_numpy()).all()
+    assert back["edited"].to_numpy().astype(bool).sum() == int(win.session.flag("edited").sum()) > 0
+    classes = win.session.classes
     d = back[[f"d_{c}" for c in classes]].to_numpy()
     assert np.allclose(d.sum(axis=1), 1.0)
-    assert np.array_equal(back["lambda"].to_numpy(), win.project.table["lambda"].to_numpy(), equal_nan=True)
+    assert np.array_equal(back["lambda"].to_numpy(), win.session.table["lambda"].to_numpy(), equal_nan=True)
     # the label-based scores follow the edits
-    assert np.allclose(back["self_confidence"].to_numpy(), win.project.score("self_confidence"), equal_nan=True)
+    assert np.allclose(back["self_confidence"].to_numpy(), win.session.score("self_confidence"), equal_nan=True)
     part = tmp_path / "selection.csv"
     assert win.export_csv(part, selection_only=True) == rows.size
-    assert set(read_soft_labels(part)["sample_id"]) == set(win.project.sample_ids(rows))
+    assert set(read_soft_labels(part)["sample_id"]) == set(win.session.sample_ids(rows))
 
     # The export dialog writes the same file when accepted.
     from uldl_studio.qt.export_dialogs import ExportDialog
 
-    dialog = ExportDialog(win.project, win.selected_rows(), tmp_path, win)
+    dialog = ExportDialog(win.session, win.selected_rows(), tmp_path, win)
     qtbot.addWidget(dialog)
     assert dialog.selection_button.isChecked()
     dialog.path_edit.setText(str(tmp_path / "dialog.csv"))
@@ -101,7 +101,7 @@ def test_demo_train_select_relabel_undo_export(qtbot, window, tmp_path):
     assert dialog.written == rows.size and (tmp_path / "dialog.csv").exists()
 
     # Filters: λ range and classes hide points, shown in the map's banner.
-    lam = win.project.column("lambda").astype(float)
+    lam = win.session.column("lambda").astype(float)
     cut = float(np.nanmedian(lam))
     win.set_lambda_filter(cut, 1.0)
     assert win.map_view.banner.isVisibleTo(win.map_view)
@@ -110,7 +110,7 @@ def test_demo_train_select_relabel_undo_export(qtbot, window, tmp_path):
     assert win.range_slider.value() == pytest.approx((cut, 1.0), abs=0.01)   # the toolbar shows it
     assert set(win.grid_view.rows().tolist()) <= set(np.flatnonzero(lam >= cut).tolist())
     win.set_class_filter([0])
-    assert (win.project.table["label"].to_numpy()[win.map_view.shown_rows] == 0).all()
+    assert (win.session.table["label"].to_numpy()[win.map_view.shown_rows] == 0).all()
     win.clear_filters()
     assert not win.map_view.banner.isVisibleTo(win.map_view)
 
@@ -120,7 +120,7 @@ def test_demo_train_select_relabel_undo_export(qtbot, window, tmp_path):
 
     from uldl_studio.qt.app import save_screenshot
 
-    win.project.select(None)
+    win.session.select(None)
     win.set_current_row(win.most_ambiguous_row())
     shot = tmp_path / "main_window.png"
     save_screenshot(win, shot)
@@ -176,18 +176,18 @@ def test_close_while_training_asks_then_stops(qtbot, settings_dir, tiny_config, 
 
 def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, run_dir):
     win = window
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_run(str(run_dir))
-    ambiguity = win.project.score("ambiguity")
-    train = win.project.table["split"].to_numpy() == "train"
+    ambiguity = win.session.score("ambiguity")
+    train = win.session.table["split"].to_numpy() == "train"
     assert win.current_row() == int(np.nanargmax(np.where(train, ambiguity, np.nan)))  # first of the queue
     row = win.current_row()
     # Edit, mark unsure, then retrain the same run: it learns from the edited labels.
     press(qtbot, win, Qt.Key.Key_Space)
-    assert win.project.flag("unsure")[row]
-    target = (int(win.project.table["label"].iat[row]) + 1) % len(win.project.classes)
+    assert win.session.flag("unsure")[row]
+    target = (int(win.session.table["label"].iat[row]) + 1) % len(win.session.classes)
     win.relabel.relabel_current(target)
-    sid = win.project.table["sample_id"].iat[row]
+    sid = win.session.table["sample_id"].iat[row]
     assert "retrains it with your edits" in win.training_panel.run_label.text()
     assert win.training_panel.start_button.text() == "Train new version"
     first_model = (run_dir / "checkpoint.pt").read_bytes()
@@ -196,7 +196,7 @@ def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, 
     assert blocker.args == ["done"]
     # a new version: the first model is untouched, the new one is current and shown
     assert (run_dir / "checkpoint.pt").read_bytes() == first_model
-    assert win.project.run.version == "v2" and win.project.run.path == run_dir / "versions" / "v2"
+    assert win.session.run.version == "v2" and win.session.run.path == run_dir / "versions" / "v2"
     from uldl_studio.core.engine.run import Run
 
     assert Run.open(run_dir).version == "v2"
@@ -206,7 +206,7 @@ def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, 
     trained = samples.set_index("sample_id").loc[sid]
     assert int(trained["label"]) == target                            # trained on the edit
     # The edit is still shown (journal applied on top of the new results).
-    assert int(win.project.table["label"].iat[win.project.row_of(sid)]) == target
+    assert int(win.session.table["label"].iat[win.session.row_of(sid)]) == target
     assert "lambda_change" in win.map_view.available_color_modes()
     win.map_view.set_color_mode("lambda_change")
     assert win.map_view.color_mode == "lambda_change"
@@ -221,9 +221,9 @@ def test_dataset_without_va_shows_message(qtbot, window, tmp_path):
     frame = frame.drop(columns=[c for c in ("valence", "arousal") if c in frame])
     frame.to_csv(csv, index=False)
     win = window
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_dataset(str(csv.parent))
-    assert len(win.project) == 60
+    assert len(win.session) == 60
     assert win.map_message.isVisibleTo(win)
     assert "valence-arousal" in win.map_message.text()
 
@@ -245,7 +245,7 @@ def test_settings_persist_recent_and_geometry(qtbot, settings_dir, run_dir):
     win = MainWindow()
     qtbot.addWidget(win)
     win.show()
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_run(str(run_dir))
     from PySide6.QtGui import QGuiApplication
 
@@ -319,7 +319,7 @@ def test_real_umap_on_worker_keeps_gui_responsive(qtbot, window, run_dir):
     import time
 
     win = window
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_run(str(run_dir))
     ticks = []
     from PySide6.QtCore import QTimer
@@ -339,7 +339,7 @@ def test_real_umap_on_worker_keeps_gui_responsive(qtbot, window, run_dir):
     # Reopening the run reuses the cached map instead of computing it again.
     written = (run_dir / "umap.npy").stat().st_mtime_ns
     win.map_view.set_coordinates("va")
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_run(str(run_dir))
     with qtbot.waitSignal(win.umapReady, timeout=30_000):
         win.request_umap()
@@ -353,14 +353,14 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
 
     folder = write_demo(tmp_path / "other", n=60, seed=3)
     win = window
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_run(str(run_dir))
     assert win.predict_action.isEnabled()
     predict_in_window(qtbot, win, folder, tmp_path / "pred.csv")
     back = read_soft_labels(tmp_path / "pred.csv")
     assert len(back) == 60
     # the predicted samples join the map as their own marker, and the toggle hides them
-    assert win.project.predictions is not None and len(win.map_view.predicted_marks.data) == 60
+    assert win.session.predictions is not None and len(win.map_view.predicted_marks.data) == 60
     assert win.map_view._predicted_toggle_action.isVisible()
     win.map_view.predicted_toggle.setChecked(False)
     assert len(win.map_view.predicted_marks.data) == 0
@@ -370,19 +370,19 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
     index = win.map_view.predicted_at(x, y)
     assert index == int(win.map_view._predicted_rows[0])
     win.map_view.predictedClicked.emit(index)
-    expected = win.project.predictions.iloc[index]
+    expected = win.session.predictions.iloc[index]
     assert win.inspector.title.text() == f"{expected['sample_id']} (predicted)"
     assert expected["label_name"] in win.inspector.fields["pred"].text()
     assert not win.inspector.image.pixmap().isNull()
     # the grid lists them too, and picking one shows it in the inspector
     assert win.grid_view._predicted_box_action.isVisible()
     win.grid_view.predicted_box.setChecked(True)
-    assert win.grid_view.model.rows.size == 60 and win.grid_view.model.table is win.project.predictions
+    assert win.grid_view.model.rows.size == 60 and win.grid_view.model.table is win.session.predictions
     first = int(win.grid_view.rows()[0])
     win.grid_view.tile_view.setCurrentIndex(win.grid_view.model.item(0))
-    assert win.inspector.title.text() == f"{win.project.predictions['sample_id'].iat[first]} (predicted)"
+    assert win.inspector.title.text() == f"{win.session.predictions['sample_id'].iat[first]} (predicted)"
     win.grid_view.predicted_box.setChecked(False)
-    assert win.grid_view.model.table is win.project.table and np.array_equal(win.grid_view.model.rows, win.project.queue)
+    assert win.grid_view.model.table is win.session.table and np.array_equal(win.grid_view.model.rows, win.session.queue)
     # Cancelled right away: nothing is written.
     dialog = win.show_predict_dialog()
     qtbot.addWidget(dialog)

@@ -74,9 +74,9 @@ def test_run_gui_start_screen_end_to_end(qtbot, qapp, settings_dir, tmp_path):
         windows = [w for w in top(MainWindow) if w.isVisible()]
         assert len(windows) == 1, "the main window did not appear"
         window = seen["window"] = windows[0]
-        seen["rows"] = len(window.project)
+        seen["rows"] = len(window.session)
         seen["grid"] = len(window.grid_order())
-        seen["train"] = int((window.project.table["split"] == "train").sum())
+        seen["train"] = int((window.session.table["split"] == "train").sum())
         seen["start_hidden"] = not seen["screen"].isVisible()
         window.close()                       # the last window: exec() returns
 

@@ -206,7 +206,7 @@ def test_umap_cancel_kills_the_child_at_once(run_dir, monkeypatch):
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the child through /proc")
 def test_closing_the_window_while_umap_runs_stops_it(qtbot, window, run_dir):
     win = window
-    with qtbot.waitSignal(win.projectLoaded, timeout=60_000):
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
         win.open_run(str(run_dir))
     results = record_results(win._umap_job)
     win.map_view.set_coordinates("umap")

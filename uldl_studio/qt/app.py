@@ -163,7 +163,7 @@ def run_gui(path: str | None = None, *, demo: bool = False, screenshot: str | No
             settle(0.5)
         else:
             open_path(window, "demo" if demo and path is None else path, fmt)
-            if not wait_for([window.projectLoaded, window.loadFailed], timeout_s=600):
+            if not wait_for([window.sessionLoaded, window.loadFailed], timeout_s=600):
                 print(f"uldl-studio: {path}: timed out while loading", file=sys.stderr)
                 return 1
         failed = window.map_message.isVisible() and window.map_message.text().startswith("Could not open")

@@ -32,13 +32,13 @@ def _path_row(edit: QLineEdit, button_text: str, browse) -> QHBoxLayout:
 class ExportDialog(QDialog):
     """Choose all samples / the selection and a CSV file; ``accept()`` writes it."""
 
-    def __init__(self, project, selected_rows, default_dir: str | Path, parent: QWidget | None = None) -> None:
+    def __init__(self, session, selected_rows, default_dir: str | Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export soft labels")
-        self.project = project
+        self.session = session
         self.selected_rows = np.asarray(selected_rows, dtype=np.int64)
         self.written: int | None = None
-        self.all_button = QRadioButton(f"All samples ({len(project)})")
+        self.all_button = QRadioButton(f"All samples ({len(session)})")
         self.selection_button = QRadioButton(f"Selection ({len(self.selected_rows)})")
         self.selection_button.setEnabled(len(self.selected_rows) > 0)
         (self.selection_button if len(self.selected_rows) else self.all_button).setChecked(True)
@@ -49,7 +49,7 @@ class ExportDialog(QDialog):
         self.path_edit = QLineEdit(str(Path(default_dir) / name))
         from uldl_studio.core.runs.export import soft_label_columns
 
-        classes = project.classes
+        classes = session.classes
         distributions = {f"{prefix}_{c}" for prefix in ("d", "p") for c in classes}
         columns = [c for c in soft_label_columns(classes) if c not in distributions] if classes else []
         columns += ["d_<class>…", "p_<class>…"]
@@ -86,7 +86,7 @@ class ExportDialog(QDialog):
             return
         rows = self.selected_rows if self.selection_button.isChecked() else None
         try:
-            self.written = self.project.export(path, rows)
+            self.written = self.session.export(path, rows)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self.error.setText(str(exc))
             return

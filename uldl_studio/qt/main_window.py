@@ -53,10 +53,10 @@ def default_runs_dir() -> Path:
 
 
 class MainWindow(QMainWindow):
-    """Signals for tests and the app: ``projectLoaded()``, ``loadFailed(str)``,
+    """Signals for tests and the app: ``sessionLoaded()``, ``loadFailed(str)``,
     ``trainingFinished(str outcome)``, ``epochLoaded(int epoch)``, ``umapReady()``."""
 
-    projectLoaded = Signal()
+    sessionLoaded = Signal()
     loadFailed = Signal(str)
     trainingFinished = Signal(str)
     epochLoaded = Signal(int)
@@ -69,7 +69,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or StudioSettings()
         self.setWindowTitle("ULDL Studio")
         self.bridge = SessionBridge(self)
-        self.project = self.bridge.session  # the open project: core.session.Session
+        self.session = self.bridge.session  # the open dataset or run (core.review.session.Session)
         self.training = TrainingController(self)
         # Tests replace this: returns True when the user agrees to stop training and close.
         self.confirm_close: Callable[[], bool] = self._ask_close_while_training
@@ -77,7 +77,6 @@ class MainWindow(QMainWindow):
         self._load_job = JobRunner(self, name="load")
         self._umap_job = JobRunner(self, name="umap")
         self._umap_coords: np.ndarray | None = None
-        self._dataset_table = None  # the dataset as loaded in this session (for retraining)
         self._epoch_seen = 0
         self._loading_dataset: tuple[str, str] | None = None  # a dataset being opened (path, format)
         self._continue_ok = False  # the open version can be resumed (Continue)
@@ -142,11 +141,11 @@ class MainWindow(QMainWindow):
 
         grid = GridView(self.bridge)
         grid.thumbnail_provider = lambda row: self._thumbnail_pixmap(row, 128)
-        grid.prediction_thumbnail_provider = lambda i: row_pixmap(self.thumbnails, self.project.predictions, i, 128)
+        grid.prediction_thumbnail_provider = lambda i: row_pixmap(self.thumbnails, self.session.predictions, i, 128)
         return grid
 
     def _thumbnail_pixmap(self, row: int, size: int = 96):
-        return row_pixmap(self.thumbnails, self.project.table, row, size)
+        return row_pixmap(self.thumbnails, self.session.table, row, size)
 
     def _build_docks(self) -> None:
         def dock(title: str, name: str, widget: QWidget, area, scroll: bool = False) -> QDockWidget:
@@ -367,13 +366,13 @@ class MainWindow(QMainWindow):
         """Help → Keyboard shortcuts: every key and mouse gesture on one sheet."""
         from uldl_studio.qt.shortcuts import show_shortcuts
 
-        return show_shortcuts(self, len(self.project.classes) or 8)
+        return show_shortcuts(self, len(self.session.classes) or 8)
 
     @Slot()
     def show_about(self):
         from uldl_studio.qt.about import show_about
 
-        return show_about(self, self.project.run)
+        return show_about(self, self.session.run)
 
     def _connect(self) -> None:
         b = self.bridge
@@ -481,8 +480,7 @@ class MainWindow(QMainWindow):
         self._umap_coords = None
         if result[0] == "dataset":
             _, table, source = result
-            self._dataset_table = table
-            self.project.set_dataset(table, source)
+            self.session.set_dataset(table, source)
             self.settings.add_recent(source["path"], source["kind"], source.get("format", "auto"))
             name = "demo" if source["kind"] == "demo" else Path(source["path"]).name
             self.setWindowTitle(f"ULDL Studio — {name}")
@@ -494,15 +492,12 @@ class MainWindow(QMainWindow):
                 self.set_current_row(int(order[0]))
         else:
             _, run, samples, dataset = result
-            self._dataset_table = None
             if samples is None:
-                self._dataset_table = dataset
-                self.project.set_dataset(dataset, {"kind": "run", "path": str(run.path)})
-                self.project.run = None
+                self.session.set_dataset(dataset, {"kind": "run", "path": str(run.path)})
                 self._show_status(f"{run.path}: no finished epoch yet; start training to continue it.")
                 self.next_run_dir = Path(run.path)
             else:
-                self.project.set_run(run, samples, source={"kind": "run", "path": str(run.path)})
+                self.session.set_run(run, samples, source={"kind": "run", "path": str(run.path)})
                 try:
                     self.training_panel.show_history(run.history())
                 except Exception:  # noqa: BLE001 - a damaged history must not block opening
@@ -513,7 +508,7 @@ class MainWindow(QMainWindow):
                 self._show_status(f"Run {run.path.name}: {len(samples)} samples; the most ambiguous is selected.")
             self.settings.add_recent(str(run.path), "run")
             self.setWindowTitle(f"ULDL Studio — run {Path(run.path).name}")
-        self.projectLoaded.emit()
+        self.sessionLoaded.emit()
 
     @Slot(str)
     def _on_load_failed(self, message: str) -> None:
@@ -587,16 +582,10 @@ class MainWindow(QMainWindow):
         else:
             self.open_dataset(item["path"], item.get("format", "auto"))
 
-    # ================================================================ project -> views
+    # ================================================================ session -> views
     @Slot()
     def _on_table_reset(self) -> None:
-        keep = getattr(self, "_keep_selection", None)
         self._rebuild_class_filter()
-        if keep:
-            self._set_selection(self.project.rows_of(keep[0]))
-            cur = self.project.row_of(keep[1]) if keep[1] is not None else None
-            if cur is not None:
-                self.set_current_row(cur)
         self._after_results()
         self.inspector.set_row(self.current_row())
         self._update_counts()
@@ -609,12 +598,12 @@ class MainWindow(QMainWindow):
 
     def _after_results(self) -> None:
         """Pick a colour mode that shows the results, hide stale messages, enable actions."""
-        if self.project.has_results and not self._results_shown:
+        if self.session.has_results and not self._results_shown:
             self._results_shown = True
             self.map_view.set_color_mode(self.map_view.default_color_mode())
-        if not self.project.has_results:
+        if not self.session.has_results:
             self._results_shown = False
-        if self.project.is_open and not self.map_view.available_coordinate_modes():
+        if self.session.is_open and not self.map_view.available_coordinate_modes():
             self._show_map_message("No valence-arousal for this dataset yet: training places every "
                                    "sample (pseudo valence-arousal from the warm-up predictions).")
         elif not self._load_job.is_running and not self._umap_job.is_running:
@@ -629,7 +618,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_run_changed(self) -> None:
-        run = self.project.run
+        run = self.session.run
         # read once per run change, not on every edit
         self._continue_ok = run is not None and run.has_results and self._can_continue(run)
         if run is None:
@@ -647,41 +636,41 @@ class MainWindow(QMainWindow):
         self.inspector.set_row(self.current_row())
 
     def _update_enabled(self) -> None:
-        has = self.project.has_results
+        has = self.session.has_results
         self.export_action.setEnabled(has)
-        self.predict_action.setEnabled(self.project.run is not None and has)
+        self.predict_action.setEnabled(self.session.run is not None and has)
         self.range_slider.setEnabled(has)
         self.range_score_combo.setEnabled(has)
-        self.class_filter_button.setEnabled(self.project.is_open)
-        run = self.project.run
+        self.class_filter_button.setEnabled(self.session.is_open)
+        run = self.session.run
         self.training_panel.set_can_start(
-            self.project.is_open,
-            "open a dataset first" if not self.project.is_open else
+            self.session.is_open,
+            "open a dataset first" if not self.session.is_open else
             "train a new version of this run: the current one is kept" if run is not None else
             "train a new run on this dataset",
             can_continue=run is not None and self._continue_ok,
             start_text="Train new version" if run is not None else "Start training")
         self.versions_action.setEnabled(run is not None)
         self.relabel.update_enabled()
-        m = len(self.project.classes)
+        m = len(self.session.classes)
         self.inspector.set_hint(
             f"Keys: 1–{m} relabel · Ctrl+1–{m} selection · Enter accept → next in queue · "
-            "←/→ · Space unsure · Ctrl+Z undo" if self.project.can_edit else
-            ("Train (or open a run) to relabel: edits are saved in the run." if self.project.is_open else ""))
+            "←/→ · Space unsure · Ctrl+Z undo" if self.session.can_edit else
+            ("Train (or open a run) to relabel: edits are saved in the run." if self.session.is_open else ""))
 
     @Slot()
     def _update_counts(self, *args) -> None:
-        if not self.project.is_open:
+        if not self.session.is_open:
             self.counts_label.setText("")
             return
-        n = len(self.project)
+        n = len(self.session)
         parts = [f"{n:,} samples", f"{len(self.selected_rows()):,} selected",
-                 f"{int(self.project.flag('edited').sum()):,} edited"]
-        unsure = int(self.project.flag("unsure").sum())
+                 f"{int(self.session.flag('edited').sum()):,} edited"]
+        unsure = int(self.session.flag("unsure").sum())
         if unsure:
             parts.append(f"{unsure:,} unsure")
-        if self.project.run is not None:
-            parts.append(f"run {Path(self.project.run.path).name}")
+        if self.session.run is not None:
+            parts.append(f"run {Path(self.session.run.path).name}")
         self.counts_label.setText(" · ".join(parts) + "  ")
 
     @Slot(str)
@@ -695,18 +684,18 @@ class MainWindow(QMainWindow):
     # ================================================================ queries
     def visible_mask(self) -> np.ndarray:
         """Rows that pass the session's filter (classes, score ranges)."""
-        return self.project.visible_mask()
+        return self.session.visible_mask()
 
     def most_ambiguous_row(self) -> int | None:
         """The first row of the review queue (the worst training sample by the queue's score)."""
-        queue = self.project.queue
+        queue = self.session.queue
         return int(queue[0]) if queue.size else None
 
     # ================================================================ filters
     def _rebuild_class_filter(self) -> None:
         self.class_filter_menu.clear()
         self.class_filter_actions = []
-        for i, name in enumerate(self.project.classes):
+        for i, name in enumerate(self.session.classes):
             act = QAction(f"{i + 1}  {name}", self, checkable=True, checked=True)
             act.toggled.connect(self._on_class_actions)
             self.class_filter_menu.addAction(act)
@@ -715,38 +704,38 @@ class MainWindow(QMainWindow):
         self.class_filter_menu.addAction("Show all classes", self.clear_filters)
 
     def set_class_filter(self, visible_classes) -> None:
-        self.project.set_filter(classes=visible_classes)
+        self.session.set_filter(classes=visible_classes)
 
     def set_score_filter(self, name: str, low: float, high: float) -> None:
         """Show only rows whose score ``name`` lies in [low, high] (the toolbar follows)."""
         self.range_score_combo.setCurrentIndex(self.range_score_combo.findData(name))
-        self.project.set_range(name, low, high)
+        self.session.set_range(name, low, high)
 
     def set_lambda_filter(self, low: float, high: float) -> None:
         self.set_score_filter("lambda", low, high)
 
     @Slot()
     def clear_filters(self) -> None:
-        self.project.clear_filter()
+        self.session.clear_filter()
 
     @Slot()
     def _on_class_actions(self, *args) -> None:
         """Class menu ticks -> the session's class filter."""
         checked = [i for i, a in enumerate(self.class_filter_actions) if a.isChecked()]
-        self.project.set_filter(classes=None if len(checked) == len(self.class_filter_actions) else checked)
+        self.session.set_filter(classes=None if len(checked) == len(self.class_filter_actions) else checked)
 
     def _range_bounds(self, name: str) -> tuple[float, float]:
         score = scores.get(name)
         if score.value_range is not None:
             return score.value_range
-        values = self.project.score(name) if self.project.is_open else np.empty(0)
+        values = self.session.score(name) if self.session.is_open else np.empty(0)
         finite = values[np.isfinite(values)]
         return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
 
     def _set_range_slider_bounds(self) -> None:
         name = self.range_score_combo.currentData()
         lo, hi = self._range_bounds(name)
-        current = self.project.filter.ranges.get(name, (lo, hi))
+        current = self.session.filter.ranges.get(name, (lo, hi))
         self.range_slider.blockSignals(True)
         self.range_slider.setRange(lo, hi)
         self.range_slider.setValue(current)
@@ -763,13 +752,13 @@ class MainWindow(QMainWindow):
         low, high = (float(v) for v in value)
         lo, hi = self._range_bounds(name)
         full = low <= lo + 1e-9 and high >= hi - 1e-9
-        self.project.set_range(name, None if full or not self.project.has_results else low, high)
+        self.session.set_range(name, None if full or not self.session.has_results else low, high)
 
     @Slot()
     def _on_filter_changed(self) -> None:
         """The session's filter changed (toolbar, the map banner's Clear, a new table): the
         toolbar shows it."""
-        classes = self.project.filter.classes
+        classes = self.session.filter.classes
         for i, act in enumerate(self.class_filter_actions):
             act.blockSignals(True)
             act.setChecked(classes is None or i in classes)
@@ -785,11 +774,11 @@ class MainWindow(QMainWindow):
 
     def request_umap(self) -> None:
         """Show the UMAP map: from RUN/umap.npy when fresh, else computed on a worker."""
-        run = self.project.run
-        if run is None or not self.project.has_results:
+        run = self.session.run
+        if run is None or not self.session.has_results:
             self._show_map_message("The UMAP map needs learned features: train first.")
             return
-        cached = cached_umap(run.path, len(self.project))
+        cached = cached_umap(run.path, len(self.session))
         if cached is not None:
             self._on_umap(cached)
             return
@@ -807,7 +796,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_umap(self, coords) -> None:
-        if coords is None or len(coords) != len(self.project) or self._closing:
+        if coords is None or len(coords) != len(self.session) or self._closing:
             return
         self._umap_coords = np.asarray(coords)
         self.map_message.hide()
@@ -822,7 +811,7 @@ class MainWindow(QMainWindow):
     def _new_run_dir(self) -> Path:
         if self.next_run_dir is not None:
             return Path(self.next_run_dir)
-        source = self.project.source
+        source = self.session.source
         name = "demo" if source.get("kind") == "demo" else Path(source.get("path", "dataset")).name
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "dataset"
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -832,7 +821,7 @@ class MainWindow(QMainWindow):
     def start_training(self, values: dict | None = None) -> None:
         """Start: a new run for a dataset; for an open run, a new *version* of it (the trained
         model is never overwritten), learning from the annotator's edits."""
-        if self.training.is_running or not self.project.is_open:
+        if self.training.is_running or not self.session.is_open:
             return
         values = dict(values if values is not None else self.training_panel.values())
         try:
@@ -840,21 +829,11 @@ class MainWindow(QMainWindow):
         except (TypeError, ValueError) as exc:
             QMessageBox.warning(self, "Training settings", str(exc))
             return
-        folds = int(values.get("folds") or 0)
-        run = self.project.run
-        if run is not None:
-            # Same dataset as in memory: the journal is applied to it (fast) rather than re-reading it.
-            plan = jobs.new_version(run, config, dataset=self._dataset_table, journal=self.project.journal,
-                                    folds=folds)
-        else:
-            try:
-                # the table records where it was read from and in which layout (a resized demo: its folder)
-                plan = jobs.new_run(None, config, self._new_run_dir(),
-                                    table=self._dataset_table if self._dataset_table is not None
-                                    else self.project.base_table, folds=folds)
-            except DatasetError as exc:
-                QMessageBox.warning(self, "Training", str(exc))
-                return
+        try:
+            plan = self.session.training_plan(config, self._new_run_dir(), folds=int(values.get("folds") or 0))
+        except DatasetError as exc:
+            QMessageBox.warning(self, "Training", str(exc))
+            return
         self._begin_training(plan)
 
     @staticmethod
@@ -872,7 +851,7 @@ class MainWindow(QMainWindow):
     @Slot(dict)
     def continue_training(self, values: dict | None = None) -> None:
         """Continue: resume the open version from its last epoch up to the panel's Epochs."""
-        run = self.project.run
+        run = self.session.run
         if self.training.is_running or run is None:
             return
         if not self._can_continue(run):
@@ -906,7 +885,7 @@ class MainWindow(QMainWindow):
 
     def _show_current_version(self, target_root: Path | None) -> None:
         """Show the run's current version again (after a version stopped early)."""
-        run = self.project.run
+        run = self.session.run
         if target_root is None or run is None:
             return
         from uldl_studio.core.engine.run import Run
@@ -933,11 +912,11 @@ class MainWindow(QMainWindow):
     @Slot()
     def show_versions(self):
         """Run → Versions: the open run's versions; open or delete one."""
-        if self.project.run is None:
+        if self.session.run is None:
             return None
         from uldl_studio.qt.versions_dialog import VersionsDialog
 
-        dialog = VersionsDialog(self.project.run, self)
+        dialog = VersionsDialog(self.session.run, self)
         dialog.openRequested.connect(self.open_run)
         dialog.show()
         return dialog
@@ -952,15 +931,10 @@ class MainWindow(QMainWindow):
     def _on_epoch_results(self, run, samples) -> None:
         if self._closing:
             return
-        ids = (self.project.sample_ids(self.selected_rows()), None)
-        cur = self.current_row()
-        if cur is not None:
-            ids = (ids[0], self.project.table["sample_id"].iat[cur])
-        self._keep_selection = ids
         self._umap_coords = None
-        had_results = self.project.has_results
-        self.project.set_run(run, samples, source={"kind": "run", "path": str(run.path)})
-        self._keep_selection = None
+        had_results = self.session.has_results
+        # the session keeps the selection and the current sample, by sample id
+        self.session.set_run(run, samples, source={"kind": "run", "path": str(run.path)})
         untouched = self.current_row() is not None and self.current_row() == self._placed_current
         if not had_results or untouched or self.current_row() is None:
             # new results: the annotator starts at the top of the new queue (unless they moved)
@@ -987,8 +961,8 @@ class MainWindow(QMainWindow):
             self._show_status(note or "Training finished.")
         elif note:
             self._show_status(note)
-        if self.project.run is not None:
-            self.settings.add_recent(str(self.project.run.root), "run")
+        if self.session.run is not None:
+            self.settings.add_recent(str(self.session.run.root), "run")
             self._on_run_changed()
             if plan is not None and plan.kind == jobs.VERSION and (result is None or not result.current):
                 self._show_current_version(Path(plan.out))
@@ -1002,15 +976,15 @@ class MainWindow(QMainWindow):
 
     # ================================================================ export / predict
     def _export_dir(self) -> Path:
-        run = self.project.run
+        run = self.session.run
         # the last folder exported to; else beside the dataset (not inside the runs folder)
-        dataset = Path(str(self.project.source.get("path", ""))) if self.project.source.get("kind") != "demo" else None
+        dataset = Path(str(self.session.source.get("path", ""))) if self.session.source.get("kind") != "demo" else None
         fallback = dataset.parent if dataset is not None and dataset.parent.is_dir() and str(dataset) else Path.home()
         return Path(self.settings.value("export_folder", str(fallback)))
 
     @Slot()
     def show_export_dialog(self) -> None:
-        dialog = ExportDialog(self.project, self.selected_rows(), self._export_dir(), self)
+        dialog = ExportDialog(self.session, self.selected_rows(), self._export_dir(), self)
         if dialog.exec() and dialog.written is not None:
             path = dialog.path_edit.text()
             self.settings.set_value("export_folder", str(Path(path).parent))
@@ -1019,13 +993,13 @@ class MainWindow(QMainWindow):
     def export_csv(self, path: str | Path, selection_only: bool = False) -> int:
         """Export without a dialog (tests, scripts)."""
         rows = self.selected_rows() if selection_only else None
-        return self.project.export(path, rows)
+        return self.session.export(path, rows)
 
     @Slot()
     def show_predict_dialog(self) -> PredictDialog | None:
-        if self.project.run is None:
+        if self.session.run is None:
             return None
-        dialog = PredictDialog(self.project.run, self._export_dir(), self)
+        dialog = PredictDialog(self.session.run, self._export_dir(), self)
         dialog.finishedWith.connect(self._on_predicted)
         dialog.open()
         return dialog
@@ -1036,13 +1010,13 @@ class MainWindow(QMainWindow):
         if outcome != "done":
             self._show_status(f"Predict: {outcome}")
             return
-        self.project.set_predictions(info.get("table"))
+        self.session.set_predictions(info.get("table"))
         self._show_status(f"Predicted {info['rows']} samples → {info['path']}; shown on the map as triangles")
 
     @Slot(int)
     def _show_predicted(self, index: int) -> None:
         self.inspector_dock.raise_()
-        self.project.show_prediction(index)
+        self.session.show_prediction(index)
 
     # ================================================================ closing / layout
     def _ask_close_while_training(self) -> bool:
@@ -1067,7 +1041,7 @@ class MainWindow(QMainWindow):
         for job in (self._load_job, self._umap_job):
             if not job.stop_and_wait(10_000):
                 job.detach()  # it ends on its own; its result is dropped
-        self.project.close()
+        self.session.close()
         self.settings.save_window("main", self.saveGeometry(), self.saveState())
         self.settings.sync()
         super().closeEvent(event)
@@ -1097,19 +1071,19 @@ class MainWindow(QMainWindow):
 
     # ================================================================ selection
     def current_row(self) -> int | None:
-        row = self.project.current
-        return None if row < 0 or row >= len(self.project) else int(row)
+        row = self.session.current
+        return None if row < 0 or row >= len(self.session) else int(row)
 
     @Slot(int)
     def set_current_row(self, row: int) -> None:
-        self.project.set_current(int(row))
+        self.session.set_current(int(row))
 
     def selected_rows(self) -> np.ndarray:
-        return np.asarray(self.project.selection, dtype=np.int64)
+        return np.asarray(self.session.selection, dtype=np.int64)
 
     def _set_selection(self, rows) -> None:
         # Selection changes are not undoable here: Ctrl+Z belongs to the edit journal.
-        self.project.select(np.asarray(rows, dtype=np.int64))
+        self.session.select(np.asarray(rows, dtype=np.int64))
 
     def grid_order(self) -> np.ndarray:
         """Rows in the grid's order (what ←/→ walk through)."""

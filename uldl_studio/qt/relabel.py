@@ -17,7 +17,7 @@ How the keys behave (each acts on what the inspector shows, and nothing else):
 A predicted sample of another collection (shown in the inspector from the map or the grid)
 has no dataset label: the keys that edit do nothing then, and the status bar says why.
 
-Each edit is appended and fsynced by the journal before the project emits ``editsChanged``,
+Each edit is appended and fsynced by the journal before the session emits ``editsChanged``,
 i.e. before any view shows it; its confirmation names the sample and the change. The
 controller holds no state of its own except its actions.
 """
@@ -44,7 +44,7 @@ class RelabelController(QObject):
     def __init__(self, bridge, window: QWidget) -> None:
         super().__init__(window)
         self.bridge = bridge
-        self.project = session = bridge.session
+        self.session = session = bridge.session
         self.window = window
         self._current = lambda: None if session.current < 0 else session.current
         self._set_current = session.set_current
@@ -88,7 +88,7 @@ class RelabelController(QObject):
     # -- action state --------------------------------------------------------------------
     @Slot()
     def _update_class_actions(self) -> None:
-        classes = self.project.classes
+        classes = self.session.classes
         for i, (single, multi) in enumerate(zip(self.label_actions, self.selection_label_actions)):
             known = i < len(classes)
             single.setEnabled(known)
@@ -100,19 +100,19 @@ class RelabelController(QObject):
 
     @Slot()
     def update_enabled(self, *args) -> None:
-        journal = self.project.journal
+        journal = self.session.journal
         self.undo_action.setEnabled(journal is not None and journal.can_undo)
         self.redo_action.setEnabled(journal is not None and journal.can_redo)
 
     def _editable(self) -> bool:
-        if not self.project.is_open:
+        if not self.session.is_open:
             return False
-        if self.project.shown_prediction >= 0:
-            sid = self.project.predictions["sample_id"].iat[self.project.shown_prediction]
+        if self.session.shown_prediction >= 0:
+            sid = self.session.predictions["sample_id"].iat[self.session.shown_prediction]
             self.statusMessage.emit(f"{sid} is a predicted sample of another collection: it has no label in "
                                     "this dataset, so nothing was changed. Click a dataset sample to edit.")
             return False
-        if not self.project.can_edit:
+        if not self.session.can_edit:
             self.statusMessage.emit("Edits are saved in the run directory: train (or open a run) first.")
             return False
         return True
@@ -125,12 +125,12 @@ class RelabelController(QObject):
         if row is None:
             self.statusMessage.emit("No sample is shown: click a point or a tile first.")
             return
-        if class_index >= len(self.project.classes):
+        if class_index >= len(self.session.classes):
             return
-        classes = self.project.classes
-        before = int(self.project.table["label"].iat[row])
-        self.project.relabel([row], [class_index])
-        sid = self.project.table["sample_id"].iat[row]
+        classes = self.session.classes
+        before = int(self.session.table["label"].iat[row])
+        self.session.relabel([row], [class_index])
+        sid = self.session.table["sample_id"].iat[row]
         change = (f"{classes[before]} → {classes[class_index]}" if before != class_index
                   else f"{classes[class_index]} kept")
         self.statusMessage.emit(f"{sid}: {change} (saved; Ctrl+Z undoes)")
@@ -140,10 +140,10 @@ class RelabelController(QObject):
         if len(rows) == 0:
             self.statusMessage.emit("Select samples first (box or lasso in the map).")
             return
-        if not self._editable() or class_index >= len(self.project.classes):
+        if not self._editable() or class_index >= len(self.session.classes):
             return
-        self.project.relabel(rows, np.full(len(rows), class_index))
-        self.statusMessage.emit(f"{len(rows)} samples → {self.project.classes[class_index]} "
+        self.session.relabel(rows, np.full(len(rows), class_index))
+        self.statusMessage.emit(f"{len(rows)} samples → {self.session.classes[class_index]} "
                                 "(one edit; Ctrl+Z undoes)")
 
     @Slot()
@@ -153,7 +153,7 @@ class RelabelController(QObject):
             return
         if not self._editable():
             return
-        k = self.ask_class(self.project.classes)
+        k = self.ask_class(self.session.classes)
         if k is not None:
             self.relabel_selection(k)
 
@@ -172,9 +172,9 @@ class RelabelController(QObject):
         if row is None:
             self.statusMessage.emit("No sample is shown: click a point or a tile first.")
             return
-        now = not bool(self.project.flag("unsure")[row])
-        self.project.mark_unsure([row], now)
-        self.statusMessage.emit(f"{self.project.table['sample_id'].iat[row]}: "
+        now = not bool(self.session.flag("unsure")[row])
+        self.session.mark_unsure([row], now)
+        self.statusMessage.emit(f"{self.session.table['sample_id'].iat[row]}: "
                                 f"{'marked unsure' if now else 'unsure cleared'}")
 
     @Slot()
@@ -182,31 +182,31 @@ class RelabelController(QObject):
         rows = np.asarray(self._selection(), dtype=np.int64)
         if len(rows) == 0 or not self._editable():
             return
-        now = not bool(self.project.flag("unsure")[rows].all())
-        self.project.mark_unsure(rows, now)
+        now = not bool(self.session.flag("unsure")[rows].all())
+        self.session.mark_unsure(rows, now)
         self.statusMessage.emit(f"{len(rows)} samples {'marked unsure' if now else 'no longer unsure'}")
 
     # -- accept and navigate ---------------------------------------------------------------
     @Slot()
     def accept_and_next(self) -> None:
-        if self.project.shown_prediction >= 0:
+        if self.session.shown_prediction >= 0:
             self._editable()  # says why nothing happens
             return
         row = self._current()
         if row is not None and self._editable():
-            sid = self.project.table["sample_id"].iat[row]
-            label = int(self.project.table["label"].iat[row])
-            if self.project.journal.labels().get(sid) != label:
-                self.project.relabel([row], [label])
-                self.statusMessage.emit(f"{sid}: {self.project.classes[label]} confirmed (saved; Ctrl+Z undoes)")
-        target = self.project.next_unreviewed(row)
+            sid = self.session.table["sample_id"].iat[row]
+            label = int(self.session.table["label"].iat[row])
+            if self.session.journal.labels().get(sid) != label:
+                self.session.relabel([row], [label])
+                self.statusMessage.emit(f"{sid}: {self.session.classes[label]} confirmed (saved; Ctrl+Z undoes)")
+        target = self.session.next_unreviewed(row)
         if target is None:
             self.statusMessage.emit("Every sample of this queue has been reviewed.")
             return
         self._set_current(int(target))
 
     def _step(self, delta: int) -> None:
-        target = self.project.queue_neighbour(self._current(), delta)
+        target = self.session.queue_neighbour(self._current(), delta)
         if target is not None:
             self._set_current(target)
 
@@ -221,12 +221,12 @@ class RelabelController(QObject):
     # -- undo / redo ---------------------------------------------------------------------
     @Slot()
     def undo(self) -> None:
-        done = self.project.undo()
+        done = self.session.undo()
         self.statusMessage.emit(f"Undone: {done}" if done else "Nothing to undo.")
         self.update_enabled()
 
     @Slot()
     def redo(self) -> None:
-        done = self.project.redo()
+        done = self.session.redo()
         self.statusMessage.emit(f"Redone: {done}" if done else "Nothing to redo.")
         self.update_enabled()

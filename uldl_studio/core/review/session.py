@@ -103,6 +103,9 @@ class Session:
     def __init__(self) -> None:
         self.events = SessionEvents()
         self.base_table: pd.DataFrame | None = None   # as read (dataset or run.samples())
+        # the dataset as read, without results or edits: what a new run or version trains on
+        # (None when only a run's results were opened: a new version reads it again)
+        self.dataset: pd.DataFrame | None = None
         self.table: pd.DataFrame | None = None        # with the journal applied
         self.run = None                               # core.run.Run | None
         self.journal = None                           # core.edits.EditJournal | None
@@ -310,13 +313,18 @@ class Session:
         self.run = None
         self.close_journal()
         self.source = dict(source)
+        self.dataset = table
         self._set_base(table, reset=True)
         self.events.run_changed.emit()
 
     def set_run(self, run, samples: pd.DataFrame | None = None, source: dict | None = None) -> None:
-        """Show a run's results (``samples`` = ``run.samples()`` when already loaded)."""
+        """Show a run's results (``samples`` = ``run.samples()`` when already loaded). Another
+        version of the open run keeps the selection and the current sample (by sample id)."""
         same_run = self.run is not None and Path(self.run.path) == Path(run.path)
         same_family = self.journal is not None and Path(self.journal.path).parent == Path(run.root)
+        same_dataset = same_family or (self.run is None and self.dataset is not None)
+        if not same_dataset:
+            self.dataset = None
         self.run = run
         if not same_family:  # the versions of one run share its journal: keep it open
             from uldl_studio.core.labels.edits import run_journal
@@ -325,18 +333,23 @@ class Session:
             self.journal = run_journal(run.root)
         if source is not None:
             self.source = dict(source)
-        self.update_results(run.samples() if samples is None else samples)
+        self.update_results(run.samples() if samples is None else samples, keep=same_dataset)
         if not same_run:
             self.events.run_changed.emit()
 
-    def update_results(self, samples: pd.DataFrame) -> None:
+    def update_results(self, samples: pd.DataFrame, keep: bool = True) -> None:
         """New results for the same rows (a finished epoch): recolour, keep selection and filter.
-        Rows that differ (other ids or order) reset the session instead."""
+        Rows that differ (other ids or order) reset the session instead; ``keep``: the selection
+        and the current sample then follow their sample ids into the new rows."""
         same_rows = (self.base_table is not None and len(samples) == len(self.base_table)
                      and np.array_equal(samples["sample_id"].to_numpy(), self.base_table["sample_id"].to_numpy()))
-        self._set_base(samples, reset=not same_rows)
+        self._set_base(samples, reset=not same_rows, keep=keep)
 
-    def _set_base(self, table: pd.DataFrame, reset: bool) -> None:
+    def _set_base(self, table: pd.DataFrame, reset: bool, keep: bool = False) -> None:
+        kept_ids = kept_current = None
+        if reset and keep and self.table is not None:
+            kept_ids = self.sample_ids(self._selected)
+            kept_current = self.sample_ids([self._current])[0] if self._current >= 0 else None
         self.base_table = table
         self.table = self._with_edits(table)
         self._row_of_id = {sid: i for i, sid in enumerate(self.table["sample_id"].tolist())}
@@ -347,15 +360,26 @@ class Session:
             if self.predictions is not None:  # predictions belong to the rows they were shown with
                 self.set_predictions(None)
             self._filter = Filter()
-            self._set_selected(np.empty(0, dtype=np.int64), emit=False)
-            self._current = -1
+            selected = np.empty(0, dtype=np.int64) if kept_ids is None else self.rows_of(kept_ids)
+            self._set_selected(np.sort(selected), emit=False)
+            current = self._row_of_id.get(kept_current, -1) if kept_current is not None else -1
+            self._current = current
             self.events.table_reset.emit()
             self.events.filter_changed.emit()
             self.events.selection_changed.emit()
-            self.events.current_changed.emit(-1)
+            self.events.current_changed.emit(current)
         else:
             self.events.results_changed.emit()
         self.resort_queue()
+
+    def training_plan(self, config, new_run_dir: str | Path, folds: int = 0):
+        """What Start trains (a ``core.runs.jobs.TrainPlan``): a new version of the open run,
+        learning from the journal's edits, or a new run of the open dataset in ``new_run_dir``."""
+        from uldl_studio.core.runs import jobs
+
+        if self.run is not None:
+            return jobs.new_version(self.run, config, dataset=self.dataset, journal=self.journal, folds=folds)
+        return jobs.new_run(None, config, new_run_dir, table=self.dataset, folds=folds)
 
     def _with_edits(self, table: pd.DataFrame) -> pd.DataFrame:
         from uldl_studio.core.labels.edits import apply_edits, without_edits

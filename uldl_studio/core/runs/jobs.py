@@ -74,8 +74,8 @@ def new_run(recipe: DatasetRecipe | None, config, out: str | Path, *, table: pd.
     if recipe is None and table is None:
         raise ValueError("a new run needs a dataset recipe or a table")
     out = Path(out)
-    if (out / "config.json").exists():
-        raise DatasetError(f"{out}: already holds a run; train a new version of it, continue it, "
+    if has_completed_epoch(out):
+        raise DatasetError(f"{out}: already holds a trained run; train a new version of it, continue it, "
                            "or choose another folder")
     return TrainPlan(NEW, config, out, str(out), recipe.load if table is None else table, recipe=recipe, folds=folds, existed=out.exists())
 
