@@ -32,7 +32,7 @@ def _two_annotators(run_dir):
 
 def _open(qtbot, window, run_dir):
     window.open_run(str(run_dir))
-    qtbot.waitUntil(lambda: window.project.run is not None and window.annotator.votes is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: window.bridge.session.run is not None and window.annotator.votes is not None, timeout=60_000)
 
 
 def _image_is_not_blank(path) -> None:
@@ -52,7 +52,7 @@ def test_two_annotators_votes_blind_mode_and_progress(qtbot, window, run_dir, tm
     assert controller.name_button.text() == "Annotator: carol"
     _open(qtbot, window, run_dir)
     assert asked == []                                      # a name is kept: nobody is asked
-    project = window.project
+    project = window.bridge.session
     # carol's relabels go to her own journal in the run
     assert A.journal_annotator(run_dir, project.journal.path) == "carol"
     assert project.journal.path == run_dir / "annotations" / "carol.jsonl"
@@ -129,16 +129,36 @@ def test_the_name_is_asked_once_kept_and_shown(qtbot, window, run_dir):
     assert asked == [None]                                  # asked once, when the run opened
     assert controller.name_button.text() == "Annotator: dave"
     assert StudioSettings().annotator_settings()["name"] == "dave"
-    qtbot.waitUntil(lambda: A.journal_annotator(run_dir, window.project.journal.path) == "dave")
+    qtbot.waitUntil(lambda: A.journal_annotator(run_dir, window.bridge.session.journal.path) == "dave")
     # a click on the status bar's name changes it; the journal follows
     controller.ask_name = lambda current: asked.append(current) or "erin"
     qtbot.mouseClick(controller.name_button, Qt.MouseButton.LeftButton)
     assert asked == [None, "dave"] and controller.name_button.text() == "Annotator: erin"
-    assert A.journal_annotator(run_dir, window.project.journal.path) == "erin"
+    assert A.journal_annotator(run_dir, window.bridge.session.journal.path) == "erin"
     # opening the run again asks nobody
     window.annotator.votes = None
     _open(qtbot, window, run_dir)
     assert asked == [None, "dave"]
+
+
+def test_the_status_bar_asks_for_the_name_without_taking_the_keyboard(qtbot, window, run_dir):
+    _two_annotators(run_dir)
+    controller = window.annotator
+    _open(qtbot, window, run_dir)
+    prompt = controller.prompt
+    assert prompt.isVisible()                               # asked: no name was kept
+    # the window keeps the keyboard: a number key still relabels
+    row = window.bridge.session.row_of(_train_ids(run_dir, 8)[0][7])
+    window.bridge.session.set_current(row)
+    window.activateWindow()
+    with qtbot.waitSignal(window.bridge.editsChanged):
+        qtbot.keyClick(window, Qt.Key.Key_1)
+    assert A.journal_annotator(run_dir, window.bridge.session.journal.path) == A.DEFAULT_ANNOTATOR
+    qtbot.keyClicks(prompt.edit, "fay")
+    qtbot.mouseClick(prompt.ok_button, Qt.MouseButton.LeftButton)
+    assert not prompt.isVisible() and controller.name_button.text() == "Annotator: fay"
+    assert A.journal_annotator(run_dir, window.bridge.session.journal.path) == "fay"
+    assert window.settings.annotator_settings() == {"name": "fay", "blind": False, "asked": True}
 
 
 def test_the_name_dialog_refuses_a_bad_name(qtbot):

@@ -1,10 +1,11 @@
 """Several annotators in the app: the name each person works under, their journal, blind
 mode, progress, and the people's votes in the inspector, the map and the queue.
 
-- The name is asked once (a small dialog when a run opens and no name is kept yet; "Later"
-  keeps the default annotator, whose journal is ``RUN/edits.jsonl``), kept in the settings,
+- The name is asked once: when a run opens and no name is kept yet, a small prompt in the
+  status bar asks for it without taking the keyboard from the window ("Later" keeps the
+  default annotator, whose journal is ``RUN/edits.jsonl``). The name is kept in the settings
   and shown in the status bar as "Annotator: name"; a click there (or View → Change
-  annotator…) changes it.
+  annotator…) opens a small dialog to change it.
 - The open run's journal follows the name (``core.labels.annotations.annotator_journal``):
   each person's relabels and confirmations are their votes, in their own journal.
 - Blind mode (View → Blind mode, kept in the settings) hides the given label, the prediction,
@@ -27,11 +28,13 @@ import numpy as np
 from PySide6.QtCore import QObject, QRegularExpression, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QRegularExpressionValidator
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QLabel, QLineEdit, QToolButton, QVBoxLayout, QWidget,
+    QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QToolButton, QVBoxLayout, QWidget,
 )
 
 from uldl_studio.core.labels import annotations as A
 
+#: what the name fields accept (``core.labels.annotations.validate_annotator_name`` decides)
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 #: colour modes that show the given or the predicted label (hidden in blind mode)
 LABEL_COLOUR_MODES = ("given", "predicted")
 #: what the map shows instead in blind mode, the first one it has
@@ -80,7 +83,7 @@ class AnnotatorDialog(QDialog):
         layout.addWidget(text)
         self.edit = QLineEdit(current or "")
         self.edit.setPlaceholderText("e.g. alice")
-        self.edit.setValidator(QRegularExpressionValidator(QRegularExpression(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")))
+        self.edit.setValidator(QRegularExpressionValidator(QRegularExpression(NAME_PATTERN)))
         layout.addWidget(self.edit)
         self.error = QLabel("")
         self.error.setStyleSheet("color: #b02a37;")
@@ -102,6 +105,29 @@ class AnnotatorDialog(QDialog):
             self.error.setText(str(exc))
             return
         self.accept()
+
+
+class NamePrompt(QWidget):
+    """The status bar's one-time question: "Who is annotating? [name] OK · Later"."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        label = QLabel("Who is annotating?")
+        label.setStyleSheet("color: #084298; font-weight: bold;")
+        layout.addWidget(label)
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText("your name")
+        self.edit.setFixedWidth(120)
+        self.edit.setValidator(QRegularExpressionValidator(QRegularExpression(NAME_PATTERN)))
+        self.edit.setToolTip("your relabels and confirmations become your votes, in your own journal in the run")
+        layout.addWidget(self.edit)
+        self.ok_button = QPushButton("OK")
+        self.later_button = QPushButton("Later")
+        self.later_button.setToolTip("keep working as the default annotator (RUN/edits.jsonl)")
+        layout.addWidget(self.ok_button)
+        layout.addWidget(self.later_button)
 
 
 class AnnotatorLabel(QToolButton):
@@ -143,6 +169,12 @@ class AnnotatorController(QObject):
         self.name_button = AnnotatorLabel()
         self.name_button.setObjectName("annotatorButton")
         self.name_button.clicked.connect(self.change_name)
+        self.prompt = NamePrompt()
+        self.prompt.setObjectName("annotatorPrompt")
+        self.prompt.hide()
+        self.prompt.ok_button.clicked.connect(self._prompt_answered)
+        self.prompt.edit.returnPressed.connect(self._prompt_answered)
+        self.prompt.later_button.clicked.connect(self.prompt.hide)
         self.progress_label = QLabel()
         self.progress_label.setObjectName("annotatorProgress")
         self.change_action = QAction("Change &annotator…", window)
@@ -171,6 +203,7 @@ class AnnotatorController(QObject):
     # -- installing -------------------------------------------------------------------------
     def install(self, status_bar, view_menu) -> None:
         """The status bar's name and progress, and the View menu's actions."""
+        status_bar.addPermanentWidget(self.prompt)  # a message never hides it
         status_bar.addPermanentWidget(self.progress_label)
         status_bar.addPermanentWidget(self.name_button)
         view_menu.addSeparator()
@@ -222,11 +255,26 @@ class AnnotatorController(QObject):
         dialog.show()
 
     def _ask_once(self) -> None:
-        """A run that can be edited is open and no name was ever given: ask, once."""
+        """A run that can be edited is open and no name was ever given: ask, once (the status
+        bar's prompt, which leaves the keyboard with the window; ``ask_name`` where set)."""
         values = self.settings.annotator_settings()
         if values["name"] is None and not values["asked"] and self.session.can_edit:
             self.settings.set_annotator_settings(asked=True)
-            self.change_name()
+            if self.ask_name is not None:
+                self.change_name()
+            else:
+                self.prompt.show()
+
+    @Slot()
+    def _prompt_answered(self) -> None:
+        text = self.prompt.edit.text().strip()
+        try:
+            A.validate_annotator_name(text)
+        except A.AnnotatorError as exc:
+            self.statusMessage.emit(str(exc))
+            return
+        self.prompt.hide()
+        self.set_name(text)
 
     # -- the journal and the votes -----------------------------------------------------------
     @Slot()
