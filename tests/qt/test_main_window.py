@@ -395,3 +395,31 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
         qtbot.mouseClick(dialog.progress.findChild(QPushButton), Qt.MouseButton.LeftButton)
     assert blocker.args[0] == "cancelled"
     assert not (tmp_path / "cancelled.csv").exists()
+
+
+def test_the_panel_cross_fits_and_a_new_version_learns_from_the_edits(qtbot, window, tmp_path):
+    """Start with "Cross-fit folds" set trains the run and then its fold models, as
+    ``train --folds`` does; Start on the open run trains a new version from the edits."""
+    win = window
+    open_demo(qtbot, win)
+    win.training_panel.folds.setValue(2)
+    assert win.training_panel.values()["folds"] == 2
+    train(qtbot, win, tmp_path / "run")
+    assert (tmp_path / "run" / "crossfit.npz").is_file()
+    in_train = win.session.table["split"].to_numpy() == "train"
+    assert np.isfinite(win.session.score("oof_confidence")[in_train]).all()  # out-of-fold, every train row
+
+    win.training_panel.folds.setValue(1)  # the minimum shows "off"
+    assert win.training_panel.folds.text() == "off" and win.training_panel.values()["folds"] == 0
+    row = int(win.session.queue[0])
+    sid = win.session.table["sample_id"].iat[row]
+    new = (int(win.session.table["label"].iat[row]) + 1) % len(win.session.classes)
+    win.session.relabel([row], [new])
+    with qtbot.waitSignal(win.trainingFinished, timeout=100_000) as blocker:
+        qtbot.mouseClick(win.training_panel.start_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["done"]
+    assert win.session.run.version == "v2" and Path(win.session.run.path) == tmp_path / "run" / "versions" / "v2"
+    assert "it is now the current version" in win.statusBar().currentMessage()
+    trained_on = pd.read_csv(tmp_path / "run" / "versions" / "v2" / "samples.csv", dtype={"sample_id": str})
+    assert int(trained_on.set_index("sample_id").loc[sid, "label"]) == new
+    assert not (tmp_path / "run" / "versions" / "v2" / "crossfit.npz").exists()

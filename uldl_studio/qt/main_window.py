@@ -398,6 +398,7 @@ class MainWindow(QMainWindow):
         self.training_panel.stopRequested.connect(self.stop_training)
         self.training.progress.connect(self.training_panel.show_progress)
         self.training.epochResults.connect(self._on_epoch_results)
+        self.training.crossfitResults.connect(self._on_crossfit_results)
         self.training.finished.connect(self._on_training_finished)
         self.training.failed.connect(self._on_training_failed)
         self.counts_label = QLabel()
@@ -947,6 +948,11 @@ class MainWindow(QMainWindow):
         self._epoch_seen += 1
         progress = self.training.last_progress
         self.epochLoaded.emit(int(getattr(progress, "epoch", self._epoch_seen) or self._epoch_seen))
+
+    @Slot(object, object)
+    def _on_crossfit_results(self, run, samples) -> None:
+        if not self._closing:
+            self.session.set_run(run, samples, source={"kind": "run", "path": str(run.path)})
 
     @Slot(str)
     def _on_training_finished(self, outcome: str) -> None:

@@ -23,6 +23,7 @@ class TrainingController(QObject):
         started(str what): the plan's description
         progress(object): a copy of a Progress record, throttled to every N batches
         epochResults(object, object): (Run, samples DataFrame) read by the worker after an epoch
+        crossfitResults(object, object): the same, once the folds were cross-fitted
         finished(str): "done" | "cancelled" | "failed"; ``result`` holds the job's TrainResult
         failed(str): one-line error message
     """
@@ -30,6 +31,7 @@ class TrainingController(QObject):
     started = Signal(str)
     progress = Signal(object)
     epochResults = Signal(object, object)
+    crossfitResults = Signal(object, object)
     finished = Signal(str)
     failed = Signal(str)
 
@@ -79,6 +81,9 @@ class TrainingController(QObject):
                     yield ("epoch", run, run.samples())
             if result.outcome == "cancelled" and last_phase != "cancelled":
                 yield ("progress", Progress("cancelled", epochs=plan.config.epochs, message=result.message))
+            if plan.folds and result.outcome == "done" and result.run is not None:
+                run = Run.open(result.run)  # its samples now carry the out-of-fold predictions
+                yield ("crossfit", run, run.samples())
             yield ("result", result)
             return result.outcome
 
@@ -101,6 +106,8 @@ class TrainingController(QObject):
             self.progress.emit(item[1])
         elif item[0] == "epoch":
             self.epochResults.emit(item[1], item[2])
+        elif item[0] == "crossfit":
+            self.crossfitResults.emit(item[1], item[2])
         elif item[0] == "result":
             self.result = item[1]
 
