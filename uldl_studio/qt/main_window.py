@@ -18,14 +18,13 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu,
-    QMessageBox, QScrollArea, QToolBar, QToolButton, QVBoxLayout, QWidget,
+    QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QScrollArea, QToolBar, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core.labels import scores
 from uldl_studio.core.runs import jobs
 from uldl_studio.core.table import DatasetError
 from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog
+from uldl_studio.qt.filter_bar import FilterBar
 from uldl_studio.qt.inspector import Inspector, row_pixmap
 from uldl_studio.qt.relabel import RelabelController
 from uldl_studio.qt.session_bridge import SessionBridge
@@ -280,36 +279,9 @@ class MainWindow(QMainWindow):
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
         self.toolbar = bar
 
-        bar.addWidget(QLabel(" Filter: "))
-        self.class_filter_button = QToolButton()
-        self.class_filter_button.setText("Classes ▾")
-        self.class_filter_button.setToolTip("show only samples whose (edited) label is one of these")
-        self.class_filter_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        self.class_filter_menu = QMenu(self)
-        self.class_filter_button.setMenu(self.class_filter_menu)
-        self.class_filter_actions: list[QAction] = []
-        bar.addWidget(self.class_filter_button)
-        from superqt import QLabeledDoubleRangeSlider
-
-        self.range_score_combo = QComboBox()
-        for score in scores.registered():
-            self.range_score_combo.addItem(score.label, score.name)
-            self.range_score_combo.setItemData(self.range_score_combo.count() - 1, score.tooltip,
-                                               Qt.ItemDataRole.ToolTipRole)
-        self.range_score_combo.setToolTip("the score whose range the slider filters")
-        self.range_score_combo.setCurrentIndex(self.range_score_combo.findData("lambda"))
-        bar.addWidget(self.range_score_combo)
-        self.range_slider = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
-        self.range_slider.setSingleStep(0.01)
-        self.range_slider.setDecimals(2)
-        # Edit boxes with the current low/high at the ends; no labels over the handles (they
-        # do not fit in a toolbar's height).
-        self.range_slider.setHandleLabelPosition(QLabeledDoubleRangeSlider.LabelPosition.NoLabel)
-        self.range_slider.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.LabelIsValue)
-        self.range_slider.setFixedWidth(260)
-        self.range_slider.setToolTip("show only samples whose score is in this range")
-        self._set_range_slider_bounds()
-        bar.addWidget(self.range_slider)
+        self.filter_bar = FilterBar(self.bridge, self)
+        bar.addWidget(self.filter_bar)
+        self.range_slider = self.filter_bar.slider  # the tool bar's slider (tests and tools reach it here)
         bar.addSeparator()
         bar.addAction(self.relabel.undo_action)
         bar.addAction(self.relabel.redo_action)
@@ -391,8 +363,6 @@ class MainWindow(QMainWindow):
         self.map_view.coordinatesRequested.connect(self._on_coordinates_requested)
         self.map_view.size_spin.valueChanged.connect(lambda v: self.settings.set_value("point_size", int(v)))
         self.map_view.set_point_size(int(self.settings.value("point_size", 5)))
-        self.range_slider.valueChanged.connect(self._on_range_slider)
-        self.range_score_combo.currentIndexChanged.connect(self._on_range_score_changed)
         self.training_panel.startRequested.connect(self.start_training)
         self.training_panel.continueRequested.connect(self.continue_training)
         self.training_panel.stopRequested.connect(self.stop_training)
@@ -586,14 +556,12 @@ class MainWindow(QMainWindow):
     # ================================================================ session -> views
     @Slot()
     def _on_table_reset(self) -> None:
-        self._rebuild_class_filter()
         self._after_results()
         self.inspector.set_row(self.current_row())
         self._update_counts()
 
     @Slot()
     def _on_results_changed(self) -> None:
-        self._set_range_slider_bounds()
         self._after_results()
         self._update_counts()
 
@@ -640,9 +608,7 @@ class MainWindow(QMainWindow):
         has = self.session.has_results
         self.export_action.setEnabled(has)
         self.predict_action.setEnabled(self.session.run is not None and has)
-        self.range_slider.setEnabled(has)
-        self.range_score_combo.setEnabled(has)
-        self.class_filter_button.setEnabled(self.session.is_open)
+        self.filter_bar.set_enabled(self.session.is_open, has)
         run = self.session.run
         self.training_panel.set_can_start(
             self.session.is_open,
@@ -693,23 +659,12 @@ class MainWindow(QMainWindow):
         return int(queue[0]) if queue.size else None
 
     # ================================================================ filters
-    def _rebuild_class_filter(self) -> None:
-        self.class_filter_menu.clear()
-        self.class_filter_actions = []
-        for i, name in enumerate(self.session.classes):
-            act = QAction(f"{i + 1}  {name}", self, checkable=True, checked=True)
-            act.toggled.connect(self._on_class_actions)
-            self.class_filter_menu.addAction(act)
-            self.class_filter_actions.append(act)
-        self.class_filter_menu.addSeparator()
-        self.class_filter_menu.addAction("Show all classes", self.clear_filters)
-
     def set_class_filter(self, visible_classes) -> None:
         self.session.set_filter(classes=visible_classes)
 
     def set_score_filter(self, name: str, low: float, high: float) -> None:
-        """Show only rows whose score ``name`` lies in [low, high] (the toolbar follows)."""
-        self.range_score_combo.setCurrentIndex(self.range_score_combo.findData(name))
+        """Show only rows whose score ``name`` lies in [low, high] (the tool bar follows)."""
+        self.filter_bar.choose_score(name)
         self.session.set_range(name, low, high)
 
     def set_lambda_filter(self, low: float, high: float) -> None:
@@ -720,51 +675,7 @@ class MainWindow(QMainWindow):
         self.session.clear_filter()
 
     @Slot()
-    def _on_class_actions(self, *args) -> None:
-        """Class menu ticks -> the session's class filter."""
-        checked = [i for i, a in enumerate(self.class_filter_actions) if a.isChecked()]
-        self.session.set_filter(classes=None if len(checked) == len(self.class_filter_actions) else checked)
-
-    def _range_bounds(self, name: str) -> tuple[float, float]:
-        score = scores.get(name)
-        if score.value_range is not None:
-            return score.value_range
-        values = self.session.score(name) if self.session.is_open else np.empty(0)
-        finite = values[np.isfinite(values)]
-        return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-
-    def _set_range_slider_bounds(self) -> None:
-        name = self.range_score_combo.currentData()
-        lo, hi = self._range_bounds(name)
-        current = self.session.filter.ranges.get(name, (lo, hi))
-        self.range_slider.blockSignals(True)
-        self.range_slider.setRange(lo, hi)
-        self.range_slider.setValue(current)
-        self.range_slider.blockSignals(False)
-
-    @Slot(int)
-    def _on_range_score_changed(self, _index: int) -> None:
-        """Another score in the toolbar: its range (if any) shows; the old one's stays set."""
-        self._set_range_slider_bounds()
-
-    @Slot(object)
-    def _on_range_slider(self, value) -> None:
-        name = self.range_score_combo.currentData()
-        low, high = (float(v) for v in value)
-        lo, hi = self._range_bounds(name)
-        full = low <= lo + 1e-9 and high >= hi - 1e-9
-        self.session.set_range(name, None if full or not self.session.has_results else low, high)
-
-    @Slot()
     def _on_filter_changed(self) -> None:
-        """The session's filter changed (toolbar, the map banner's Clear, a new table): the
-        toolbar shows it."""
-        classes = self.session.filter.classes
-        for i, act in enumerate(self.class_filter_actions):
-            act.blockSignals(True)
-            act.setChecked(classes is None or i in classes)
-            act.blockSignals(False)
-        self._set_range_slider_bounds()
         self._update_counts()
 
     # ================================================================ UMAP
@@ -982,7 +893,6 @@ class MainWindow(QMainWindow):
 
     # ================================================================ export / predict
     def _export_dir(self) -> Path:
-        run = self.session.run
         # the last folder exported to; else beside the dataset (not inside the runs folder)
         dataset = Path(str(self.session.source.get("path", ""))) if self.session.source.get("kind") != "demo" else None
         fallback = dataset.parent if dataset is not None and dataset.parent.is_dir() and str(dataset) else Path.home()
