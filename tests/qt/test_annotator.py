@@ -111,6 +111,20 @@ def test_two_annotators_votes_blind_mode_and_progress(qtbot, window, run_dir, tm
     project.set_current(project.row_of(ids[0]))
     assert inspector.fields["label"].text() == "hidden until you vote"
 
+    # who agrees with whom
+    dialog = controller.show_agreement()
+    qtbot.addWidget(dialog)
+    rows = [dialog.table.verticalHeaderItem(r).text() for r in range(dialog.table.rowCount())]
+    assert rows == ["alice", "bob", "carol (you)", A.DATASET]
+    header = [dialog.table.horizontalHeaderItem(c).text() for c in range(dialog.table.columnCount())]
+    alice_bob = dialog.table.item(0, header.index("agrees with bob")).text()
+    assert alice_bob == "50% of 6" and dialog.table.item(2, 0).text() == "1"
+    assert "Krippendorff" in dialog.summary.text()
+    dialog.grab().save(str(tmp_path / "agreement.png"))
+    assert len(np.unique(np.array([[QImage(str(tmp_path / "agreement.png")).pixel(x, y) for x in range(0, 700, 9)]
+                                   for y in range(0, 300, 9)]))) > 5
+    dialog.close()
+
     # what is on disk: three annotators' journals, carol's vote among them
     votes = A.read_votes(run_dir, project.base_table)
     assert votes.annotators == ["alice", "bob", "carol"]

@@ -6,6 +6,8 @@ mode, progress, and the people's votes in the inspector, the map and the queue.
   default annotator, whose journal is ``RUN/edits.jsonl``). The name is kept in the settings
   and shown in the status bar as "Annotator: name"; a click there (or View → Change
   annotator…) opens a small dialog to change it.
+- View → Annotators and agreement… lists every source's votes, Dawid–Skene accuracy, vote
+  weight and weakest class, who agrees with whom, and Krippendorff's α.
 - The open run's journal follows the name (``core.labels.annotations.annotator_journal``):
   each person's relabels and confirmations are their votes, in their own journal.
 - Blind mode (View → Blind mode, kept in the settings) hides the given label, the prediction,
@@ -28,7 +30,8 @@ import numpy as np
 from PySide6.QtCore import QObject, QRegularExpression, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QRegularExpressionValidator
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QToolButton, QVBoxLayout, QWidget,
+    QDialog, QDialogButtonBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QTableWidget,
+    QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
 
 from uldl_studio.core.labels import annotations as A
@@ -105,6 +108,57 @@ class AnnotatorDialog(QDialog):
             self.error.setText(str(exc))
             return
         self.accept()
+
+
+def _number(value: float, digits: int = 2) -> str:
+    return "–" if not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+class AgreementDialog(QDialog):
+    """Who agrees with whom: every source's votes, Dawid–Skene accuracy, vote weight and weakest
+    class, the share of agreeing votes with every other source, and Krippendorff's α."""
+
+    def __init__(self, consensus: "A.Consensus", you: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Annotators and agreement")
+        rel = consensus.reliability
+        layout = QVBoxLayout(self)
+        per_class = ", ".join(f"{c} {_number(a)}" for c, a in zip(rel.classes, rel.alpha_per_class))
+        self.summary = QLabel(
+            f"Krippendorff's α (agreement beyond chance: 1 unanimous, 0 chance): <b>{_number(rel.alpha)}</b>"
+            f"<br>per class: {per_class}<br>The model's prediction counts as {_number(rel.prior_strength, 1)} "
+            f"votes in the combined label (temperature {_number(rel.temperature)}).")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+        names = [f"{n} (you)" if n == you else n for n in rel.sources]
+        fixed = ["votes", "accuracy", "weight", "weakest class"]
+        table = self.table = QTableWidget(len(names), len(fixed) + len(names))
+        table.setHorizontalHeaderLabels(fixed + [f"agrees with {n}" for n in names])
+        table.setVerticalHeaderLabels(names)
+        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        for s_, name in enumerate(rel.sources):
+            weakest = int(np.argmin(rel.class_accuracy[s_])) if rel.class_accuracy.size else 0
+            weight = rel.vote_weight[s_] if s_ < len(rel.vote_weight) else float("nan")
+            cells = [f"{int(rel.votes_cast[s_]):,}", _number(rel.accuracy[s_]), _number(weight),
+                     f"{rel.classes[weakest]} {_number(rel.class_accuracy[s_, weakest])}" if rel.class_accuracy.size
+                     else "–"]
+            for t, other in enumerate(rel.sources):
+                share, count = rel.pairwise_agreement[s_, t], int(rel.pairwise_count[s_, t])
+                trivial = t == s_ and name != A.CROWD  # the crowd with itself: its pairs of votes
+                cells.append("–" if trivial or not count or not np.isfinite(share) else f"{share:.0%} of {count:,}")
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                table.setItem(s_, c, item)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        table.setToolTip("accuracy: Dawid–Skene's estimate of how often the source votes the true class; "
+                         "weight: what one of its votes counts in the combined label (an average person: 1); "
+                         "agrees with: the share of agreeing votes on the samples both voted on")
+        layout.addWidget(table)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(760, 320)
 
 
 class NamePrompt(QWidget):
@@ -185,6 +239,9 @@ class AnnotatorController(QObject):
                                        "until you have voted on it")
         self.blind_action.setChecked(self.settings.annotator_settings()["blind"])
         self.blind_action.toggled.connect(self.set_blind)
+        self.agreement_action = QAction("Annotators and a&greement…", window)
+        self.agreement_action.setStatusTip("each annotator's reliability and who agrees with whom")
+        self.agreement_action.triggered.connect(self.show_agreement)
         self.reload_action = QAction("Reload &votes", window)
         self.reload_action.setStatusTip("read every annotator's journal again (others voting on a shared run)")
         self.reload_action.triggered.connect(self.reload_votes)
@@ -209,6 +266,7 @@ class AnnotatorController(QObject):
         view_menu.addSeparator()
         view_menu.addAction(self.blind_action)
         view_menu.addAction(self.change_action)
+        view_menu.addAction(self.agreement_action)
         view_menu.addAction(self.reload_action)
 
     # -- the name ---------------------------------------------------------------------------
@@ -366,6 +424,23 @@ class AnnotatorController(QObject):
         if journal is None or self.session.table is None or not 0 <= row < len(self.session.table):
             return False
         return str(self.session.table["sample_id"].iat[row]) in journal.labels()
+
+    @Slot()
+    def show_agreement(self) -> AgreementDialog | None:
+        """Each source's reliability and who agrees with whom (a dialog; None without votes)."""
+        votes, table = self.current_votes(), self.session.base_table
+        if votes is None or table is None or votes.counts().sum() == 0:
+            self.statusMessage.emit("Nobody has voted on this run yet")
+            return None
+        try:
+            consensus = A.analyse_votes(table, votes, estimate=False)
+        except Exception as exc:  # noqa: BLE001 - the votes must never stop the app
+            self.statusMessage.emit(f"The votes could not be combined: {exc}")
+            return None
+        dialog = AgreementDialog(consensus, self.name, self.window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     # -- progress -----------------------------------------------------------------------------
     def progress_text(self) -> str:

@@ -987,12 +987,13 @@ def _fit_rows(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.arange(len(counts))
 
 
-def analyse_votes(table: pd.DataFrame, votes: Votes, *, fit_split: str = "valid") -> Consensus:
+def analyse_votes(table: pd.DataFrame, votes: Votes, *, fit_split: str = "valid", estimate: bool = True) -> Consensus:
     """Dawid–Skene over every source, the vote weights, the combined label with the model's
     temperature and prior strength fitted on ``fit_split`` (the table's ``p_<class>`` columns;
     where that split has no sample with two votes, on every sample; without predictions the
     class prior stands in for the model), the next-vote gain, the true-class posterior,
-    agreement and reliability (module docstring)."""
+    agreement and reliability (module docstring). ``estimate=False``: ``soft`` is the posterior
+    mean (fast, for the reliabilities alone)."""
     classes = votes.classes
     m = len(classes)
     names, labels, crowd = votes.sources()
@@ -1005,7 +1006,7 @@ def analyse_votes(table: pd.DataFrame, votes: Votes, *, fit_split: str = "valid"
     weights = vote_weights(ds.accuracy(), cast, people, m)
     split_rows = np.flatnonzero(table["split"].astype(str).to_numpy() == fit_split)
     fit_rows = _fit_rows(split_rows, weighted_counts(labels, m, crowd))
-    combo = combine_votes(labels, m, crowd, probs, weights, fit_rows, class_prior=ds.prior)
+    combo = combine_votes(labels, m, crowd, probs, weights, fit_rows, class_prior=ds.prior, estimate=estimate)
     weight = 0.0 if probs is None else fit_model_weight(ds, labels, crowd, probs, fit_rows)
     posterior = combined_posterior(ds, labels, crowd, probs, weight)
     pool_weights = np.where(people, cast, 0).astype(np.float64)
