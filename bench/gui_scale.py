@@ -1,17 +1,20 @@
-"""GUI scale benchmark: 300,000 points in the map and the grid, ULDL Studio vs a naive baseline.
+"""GUI scale benchmark: 300,000 points (or ``--n``) in the map and the grid, ULDL Studio vs a
+naive baseline.
 
 Each interaction is timed on a real (offscreen) QApplication from the call until
 ``processEvents()`` has delivered the repaint of the shown window, so drawing is included
 (the script counts the paints of the point items to make sure each timed call drew).
 
-    QT_QPA_PLATFORM=offscreen python bench/gui_scale.py [--n 300000] [--repeat 3]
+    QT_QPA_PLATFORM=offscreen python bench/gui_scale.py [--n 300000] [--repeat 5] [--skip-naive]
 
 Ours: ``MapView`` (one vectorised ``PaletteScatterItem`` that skips points painted over by
-later ones, selection shown by fading the others, numpy predicates from ``core.selection``)
-and ``GridView`` (index-array list model).  Medians of ``--repeat`` runs; the first ("cold")
-load, which also allocates the point buffer and renders the symbol sprites, is printed too.  Naive: a stock
-``pg.ScatterPlotItem`` fed a per-point brush list built with ``pg.mkBrush`` every time, a
-Python loop for box/lasso tests, and a ``QStandardItemModel`` with one item per grid row.
+later ones, selection shown by fading the others, box and lasso tests in numpy) and
+``GridView`` (index-array list model), with the map's density layer off and on.  Medians of
+``--repeat`` runs; the first ("cold") load, which also allocates the point buffer and
+renders the symbol sprites, and the first recolouring by λ (before its colours are cached)
+are printed too.  Naive: a stock ``pg.ScatterPlotItem`` fed a per-point brush list built with
+``pg.mkBrush`` every time, a Python loop for box/lasso tests, and a ``QStandardItemModel``
+with one item per grid row.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from PySide6.QtWidgets import QApplication, QListView  # noqa: E402
 from uldl_studio.core.classes import FERPLUS_CLASSES, centroid_matrix  # noqa: E402
 from uldl_studio.qt import palette  # noqa: E402
 from uldl_studio.qt.grid_view import GridView  # noqa: E402
+from uldl_studio.qt.map_colors import ColoringCache  # noqa: E402
 from uldl_studio.qt.map_view import MapView  # noqa: E402
 from uldl_studio.qt.scatter_renderer import PaletteScatterItem  # noqa: E402
 from uldl_studio.qt.session_bridge import SessionBridge  # noqa: E402
@@ -70,7 +74,8 @@ PAINTS = {"big": 0}
 
 def _counting(paint):
     def counting_paint(self, painter, option, widget):
-        if len(self.data) >= 1000:
+        n = self.point_count() if isinstance(self, PaletteScatterItem) else len(self.data)
+        if n >= 1000:
             PAINTS["big"] += 1
         return paint(self, painter, option, widget)
     return counting_paint
@@ -82,18 +87,57 @@ PaletteScatterItem.paint = _counting(PaletteScatterItem.paint)
 UNPAINTED: list[str] = []
 
 
+#: wall time, or with ``--clock cpu`` the GUI thread's CPU time (steadier on a busy machine:
+#: Qt paints offscreen in that thread)
+CLOCK = {"now": time.perf_counter}
+
+
 def timed(app, widget, fn, name: str = "", expect_paint: bool = True) -> float:
     app.processEvents()
     before = PAINTS["big"]
-    start = time.perf_counter()
+    start = CLOCK["now"]()
     fn()
     # the items' update() requests are posted; processEvents delivers them and the shown
     # window paints (once) before it returns, so the time includes drawing (PAINTS checks it)
     app.processEvents()
-    elapsed = time.perf_counter() - start
+    elapsed = CLOCK["now"]() - start
     if expect_paint and PAINTS["big"] == before:
         UNPAINTED.append(name)
     return elapsed
+
+
+MAP_KEYS = ("load", "recolour", "recolour_first", "box", "lasso")
+
+
+def bench_map(app, map_view, grid, repeat):
+    """The map's interactions, ``repeat`` times each (the grid's reaction left out)."""
+    bridge, model = map_view.bridge, map_view.session
+
+    def load():  # the map's whole reaction to a new table in the session
+        map_view._on_table_reset()
+
+    times = {k: [] for k in MAP_KEYS}
+    # the grid is linked: its update is part of no map timing, so block it here
+    bridge.queueChanged.disconnect(grid._on_queue_changed)
+    for _ in range(repeat):
+        model.select(None)
+        map_view.points.clear()
+        app.processEvents()
+        times["load"].append(timed(app, map_view, load, "load"))
+        for key in ("recolour_first", "recolour"):  # given -> λ, the first time and again
+            map_view.set_color_mode("given")
+            if key == "recolour_first":
+                map_view._colorings = ColoringCache()
+            app.processEvents()
+            times[key].append(timed(app, map_view, lambda: map_view.set_color_mode("lambda"), key))
+        model.select(None)
+        app.processEvents()
+        times["box"].append(timed(app, map_view, lambda: map_view.select_box(*BOX), "box"))
+        times["lasso"].append(timed(app, map_view, lambda: map_view.select_polygon(lasso_polygon()), "lasso"))
+    bridge.queueChanged.connect(grid._on_queue_changed)
+    results = {key: statistics.median(values) for key, values in times.items()}
+    results["load_cold"] = times["load"][0]
+    return results
 
 
 def bench_ours(app, table, repeat):
@@ -105,45 +149,22 @@ def bench_ours(app, table, repeat):
     grid = GridView(bridge)
     grid.resize(600, 700)
     grid.show()
+    map_view.set_density(False)
     model.set_dataset(table, {})
     grid.set_sort_key("lambda")
     app.processEvents()
-    results = {}
-
-    def load():  # the map's whole reaction to a new table in the session
-        map_view._on_table_reset()
-
-    def recolour():
-        map_view.set_color_mode("given")
-        map_view.set_color_mode("lambda")
-
-    def recolour_only():  # timed part: given -> lambda
-        map_view.set_color_mode("lambda")
-
-    times = {k: [] for k in ("load", "recolour", "box", "lasso", "grid")}
-    for _ in range(repeat):
-        map_view.points.clear()
-        app.processEvents()
-        times["load"].append(timed(app, map_view, load, "load"))
-        map_view.set_color_mode("given")
-        app.processEvents()
-        times["recolour"].append(timed(app, map_view, recolour_only, "recolour"))
-        model.select(None)
-        # the grid is linked: its update is part of neither map timing, so block it here
-        bridge.selectionChanged.disconnect(grid._update_rows)
-        times["box"].append(timed(app, map_view, lambda: map_view.select_box(*BOX), "box"))
-        times["lasso"].append(timed(app, map_view, lambda: map_view.select_polygon(lasso_polygon()), "lasso"))
-        bridge.selectionChanged.connect(grid._update_rows)
-        times["grid"].append(timed(app, grid, grid._update_rows, "grid", expect_paint=False))
-    for key, values in times.items():
-        results[key] = statistics.median(values)
-    results["load_cold"] = times["load"][0]
+    results = bench_map(app, map_view, grid, repeat)
     results["_selected"] = int(model.selection.size)
+    results["grid"] = statistics.median(
+        timed(app, grid, grid._update_rows, "grid", expect_paint=False) for _ in range(repeat))
     results["_grid_rows"] = int(grid.model.rows.size)
+    map_view.set_density(True)
+    density = bench_map(app, map_view, grid, repeat)
+    results.update({f"density_{key}": value for key, value in density.items()})
     # every row listed (nothing selected), then a jump to the end of the listing
-    bridge.selectionChanged.disconnect(grid._update_rows)
+    bridge.queueChanged.disconnect(grid._on_queue_changed)
     model.select(None)
-    bridge.selectionChanged.connect(grid._update_rows)
+    bridge.queueChanged.connect(grid._on_queue_changed)
     results["grid_all"] = timed(app, grid, grid._update_rows, "grid", expect_paint=False)
     results["_grid_all_rows"] = int(grid.model.rows.size)
     results["grid_scroll_end"] = timed(app, grid, grid.tile_view.scrollToBottom, "grid", expect_paint=False)
@@ -266,11 +287,17 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time (default) or the GUI thread's CPU time")
     args = parser.parse_args(argv)
+    if args.clock == "cpu":
+        CLOCK["now"] = time.thread_time
     app = QApplication.instance() or QApplication([])
     table = synthetic_table(args.n)
+    clock = "CPU time of the GUI thread" if args.clock == "cpu" else "wall time"
     print(f"{args.n:,} points, window 1000x700 offscreen, Qt {pg.Qt.QtVersion}, "
-          f"pyqtgraph {pg.__version__}; times include the repaint; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+          f"pyqtgraph {pg.__version__}; {clock}, repaint included; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     ours = bench_ours(app, table, args.repeat)
     naive = None if args.skip_naive else bench_naive(app, table)
     if not args.skip_naive:
@@ -279,22 +306,24 @@ def main(argv=None) -> None:
           f"{ours['_selected']:,} (lasso) points; the grid lists all {ours['_grid_rows']:,} of them, "
           f"then all {ours['_grid_all_rows']:,} rows")
     print()
-    print(f"{'interaction':<34}{'ours (ms)':>12}{'naive (ms)':>14}{'naive/ours':>12}")
+    print(f"{'interaction':<34}{'ours (ms)':>11}{'density on':>12}{'naive (ms)':>12}{'naive/ours':>12}")
     labels = {"load": "load into map (setData)", "recolour": "recolour by λ",
-              "box": "box select + highlight", "lasso": "lasso select + highlight",
-              "grid": "grid update with selection"}
+              "recolour_first": "recolour by λ, first time", "box": "box select + highlight",
+              "lasso": "lasso select + highlight", "grid": "grid update with selection"}
     for key, label in labels.items():
         o = ours[key] * 1e3
-        if naive is None:
-            print(f"{label:<34}{o:>12.1f}{'-':>14}{'-':>12}")
+        d = f"{ours['density_' + key] * 1e3:>12.1f}" if "density_" + key in ours else f"{'-':>12}"
+        if naive is None or key not in naive:
+            print(f"{label:<34}{o:>11.1f}{d}{'-':>12}{'-':>12}")
         else:
             nv = naive[key] * 1e3
-            print(f"{label:<34}{o:>12.1f}{nv:>14.1f}{nv / o:>11.0f}x")
+            print(f"{label:<34}{o:>11.1f}{d}{nv:>12.1f}{nv / o:>11.0f}x")
     naive_list = ours.get("list_view_all", float("nan"))
-    print(f"{'grid, all rows listed':<34}{ours['grid_all'] * 1e3:>12.1f}{naive_list * 1e3:>14.1f}"
+    print(f"{'grid, all rows listed':<34}{ours['grid_all'] * 1e3:>11.1f}{'-':>12}{naive_list * 1e3:>12.1f}"
           f"{naive_list / ours['grid_all']:>11.0f}x   (naive: QListView icon mode)")
-    print(f"{'grid, scroll to the last row':<34}{ours['grid_scroll_end'] * 1e3:>12.1f}")
-    print(f"{'first (cold) load into map':<34}{ours['load_cold'] * 1e3:>12.1f}")
+    print(f"{'grid, scroll to the last row':<34}{ours['grid_scroll_end'] * 1e3:>11.1f}")
+    print(f"{'first (cold) load into map':<34}{ours['load_cold'] * 1e3:>11.1f}"
+          f"{ours['density_load_cold'] * 1e3:>12.1f}")
     print(f"(ours: median of {args.repeat}; naive: one run; "
           f"load average at the end {os.getloadavg()[0]:.1f})")
     if UNPAINTED:

@@ -38,11 +38,32 @@ def color_mode_label(mode: str) -> str:
 class Coloring:
     """One colouring of the table: a palette code per row and what the legend needs."""
 
-    codes: np.ndarray                 # per table row; the last palette entry = missing
+    codes: np.ndarray                 # int16 per table row; the last palette entry = missing
     brushes: list[QBrush]
     kind: str                         # "categorical" | "continuous"
     value_range: tuple[float, float] = (0.0, 1.0)
     strong: np.ndarray | None = None  # per table row, highlighted (the highlight score only)
+
+
+class ColoringCache:
+    """The last few score colourings, each kept while the session's values of its score are
+    the same array (the session replaces it when results or edits change): switching back
+    to a colouring skips the binning and the percentiles."""
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+        self._entries: list[tuple[str, str, np.ndarray, Coloring]] = []
+
+    def get(self, session, mode: str, scale: str, classes: list[str]) -> Coloring:
+        if mode in CATEGORICAL_MODES:
+            return color_codes(session, mode, scale, classes)
+        values = session.score(mode)
+        for key_mode, key_scale, key_values, coloring in self._entries:
+            if key_mode == mode and key_scale == scale and key_values is values:
+                return coloring
+        coloring = color_codes(session, mode, scale, classes)
+        self._entries = [(mode, scale, values, coloring), *self._entries[:self._size - 1]]
+        return coloring
 
 
 def color_codes(session, mode: str, scale: str, classes: list[str]) -> Coloring:
@@ -62,7 +83,7 @@ def color_codes(session, mode: str, scale: str, classes: list[str]) -> Coloring:
             codes[~np.isfinite(probs).any(axis=1)] = m
         else:
             codes = np.full(n, m, dtype=np.intp)
-        return Coloring(codes, brushes, "categorical")
+        return Coloring(codes.astype(np.int16), brushes, "categorical")
     score = scores.get(mode)
     values = session.score(mode)
     if scale == "quantile":
@@ -73,12 +94,12 @@ def color_codes(session, mode: str, scale: str, classes: list[str]) -> Coloring:
         codes = palette.bin_values(values, lo, hi)
     if mode != HIGHLIGHT_SCORE:
         brushes = palette.colormap_brushes(score.cmap) + [palette.missing_brush()]
-        return Coloring(codes, brushes, "continuous", (lo, hi))
+        return Coloring(codes.astype(np.int16), brushes, "continuous", (lo, hi))
     # strong where the label is more likely wrong than right, muted elsewhere, whatever the scale
     k = palette.N_BINS
     with np.errstate(invalid="ignore"):
         strong = np.nan_to_num(values, nan=-1.0) >= HIGHLIGHT
-    codes = np.where(codes == k, 2 * k, codes + k * strong).astype(np.intp)
+    codes = np.where(codes == k, 2 * k, codes + k * strong).astype(np.int16)
     brushes = palette.issue_brushes(k) + [palette.missing_brush()]
     return Coloring(codes, brushes, "continuous", (lo, hi), strong)
 

@@ -16,7 +16,7 @@ from PySide6.QtCore import Slot
 from uldl_studio.core.labels import scores
 from uldl_studio.core.runs.evaluate import class_accuracy
 from uldl_studio.qt import map_density
-from uldl_studio.qt.map_colors import color_codes, draw_order
+from uldl_studio.qt.map_colors import draw_order
 from uldl_studio.qt.map_coordinates import AXIS_LABELS, MapCoordinates
 from uldl_studio.qt.map_marks import shown_subset
 
@@ -39,7 +39,8 @@ class MapData(MapCoordinates):
             elif mode == "predicted":
                 ok = bool(self._classes) and all(f"p_{c}" in table for c in self._classes)
             else:
-                ok = mode in scores.names() and bool(np.isfinite(self.session.score(mode)).any())
+                values = self.session.score(mode) if mode in scores.names() else np.empty(0)
+                ok = bool(np.isfinite(values[:4096]).any() or np.isfinite(values).any())
             self._available[mode] = ok
         return self._available[mode]
 
@@ -130,7 +131,7 @@ class MapData(MapCoordinates):
         change (only the colouring), so the point item keeps its coordinates."""
         if self.table is None:
             return
-        coloring = color_codes(self.session, self._color_mode, self._scale, self._classes)
+        coloring = self._colorings.get(self.session, self._color_mode, self._scale, self._classes)
         brushes, full = self._palettes.get(coloring.brushes)
         self._codes = codes = coloring.codes
         all_shown = self._shown_rows.size == codes.size

@@ -19,7 +19,9 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePol
 
 from uldl_studio.core.review.selection import BoxSelection
 from uldl_studio.qt import map_density, palette
-from uldl_studio.qt.map_colors import CATEGORICAL_MODES, HIGHLIGHT_SCORE, SCALES, PaletteCache, color_modes
+from uldl_studio.qt.map_colors import (
+    CATEGORICAL_MODES, HIGHLIGHT_SCORE, SCALES, ColoringCache, PaletteCache, color_modes,
+)
 from uldl_studio.qt.map_controls import MapControls
 from uldl_studio.qt.map_data import MapData
 from uldl_studio.qt.map_gestures import INTERACTION_MODES, GestureTool, MapViewBox, polygon_mask
@@ -78,6 +80,7 @@ class MapView(MapData, QWidget):
         self._n_brushes = 1
         self._dimmed = False
         self._palettes = PaletteCache()
+        self._colorings = ColoringCache()
         self._density_choice: bool | None = None  # the user's, once they toggled it
         self._axis_labels: tuple[str, str] | None = None
         self._build_ui(show_controls)
@@ -265,7 +268,7 @@ class MapView(MapData, QWidget):
     def _select_shown(self, mask: np.ndarray, mode: str) -> np.ndarray:
         if self.table is None:
             return np.empty(0, dtype=np.int64)
-        rows = self._shown_rows[mask]
+        rows = np.flatnonzero(mask) if mask.size == len(self.table) else self._shown_rows[mask]
         self.session.select(rows, mode)
         return rows
 

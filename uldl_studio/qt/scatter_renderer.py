@@ -115,6 +115,9 @@ class PaletteScatterItem(pg.ScatterPlotItem):
     # class defaults: pyqtgraph's __init__ calls clear()/updateSpots() before ours runs
     _version = 0
     _pos_version = 0
+    _order_version = 0
+    _codes16: np.ndarray | None = None
+    _drawn = None
     _codes: np.ndarray | None = None
     _order: np.ndarray | None = None
     _rects_stale = False
@@ -124,6 +127,8 @@ class PaletteScatterItem(pg.ScatterPlotItem):
     _on_top: np.ndarray | None = None
     _x = _y = np.empty(0)
     _screen = None
+    _records: np.ndarray | None = None
+    _xy_stale = False
 
     def __init__(self, brushes: Sequence[QBrush] = (), *, size: float = 5, pen=None,
                  symbol: str = "o") -> None:
@@ -136,7 +141,8 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         self._sprite_key = None
         self._sprite_info = None
         self._screen = None  # (key, px, py, in_view or None when all are) for one transform
-        self._grid = None    # (key, flat top-left pixel per point) for the culling grid
+        self._drawn = None   # (key, px, py, in_view) of the ordered points, for one transform
+        self._grid = None    # (key, flat top-left pixel per ordered point) for the culling grid
         #: what the last paint drew: {"points", "in_view", "drawn"} (for tests and benches)
         self.paint_stats: dict[str, int] = {}
         self.set_palette(brushes or [QBrush(QColor(100, 100, 150))])
@@ -147,7 +153,7 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         pal = np.empty(len(brushes), dtype=object)
         pal[:] = list(brushes)
         self._palette = pal
-        if update and self._codes is not None and len(self.data):
+        if update and self._codes is not None and len(self._records):
             self._brushes_stale = True
             self.updateSpots(keep_bounds=True)
 
@@ -164,14 +170,13 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         if brushes is not None:
             self.set_palette(brushes, update=False)
         n = len(x)
-        codes = np.zeros(n, dtype=np.intp) if codes is None else np.asarray(codes, dtype=np.intp)
-        same_bounds = same_bounds and len(self.data) == n
+        codes = np.zeros(n, dtype=np.int16) if codes is None else np.asarray(codes)
+        same_bounds = same_bounds and len(self._records) == n
         data = self._record_array(n)
         self._x = np.ascontiguousarray(x, dtype=np.float64)
         self._y = np.ascontiguousarray(y, dtype=np.float64)
-        data["x"] = self._x
-        data["y"] = self._y
-        self.data = data
+        self._records = data
+        self._xy_stale = True  # the record array's x and y: written when read (``data``)
         self._pos_version += 1
         self._set_style(codes, on_top, order)
         if not same_bounds:
@@ -186,9 +191,9 @@ class PaletteScatterItem(pg.ScatterPlotItem):
                   order: np.ndarray | None = None) -> None:
         """New palette codes, on-top flags and drawing order (as in ``set_points``) for the
         same points."""
-        codes = np.asarray(codes, dtype=np.intp)
-        if len(codes) != len(self.data):
-            raise ValueError(f"{len(codes)} colour codes for {len(self.data)} points")
+        codes = np.asarray(codes)
+        if len(codes) != len(self._records):
+            raise ValueError(f"{len(codes)} colour codes for {len(self._records)} points")
         self._set_style(codes, on_top, order)
         self.updateSpots(keep_bounds=True)
 
@@ -200,8 +205,26 @@ class PaletteScatterItem(pg.ScatterPlotItem):
             order = np.asarray(order)
             if order.ndim != 1 or order.size > n:
                 raise ValueError(f"the drawing order must list points of the {n}, got shape {order.shape}")
+        if order is not self._order:
+            self._order_version += 1
         self._order = order
+        self._codes16 = codes.astype(np.int16, copy=False) if len(self._palette) < 2 ** 15 else codes
         self._brushes_stale = True  # per-point brushes only for pyqtgraph's own code paths
+
+    @property
+    def data(self) -> np.ndarray:
+        """pyqtgraph's per-point record array (x and y written on first read after a change:
+        strided writes into it cost more than the rest of a load)."""
+        if self._xy_stale:
+            self._xy_stale = False
+            self._records["x"] = self._x
+            self._records["y"] = self._y
+        return self._records
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        self._records = value
+        self._xy_stale = False
 
     @staticmethod
     def _check_on_top(on_top, n: int) -> np.ndarray | None:
@@ -222,7 +245,7 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         """
         buf = self._buffer
         if buf is None or len(buf) < n:
-            buf = np.zeros(n, dtype=self.data.dtype)
+            buf = np.zeros(n, dtype=self._records.dtype)
             for name in ("symbol", "pen", "brush", "data", "item"):
                 buf[name] = None
             buf["size"] = -1
@@ -234,6 +257,10 @@ class PaletteScatterItem(pg.ScatterPlotItem):
             self._buffer["item"][...] = None  # drop SpotItems that point at old values
             self._spot_items = False
         return data
+
+    def point_count(self) -> int:
+        """How many points the item holds (drawn or not)."""
+        return len(self._records)
 
     def on_top(self) -> np.ndarray | None:
         """The points drawn after all others (None: none)."""
@@ -250,7 +277,7 @@ class PaletteScatterItem(pg.ScatterPlotItem):
 
     def draw_sequence(self) -> np.ndarray:
         """The points in the order they are drawn (``order``, then the on-top ones last)."""
-        n = len(self.data)
+        n = len(self._records)
         seq = np.arange(n) if self._order is None else self._order
         if self._on_top is not None:
             top = self._on_top[seq]
@@ -261,6 +288,7 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         self._codes = None
         self._on_top = None
         self._order = None
+        self._xy_stale = False
         self._x = self._y = np.empty(0)
         self._version += 1
         self._pos_version += 1
@@ -268,14 +296,14 @@ class PaletteScatterItem(pg.ScatterPlotItem):
 
     # -- pyqtgraph's own code paths read per-point fields: filled on demand -----------------
     def _ensure_fields(self) -> None:
-        if not self._vectorised() or not len(self.data):
+        if not self._vectorised() or not len(self._records):
             return
         if self._brushes_stale:
-            self.data["brush"] = self._palette[self._codes]
+            self._records["brush"] = self._palette[self._codes]
             self._brushes_stale = False
         if self._rects_stale:
             rects = self._rects[self._codes]
-            src = self.data["sourceRect"]
+            src = self._records["sourceRect"]
             for i, k in enumerate(("x", "y", "w", "h")):
                 src[k] = rects[:, i]
             self._rects_stale = False
@@ -287,7 +315,7 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         return super().points()
 
     def _style(self, opts, data=None, idx=None, scale=None):
-        if data is None or data is self.data:
+        if data is None or data is self._records:
             self._ensure_fields()
         return super()._style(opts, data=data, idx=idx, scale=scale)
 
@@ -309,10 +337,10 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         styles = [(self.opts["symbol"], self.opts["size"], self.opts["pen"], brush)
                   for brush in self._palette]
         coords = self.fragmentAtlas[styles]
-        return np.array([tuple(c) for c in coords], dtype=self.data.dtype["sourceRect"])
+        return np.array([tuple(c) for c in coords], dtype=self._records.dtype["sourceRect"])
 
     def _vectorised(self) -> bool:
-        return (self._codes is not None and len(self._codes) == len(self.data) == len(self._x)
+        return (self._codes is not None and len(self._codes) == len(self._records) == len(self._x)
                 and self.opts["pxMode"] and self.opts["useCache"])
 
     def updateSpots(self, dataSet=None, keep_bounds: bool = False) -> None:  # noqa: N802
@@ -321,7 +349,7 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         ``keep_bounds``: same coordinates as before, so the cached data bounds stay valid
         (recomputing them is a nanmin/nanmax over every point per axis)."""
         self._version += 1
-        if not (self._vectorised() and (dataSet is None or dataSet is self.data)):
+        if not (self._vectorised() and (dataSet is None or dataSet is self._records)):
             super().updateSpots(dataSet)
             return
         rects = self._palette_rects()
@@ -440,11 +468,27 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         self._screen = (key, px, py, in_view)
         return px, py, in_view
 
+    def _ordered_positions(self, tr, width: int, height: int, dpr: float):
+        """``_screen_positions`` of the points of ``order``, in that order (cached until the
+        order or the view changes: a new colouring or selection then reads them in sequence)."""
+        px, py, in_view = self._screen_positions(tr, width, height, dpr)
+        key = (self._screen[0], self._order_version)
+        if self._drawn is not None and self._drawn[0] == key:
+            return self._drawn[1:]
+        order = self._order
+        if order is not None:
+            px, py = np.take(px, order), np.take(py, order)
+            if in_view is not None:
+                in_view = in_view[order]
+                in_view = None if in_view.all() else in_view
+        self._drawn = (key, px, py, in_view)
+        return px, py, in_view
+
     def _grid_positions(self, w: int, h: int, gw: int) -> np.ndarray:
-        """Flat index of each point's sprite's top-left pixel in the culling grid (points out
-        of view: 0, never used), for the transform of the last ``_screen_positions``."""
-        screen_key, px, py, in_view = self._screen
-        key = (screen_key, w, h, gw)
+        """Flat index of each ordered point's sprite's top-left pixel in the culling grid
+        (points out of view: 0, never used), for the last ``_ordered_positions``."""
+        drawn_key, px, py, in_view = self._drawn
+        key = (drawn_key, w, h, gw)
         if self._grid is not None and self._grid[0] == key:
             return self._grid[1]
         # where Qt's raster engine puts the sprite: the rect's corner, rounded; in a grid
@@ -462,35 +506,39 @@ class PaletteScatterItem(pg.ScatterPlotItem):
         return lin
 
     def _build_fragments(self, tr, width: int, height: int, dpr: float, cull: bool) -> None:
-        codes = self._codes
-        px, py, in_view = self._screen_positions(tr, width, height, dpr)
-        seq = self._order if self._order is not None else None
-        if in_view is not None:
-            seq = np.flatnonzero(in_view) if seq is None else seq[in_view[seq]]
-        elif seq is None:
-            seq = np.arange(len(codes))
+        # positions below index the ordered points (``order``, or all points as given)
+        px, py, in_view = self._ordered_positions(tr, width, height, dpr)
+        order = self._order
+        codes = self._codes16 if order is None else np.take(self._codes16, order)
+        pos = None if in_view is None else np.flatnonzero(in_view)
         if self._on_top is not None:  # the flagged points last, each group in its own order
-            top = self._on_top[seq]
-            seq = np.concatenate([seq[~top], seq[top]])
-        n_view = seq.size
-        if cull and seq.size >= self.OCCLUSION_MIN_POINTS:
-            every = in_view is None and seq.size == codes.size
-            used_codes = codes if every else np.take(codes, seq)
-            used = np.bincount(used_codes, minlength=len(self._rects)) > 0
+            top = self._on_top if order is None else self._on_top[order]
+            if in_view is None:
+                pos = np.concatenate([np.flatnonzero(~top), np.flatnonzero(top)])
+            else:
+                pos = np.concatenate([np.flatnonzero(in_view & ~top), np.flatnonzero(in_view & top)])
+        n_view = codes.size if pos is None else pos.size
+        if cull and n_view >= self.OCCLUSION_MIN_POINTS:
+            view_codes = codes if pos is None else np.take(codes, pos)
+            used = np.bincount(view_codes, minlength=len(self._rects)) > 0
             sprites = self._sprites(used)
             if sprites is not None:
                 w, h, rows, opaque = sprites
                 gw, gh = width + 2 * w, height + 2 * h
-                lin = np.take(self._grid_positions(w, h, gw), seq)
-                occludes = None if opaque[used].all() else opaque[np.take(codes, seq)]
-                seq = seq[occlusion_cull(lin, occludes, rows, w, h, gw, gh)]
-        self._frags.resize(seq.size)
+                lin = self._grid_positions(w, h, gw)
+                lin = lin if pos is None else np.take(lin, pos)
+                occludes = None if opaque[used].all() else opaque[view_codes]
+                keep = occlusion_cull(lin, occludes, rows, w, h, gw, gh)
+                pos = np.flatnonzero(keep) if pos is None else pos[keep]
+        if pos is None:
+            pos = np.arange(codes.size)
+        self._frags.resize(pos.size)
         frags = self._frags.ndarray()
-        frags[:, 0] = np.take(px, seq)
-        frags[:, 1] = np.take(py, seq)
+        frags[:, 0] = np.take(px, pos)
+        frags[:, 1] = np.take(py, pos)
         per_code = np.empty((len(self._rects), 8))  # sx, sy, sw, sh, scaleX, scaleY, rotation, opacity
         per_code[:, :4] = self._rects
         per_code[:, 4:] = (1 / dpr, 1 / dpr, 0.0, 1.0)
-        frags[:, 2:10] = per_code[np.take(codes, seq)]
-        self.paint_stats = {"points": len(self.data), "in_view": int(n_view),
-                            "drawn": int(seq.size)}
+        frags[:, 2:10] = per_code[np.take(codes, pos)]
+        self.paint_stats = {"points": len(self._records), "in_view": int(n_view),
+                            "drawn": int(pos.size)}
