@@ -481,3 +481,106 @@ def test_quantiles_by_hand():
     out = quantiles(np.array([3.0, np.nan, 1.0, 2.0, 2.0]))
     assert np.isnan(out[1])
     assert np.allclose(out[[0, 2, 3, 4]], [1.0, 0.0, 0.5, 0.5])
+
+
+@pytest.mark.parametrize("kind", ["permutation", "subset"])
+def test_drawing_order_and_subsets_draw_like_stock_scatter(qtbot, kind):
+    """``order`` (all points or some, with on-top points last) paints what pyqtgraph paints
+    for the same points in that sequence, culled or not."""
+    import pyqtgraph as pg
+
+    brushes = [pg.mkBrush(230, 159, 0), pg.mkBrush(0, 114, 178), pg.mkBrush(0, 158, 115)]
+    rng = np.random.default_rng(7)
+    n = 45_000
+    x = np.clip(rng.normal(0.5, 0.2, n), -0.1, 1.1)
+    y = np.clip(rng.normal(0.5, 0.2, n), -0.1, 1.1)
+    codes = rng.integers(0, 3, n)
+    order = rng.permutation(n)
+    if kind == "subset":
+        order = order[: n * 2 // 3]
+    on_top = rng.random(n) < 0.2
+    item = PaletteScatterItem(brushes, size=6)
+    item.set_points(x, y, codes, order=order, on_top=on_top)
+    seq = item.draw_sequence()
+    assert set(seq.tolist()) == set(order.tolist())
+    assert on_top[seq[-int(on_top[order].sum()):]].all()  # the flagged ones come last
+    ours = _render(qtbot, item).grab().toImage()
+    assert item.paint_stats["drawn"] < item.paint_stats["in_view"] <= order.size
+    stock = pg.ScatterPlotItem(size=6, pen=None, symbol="o")
+    stock.setData(x[seq], y[seq], brush=[brushes[c] for c in codes[seq]])
+    assert _render(qtbot, stock).grab().toImage() == ours
+
+
+def test_lasso_fast_path_matches_the_core_predicate_on_edges():
+    """The cell-classified lasso test gives the exact predicate's answer, for points on a
+    grid that the polygon's edges and vertices run through."""
+    from uldl_studio.core.review.selection import points_in_polygon
+    from uldl_studio.qt.map_gestures import polygon_mask
+
+    rng = np.random.default_rng(3)
+    g = np.round(rng.uniform(-1, 1, (80_000, 2)), 1)
+    for vertices in ([(-0.6, -0.6), (0.4, -0.6), (0.4, -0.1), (-0.1, -0.1), (-0.1, 0.5), (-0.6, 0.5)],
+                     np.round(rng.uniform(-1, 1, (25, 2)), 1)):
+        fast = polygon_mask(g[:, 0], g[:, 1], vertices)
+        exact = points_in_polygon(g[:, 0], g[:, 1], np.asarray(vertices, dtype=np.float64))
+        assert 0 < fast.sum() < len(g) and np.array_equal(fast, exact)
+
+
+def dense_table(n: int = 2000) -> pd.DataFrame:
+    rng = np.random.default_rng(4)
+    table = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "path": "", "split": "train",
+                          "label": rng.integers(0, len(CLASSES), n),
+                          "valence": rng.normal(0, 0.3, n), "arousal": rng.normal(0, 0.3, n),
+                          "lambda": rng.random(n)})
+    table.attrs["classes"] = CLASSES
+    return table
+
+
+def test_density_layer_counts_the_shown_points_and_follows_the_filter(qtbot):
+    bridge = SessionBridge()
+    view = MapView(bridge)
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    table = dense_table()
+    bridge.session.set_dataset(table, {})
+    assert not view.density_enabled and not view.density.image_item.isVisible()  # few points: off
+    assert view.points.draw_sequence().size == len(table)
+    qtbot.mouseClick(view.density_toggle, Qt.MouseButton.LeftButton)  # the user turns it on
+    QApplication.processEvents()
+    assert view.density_enabled and view.density.image_item.isVisible()
+    assert view.density.counts.sum() == len(table)
+    assert view.density.image_item.image is not None and view.density.image_item.image[..., 3].any()
+    # instead of the points: none drawn until some are selected, then those
+    assert view.points.draw_sequence().size == 0
+    rows = view.select_box(-0.2, -0.2, 0.2, 0.2)
+    QApplication.processEvents()
+    assert rows.size and sorted(view.shown_rows[view.points.draw_sequence()].tolist()) == rows.tolist()
+    # a filter: the density counts what is shown
+    view.session.select(None)
+    anger = CLASSES.index("anger")
+    view.session.set_filter({anger}, {})
+    assert view.density.counts.sum() == view.shown_rows.size == int((table["label"] == anger).sum())
+    view.set_density(False)
+    assert not view.density.image_item.isVisible() and not view.density_toggle.isChecked()
+    assert view.points.draw_sequence().size == view.shown_rows.size
+
+
+def test_density_is_on_by_itself_for_many_points_and_keeps_the_highlighted(qtbot, monkeypatch):
+    from uldl_studio.qt import map_density
+
+    monkeypatch.setattr(map_density, "AUTO_POINTS", 300)
+    table = issue_table()
+    view = MapView()
+    qtbot.addWidget(view)
+    view.session.set_dataset(table, {})
+    assert view.density_enabled and view.density_toggle.isChecked()
+    view.set_color_mode("label_wrong_prob")
+    high, shown, _ = view.highlight_counts()
+    drawn = view.points.draw_sequence()
+    assert drawn.size == high and (view.points.codes()[drawn] >= palette.N_BINS).all()
+    # the user's choice holds for the next table
+    view.set_density(False)
+    view.session.set_dataset(issue_table(), {})
+    assert not view.density_enabled
