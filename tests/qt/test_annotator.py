@@ -173,6 +173,15 @@ def test_the_status_bar_asks_for_the_name_without_taking_the_keyboard(qtbot, win
     assert not prompt.isVisible() and controller.name_button.text() == "Annotator: fay"
     assert A.journal_annotator(run_dir, window.bridge.session.journal.path) == "fay"
     assert window.settings.annotator_settings() == {"name": "fay", "blind": False, "asked": True}
+    # a click on the name opens the small dialog; its answer applies when it closes
+    qtbot.mouseClick(controller.name_button, Qt.MouseButton.LeftButton)
+    dialog = controller._dialog
+    assert dialog is not None and dialog.isVisible() and dialog.edit.text() == "fay"
+    dialog.edit.setText("gus")
+    with qtbot.waitSignal(controller.annotatorChanged):
+        dialog._accept()
+    assert controller.name_button.text() == "Annotator: gus" and controller._dialog is None
+    assert A.journal_annotator(run_dir, window.bridge.session.journal.path) == "gus"
 
 
 def test_the_name_dialog_refuses_a_bad_name(qtbot):
