@@ -2,10 +2,10 @@
 label or a registered score, with box/lasso selection into the session's selection.
 
 The view keeps no sample state (the session does; docs/architecture.md), only what it
-derives for drawing. Its parts: ``map_controls`` (the tool bar), ``map_colors`` (colour
-codes and drawing order), ``map_legend``, ``map_gestures`` (box, lasso, clicks),
-``map_hover``, ``map_marks``, ``map_predicted``, ``map_density`` and ``scatter_renderer``
-(all points in one item; speed: bench/gui_scale.py).
+derives for drawing. Its parts: ``map_coordinates`` and ``map_data`` (session → shown
+points, colours, redraws), ``map_controls`` (the tool bar), ``map_colors``, ``map_legend``,
+``map_gestures`` (box, lasso, clicks), ``map_hover``, ``map_marks``, ``map_predicted``,
+``map_density`` and ``scatter_renderer`` (all points in one item; speed: bench/gui_scale.py).
 """
 from __future__ import annotations
 
