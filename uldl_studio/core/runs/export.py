@@ -262,8 +262,11 @@ def _rows(frame: pd.DataFrame, classes: Sequence[str]) -> Iterator[list[str]]:
         yield [sid, path, split, str(int(labels[i])), name, str(int(originals[i])), original_name, *marks, *values]
 
 
-def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
+def write_soft_labels(table: pd.DataFrame, path: str | Path, extra: Sequence[tuple[str, Sequence]] = ()) -> None:
     """Write ``table``'s soft labels to ``path`` (CSV, or JSON for ``*.json``), atomically.
+
+    ``extra``: further columns, ``(name, one value per row)``, written after the soft-label
+    columns: in a CSV each value as text ("" for None), in JSON as it is.
 
     Raises ``DatasetError`` naming the file, the row and the reason when the table cannot be
     written as a valid soft-label file; the previous file (if any) is then left untouched.
@@ -273,7 +276,8 @@ def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
         frame, classes = _export_frame(table)
     except ValueError as exc:  # DatasetError included (a table without classes)
         raise DatasetError(f"{path}: cannot export: {exc}") from exc
-    columns = soft_label_columns(classes, votes=vote_columns(classes)[0] in frame)
+    columns = soft_label_columns(classes, votes=vote_columns(classes)[0] in frame) + [name for name, _ in extra]
+    extra_values = [list(values) for _, values in extra]
     if path.suffix.lower() == ".json":
         with atomic_open(path, "w", encoding="utf-8") as handle:
             handle.write(f'{{"format": "{_JSON_FORMAT}", "version": 1, "classes": ')
@@ -282,14 +286,15 @@ def write_soft_labels(table: pd.DataFrame, path: str | Path) -> None:
             for i, row in enumerate(_rows(frame, classes)):
                 k = 7 + len(FLAG_COLUMNS)
                 cells = [*row[:3], int(row[3]), row[4], int(row[5]), row[6], *(v == "True" for v in row[7:k]),
-                         *(None if v == "" else float(v) for v in row[k:])]
+                         *(None if v == "" else float(v) for v in row[k:]), *(values[i] for values in extra_values)]
                 handle.write(("," if i else "") + "\n" + json.dumps(cells, ensure_ascii=False, allow_nan=False))
             handle.write("\n]}\n")
         return
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         handle.write(",".join(csv_field(c) for c in columns) + "\n")
-        for row in _rows(frame, classes):
-            handle.write(",".join(csv_field(c) for c in row) + "\n")
+        for i, row in enumerate(_rows(frame, classes)):
+            cells = ["" if values[i] is None else str(values[i]) for values in extra_values]
+            handle.write(",".join(csv_field(c) for c in [*row, *cells]) + "\n")
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -50,11 +50,7 @@ Corrections for a collection unlike the run's dataset (``PredictOptions.adapt``,
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
-import os
-import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +67,7 @@ from uldl_studio.core.progress import Progress, run_to_end
 from uldl_studio.core.classes import canonical_name
 from uldl_studio.core.data.datasets.common import DatasetWarning
 from uldl_studio.core.data.faces import AUTO_FACTOR, DEFAULT_MARGIN, FACE_MODES
+from uldl_studio.core.runs.export import write_soft_labels
 from uldl_studio.core.table import DatasetError, classes_of, d_columns, p_columns
 
 __all__ = ["predict", "predict_collection", "Predictor", "PredictOptions", "Prediction", "PredictSummary",
@@ -711,60 +708,26 @@ def _extra_text(value, name: str) -> str:
     return str(value)
 
 
+def _extra_json(text: str, name: str):
+    """An extra column's cell in JSON: the int, float or text that ``_extra_text`` wrote, None
+    where empty."""
+    if text == "":
+        return None
+    return int(text) if name in _INT_EXTRAS else float(text) if name in _FLOAT_EXTRAS else text
+
+
 def write_predictions(table: pd.DataFrame, path: str | Path) -> None:
-    """A soft-label file (``core.export.write_soft_labels``) plus the :data:`EXTRA_COLUMNS` (and
-    :data:`ADAPTED_COLUMN` when the table has it).
-
-    The soft-label columns are written, validated and formatted by ``write_soft_labels``
-    (into a temporary file beside ``path``); the extra columns the table has are appended to
-    each row, and the whole file is moved into place atomically. ``read_soft_labels`` reads it
-    (extra columns kept as strings); :func:`read_predictions` converts them back.
-    """
-    from uldl_studio.core.atomic import atomic_open
-    from uldl_studio.core.runs.export import csv_field, write_soft_labels
-
-    path = Path(path)
-    extras = [c for c in (*EXTRA_COLUMNS, ADAPTED_COLUMN) if c in table]
-    if not extras:
-        write_soft_labels(table, path)
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part{path.suffix}")
-    try:
-        try:
-            write_soft_labels(table, tmp)
-        except DatasetError as exc:
-            raise DatasetError(str(exc).replace(str(tmp), str(path))) from None
-        values = [table[c].tolist() for c in extras]
-        if path.suffix.lower() == ".json":
-            doc = json.loads(tmp.read_text("utf-8"))
-            doc["columns"] = list(doc["columns"]) + extras
-            with atomic_open(path, "w", encoding="utf-8") as handle:
-                head = {k: v for k, v in doc.items() if k != "rows"}
-                handle.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "rows": [')
-                for i, row in enumerate(doc["rows"]):
-                    cells = []
-                    for name, column in zip(extras, values):
-                        text = _extra_text(column[i], name)
-                        cells.append(None if text == "" else (int(text) if name in _INT_EXTRAS else
-                                                              float(text) if name in _FLOAT_EXTRAS else text))
-                    handle.write(("," if i else "") + "\n" + json.dumps(row + cells, ensure_ascii=False,
-                                                                        allow_nan=False))
-                handle.write("\n]}\n")
-            return
-        with open(tmp, encoding="utf-8", newline="") as source, \
-                atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-            reader = csv.reader(source, strict=True)
-            header = next(reader)
-            handle.write(",".join(csv_field(c) for c in [*header, *extras]) + "\n")
-            count = 0
-            for i, row in enumerate(reader):
-                cells = [_extra_text(column[i], name) for name, column in zip(extras, values)]
-                handle.write(",".join(csv_field(c) for c in [*row, *cells]) + "\n")
-                count += 1
-            if count != len(table):
-                raise DatasetError(f"{path}: internal error: {count} rows written for {len(table)} predictions")
-    finally:
-        tmp.unlink(missing_ok=True)
+    """A soft-label file (``core.runs.export.write_soft_labels``) plus the :data:`EXTRA_COLUMNS`
+    (and :data:`ADAPTED_COLUMN` when the table has it), written in one pass, atomically.
+    ``read_soft_labels`` reads it (extra columns kept as strings); :func:`read_predictions`
+    converts them back."""
+    json_file = Path(path).suffix.lower() == ".json"
+    extra = []
+    for name in (*EXTRA_COLUMNS, ADAPTED_COLUMN):
+        if name in table:
+            texts = [_extra_text(v, name) for v in table[name].tolist()]
+            extra.append((name, [_extra_json(t, name) for t in texts] if json_file else texts))
+    write_soft_labels(table, path, extra)
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
