@@ -96,6 +96,11 @@ def test_two_annotators_votes_blind_mode_and_progress(qtbot, window, run_dir, tm
     assert window.map_view.color_mode not in ("given", "predicted")
     window.grab().save(str(tmp_path / "blind.png"))
     _image_is_not_blank(tmp_path / "blind.png")
+    # Enter would confirm a label carol cannot see: it does nothing and says why
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_Return)
+    assert project.journal.labels() == {} and project.current == split_row
+    assert "Enter confirms nothing" in window.statusBar().currentMessage()
     # ... and come back once carol has voted, with her vote among the bars
     window.activateWindow()
     with qtbot.waitSignal(window.bridge.editsChanged):

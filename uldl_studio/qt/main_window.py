@@ -379,6 +379,7 @@ class MainWindow(QMainWindow):
         from uldl_studio.qt.annotator import install
 
         self.annotator = install(self)
+        self.relabel.label_hidden = lambda row: self.annotator.blind and not self.annotator.has_voted(row)
 
     # ================================================================ opening
     def open_demo(self, n: int | None = None, seed: int = 0) -> None:

@@ -50,6 +50,9 @@ class RelabelController(QObject):
         self._set_current = session.set_current
         self._selection = lambda: session.selection
         self.ask_class: Callable[[list[str]], int | None] = self._ask_class_dialog
+        # whether row's given label is hidden from the annotator (blind mode): Enter then has
+        # nothing shown to confirm
+        self.label_hidden: Callable[[int], bool] = lambda row: False
 
         def action(text: str, shortcuts, slot, tip: str = "") -> QAction:
             act = QAction(text, window)
@@ -193,6 +196,10 @@ class RelabelController(QObject):
             self._editable()  # says why nothing happens
             return
         row = self._current()
+        if row is not None and self.label_hidden(row):
+            self.statusMessage.emit("Blind mode: the given label is hidden, so Enter confirms nothing; "
+                                    "vote with a number key")
+            return
         if row is not None and self._editable():
             sid = self.session.table["sample_id"].iat[row]
             label = int(self.session.table["label"].iat[row])
