@@ -96,6 +96,11 @@ def test_two_annotators_votes_blind_mode_and_progress(qtbot, window, run_dir, tm
     assert window.map_view.color_mode not in ("given", "predicted")
     window.grab().save(str(tmp_path / "blind.png"))
     _image_is_not_blank(tmp_path / "blind.png")
+    # ... the grid's tiles do not name it either ...
+    model = window.grid_view.model
+    shown = [model.data(model.index(k // model.columns, k % model.columns)) for k in range(len(model.rows))]
+    assert shown and all(text.endswith("?") for text in shown)
+    assert not any(name in text for text in shown for name in classes)
     # Enter would confirm a label carol cannot see: it does nothing and says why
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_Return)
@@ -112,6 +117,9 @@ def test_two_annotators_votes_blind_mode_and_progress(qtbot, window, run_dir, tm
     assert np.allclose(inspector.chart.bars["votes"].opts["height"][[1, 2]], [1 / 3, 2 / 3])
     assert "d" in inspector.chart.bars
     assert "you: 1 vote " in controller.progress_label.text() + " "
+    if split_row in model.rows:  # her voted tile names its label again
+        k = int(np.flatnonzero(model.rows == split_row)[0])
+        assert not model.data(model.index(k // model.columns, k % model.columns)).endswith("?")
     # another sample carol has not voted on stays hidden
     project.set_current(project.row_of(ids[0]))
     assert inspector.fields["label"].text() == "hidden until you vote"

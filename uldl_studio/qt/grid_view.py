@@ -67,6 +67,8 @@ class SampleGridModel(QAbstractTableModel):
         self.rows = np.empty(0, dtype=np.int64)
         self.columns = 1
         self.thumbnail_provider: Callable[[int], QPixmap | None] | None = None
+        # whether a row's given label (and its scores) are hidden from the annotator (blind mode)
+        self.label_hidden: Callable[[int], bool] = lambda row: False
         self.icon_size = 96
         self._classes: list[str] = []
         self._labels = np.empty(0, dtype=np.int64)
@@ -193,6 +195,9 @@ class SampleGridModel(QAbstractTableModel):
             return None
         row = int(self.rows[k])
         if role == Qt.ItemDataRole.DisplayRole:
+            if self.label_hidden(row):
+                marks = self._marks(row)
+                return f"{marks} ?" if marks else "?"
             label = int(self._labels[row])
             name = self._classes[label] if label < len(self._classes) else str(label)
             marks = self._marks(row)

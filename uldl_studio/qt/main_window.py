@@ -379,7 +379,10 @@ class MainWindow(QMainWindow):
         from uldl_studio.qt.annotator import install
 
         self.annotator = install(self)
-        self.relabel.label_hidden = lambda row: self.annotator.blind and not self.annotator.has_voted(row)
+        hidden = lambda row: self.annotator.blind and not self.annotator.has_voted(row)  # noqa: E731
+        self.relabel.label_hidden = self.grid_view.model.label_hidden = hidden
+        self.annotator.blind_action.toggled.connect(
+            lambda _on: self.session.table is not None and self.grid_view.model.refresh_values(self.session.table))
 
     # ================================================================ opening
     def open_demo(self, n: int | None = None, seed: int = 0) -> None:
