@@ -10,6 +10,7 @@ import torch
 
 from test_training import TINY, tiny_demo
 from uldl_studio.core.engine.config import TrainConfig
+from uldl_studio.core.engine.recipe import DatasetRecipe
 from uldl_studio.core.engine.run import Run
 from uldl_studio.core.table import DatasetError, d_columns, make_table, p_columns
 from uldl_studio.core.engine.training import fit
@@ -29,7 +30,7 @@ def demo_on_disk(tmp_path_factory):
     table = load_dataset(csv_path.parent, fmt="csv")
     config = TrainConfig(**{**TINY, "image_size": 32, "epochs": 2})
     run_dir = root / "runs" / "r1"
-    Run.create(run_dir, config, table, {"path": str(csv_path.parent), "format": "csv", "limit": None})
+    Run.create(run_dir, config, table, DatasetRecipe.of(csv_path.parent, format="csv"))
     list(fit(table, config, run_dir))  # images decoded by core.images from the PNGs
     return root, table, run_dir
 
