@@ -596,31 +596,13 @@ def _cmd_export(args) -> int:
         raise CliError(f"{args.run}: the run has no completed epoch yet; train it first")
     session = Session.open_run(args.run)
     try:
-        from uldl_studio.core.labels.annotations import vote_table
-
-        table, _, consensus = vote_table(session.table, session.run.root)
-        if consensus is None:  # nobody voted: the run's soft labels with the annotator's review
-            written = session.export(args.out)
-        else:
-            from uldl_studio.core.atomic import atomic_write_bytes
-            from uldl_studio.core.runs.export import write_soft_labels
-
-            write_soft_labels(table, args.out)
-            written = len(table)
-            side = _reliability_path(args.out)
-            atomic_write_bytes(side, (json.dumps(consensus.reliability.to_dict(), indent=2) + "\n").encode("utf-8"))
+        written = session.export(args.out)
     finally:
-        session.journal.close()
+        session.close()
     print(f"wrote {_count(written, 'row')} to {args.out}")
-    if consensus is not None:
-        print(f"wrote the annotators' reliabilities to {side}")
+    if session.last_reliability is not None:
+        print(f"wrote the annotators' reliabilities to {session.last_reliability}")
     return 0
-
-
-def _reliability_path(out: str) -> Path:
-    """FILE.csv → FILE.reliability.json, beside it."""
-    path = Path(out)
-    return path.with_name(f"{path.stem}.reliability.json")
 
 
 def _cmd_votes(args) -> int:
@@ -647,7 +629,8 @@ def _cmd_votes(args) -> int:
     print(f"agreement: Krippendorff's alpha (nominal) {alpha}")
     print("  per class: " + ", ".join(f"{c} {'n/a' if not np.isfinite(a) else f'{a:.3f}'}"
                                        for c, a in zip(rel.classes, rel.alpha_per_class)))
-    print(f"model prior weight (fitted on valid): {rel.model_weight:.3f}")
+    print(f"combined label: the model's calibrated prediction (temperature {rel.temperature:.2f}) counts as "
+          f"{rel.prior_strength:.2f} votes, fitted on the valid split's votes")
     width = max(len("source"), *(len(name) for name in rel.sources))
     print(f"{'source':{width}s}  {'votes':>7s}  {'accuracy':>8s}  weakest class")
     for s, name in enumerate(rel.sources):

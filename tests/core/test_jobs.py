@@ -215,3 +215,57 @@ def test_the_session_keeps_selection_and_current_across_a_reset(trained, recipe)
     session.set_dataset(dataset, {"kind": "dataset", "path": recipe.path})
     assert len(session.selection) == 0 and session.current == -1
     session.close()
+
+
+# ------------------------------------------------------------------ several annotators' votes
+def test_a_new_version_learns_every_annotators_votes_and_resumes_with_the_same(trained, tmp_path):
+    """Two named annotators and the default one vote on a run; the next version trains on all
+    their votes (one vote: the label; two: the combined soft label as target), records every
+    journal's sequence number, and resuming it replays those votes, not the ones cast since."""
+    import shutil
+
+    from uldl_studio.core.labels import annotations as A
+
+    root = tmp_path / "run"
+    shutil.copytree(trained[0], root)
+    run = Run.open(root)
+    samples = run.samples()
+    classes = run.classes
+    train_ids = samples.loc[samples["split"] == "train", "sample_id"].tolist()
+    both, single = train_ids[:4], train_ids[4]
+    given = samples.set_index("sample_id")["label"]
+    other = [(int(given[s]) + 1) % len(classes) for s in both]
+    with A.annotator_journal(root, "alice") as j:
+        j.relabel(both, other)
+    with A.annotator_journal(root, "bob") as j:
+        j.relabel(both[:2], other[:2])
+        j.relabel(both[2:], [int(given[s]) for s in both[2:]])
+        j.mark_unsure([single])
+    with A.annotator_journal(root, A.DEFAULT_ANNOTATOR) as j:
+        j.relabel([single], [(int(given[single]) + 2) % len(classes)])
+
+    table = run.training_table().set_index("sample_id")
+    assert table.loc[both[:2], "label"].tolist() == other[:2]            # both agree
+    assert table.loc[both[2:], "label"].tolist() == [int(given[s]) for s in both[2:]]  # a tie: the given label
+    assert table.loc[single, "label"] == (int(given[single]) + 2) % len(classes) and table.loc[single, "unsure"]
+    targets = table[[f"target_{c}" for c in classes]].to_numpy()
+    several = table.index.isin(both)
+    assert table["combined"].to_numpy().tolist() == several.tolist()
+    assert np.allclose(targets[several].sum(1), 1) and np.isnan(targets[~several]).all()
+    assert (targets[several][:2].argmax(1) == other[:2]).all()
+
+    import dataclasses
+
+    result = run_to_end(jobs.train_job(jobs.new_version(run, dataclasses.replace(CONFIG, method="ce"))))
+    version = Run.open(root, version="v2")
+    learned = version.samples().set_index("sample_id")            # ce: d is the label it learned
+    assert np.allclose(learned.loc[both, [f"d_{c}" for c in classes]].to_numpy(float), targets[several], atol=1e-6)
+    assert result.outcome == "done" and Run.open(root).version == "v2"
+    assert version.journal_seqs == A.journal_seqs(root) and set(version.journal_seqs) == \
+        {"edits.jsonl", "annotations/alice.jsonl", "annotations/bob.jsonl"}
+    with A.annotator_journal(root, "alice") as j:                         # a vote cast after v2 started
+        j.relabel([single], [int(given[single])])
+    again = version.version_training_table().set_index("sample_id")
+    assert again.loc[single, "label"] == table.loc[single, "label"]
+    assert np.allclose(again[[f"target_{c}" for c in classes]].to_numpy(), targets, equal_nan=True)
+    assert run.training_table().set_index("sample_id").loc[single, "reviewed"]

@@ -226,3 +226,36 @@ def test_showing_a_predicted_sample_clears_the_current_one():
     assert s.shown_prediction == 1
     s.set_current(2)
     assert s.shown_prediction == -1 and shown == [1, -1]
+
+
+def test_the_journal_follows_the_annotator_across_runs_and_versions(tmp_path):
+    """``set_annotator`` points the edits at that person's journal, now and in every run opened
+    later; opening another version of the same run keeps that journal open."""
+    from pathlib import Path
+
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.labels.annotations import annotator_journal_path
+
+    t = table()
+    t.attrs.update(root=str(tmp_path / "data"), format="csv")
+    run = Run.create(tmp_path / "run", TrainConfig(), t)
+    t.to_csv(tmp_path / "run" / "samples.csv", index=False)
+    session = Session()
+    session.set_annotator("alice")
+    session.set_run(run, t)
+    assert Path(session.journal.path) == annotator_journal_path(run.root, "alice")
+    seen = []
+    session.events.annotator_changed.connect(seen.append)
+    session.relabel([0], [1])
+    session.set_annotator("bob")
+    assert Path(session.journal.path) == annotator_journal_path(run.root, "bob") and seen == ["bob"]
+    assert not session.table["reviewed"].iloc[0]                      # bob has not voted
+    session.set_annotator("alice")
+    assert session.table["reviewed"].iloc[0] and session.table["label"].iloc[0] == 1
+    journal = session.journal
+    session.set_run(Run.open(run.path), t)                             # the same family
+    assert session.journal is journal
+    session.set_annotator(None)
+    assert Path(session.journal.path) == Path(run.root) / "edits.jsonl"
+    session.close()

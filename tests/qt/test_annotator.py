@@ -208,3 +208,24 @@ def test_the_name_dialog_refuses_a_bad_name(qtbot):
     dialog.edit.setText("alice")
     dialog._accept()
     assert dialog.result() == dialog.DialogCode.Accepted and dialog.name() == "alice"
+
+
+def test_the_apps_export_carries_the_combined_label_and_the_reliabilities(qtbot, window, run_dir, tmp_path):
+    """The app exports what `uldl-studio export` does: where two people voted, ``d`` is their
+    combined label, and the sources' reliabilities go beside the CSV."""
+    import json
+
+    from uldl_studio.core.runs.export import read_soft_labels
+
+    ids, classes = _two_annotators(run_dir)
+    window.annotator.set_name("carol")
+    _open(qtbot, window, run_dir)
+    out = tmp_path / "soft.csv"
+    assert window.export_csv(out) == len(window.bridge.session.table)
+    back = read_soft_labels(out).set_index("sample_id")
+    d = back.loc[ids, [f"d_{c}" for c in classes]].to_numpy()
+    assert (back.loc[ids, "n_voters"] == 2).all() and not np.allclose(d.max(1), 1.0)
+    assert (d[:3].argmax(1) == 1).all()                      # both said class 1
+    rel = json.loads((tmp_path / "soft.reliability.json").read_text())
+    assert [s["name"] for s in rel["sources"]] == ["alice", "bob", A.DATASET]
+    assert window.bridge.session.last_reliability == tmp_path / "soft.reliability.json"

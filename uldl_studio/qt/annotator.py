@@ -54,23 +54,12 @@ def journal_annotator(session) -> str | None:
 
 
 def use_annotator(session, name: str) -> bool:
-    """Point the session's edits at annotator ``name``'s journal in the open run; True when the
-    journal changed. Uses ``Session.set_annotator`` where the session has it; otherwise swaps
-    the journal and re-applies it through ``update_results`` (same rows: no reset)."""
+    """Point the session's edits at annotator ``name``'s journal (in the open run and in every
+    run opened later); True when that changed."""
     name = A.validate_annotator_name(name)
-    setter = getattr(session, "set_annotator", None)
-    if callable(setter):
-        before = journal_annotator(session)
-        setter(name)
-        return before != name
-    run = session.run
-    if run is None or journal_annotator(session) == name:
-        return False
-    session.close_journal()
-    session.journal = A.annotator_journal(run.root, name)
-    if session.base_table is not None:
-        session.update_results(session.base_table)
-    return True
+    before = session.annotator
+    session.set_annotator(name)
+    return before != name
 
 
 class AnnotatorDialog(QDialog):
@@ -254,6 +243,7 @@ class AnnotatorController(QObject):
         b.editsChanged.connect(self._on_edits)
         if self.map_view is not None and hasattr(self.map_view, "colorModeChanged"):
             self.map_view.colorModeChanged.connect(self._on_colour_mode)
+        use_annotator(self.session, self.name)  # the next run opened edits this annotator's journal
         self._show_name()
         self._apply_blind()
 
@@ -350,8 +340,7 @@ class AnnotatorController(QObject):
         self._syncing = True
         try:
             session = self.session
-            if session.run is not None and session.journal is not None:
-                use_annotator(session, self.name)
+            use_annotator(session, self.name)
             if session.run is None or session.table is None:
                 self.votes = None
             elif self.votes is None or len(self.votes.sample_ids) != len(session.table) or \

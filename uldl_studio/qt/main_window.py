@@ -908,7 +908,9 @@ class MainWindow(QMainWindow):
         if dialog.exec() and dialog.written is not None:
             path = dialog.path_edit.text()
             self.settings.set_value("export_folder", str(Path(path).parent))
-            self._show_status(f"Wrote {dialog.written} rows to {path}")
+            side = self.session.last_reliability
+            also = f"; the annotators' reliabilities to {Path(side).name}" if side is not None else ""
+            self._show_status(f"Wrote {dialog.written} rows to {path}{also}")
 
     def export_csv(self, path: str | Path, selection_only: bool = False) -> int:
         """Export without a dialog (tests, scripts)."""

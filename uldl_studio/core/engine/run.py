@@ -286,25 +286,42 @@ class Run:
         injected noise and soft labels), wherever the dataset is now (``dataset_path``)."""
         return self.recipe.at(self.dataset_path()).load()
 
-    def training_table(self) -> pd.DataFrame:
-        """The table a new version of this run trains on: the dataset with the annotator's
-        edits applied, as they are now.
+    def training_table(self, dataset: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The table a new version of this run trains on: the dataset (``dataset`` when it is at
+        hand, else read again) with every annotator's votes applied as they are now
+        (``core.labels.annotations.training_labels``): a relabel is the sample's new label,
+        several people's votes give it their combined soft label as target, and unsure rows
+        start with a high λ."""
+        from uldl_studio.core.labels.annotations import training_labels
 
-        Relabels and "unsure" marks of the run's journal (RUN/edits.jsonl in ``root``) are
-        applied (``core.edits.apply_edits``), so retraining a run learns from the edited labels
-        and unsure rows start with a high λ.
-        """
-        from uldl_studio.core.labels.edits import apply_run_edits
+        table = self.load_dataset() if dataset is None else dataset
+        return training_labels(table, self.root, results=self.samples() if self.has_results else None)
 
-        return apply_run_edits(self.load_dataset(), self.root)
+    @property
+    def journal_seqs(self) -> dict[str, int] | None:
+        """Every journal's last sequence number when this version was started (None when not
+        recorded: version 1, or a version from before several annotators)."""
+        value = (self._document.get("version") or {}).get("journals")
+        return None if value is None else {str(k): int(v) for k, v in value.items()}
 
     def version_training_table(self) -> pd.DataFrame:
-        """The table this version trains on (to resume it): the dataset with the journal
-        replayed up to ``edits_seq``, the edits it was started with (edits made since are left
-        for the next version); the whole journal when that was not recorded (version 1)."""
+        """The table this version trains on (to resume it): the dataset with the votes it was
+        started with (votes cast since are left for the next version); the whole journal when
+        that was not recorded (version 1)."""
+        from uldl_studio.core.labels.annotations import training_labels
         from uldl_studio.core.labels.edits import apply_run_edits
 
-        return apply_run_edits(self.load_dataset(), self.root, upto_seq=self.edits_seq)
+        seqs = self.journal_seqs
+        if seqs is None:
+            return apply_run_edits(self.load_dataset(), self.root, upto_seq=self.edits_seq)
+        parent = None
+        if self.parent is not None:
+            try:
+                parent = Run.open(self.root, version=self.parent)
+            except DatasetError:
+                parent = None
+        results = parent.samples() if parent is not None and parent.has_results else None
+        return training_labels(self.load_dataset(), self.root, results=results, upto=seqs)
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -463,7 +463,8 @@ def _label_targets(table: pd.DataFrame, classes: list[str], train_rows: np.ndarr
                    train_labels: torch.Tensor) -> torch.Tensor:
     """(n_train, m) the label l_i each train row learns from: the one-hot given label, or the
     row's soft label when the table has ``target_<class>`` columns (``--soft-labels``); a row
-    the annotator relabelled learns its new label."""
+    the annotator relabelled learns its new label, unless its target is the people's combined
+    label (``combined``, ``core.labels.annotations.training_labels``)."""
     onehot = F.one_hot(train_labels, len(classes)).float()
     targets = target_matrix(table, classes)
     if targets is None:
@@ -471,7 +472,9 @@ def _label_targets(table: pd.DataFrame, classes: list[str], train_rows: np.ndarr
     soft = torch.as_tensor(targets[train_rows], dtype=torch.float32, device=onehot.device)
     edited = table["edited"].fillna(False).to_numpy(bool)[train_rows] if "edited" in table \
         else np.zeros(len(train_rows), bool)
-    keep = torch.as_tensor(~edited & np.isfinite(targets[train_rows]).all(1), device=onehot.device)
+    combined = table["combined"].fillna(False).to_numpy(bool)[train_rows] if "combined" in table \
+        else np.zeros(len(train_rows), bool)
+    keep = torch.as_tensor((~edited | combined) & np.isfinite(targets[train_rows]).all(1), device=onehot.device)
     return torch.where(keep[:, None], soft, onehot)
 
 

@@ -22,8 +22,11 @@ at ``RUN/edits.jsonl``.
   ``Run.version_training_table``) gives exactly the labels the version was trained on.
   ``edits``: how many samples had a label from the annotator then (changed or confirmed),
   ``unsure``: how many were marked unsure. ``null`` for version 1 (not recorded).
-- A version's config.json repeats its name, parent, edits_seq, edits and unsure under
-  ``"version"``.
+- ``journals``: every annotator's journal file (relative to RUN) → its ``last_seq`` when the
+  version was started; resuming the version replays these votes
+  (``core.labels.annotations.training_labels``).
+- A version's config.json repeats its name, parent, edits_seq, edits, unsure and journals
+  under ``"version"``.
 
 The life of a version (the GUI and ``uldl-studio retrain`` do the same)::
 
@@ -283,6 +286,7 @@ def start_version(root: str | Path, config, table: pd.DataFrame, journal=None, p
     run's journal read from disk). The version is registered in RUN/versions.json but not
     current: ``complete_version`` makes it current once all its epochs are trained.
     """
+    from uldl_studio.core.labels.annotations import journal_seqs
     from uldl_studio.core.labels.edits import run_journal
     from uldl_studio.core.engine.run import Run, _write_config
 
@@ -307,12 +311,15 @@ def start_version(root: str | Path, config, table: pd.DataFrame, journal=None, p
             recipe = recipe.at(parent_run.dataset_path())  # where the dataset is now, relative paths kept right
         except DatasetError:
             pass
-    record = {"name": name, "parent": parent_run.version, "edits_seq": seq, "edits": edits, "unsure": unsure}
+    journals = journal_seqs(root)
+    record = {"name": name, "parent": parent_run.version, "edits_seq": seq, "edits": edits, "unsure": unsure,
+              "journals": journals}
     try:
         _write_config(folder, config.to_dict(), recipe, classes_of(table), extra={"version": record})
         created = _read_config(folder).get("created") or _now()
         document["versions"].append({"name": name, "dir": f"{VERSIONS_DIR}/{name}", "parent": parent_run.version,
-                                     "created": created, "edits_seq": seq, "edits": edits, "unsure": unsure})
+                                     "created": created, "edits_seq": seq, "edits": edits, "unsure": unsure,
+                                     "journals": journals})
         _write_registry(root, document)
     except BaseException:
         _remove_known(folder)

@@ -119,6 +119,16 @@ S = α + Σ w_s the posterior's strength, so the expected total-variation change
 It is high for samples with few votes (small S), with split votes and where the model and the
 votes disagree (both spread ``m``), and falls towards 0 as unanimous votes accumulate.
 
+Training on the votes
+---------------------
+A new version of a run trains on ``training_labels(dataset, run_root, results=...)``: a sample
+one person voted on takes their vote as its label (the single annotator's rule); a sample that
+several people voted on in the journals takes the majority of their votes (a tie: the given
+label when it is among the tied classes, else the first tied annotator's vote by name) and, with
+the parent version's results, the combined soft label as its training target
+(``target_<class>``, flagged ``combined``); a sample any annotator marked unsure starts with a
+high λ. The version records ``journal_seqs`` so that resuming it replays the same votes.
+
 API
 ---
 ``annotator_journal(run_root, name)``, ``annotator_names(run_root)``,
@@ -156,7 +166,7 @@ __all__ = [
     "Combination", "combine_votes", "sample_votes", "annotator_progress", "has_voted", "SampleVotes",
     "with_annotator", "review_table",
     "Reliability", "Consensus", "analyse_votes", "with_votes", "vote_table", "vote_columns",
-    "crowd_columns", "combined_columns",
+    "crowd_columns", "combined_columns", "journal_seqs", "training_labels",
 ]
 
 #: the annotator whose journal is RUN/edits.jsonl (every run's journal before annotators had names)
@@ -283,9 +293,10 @@ def annotator_names(run_root: str | Path) -> list[str]:
     return list(journal_files(run_root))
 
 
-def _journal_votes(path: Path) -> tuple[dict[str, int], set[str], dict[str, float]]:
-    """(sample → vote, unsure samples, sample → time its vote last changed) of one journal."""
-    journal = EditJournal(path)
+def _journal_votes(path: Path, upto_seq: int | None = None) -> tuple[dict[str, int], set[str], dict[str, float]]:
+    """(sample → vote, unsure samples, sample → time its vote last changed) of one journal
+    (``upto_seq``: as it was after that operation)."""
+    journal = EditJournal(path, upto_seq=upto_seq)
     try:
         labels, unsure, history = journal.labels(), journal.unsure(), journal.history
     finally:
@@ -395,10 +406,27 @@ def crowd_votes(table: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def read_votes(run_root: str | Path | None, table: pd.DataFrame) -> Votes:
+def journal_seqs(run_root: str | Path) -> dict[str, int]:
+    """Every journal file of the run folder ``run_root`` (its path relative to the folder) → the
+    sequence number of its last operation: the votes as they are now, recorded by a version so
+    that resuming it replays the same votes (``read_votes(..., upto=...)``)."""
+    root = Path(run_root)
+    out: dict[str, int] = {}
+    for paths in journal_files(root).values():
+        for path in paths:
+            journal = EditJournal(path)
+            try:
+                out[path.relative_to(root).as_posix()] = int(journal.last_seq)
+            finally:
+                journal.close()
+    return out
+
+
+def read_votes(run_root: str | Path | None, table: pd.DataFrame, *, upto: dict[str, int] | None = None) -> Votes:
     """Every vote on ``table``'s samples: the journals in the run folder ``run_root`` (None: the
     dataset's own votes only), the crowd votes the dataset carries, and the given label (module
-    docstring). Votes that do not fit the table are reported in one :class:`VotesWarning`."""
+    docstring). Votes that do not fit the table are reported in one :class:`VotesWarning`.
+    ``upto`` (``journal_seqs``): each journal as it was then; journals it does not name are left out."""
     classes = classes_of(table)
     m = len(classes)
     ids = table["sample_id"].astype(str).to_numpy()
@@ -417,7 +445,13 @@ def read_votes(run_root: str | Path | None, table: pd.DataFrame) -> Votes:
         best: dict[str, tuple[float, int | None]] = {}
         marks: set[str] = set()
         for path in files[name]:
-            votes, marked, touched = _journal_votes(path)
+            if upto is not None:
+                key = path.relative_to(Path(run_root)).as_posix()
+                if key not in upto:
+                    continue
+                votes, marked, touched = _journal_votes(path, upto[key])
+            else:
+                votes, marked, touched = _journal_votes(path)
             marks |= marked
             for sid, when in touched.items():
                 if sid not in best or when >= best[sid][0]:
@@ -1056,6 +1090,64 @@ def vote_table(table: pd.DataFrame, run_root: str | Path | None) -> tuple[pd.Dat
         return with_votes(table, votes), votes, None
     consensus = analyse_votes(table, votes)
     return with_votes(table, votes, consensus), votes, consensus
+
+
+def _majority_votes(labels: np.ndarray, given: np.ndarray, m: int) -> np.ndarray:
+    """(n,) the majority of each row's votes (-1: none); a tie goes to ``given`` when it is
+    among the tied classes, else to the first tied annotator's vote."""
+    n = len(labels)
+    counts = np.zeros((n, m))
+    voted = labels >= 0
+    rows, cols = np.nonzero(voted)
+    np.add.at(counts, (rows, labels[rows, cols]), 1.0)
+    top = counts.max(axis=1, keepdims=True)
+    tied = (counts == top) & (top > 0)
+    out = np.full(n, -1, dtype=np.int64)
+    for a in range(labels.shape[1] - 1, -1, -1):  # the first annotator's tied vote wins
+        v = labels[:, a]
+        ok = (v >= 0) & tied[np.arange(n), np.clip(v, 0, m - 1)]
+        out[ok] = v[ok]
+    given_tied = (given >= 0) & (given < m) & tied[np.arange(n), np.clip(given, 0, m - 1)]
+    out[given_tied & voted.any(axis=1)] = given[given_tied & voted.any(axis=1)]
+    return out
+
+
+def training_labels(table: pd.DataFrame, run_root: str | Path, *, results: pd.DataFrame | None = None,
+                    upto: dict[str, int] | None = None) -> pd.DataFrame:
+    """``table`` (the dataset as read) with every annotator's votes in the run folder applied:
+    what a new version trains on (module docstring, "Training on the votes"). ``results``: the
+    parent version's samples (``p_<class>`` columns) for the combined target of samples that
+    several people voted on; ``upto``: the journals as a version recorded them. The columns
+    ``label_given``, ``edited``, ``unsure`` and ``reviewed`` are those of ``core.edits.apply_edits``."""
+    out = table.copy()
+    out.attrs = dict(table.attrs)
+    given = (out["label_given"] if "label_given" in out else out["label"]).to_numpy(np.int64, copy=True)
+    base = out.drop(columns=[c for c in ("label_given",) if c in out])
+    base["label"] = given
+    votes = read_votes(run_root, base, upto=upto)
+    m = votes.n_classes
+    people = (votes.labels >= 0).sum(axis=1)
+    label = _majority_votes(votes.labels, given, m)
+    label = np.where(label >= 0, label, given)
+    out["label_given"] = given
+    out["label"] = label
+    out["edited"] = label != given
+    out["unsure"] = votes.unsure.any(axis=1)
+    out["reviewed"] = people > 0
+    several = people >= MIN_VOTES_COMBINED
+    if results is not None and several.any():
+        joined = results.set_index(results["sample_id"].astype(str)).reindex(votes.sample_ids)
+        if all(f"p_{c}" in joined for c in votes.classes) and joined["split"].notna().all():
+            joined = joined.reset_index(drop=True)
+            joined["label"] = given
+            consensus = analyse_votes(joined, votes)
+            for j, c in enumerate(votes.classes):
+                column = f"target_{c}"  # a soft-label run keeps its targets on the other rows
+                values = out[column].to_numpy(np.float64, copy=True) if column in out else np.full(len(out), np.nan)
+                values[several] = consensus.soft[several, j]
+                out[column] = values
+            out["combined"] = several
+    return out
 
 
 # ------------------------------------------------------------------------------ for the app

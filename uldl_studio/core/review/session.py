@@ -17,6 +17,7 @@ Events (``session.events.<name>.connect(callback)``):
 - ``results_changed()``: same rows, new training results (λ, d, p, scores): recolour;
 - ``edits_changed(rows)``: int64 rows whose label / unsure / edited changed;
 - ``run_changed()``: a run was opened or created;
+- ``annotator_changed(name)``: edits now go to another annotator's journal (None: the run's own);
 - ``filter_changed()``: the class or score-range filter changed;
 - ``selection_changed()`` and ``current_changed(row)`` (-1 = none);
 - ``predictions_changed()``: soft labels predicted for another collection were set or cleared;
@@ -51,6 +52,7 @@ class SessionEvents(SignalGroup):
     predictions_changed = Signal()
     prediction_shown = Signal(int)
     queue_changed = Signal()
+    annotator_changed = Signal(object)
 
 
 #: the rows a review queue walks: one split, or every row
@@ -109,6 +111,9 @@ class Session:
         self.table: pd.DataFrame | None = None        # with the journal applied
         self.run = None                               # core.run.Run | None
         self.journal = None                           # core.edits.EditJournal | None
+        # whose journal edits go to: a name (RUN/annotations/<name>.jsonl) or None (RUN/edits.jsonl)
+        self.annotator: str | None = None
+        self._journal_root: Path | None = None        # the run folder the open journal belongs to
         self.source: dict = {}                        # kind ("dataset" | "run" | "demo"), path, format
         self._row_of_id: dict[str, int] = {}
         self._scores: dict[str, np.ndarray] = {}
@@ -123,6 +128,7 @@ class Session:
         self._queue_key = "ambiguity"     # the one in use (the choice, once it has values)
         self._queue_split = "train"
         self._orders: dict[str, np.ndarray] = {}
+        self.last_reliability: Path | None = None     # the reliabilities the last export wrote
 
     @classmethod
     def open_run(cls, path: str | Path) -> "Session":
@@ -321,16 +327,13 @@ class Session:
         """Show a run's results (``samples`` = ``run.samples()`` when already loaded). Another
         version of the open run keeps the selection and the current sample (by sample id)."""
         same_run = self.run is not None and Path(self.run.path) == Path(run.path)
-        same_family = self.journal is not None and Path(self.journal.path).parent == Path(run.root)
+        same_family = self.journal is not None and self._journal_root == Path(run.root)
         same_dataset = same_family or (self.run is None and self.dataset is not None)
         if not same_dataset:
             self.dataset = None
         self.run = run
-        if not same_family:  # the versions of one run share its journal: keep it open
-            from uldl_studio.core.labels.edits import run_journal
-
-            self.close_journal()
-            self.journal = run_journal(run.root)
+        if not same_family:  # the versions of one run share its journals: keep this one open
+            self._open_journal()
         if source is not None:
             self.source = dict(source)
         self.update_results(run.samples() if samples is None else samples, keep=same_dataset)
@@ -388,11 +391,39 @@ class Session:
         out.attrs = dict(table.attrs)
         return out
 
+    def set_annotator(self, name: str | None) -> None:
+        """Edits go to annotator ``name``'s journal in the open run and in every run opened later
+        (``core.labels.annotations.annotator_journal``; None: the run's own journal). The table
+        then shows that journal's labels; the rows, selection and current sample stay."""
+        from uldl_studio.core.labels.annotations import validate_annotator_name
+
+        if name is not None:
+            name = validate_annotator_name(name)
+        if name == self.annotator:
+            return
+        self.annotator = name
+        if self.run is not None:
+            self._open_journal()
+            if self.base_table is not None:
+                self.update_results(self.base_table)
+        self.events.annotator_changed.emit(name)
+
+    def _open_journal(self) -> None:
+        """Open the annotator's journal in the open run (closing the one before)."""
+        from uldl_studio.core.labels.annotations import annotator_journal
+        from uldl_studio.core.labels.edits import run_journal
+
+        self.close_journal()
+        root = Path(self.run.root)
+        self.journal = run_journal(root) if self.annotator is None else annotator_journal(root, self.annotator)
+        self._journal_root = root
+
     def close_journal(self) -> None:
         """Release the journal (its file and writer lock); edits need a run again."""
         if self.journal is not None:
             self.journal.close()
         self.journal = None
+        self._journal_root = None
 
     def close(self) -> None:
         """The session ends (the window closes): the journal is released."""
@@ -607,14 +638,13 @@ class Session:
 
     # -- export ---------------------------------------------------------------------------
     def export(self, path: str | Path, rows=None) -> int:
-        """Write the soft-label file of ``rows`` (default all) with edits applied; rows written."""
-        from uldl_studio.core.runs.export import write_soft_labels
+        """Write the soft-label file of ``rows`` (default all) with edits applied, and with the
+        people's combined label where several voted (``core.runs.export.export_reviewed``; the
+        reliabilities go to ``last_reliability``'s file); rows written."""
+        from uldl_studio.core.runs.export import export_reviewed
 
         if not self.has_results:
             raise ValueError("nothing to export yet: train a model first (soft labels come from a run)")
-        table = self.table
-        if rows is not None and len(rows):
-            table = table.iloc[np.sort(np.asarray(rows, dtype=np.int64))].reset_index(drop=True)
-            table.attrs = dict(self.table.attrs)
-        write_soft_labels(table, path)
-        return len(table)
+        run_root = None if self.run is None else self.run.root
+        written, self.last_reliability = export_reviewed(self.table, run_root, path, rows)
+        return written

@@ -297,6 +297,40 @@ def write_soft_labels(table: pd.DataFrame, path: str | Path, extra: Sequence[tup
             handle.write(",".join(csv_field(c) for c in [*row, *cells]) + "\n")
 
 
+def reliability_path(path: str | Path) -> Path:
+    """FILE.csv → FILE.reliability.json, beside it: the annotators' reliabilities of an export."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.reliability.json")
+
+
+def export_reviewed(table: pd.DataFrame, run_root: str | Path | None, path: str | Path,
+                    rows=None) -> tuple[int, Path | None]:
+    """Write the soft labels of a run's reviewed table (``rows``, default all) to ``path``.
+
+    When people voted (the journals in ``run_root``, the votes the dataset carries), the file
+    gets the vote columns and, for every sample with at least two votes, the combined soft label
+    as ``d`` (``core.labels.annotations``); the sources' reliabilities then go to
+    ``reliability_path(path)``. The votes are combined over the whole table, whatever ``rows``
+    says. Returns (rows written, the reliability file or None)."""
+    from uldl_studio.core.labels.annotations import vote_table
+
+    consensus = None
+    if run_root is not None:
+        table, _, consensus = vote_table(table, run_root)
+    if rows is not None and len(rows):
+        subset = table.iloc[np.sort(np.asarray(rows, dtype=np.int64))].reset_index(drop=True)
+        subset.attrs = dict(table.attrs)
+        table = subset
+    write_soft_labels(table, path)
+    if consensus is None:
+        return len(table), None
+    side = reliability_path(path)
+    text = json.dumps(consensus.reliability.to_dict(), indent=2) + "\n"
+    with atomic_open(side, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return len(table), side
+
+
 # -- reading ------------------------------------------------------------------------------
 class _Bad(Exception):
     def __init__(self, row: int, reason: str) -> None:

@@ -28,7 +28,6 @@ from uldl_studio.core.engine.recipe import DatasetRecipe
 from uldl_studio.core.engine.run import Run
 from uldl_studio.core.engine.training import fit
 from uldl_studio.core.engine.versions import complete_version, discard_unstarted, has_completed_epoch, start_version
-from uldl_studio.core.labels.edits import apply_edits
 from uldl_studio.core.progress import Progress
 from uldl_studio.core.runs.predict import Prediction, PredictOptions, Predictor, predict_steps, write_predictions
 from uldl_studio.core.table import DatasetError
@@ -82,14 +81,12 @@ def new_run(recipe: DatasetRecipe | None, config, out: str | Path, *, table: pd.
 
 def new_version(run: Run, config, *, dataset: pd.DataFrame | None = None, journal=None,
                 folds: int = 0) -> TrainPlan:
-    """The next version of ``run``'s family, trained from ``run`` on its dataset with the
-    annotator's journal applied as it is now. ``dataset``: the dataset as read (unedited) when
-    it is at hand, else it is read again; ``journal``: the open journal (else read from disk).
+    """The next version of ``run``'s family, trained from ``run`` on its dataset with every
+    annotator's votes applied as they are now (``Run.training_table``). ``dataset``: the dataset
+    as read (unedited) when it is at hand, else it is read again; ``journal``: the open journal
+    (its counts go to the version's record; else the run's own journal is read).
     The version folder is made when the job starts."""
-    if dataset is not None:
-        source = (lambda: apply_edits(dataset, journal)) if journal is not None else (lambda: dataset)
-    else:
-        source = run.training_table
+    source = (lambda: run.training_table(dataset)) if dataset is not None else run.training_table
     root = Path(run.root)
     return TrainPlan(VERSION, config, root, f"a new version of {root.name} (from {run.version})", source,
                      parent=run, journal=journal, folds=folds)
