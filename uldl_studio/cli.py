@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any TrainConfig field, e.g. --set width=32")
 
-    retrain = sub.add_parser("retrain", help="train a new version of a run, with the annotator's edits "
+    retrain = sub.add_parser("retrain", help="train a new version of a run, with every annotator's votes "
                                              "(the run's other versions are kept)")
     retrain.add_argument("run", help="run directory (its current version is the parent)")
     retrain.add_argument("--epochs", type=int, default=None, help="epochs of the new version (default: the parent's)")

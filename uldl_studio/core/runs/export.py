@@ -316,7 +316,15 @@ def export_reviewed(table: pd.DataFrame, run_root: str | Path | None, path: str 
 
     consensus = None
     if run_root is not None:
-        table, _, consensus = vote_table(table, run_root)
+        voted, _, consensus = vote_table(table, run_root)
+        if consensus is not None:
+            table = voted
+    if consensus is None:  # nobody voted: no vote columns, in the app's export as in the CLI's
+        drop = [c for c in (*vote_columns(classes_of(table)), "next_vote_gain") if c in table]
+        if drop:
+            attrs = dict(table.attrs)
+            table = table.drop(columns=drop)
+            table.attrs = attrs
     if rows is not None and len(rows):
         subset = table.iloc[np.sort(np.asarray(rows, dtype=np.int64))].reset_index(drop=True)
         subset.attrs = dict(table.attrs)
