@@ -72,7 +72,9 @@ def test_stop_in_the_first_epoch_keeps_no_folder(qtbot, window, tmp_path):
     win = window
     open_demo(qtbot, win)
     run_dir = tmp_path / "run"
-    win.training_panel.extra_config["batch_size"] = 8
+    # batches of two: epoch 1 lasts over a hundred batches, so the click lands in it even when
+    # the cores are busy and the window's thread gets the progress late
+    win.training_panel.extra_config["batch_size"] = 2
     start_and_wait_for(qtbot, win, run_dir, 2,
                        lambda p: p.phase in ("warmup", "train") and p.epoch == 1 and p.batch >= 2)
     last = stop_with_the_button(qtbot, win)
