@@ -188,7 +188,7 @@ def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, 
     target = (int(win.session.table["label"].iat[row]) + 1) % len(win.session.classes)
     win.relabel.relabel_current(target)
     sid = win.session.table["sample_id"].iat[row]
-    assert "retrains it with your edits" in win.training_panel.run_label.text()
+    assert "retrains it with everybody's votes" in win.training_panel.run_label.text()
     assert win.training_panel.start_button.text() == "Train new version"
     first_model = (run_dir / "checkpoint.pt").read_bytes()
     with qtbot.waitSignal(win.trainingFinished, timeout=100_000) as blocker:

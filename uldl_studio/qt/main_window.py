@@ -482,7 +482,8 @@ class MainWindow(QMainWindow):
                     self.set_current_row(row)
                 self._show_status(f"Run {run.path.name}: {len(samples)} samples; the most ambiguous is selected.")
             self.settings.add_recent(str(run.path), "run")
-            self.setWindowTitle(f"ULDL Studio — run {Path(run.path).name}")
+            if samples is None:
+                self.setWindowTitle(f"ULDL Studio — run {Path(run.path).name}")
         self.sessionLoaded.emit()
 
     @Slot(str)
@@ -598,9 +599,10 @@ class MainWindow(QMainWindow):
             self.training_panel.set_run_text(f"Run: a new run folder is created in {self.runs_folder()} "
                                              "when training starts (Run → Runs folder… changes it).")
         else:
+            self.setWindowTitle(f"ULDL Studio — run {Path(run.root).name} ({run.version})")
             self.training_panel.set_run_text(
-                f"Run: {run.root} · version {run.version}\n“Train new version” retrains it with your edits "
-                "(unsure → high λ) into a new version; this one is kept. “Continue” resumes it.")
+                f"Run: {run.root} · version {run.version}\n“Train new version” retrains it with everybody's "
+                "votes (unsure → high λ) into a new version; this one is kept. “Continue” resumes it.")
             self.training_panel.set_values(run.config.to_dict())
         self._update_enabled()
 
@@ -640,8 +642,6 @@ class MainWindow(QMainWindow):
         unsure = int(self.session.flag("unsure").sum())
         if unsure:
             parts.append(f"{unsure:,} unsure")
-        if self.session.run is not None:
-            parts.append(f"run {Path(self.session.run.path).name}")
         self.counts_label.setText(" · ".join(parts) + "  ")
 
     @Slot(str)
