@@ -92,7 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     train.add_argument("--neighbors", default="bank", choices=("bank", "exact"))
-    train.add_argument("--va", default="auto", choices=("auto", "columns", "circumplex"))
+    train.add_argument("--va", default="auto", choices=("auto", "columns", "circumplex", "head"),
+                       help="where the samples sit in valence-arousal space: the dataset's columns, the circumplex "
+                            "projection of the warm-up's p, or another run's V-A head (--va-from); auto: columns "
+                            "when every row has them, else circumplex")
+    train.add_argument("--va-from", metavar="RUN", default=None,
+                       help="place the samples with RUN's V-A head (RUN was trained on a dataset with valence and "
+                            "arousal); implies --va head")
     train.add_argument("--resume", action="store_true", help="continue from the last completed epoch")
     train.add_argument("--label-noise", type=float, default=0.0, metavar="RATE",
                        help="flip this fraction of training labels (benchmarks)")
@@ -427,7 +433,7 @@ def _train(args, comm) -> int:
             raise CliError(f"{run_dir}: already holds a run; train a new version of it with "
                            f"`uldl-studio retrain {run_dir}`, continue it with --resume, or choose another --out")
         fields = dict(method=args.method, device=args.device, seed=args.seed,
-                      neighbors=args.neighbors, va=args.va)
+                      neighbors=args.neighbors, va=args.va, **_va_from(args))
         if args.epochs is not None:
             fields["epochs"] = args.epochs
         fields.update(_parse_overrides(args.set))
@@ -448,6 +454,21 @@ def _train(args, comm) -> int:
     if comm.is_main and result.message:
         print(result.message)
     return 0
+
+
+def _va_from(args) -> dict:
+    """``--va-from RUN`` (with ``--va`` auto or head) → the config's va=head, va_from=RUN's path."""
+    if args.va_from is None:
+        if args.va == "head":
+            raise CliError("--va head: name the run whose V-A head places the samples with --va-from RUN")
+        return {}
+    if args.va not in ("auto", "head"):
+        raise CliError(f"--va-from places the samples with another run's V-A head; it cannot be combined with "
+                       f"--va {args.va}")
+    source = Path(args.va_from)
+    if not (source / "config.json").is_file():
+        raise CliError(f"--va-from {args.va_from}: not a run directory (no config.json)")
+    return {"va": "head", "va_from": str(source.resolve())}
 
 
 def _consume_silently(job, config):

@@ -27,10 +27,23 @@ class MapCoordinates:
         self._missing_coordinates = 0
         self._tree = None
         self._available: dict[str, bool] = {}  # per mode, until the table or its values change
+        self._va_placement: str | None = None   # where the V-A points come from (core.engine.va.placement_of)
 
     @property
     def coordinate_mode(self) -> str:
         return self._coord_mode
+
+    @property
+    def va_placement(self) -> str | None:
+        """Where the valence-arousal map's points come from, in words (None: unknown)."""
+        return self._va_placement
+
+    def axis_labels(self) -> tuple[str, str]:
+        """The current map's axis labels; the valence axis names the placement."""
+        labels = AXIS_LABELS[self._coord_mode]
+        if self._coord_mode == "va" and self._va_placement:
+            labels = (f"{labels[0]} ({self._va_placement})", labels[1])
+        return labels
 
     @property
     def shown_rows(self) -> np.ndarray:

@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 from PySide6.QtCore import Slot
 
+from uldl_studio.core.engine.va import placement_of
 from uldl_studio.core.labels import scores
 from uldl_studio.core.runs.evaluate import class_accuracy
 from uldl_studio.qt import map_density
 from uldl_studio.qt.map_colors import draw_order
-from uldl_studio.qt.map_coordinates import AXIS_LABELS, MapCoordinates
+from uldl_studio.qt.map_coordinates import MapCoordinates
 from uldl_studio.qt.map_marks import shown_subset
 
 class MapData(MapCoordinates):
@@ -51,6 +52,7 @@ class MapData(MapCoordinates):
         table = self.table
         self._available.clear()
         self._classes = list(table.attrs.get("classes", [])) if table is not None else []
+        self._va_placement = placement_of(self.session.run, table)
         self._provided_xy.clear()
         if table is not None and self._coord_mode != "va" and not self._has_coordinates(self._coord_mode):
             self._coord_mode = "va"
@@ -71,6 +73,7 @@ class MapData(MapCoordinates):
         if table is None:
             return
         self._classes = list(table.attrs.get("classes", self._classes))
+        self._va_placement = placement_of(self.session.run, table)
         if not self._mode_available(self._color_mode):
             self._color_mode = self.default_color_mode()
         self.controls.fill_color_combo(self._color_mode)
@@ -112,7 +115,7 @@ class MapData(MapCoordinates):
         if new_table and self._density_choice is None:
             self._apply_density(self._shown_rows.size > map_density.AUTO_POINTS)
         self.density.set_points(self._shown_xy)
-        labels = AXIS_LABELS[self._coord_mode]
+        labels = self.axis_labels()
         if labels != self._axis_labels:  # a new label lays the plot out again
             self.plot_item.setLabel("bottom", labels[0])
             self.plot_item.setLabel("left", labels[1])

@@ -12,7 +12,9 @@ with the behaviour it was trained with:
   run was written are missing from its config and meant the behaviour from before they existed
   (``FORMAT_1_MISSING``): fixed neighbours, λ's per-batch evidence in the loss-derivative form
   without neighbour disagreement.
-* format 2: every option is written. An option missing from a format-2 config takes its default.
+* format 2: every option is written. An option missing from a format-2 config takes its default,
+  except ``va_head_weight``: a config written before the V-A head existed trained none, and
+  loads with 0 (``FORMAT_2_MISSING``).
 
 Options that were removed (``REMOVED``) are dropped on load; a value other than the one the
 code now behaves as is reported in one warning.
@@ -31,7 +33,7 @@ from uldl_studio.core.table import DatasetError
 
 METHODS = ("ldlva", "ce")
 NEIGHBOR_MODES = ("bank", "exact")
-VA_MODES = ("auto", "columns", "circumplex")
+VA_MODES = ("auto", "columns", "circumplex", "head")
 SIMILARITIES = ("l2", "l1")
 NEIGHBOR_SPACES = ("va", "features")
 LAMBDA_BASELINES = ("class", "global", "none")
@@ -44,6 +46,8 @@ FORMAT_VERSION = 2
 # Format 1: the options a config could lack, and the behaviour it then had.
 FORMAT_1_MISSING = {"neighbor_refresh": False, "lambda_evidence": "batch", "lambda_knn_weight": 0.0,
                     "lambda_evidence_form": "ce"}
+# Format 2: options whose default is not what a config written before them did.
+FORMAT_2_MISSING = {"va_head_weight": 0.0}
 # Removed options: {name: (the value the code behaves as now, why it went)}.
 REMOVED = {
     "bank_momentum": (0.0, "the memory bank holds each sample's latest prediction; an averaged bank "
@@ -99,7 +103,8 @@ class TrainConfig:
     class_balance_tau: float = 1.0
     # LDLVA
     neighbors: str = "bank"               # bank | exact
-    va: str = "auto"                      # auto | columns | circumplex
+    va: str = "auto"                      # auto | columns | circumplex | head (another run's V-A head: va_from)
+    va_from: str | None = None            # va=head: the run whose V-A head places the samples
     va_temperature: float = 1.0           # circumplex: sharpen warm-up probabilities (T < 1)
     va_centroids: dict | None = None      # override core.classes.VA_CENTROIDS entries
     k: int = 8                            # neighbours: LDLVA's, and knn_disagreement's
@@ -112,6 +117,9 @@ class TrainConfig:
     centre_alpha: float = 0.5             # center-loss update rate
     centre_separation_lr: float = 0.01    # gradient step of the centre separation term
     warmup_epochs: int = 1                # CE epochs before LDLVA (capped at epochs - 1)
+    # V-A regression head (2 outputs, tanh, on the backbone features), trained when the training
+    # rows have finite valence and arousal: weight of its MSE in the loss; 0: no head
+    va_head_weight: float = 0.1
     # λ (docs/method.md, "Why λ has its own objective"; defaults chosen on FER+,
     # bench/RESULTS_ferplus.md "Defaults of the training loop")
     lambda_init: float = 0.2
@@ -157,6 +165,12 @@ class TrainConfig:
             raise ConfigError(f"soft_label_mix must be in [0, 1], got {self.soft_label_mix}")
         if float(self.lambda_knn_weight) < 0:
             raise ConfigError(f"lambda_knn_weight must be >= 0, got {self.lambda_knn_weight}")
+        if not 0.0 <= float(self.va_head_weight) <= 100.0:
+            raise ConfigError(f"va_head_weight must be in [0, 100], got {self.va_head_weight}")
+        if self.va == "head" and not self.va_from:
+            raise ConfigError("va=head needs va_from: the run whose V-A head places the samples (--va-from RUN)")
+        if self.va_from and self.va != "head":
+            raise ConfigError(f"va_from={self.va_from!r} is used by va=head only, not va={self.va!r}")
         if self.delta is not None and self.delta <= 0:
             raise ConfigError(f"delta must be > 0 or null (auto), got {self.delta}")
         if self.warmup_epochs < 0:
@@ -184,10 +198,13 @@ class TrainConfig:
             warnings.warn(f"ignoring unknown training options {unknown} (written by another version?)")
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def model_config(self, num_classes: int) -> ModelConfig:
+    def model_config(self, num_classes: int, va_head: bool = False) -> ModelConfig:
+        """The network; ``va_head``: with the V-A head (``fit`` adds it when the training rows
+        have V-A and ``va_head_weight`` > 0; a checkpoint's model says so by its ``va_head.*``)."""
         return ModelConfig(num_classes=num_classes, in_channels=self.channels, image_size=self.image_size,
                            arch=self.arch, width=self.width, stages=self.stages, blocks=self.blocks,
-                           calib_hidden=list(self.calib_hidden), imagenet_stem=self.imagenet_stem)
+                           calib_hidden=list(self.calib_hidden), imagenet_stem=self.imagenet_stem,
+                           va_head=bool(va_head))
 
 
 def migrate(data: dict) -> dict:
@@ -201,6 +218,7 @@ def migrate(data: dict) -> dict:
                           f"this version reads formats 1 to {FORMAT_VERSION}")
     for step in range(version, FORMAT_VERSION):
         data = _MIGRATIONS[step](data)
+    data = {**FORMAT_2_MISSING, **data}
     changed = []
     for name, (kept, why) in REMOVED.items():
         if name in data and data.pop(name) != kept:

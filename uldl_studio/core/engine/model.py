@@ -41,6 +41,7 @@ class ModelConfig:
     calib_hidden: list[int] = field(default_factory=lambda: [512, 256])
     dropout: float = 0.0
     imagenet_stem: bool | None = None  # resnets: 7×7/2 stem + max pool (None: when image_size > 64)
+    va_head: bool = False          # a valence-arousal regression head (2 outputs, tanh) on the features
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,7 +161,8 @@ class CalibrationMLP(nn.Module):
 
 
 class LDLNet(nn.Module):
-    """Backbone + linear classifier + calibration MLP. ``forward`` → (logits, features[, ζ])."""
+    """Backbone + linear classifier + calibration MLP (+ the optional V-A head).
+    ``forward`` → (logits, features[, ζ][, V-A])."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -170,16 +172,29 @@ class LDLNet(nn.Module):
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.head = nn.Linear(self.feature_dim, config.num_classes)
         self.calibration = CalibrationMLP(self.feature_dim, config.calib_hidden)
+        self.va_head = nn.Linear(self.feature_dim, 2) if config.va_head else None
 
-    def forward(self, x: torch.Tensor, neighbor_features: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, neighbor_features: torch.Tensor | None = None, with_va: bool = False):
         """(logits, features); with ``neighbor_features`` v_k (B, K, V) also ζ (B, K) of each
         sample's own (detached) features and its neighbours', so that one forward reaches every
-        parameter used (DistributedDataParallel reduces the gradients of what its forward used)."""
+        parameter used (DistributedDataParallel reduces the gradients of what its forward used);
+        with ``with_va`` (a model with a V-A head) the head's (B, 2) points last."""
         features = self.backbone(x)
         logits = self.head(self.dropout(features))
-        if neighbor_features is None:
-            return logits, features
-        return logits, features, self.zeta(features.detach(), neighbor_features)
+        out = (logits, features)
+        if neighbor_features is not None:
+            out += (self.zeta(features.detach(), neighbor_features),)
+        if with_va:
+            out += (self.va(features),)
+        return out
+
+    def va(self, features: torch.Tensor) -> torch.Tensor:
+        """The V-A head's points tanh(W v + b) in (-1, 1)², (B, 2), computed in float32 from the
+        features (so the training pass, the evaluation pass and a prediction agree)."""
+        if self.va_head is None:
+            raise ValueError("this model has no valence-arousal head")
+        with torch.autocast(features.device.type, enabled=False):
+            return torch.tanh(F.linear(features.float(), self.va_head.weight.float(), self.va_head.bias.float()))
 
     def zeta(self, v_i: torch.Tensor, v_k: torch.Tensor) -> torch.Tensor:
         """Calibration ζ_ik = sigmoid(g([v_i, v_k])) in (0, 1), (B, K)."""

@@ -54,7 +54,7 @@ from uldl_studio.core.engine.run import (
     CHECKPOINT, CHECKPOINT_FORMAT, CHECKPOINT_PREV, ensure_run, load_checkpoint, previous_lambda, remove_checkpoints,
     save_checkpoint, write_distributed_log, write_epoch_outputs,
 )
-from uldl_studio.core.engine.va import resolve_provider
+from uldl_studio.core.engine.va import HEAD_COLUMNS, PRED_COLUMNS, resolve_provider, va_errors
 from uldl_studio.core.labels import ldl
 from uldl_studio.core.labels.soft_labels import build_soft_labels, mix_for, target_matrix
 from uldl_studio.core.progress import Progress
@@ -97,9 +97,9 @@ class _State:
     """Everything a checkpoint carries (tensors on ``device``)."""
 
     def __init__(self, config: TrainConfig, num_classes: int, n_train: int, unsure: np.ndarray,
-                 device: torch.device, dynamics: TrainingDynamics):
+                 device: torch.device, dynamics: TrainingDynamics, va_head: bool = False):
         torch.manual_seed(config.seed)
-        self.model: LDLNet = build_model(config.model_config(num_classes)).to(device)
+        self.model: LDLNet = build_model(config.model_config(num_classes, va_head)).to(device)
         self.net: torch.nn.Module = self.model           # what training forwards through (DDP under torchrun)
         self.net_warm: bool | None = None                # the phase ``net`` was wrapped for
         self.optimizer = torch.optim.SGD(_parameter_groups(self.model, config), lr=config.lr,
@@ -229,6 +229,15 @@ class _FitContext:
     comm: Comm                      # the process group (Comm(): one process)
     logit_offsets: torch.Tensor | None = None   # (m,) τ·log π added to the logits in the loss (class_balance)
     framing: tuple = ()             # framing augmentations (core.augment.FRAMING)
+    va_targets: torch.Tensor | None = None      # (n_train, 2) given V-A of the train rows (NaN: none): the V-A head's
+    va_baseline: np.ndarray | None = None       # (2,) their mean (the error of predicting it is the head's reference)
+    va_provider: str = ""                       # the provider the samples are placed with (core.engine.va)
+    head_points: np.ndarray | None = None       # va=head: (N, 2) another run's V-A head points of the rows
+
+    @property
+    def va_head(self) -> bool:
+        """Whether the model has (and trains) a V-A head."""
+        return self.va_targets is not None
 
     @property
     def n_train(self) -> int:
@@ -253,17 +262,20 @@ class _EpochTotals:
     seen: int = 0
     lr: float = float("nan")        # of the last batch
     seconds: float = 0.0            # batches only (no evaluation pass, no file writing)
+    loss_va: float = 0.0            # the V-A head's MSE (0 without a head)
 
     def add(self, step: dict, size: int) -> None:
         self.loss += step["loss"] * size
         self.loss_ce += step["loss_ce"] * size
         self.loss_d += step["loss_d"] * size
+        self.loss_va += step.get("loss_va", 0.0) * size
         self.correct += step["correct"]
         self.seen += size
 
     def means(self) -> dict:
         return {"loss": self.loss / self.seen, "loss_ce": self.loss_ce / self.seen,
-                "loss_d": self.loss_d / self.seen, "accuracy": self.correct / self.seen}
+                "loss_d": self.loss_d / self.seen, "loss_va": self.loss_va / self.seen,
+                "accuracy": self.correct / self.seen}
 
 
 # ----------------------------------------------------------------------------- fit
@@ -316,7 +328,8 @@ def fit(table: pd.DataFrame, config: TrainConfig, run_dir: str | Path, *, cancel
                 validate_table(table)
         ctx = _setup(table, config, Path(run_dir), images, device, comm)
         state = _State(config, len(ctx.classes), ctx.n_train, _unsure_train_rows(ctx), device,
-                       TrainingDynamics(len(ctx.table), ctx.rows_digest))
+                       TrainingDynamics(len(ctx.table), ctx.rows_digest), va_head=ctx.va_head)
+        _init_va_head(state, ctx)
         ctx.precision.prepare_model(state.model)
         where = f"{device.type}" if not comm.distributed else f"{comm.world_size} processes ({comm.backend}, {device.type})"
         yield Progress("load", epochs=config.epochs, seconds=clock(),
@@ -365,6 +378,7 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
     """The image source, train rows and labels, precision, RUN/config.json (``images``: the
     readable rows' images, in memory or an image source)."""
     source = images if hasattr(images, "read") else ArrayImages(images)
+    table, head_points = _take_head_points(table, config)
     n = len(table)
     if len(source) != n or len(source.shape) != 4:
         raise ValueError(f"images must be uint8 (N={n}, C, H, W), got {tuple(source.shape)}")
@@ -394,7 +408,13 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
                            f"be shared by {comm.world_size} processes")
     precision = choose_precision(device, config.amp, config.channels_last)
     onehot_train = _label_targets(table, classes, train_rows, train_labels)
+    va_targets = _va_targets(table, train_rows, config)
+    provider = resolve_provider(config.va, table, centroids=config.va_centroids, temperature=config.va_temperature,
+                                head_points=head_points, va_from=config.va_from)
     return _FitContext(
+        va_targets=None if va_targets is None else torch.as_tensor(va_targets, dtype=torch.float32, device=device),
+        va_baseline=None if va_targets is None else np.nanmean(va_targets, axis=0),
+        va_provider=provider.name, head_points=head_points,
         config=config, run_dir=run_dir, table=table, classes=classes, source=source, labels=labels_all,
         train_rows=train_rows, train_rows_t=train_rows_t, train_labels=train_labels,
         onehot_train=onehot_train, ids_digest=ids_digest, logit_offsets=_logit_offsets(config, onehot_train),
@@ -403,6 +423,41 @@ def _setup(table: pd.DataFrame, config: TrainConfig, run_dir: Path, images, devi
         precision=precision, scaler=torch.amp.GradScaler("cuda") if precision.needs_scaler else None,
         batches=batches, comm=comm,
         warmup_epochs=min(config.warmup_epochs, config.epochs - 1) if config.method == "ldlva" else 0)
+
+
+def _take_head_points(table: pd.DataFrame, config: TrainConfig) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """``va=head``: the other run's V-A head points (the table's :data:`HEAD_COLUMNS`, added by
+    ``core.runs.predict.head_placement``) and the table without them; else (table, None)."""
+    if not all(c in table for c in HEAD_COLUMNS):
+        if config.va == "head":
+            raise DatasetError(f"--va-from {config.va_from}: the dataset's rows were not placed with that run's "
+                               "V-A head (train through core.runs.jobs, which places them)")
+        return table, None
+    points = table[list(HEAD_COLUMNS)].to_numpy(np.float64)
+    return table.drop(columns=list(HEAD_COLUMNS)), points
+
+
+def _va_targets(table: pd.DataFrame, train_rows: np.ndarray, config: TrainConfig) -> np.ndarray | None:
+    """(n_train, 2) given valence and arousal of the train rows (NaN where missing) when the
+    V-A head is trained: ``va_head_weight`` > 0 and at least two train rows with both finite."""
+    if float(config.va_head_weight) <= 0 or "valence" not in table or "arousal" not in table:
+        return None
+    targets = table[["valence", "arousal"]].to_numpy(np.float64)[train_rows]
+    targets = np.where(np.isfinite(targets).all(1, keepdims=True), np.clip(targets, -1.0, 1.0), np.nan)
+    return targets if int(np.isfinite(targets).all(1).sum()) >= 2 else None
+
+
+@torch.no_grad()
+def _init_va_head(state: _State, ctx: _FitContext) -> None:
+    """The V-A head starts as the training rows' mean V-A (zero weights, bias atanh(mean)): it
+    begins as the reference it must beat, and gradient steps only move it from there. A
+    resumed fit restores the checkpoint's head afterwards."""
+    head = state.model.va_head
+    if head is None:
+        return
+    head.weight.zero_()
+    mean = np.clip(ctx.va_baseline, -0.95, 0.95)
+    head.bias.copy_(torch.as_tensor(np.arctanh(mean), dtype=head.bias.dtype))
 
 
 def _logit_offsets(config: TrainConfig, targets: torch.Tensor) -> torch.Tensor | None:
@@ -603,11 +658,17 @@ def _end_epoch(state: _State, ctx: _FitContext, epoch: int, warm: bool, totals: 
         mask = split == part
         row[f"{part}_accuracy"] = float((results["pred"][mask] == labels[mask]).mean()) if mask.any() \
             else float("nan")
+    row["va_placement"] = ctx.va_provider
+    if "va_pred" in results:
+        row["loss_va"] = means["loss_va"]
+        row.update(_va_history(ctx, results["va_pred"]))
     if ctx.comm.distributed:
         row["processes"] = ctx.comm.world_size
     state.history.append(row)
     scores = _epoch_scores(state, ctx, results, row) if ctx.comm.is_main else {}
     va, lambda_prev = _numpy(state.va), _numpy(state.lambda_prev)  # this epoch's (the refresh replaces state.va)
+    if va is None and ctx.head_points is not None:  # before (or without) LDLVA's placement: the head's points
+        va = np.clip(ctx.head_points, -1.0, 1.0)
     if epoch < config.epochs and _needs_refresh(state, config):
         # the next epoch's neighbours come from this epoch's model; written files keep the ones used
         _place_and_link(state, ctx, torch.as_tensor(results["probs"], device=ctx.device),
@@ -635,19 +696,33 @@ def _epoch_scores(state: _State, ctx: _FitContext, results: dict, row: dict) -> 
     disagreement, epoch-averaged p and the exported soft labels (their temperature goes to ``row``)."""
     state.dynamics.update(results["probs"], ctx.table["label"].to_numpy())
     soft, row["soft_temperature"] = _soft_labels(state, ctx, results)
+    head = {} if "va_pred" not in results else \
+        {PRED_COLUMNS[0]: results["va_pred"][:, 0], PRED_COLUMNS[1]: results["va_pred"][:, 1]}
     return {**state.dynamics.columns(), "knn_disagreement": results["knn_disagreement"],
             **_class_columns("pavg_", ctx.classes, state.dynamics.mean_probs()),
-            **_class_columns("soft_", ctx.classes, soft)}
+            **_class_columns("soft_", ctx.classes, soft), **head}
+
+
+def _va_history(ctx: _FitContext, va_pred: np.ndarray) -> dict[str, float]:
+    """The V-A head's errors on the valid split (``core.engine.va.va_errors``; the reference
+    ``rmse_mean_*`` predicts the training rows' mean V-A), as ``valid_va_*`` history columns."""
+    mask = ctx.table["split"].to_numpy() == "valid"
+    if not mask.any() or "valence" not in ctx.table:
+        return {}
+    target = ctx.table[["valence", "arousal"]].to_numpy(np.float64)[mask]
+    errors = va_errors(va_pred[mask], target, ctx.va_baseline)
+    return {f"valid_va_{k}": v for k, v in errors.items() if k != "n"}
 
 
 def _global_totals(comm: Comm, totals: _EpochTotals, device: torch.device) -> _EpochTotals:
     """The epoch's sums over every rank's shards (one process: ``totals`` itself)."""
     if not comm.distributed:
         return totals
-    loss, loss_ce, loss_d, correct, seen = comm.sum(
-        [totals.loss, totals.loss_ce, totals.loss_d, totals.correct, totals.seen],
+    loss, loss_ce, loss_d, correct, seen, loss_va = comm.sum(
+        [totals.loss, totals.loss_ce, totals.loss_d, totals.correct, totals.seen, totals.loss_va],
         device if device.type == "cuda" else None)
-    return _EpochTotals(loss, loss_ce, loss_d, int(round(correct)), int(round(seen)), totals.lr, totals.seconds)
+    return _EpochTotals(loss, loss_ce, loss_d, int(round(correct)), int(round(seen)), totals.lr, totals.seconds,
+                        loss_va)
 
 
 def state_digest(state: _State) -> str:
@@ -696,6 +771,8 @@ def _epoch_line(epoch: int, config: TrainConfig, row: dict) -> str:
     parts.append("no valid split" if np.isnan(valid) else f"valid acc {valid:.3f}")
     if config.method != "ce":
         parts.append(f"mean λ {row['mean_lambda']:.3f}")
+    if "valid_va_rmse_valence" in row:
+        parts.append(f"valid V-A RMSE {row['valid_va_rmse_valence']:.3f}/{row['valid_va_rmse_arousal']:.3f}")
     return ", ".join(parts)
 
 
@@ -782,7 +859,8 @@ def _placement(ctx: _FitContext, probs: torch.Tensor, feats: torch.Tensor) -> tu
     """(V-A points (N, 2), neighbour index (n_train, K), s_ik (n_train, K), δ, provider name)."""
     config, table = ctx.config, ctx.table
     device = probs.device
-    provider = resolve_provider(config.va, table, centroids=config.va_centroids, temperature=config.va_temperature)
+    provider = resolve_provider(config.va, table, centroids=config.va_centroids, temperature=config.va_temperature,
+                                head_points=ctx.head_points, va_from=config.va_from)
     va = provider.points(table, probs.cpu().numpy().astype(np.float64))
     if config.neighbor_space == "features":
         # cosine geometry: on unit vectors the Euclidean distance is a monotone function of it
@@ -828,9 +906,10 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
     x = precision.prepare_input(x)
     loss_d = torch.zeros((), device=device)
     evidence = None
+    with_va = ctx.va_head
     if warm:
         with precision.autocast():
-            logits, feats = state.net(x)
+            logits, feats, *va_out = state.net(x, with_va=with_va)
         logits, feats = logits.float(), feats.float()
         loss_ce = ldl.soft_cross_entropy(ctx.onehot_train[idx], _adjusted(logits, ctx))  # = CE(y) for one-hot labels
         loss = loss_ce
@@ -845,7 +924,7 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
                                      precision, b * k)
             f_k, v_k = f_k.reshape(b, k, -1), v_k.reshape(b, k, -1)
         with precision.autocast():
-            logits, feats, zeta = state.net(x, v_k)
+            logits, feats, zeta, *va_out = state.net(x, v_k, with_va=with_va)
         logits, feats = logits.float(), feats.float()
         c = ldl.contribution_degrees(zeta.float(), state.similarity[idx])
         d_tilde = ldl.aggregate_distribution(c, f_k)
@@ -855,6 +934,10 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
         loss = loss_ce + config.gamma * loss_d
         if experimental.per_batch(config):
             evidence = experimental.batch_evidence(config, d_tilde, ctx.onehot_train[idx], logits)
+    loss_va = torch.zeros((), device=device)
+    if with_va:
+        loss_va = _va_loss(va_out[0], ctx.va_targets[idx])
+        loss = loss + float(config.va_head_weight) * loss_va
     probs = torch.softmax(logits.detach(), -1)
     state.optimizer.zero_grad(set_to_none=True)
     scaler = ctx.scaler
@@ -879,7 +962,15 @@ def _train_step(state: _State, ctx: _FitContext, batch_idx: torch.Tensor, idx: t
             state.centres = ldl.update_centres(state.centres, all_feats, all_y, weights, config.centre_alpha,
                                                config.centre_separation_lr)
     return {"loss": float(loss.detach()), "loss_ce": float(loss_ce.detach()), "loss_d": float(loss_d.detach()),
-            "correct": int((probs.argmax(-1) == y).sum())}
+            "loss_va": float(loss_va.detach()), "correct": int((probs.argmax(-1) == y).sum())}
+
+
+def _va_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the V-A head over the rows with a given V-A (both axes); 0, still
+    connected to the head's graph, when the batch has none."""
+    known = torch.isfinite(target).all(1, keepdim=True)
+    diff = torch.where(known, pred.float() - torch.nan_to_num(target), torch.zeros_like(pred, dtype=torch.float32))
+    return diff.pow(2).sum() / (2 * known.sum()).clamp_min(1)
 
 
 def _adjusted(logits: torch.Tensor, ctx: _FitContext) -> torch.Tensor:
@@ -965,6 +1056,8 @@ def _evaluate_epoch(state: _State, ctx: _FitContext, check: Check = None) -> dic
     onehot = ctx.onehot_train
     out: dict[str, Any] = {"probs": probs.cpu().numpy(), "features": feats.cpu().numpy(),
                            "pred": probs.argmax(-1).cpu().numpy()}
+    if ctx.va_head:
+        out["va_pred"] = model.va(feats).cpu().numpy().astype(np.float64)
     if not ctx.comm.is_main:
         _train_mode(model, config)
         return out

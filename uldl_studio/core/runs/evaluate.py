@@ -130,6 +130,35 @@ def _label_issue_metrics(samples, ref_all) -> dict:
     return out
 
 
+def _va_metrics(run, samples) -> dict:
+    """Where the map's V-A points come from (``placement``), and when the run has a V-A head
+    (``va_pred_*`` in samples.csv) its error per split against the dataset's own valence and
+    arousal: RMSE, MAE and CCC per axis, and the RMSE of predicting the training rows' mean
+    (``rmse_mean_*``, the reference a useful head beats)."""
+    from uldl_studio.core.engine.va import PRED_COLUMNS, run_placement, va_errors
+
+    out: dict = {}
+    placement = run_placement(run.config, run.history())
+    if placement:
+        out["placement"] = placement
+    given = ["valence_given", "arousal_given"] if "valence_given" in samples else ["valence", "arousal"]
+    if not all(c in samples for c in (*PRED_COLUMNS, *given)):
+        return out
+    pred = samples[list(PRED_COLUMNS)].to_numpy(np.float64)
+    target = samples[given].to_numpy(np.float64)
+    split = samples["split"].to_numpy()
+    train = target[split == "train"]
+    train = train[np.isfinite(train).all(1)]
+    baseline = train.mean(0) if len(train) else None
+    for name in ("train", "valid", "test"):
+        mask = split == name
+        errors = va_errors(pred[mask], target[mask], baseline) if mask.any() else {}
+        if errors:
+            errors["n"] = int(errors["n"])
+            out.setdefault("head", {})[name] = errors
+    return out
+
+
 def evaluate(run, write: bool = True) -> dict:
     samples = run.samples()
     classes = list(run.classes)
@@ -173,6 +202,9 @@ def evaluate(run, write: bool = True) -> dict:
         if "label_original" in part and np.isfinite(lam).all():
             constructed["lambda_auroc_original"] = M.lambda_auroc(lam, given, part["label_original"].to_numpy())
         out["constructed"] = constructed
+    va = _va_metrics(run, samples)
+    if va:
+        out["va"] = va
     issues = _label_issue_metrics(samples, ref_all)
     if issues:
         out["label_issues"] = issues

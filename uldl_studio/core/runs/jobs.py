@@ -29,7 +29,9 @@ from uldl_studio.core.engine.run import Run
 from uldl_studio.core.engine.training import fit
 from uldl_studio.core.engine.versions import complete_version, discard_unstarted, has_completed_epoch, start_version
 from uldl_studio.core.progress import Progress
-from uldl_studio.core.runs.predict import Prediction, PredictOptions, Predictor, predict_steps, write_predictions
+from uldl_studio.core.runs.predict import (
+    Prediction, PredictOptions, Predictor, head_placement, predict_steps, write_predictions,
+)
 from uldl_studio.core.table import DatasetError
 
 NEW, VERSION, RESUME = "new", "version", "resume"
@@ -117,6 +119,9 @@ def train_job(plan: TrainPlan, *, cancel: Cancel = None,
         table = table()
     if cancel_requested(cancel):
         return TrainResult("cancelled", None, False, _nothing_kept(plan))
+    if getattr(config, "va", None) == "head":  # --va-from RUN: that run's V-A head places the samples
+        yield Progress("load", epochs=config.epochs, message=f"placing the samples with the V-A head of {config.va_from}")
+        table = head_placement(config.va_from, table, device=config.device)
     out = plan.trained = _prepare(plan, table, comm)
     if plan.kind == VERSION:
         yield Progress("start", epochs=config.epochs, message=plan.describe)

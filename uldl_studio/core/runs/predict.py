@@ -12,6 +12,8 @@ Two entry points:
   image and between forward batches.
 * :func:`predict`: a SampleTable whose classes the run knows, labels re-indexed into the run's
   class order (a class the run lacks is a DatasetError); the rows keep their label.
+* :func:`head_placement`: a SampleTable (any classes) placed in V-A space by the run's V-A
+  head, for training another run with ``--va-from`` (``core.engine.va``, provider ``head``).
 
 A prediction row (:data:`PREDICTION_COLUMNS`, written by :func:`write_predictions`):
 
@@ -19,9 +21,9 @@ A prediction row (:data:`PREDICTION_COLUMNS`, written by :func:`write_prediction
   face first), ``path`` (the source image), ``split`` = ``"test"`` (every prediction is held-out
   data for the run), ``label`` = the predicted class (argmax p) and ``label_name``, ``edited`` =
   False (the annotator's flags: none on a prediction);
-* ``valence``, ``arousal``: the circumplex projection of p with the run's centroids and
-  temperature (``core.va.circumplex_points``); for a run trained on given V-A columns this is
-  the same projection, since an image without annotations has no V-A of its own;
+* ``valence``, ``arousal``: the run's V-A head's prediction when the run has one (it was trained
+  on a dataset with valence and arousal, ``TrainConfig.va_head_weight``), else the circumplex
+  projection of p with the run's centroids and temperature (``core.va.circumplex_points``);
 * the registry scores: ``self_confidence`` = 1 − max p, ``margin`` = the registry's "best
   other − p[label]", which with label = the predicted class is −(best − second best) ∈
   [−1, 0] (0 = a tie between the two top classes), ``entropy`` = normalised entropy of p
@@ -34,6 +36,8 @@ A prediction row (:data:`PREDICTION_COLUMNS`, written by :func:`write_prediction
   ``box_y``, ``box_w``, ``box_h`` (source pixels; empty for whole-image rows), ``x2d``, ``y2d``:
   the run's 2-D feature map applied to the image's features (of the un-mirrored image), so a
   new image lands next to the training images it resembles (:class:`FeatureProjection`);
+  ``va_pred_valence``, ``va_pred_arousal``: the V-A head's prediction (empty when the run has no
+  head), so a reader can tell which ``valence``/``arousal`` is;
 * ``adapted`` (only when ``PredictOptions.adapt`` asks for a correction): the corrections
   applied to this collection's p, e.g. ``bn+priors``, or ``none`` when none was.
 
@@ -70,12 +74,13 @@ from uldl_studio.core.data.faces import AUTO_FACTOR, DEFAULT_MARGIN, FACE_MODES
 from uldl_studio.core.runs.export import write_soft_labels
 from uldl_studio.core.table import DatasetError, classes_of, d_columns, p_columns
 
-__all__ = ["predict", "predict_collection", "Predictor", "PredictOptions", "Prediction", "PredictSummary",
+__all__ = ["predict", "predict_collection", "head_placement", "Predictor", "PredictOptions", "Prediction", "PredictSummary",
            "FeatureProjection", "write_predictions", "read_predictions",
            "EXTRA_COLUMNS", "PREDICTION_SPLIT", "PREDICTION_SCORES", "ADAPT_MODES", "ADAPTED_COLUMN", "parse_adapt"]
 
 PREDICTION_SPLIT = "test"
-EXTRA_COLUMNS = ("source_label", "face_index", "box_x", "box_y", "box_w", "box_h", "x2d", "y2d")
+EXTRA_COLUMNS = ("source_label", "face_index", "box_x", "box_y", "box_w", "box_h", "x2d", "y2d",
+                 "va_pred_valence", "va_pred_arousal")
 #: written after the extra columns when the prediction was asked to adapt to the collection
 ADAPTED_COLUMN = "adapted"
 #: the corrections ``PredictOptions.adapt`` may ask for, in the order they are applied
@@ -83,7 +88,7 @@ ADAPT_MODES = ("bn", "priors")
 #: AdaBN needs at least this many images (fewer: BatchNorm statistics too noisy; not applied)
 ADABN_MIN_IMAGES = 64
 _INT_EXTRAS = ("face_index", "box_x", "box_y", "box_w", "box_h")
-_FLOAT_EXTRAS = ("x2d", "y2d")
+_FLOAT_EXTRAS = ("x2d", "y2d", "va_pred_valence", "va_pred_arousal")
 #: the registered scores a prediction row has; every other exported score describes a training
 #: run (λ, the training dynamics, neighbours, cross-fitting, their rank average) and is empty
 PREDICTION_SCORES = ("self_confidence", "margin", "entropy")
@@ -179,7 +184,8 @@ class Predictor:
         self.config = TrainConfig.from_dict(ckpt["config"])
         self.classes = [canonical_name(c) for c in ckpt["classes"]]
         self.device = resolve_device(device)
-        model = build_model(self.config.model_config(len(self.classes)))
+        self.has_va_head = "va_head.weight" in ckpt["model"]
+        model = build_model(self.config.model_config(len(self.classes), self.has_va_head))
         model.load_state_dict(ckpt["model"])
         # the run's own precision, so a trained sample gets the same p here as in samples.csv
         self.precision = choose_precision(self.device, self.config.amp, self.config.channels_last)
@@ -289,6 +295,18 @@ class Predictor:
         va = circumplex_points(probs, self.classes, self.config.va_centroids, self.config.va_temperature)
         return np.clip(va, -1.0, 1.0)
 
+    def va_head(self, features: np.ndarray) -> np.ndarray:
+        """The V-A head's points of the features ``forward`` returned, (B, 2) float64; NaN when
+        the run has no head."""
+        features = np.asarray(features, np.float32)
+        if not self.has_va_head:
+            return np.full((len(features), 2), np.nan)
+        if len(features) == 0:
+            return np.zeros((0, 2))
+        with torch.no_grad():
+            points = self.model.va(torch.as_tensor(features, device=self.device))
+        return points.cpu().numpy().astype(np.float64)
+
 
 # ----------------------------------------------------------------------------- SampleTable API
 def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "auto",
@@ -301,8 +319,6 @@ def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "au
     dropped with a DatasetWarning. For collections whatever their classes, see
     :func:`predict_collection`.
     """
-    from uldl_studio.core.data.image_cache import open_cached_images
-
     predictor = Predictor(run, device, projection=False)
     run_classes = predictor.classes
     table_classes = [canonical_name(c) for c in classes_of(table)]
@@ -312,17 +328,7 @@ def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "au
                            f"{run.path} (it was trained on {', '.join(run_classes)}); "
                            f"predict_collection keeps such labels as text")
     remap = np.array([run_classes.index(c) for c in table_classes], dtype=np.int64)
-    # through the decoded-image cache: one batch in memory at a time, whatever the table's size
-    table, images = open_cached_images(table, predictor.image_size, predictor.channels)
-    if len(table) == 0:
-        raise DatasetError(f"{table.attrs.get('root', 'dataset')}: no readable images to predict")
-    probs = []
-    for start in range(0, len(images), batch_size):
-        p, _ = predictor.forward(images.read(np.arange(start, min(start + batch_size, len(images)))))
-        probs.append(p)
-        if progress is not None:
-            progress(min(start + batch_size, len(images)), len(images))
-    p = np.concatenate(probs)
+    table, p, feats = _forward_table(predictor, table, batch_size, progress)
     out = table.copy()
     out["label"] = remap[out["label"].to_numpy(np.int64)]
     if "label_original" in out:
@@ -332,7 +338,60 @@ def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "au
     for j, (dc, pc) in enumerate(zip(d_columns(run_classes), p_columns(run_classes))):
         out[dc] = p[:, j]
         out[pc] = p[:, j]
+    if predictor.has_va_head:
+        from uldl_studio.core.engine.va import PRED_COLUMNS
+
+        head = predictor.va_head(feats)
+        out[PRED_COLUMNS[0]], out[PRED_COLUMNS[1]] = head[:, 0], head[:, 1]
     out.attrs = {**table.attrs, "classes": list(run_classes)}
+    return out
+
+
+def _forward_table(predictor: "Predictor", table: pd.DataFrame, batch_size: int,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The readable rows of ``table`` and their p (R, m) and features (R, V), read through the
+    decoded-image cache (one batch in memory at a time, whatever the table's size)."""
+    from uldl_studio.core.data.image_cache import open_cached_images
+
+    table, images = open_cached_images(table, predictor.image_size, predictor.channels)
+    if len(table) == 0:
+        raise DatasetError(f"{table.attrs.get('root', 'dataset')}: no readable images to predict")
+    probs, feats = [], []
+    for start in range(0, len(images), batch_size):
+        p, v = predictor.forward(images.read(np.arange(start, min(start + batch_size, len(images)))))
+        probs.append(p)
+        feats.append(v)
+        if progress is not None:
+            progress(min(start + batch_size, len(images)), len(images))
+    return table, np.concatenate(probs), np.concatenate(feats)
+
+
+def head_placement(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "auto",
+                   progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """``table`` (any classes) with the V-A head points of ``run`` (a ``Run``, a run folder or a
+    :class:`Predictor`) in ``core.engine.va.HEAD_COLUMNS``, what ``fit`` places the samples with
+    for ``va=head`` (``--va-from RUN``). Rows whose image cannot be read get NaN (``fit`` drops
+    them too). DatasetError when the run has no V-A head."""
+    from uldl_studio.core.engine.va import HEAD_COLUMNS
+
+    if not isinstance(run, Predictor):
+        if isinstance(run, (str, Path)):
+            from uldl_studio.core.engine.run import Run
+
+            run = Run.open(run)
+        run = Predictor(run, device, projection=False)
+    if not run.has_va_head:
+        raise DatasetError(f"--va-from {run.run.path}: the run has no V-A head (its dataset had no valence and "
+                           "arousal, or it was trained with va_head_weight=0)")
+    readable, _, feats = _forward_table(run, table, batch_size, progress)
+    head = run.va_head(feats)
+    points = pd.DataFrame(head, columns=list(HEAD_COLUMNS), index=readable["sample_id"].astype(str).to_numpy())
+    points = points[~points.index.duplicated()]
+    out = table.drop(columns=[c for c in HEAD_COLUMNS if c in table])
+    placed = points.reindex(out["sample_id"].astype(str).to_numpy())
+    for c in HEAD_COLUMNS:
+        out[c] = placed[c].to_numpy(np.float64)
+    out.attrs = dict(table.attrs)
     return out
 
 
@@ -516,7 +575,7 @@ def predict_steps(run, source, options: PredictOptions | None = None, *, cancel=
                 return _Item([], [], no_face=True)
         return _Item([to_model_input(image, size, channels)], [(-1, None)], whole_image=detect)
 
-    src_rows, face_index, boxes, probs, coords = [], [], [], [], []
+    src_rows, face_index, boxes, probs, coords, heads = [], [], [], [], [], []
     problems: list[tuple[str, str]] = []
     no_face: list[str] = []
     chunk = int(options.chunk_size)
@@ -558,6 +617,7 @@ def predict_steps(run, source, options: PredictOptions | None = None, *, cancel=
                 probs.append(p)
                 coords.append(predictor.projection(feats) if predictor.projection is not None
                               else np.full((len(p), 2), np.nan))
+                heads.append(predictor.va_head(feats))
                 src_rows.extend(rows_here)
             del crops
             yield Progress("predict", batch=min(start + chunk, n), batches=n, message="predicting")
@@ -588,11 +648,11 @@ def predict_steps(run, source, options: PredictOptions | None = None, *, cancel=
                                      f"not written, e.g. {summary.no_face_example}"), stacklevel=2)
 
     rows = np.asarray(src_rows, np.int64)
-    probs, coords = np.concatenate(probs), np.concatenate(coords)
+    probs, coords, heads = np.concatenate(probs), np.concatenate(coords), np.concatenate(heads)
     if options.adapt:
-        probs, coords = _adapt(predictor, options, summary, probs, coords, kept_crops, cancelled)
+        probs, coords, heads = _adapt(predictor, options, summary, probs, coords, heads, kept_crops, cancelled)
     out = _prediction_table(predictor, collection, rows, np.asarray(face_index, np.int64),
-                            np.asarray(boxes, np.int64).reshape(-1, 4), probs, coords)
+                            np.asarray(boxes, np.int64).reshape(-1, 4), probs, coords, heads)
     if options.adapt:
         out[ADAPTED_COLUMN] = "+".join(summary.adapted) or "none"
     summary.rows = len(out)
@@ -602,7 +662,8 @@ def predict_steps(run, source, options: PredictOptions | None = None, *, cancel=
 
 
 def _adapt(predictor: Predictor, options: PredictOptions, summary: PredictSummary, probs: np.ndarray,
-           coords: np.ndarray, crops: list | None, cancelled) -> tuple[np.ndarray, np.ndarray]:
+           coords: np.ndarray, heads: np.ndarray, crops: list | None,
+           cancelled) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The corrections ``options.adapt`` asks for, recorded in ``summary``: AdaBN (the crops
     forwarded again through a copy of the model with the collection's BatchNorm statistics),
     then the class priors."""
@@ -618,6 +679,7 @@ def _adapt(predictor: Predictor, options: PredictOptions, summary: PredictSummar
             probs, feats = adapted.forward(images, tta=options.tta, cancelled=cancelled)
             if predictor.projection is not None:
                 coords = predictor.projection(feats)
+            heads = adapted.va_head(feats)
             applied.append("bn")
     if "priors" in options.adapt:
         probs, shift = adapt_priors(probs, predictor.source_model(), method=options.prior_method)
@@ -625,11 +687,11 @@ def _adapt(predictor: Predictor, options: PredictOptions, summary: PredictSummar
         if shift.applied:
             applied.append("priors")
     summary.adapted = tuple(applied)
-    return probs, coords
+    return probs, coords, heads
 
 
 def _prediction_table(predictor: Predictor, collection, rows: np.ndarray, faces: np.ndarray, boxes: np.ndarray,
-                      p: np.ndarray, xy: np.ndarray) -> pd.DataFrame:
+                      p: np.ndarray, xy: np.ndarray, heads: np.ndarray | None = None) -> pd.DataFrame:
     from uldl_studio.core.labels import scores
 
     classes = predictor.classes
@@ -640,7 +702,9 @@ def _prediction_table(predictor: Predictor, collection, rows: np.ndarray, faces:
         ids = ids.copy()
         ids[detected] = [f"{sid}#face{k}" for sid, k in zip(ids[detected], faces[detected])]
     label = p.argmax(1).astype(np.int64)
-    va = predictor.va(p)
+    if heads is None:
+        heads = np.full((len(p), 2), np.nan)
+    va = np.clip(heads, -1.0, 1.0) if predictor.has_va_head else predictor.va(p)
     out = pd.DataFrame({"sample_id": ids, "path": source["path"].astype(str).to_numpy(dtype=object),
                         "split": PREDICTION_SPLIT, "label": label,
                         "label_name": np.asarray(classes, dtype=object)[label], "edited": False,
@@ -659,6 +723,7 @@ def _prediction_table(predictor: Predictor, collection, rows: np.ndarray, faces:
         out[name] = pd.array(boxes[:, j], dtype="Int64")
         out.loc[~detected, name] = pd.NA
     out["x2d"], out["y2d"] = xy[:, 0], xy[:, 1]
+    out["va_pred_valence"], out["va_pred_arousal"] = heads[:, 0], heads[:, 1]
     out.attrs = {"classes": list(classes), "root": collection.root, "format": "prediction"}
     return out
 
