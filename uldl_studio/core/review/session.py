@@ -36,6 +36,8 @@ import pandas as pd
 from psygnal import Signal, SignalGroup
 
 from uldl_studio.core.labels import scores
+from uldl_studio.core.labels.annotations import annotator_journal, validate_annotator_name
+from uldl_studio.core.labels.edits import apply_edits, run_journal, without_edits
 from uldl_studio.core.table import classes_of
 
 SELECTION_MODES = ("replace", "add", "remove", "toggle")
@@ -134,7 +136,7 @@ class Session:
     @classmethod
     def open_run(cls, path: str | Path) -> "Session":
         """A session on a run directory's results (the CLI's way in)."""
-        from uldl_studio.core.engine.run import Run
+        from uldl_studio.core.engine.run import Run  # imports torch (seconds): not at the app's start
 
         session = cls()
         session.set_run(Run.open(path), source={"kind": "run", "path": str(path)})
@@ -386,16 +388,14 @@ class Session:
 
     def training_plan(self, config, new_run_dir: str | Path, folds: int = 0):
         """What Start trains (a ``core.runs.jobs.TrainPlan``): a new version of the open run,
-        learning from the journal's edits, or a new run of the open dataset in ``new_run_dir``."""
-        from uldl_studio.core.runs import jobs
+        learning from every annotator's votes, or a new run of the open dataset in ``new_run_dir``."""
+        from uldl_studio.core.runs import jobs  # imports torch (seconds): not at the app's start
 
         if self.run is not None:
             return jobs.new_version(self.run, config, dataset=self.dataset, journal=self.journal, folds=folds)
         return jobs.new_run(None, config, new_run_dir, table=self.dataset, folds=folds)
 
     def _with_edits(self, table: pd.DataFrame) -> pd.DataFrame:
-        from uldl_studio.core.labels.edits import apply_edits, without_edits
-
         out = without_edits(table) if self.journal is None else apply_edits(table, self.journal)
         out.attrs = dict(table.attrs)
         return out
@@ -404,8 +404,6 @@ class Session:
         """Edits go to annotator ``name``'s journal in the open run and in every run opened later
         (``core.labels.annotations.annotator_journal``; None: the run's own journal). The table
         then shows that journal's labels; the rows, selection and current sample stay."""
-        from uldl_studio.core.labels.annotations import validate_annotator_name
-
         if name is not None:
             name = validate_annotator_name(name)
         if name == self.annotator:
@@ -419,9 +417,6 @@ class Session:
 
     def _open_journal(self) -> None:
         """Open the annotator's journal in the open run (closing the one before)."""
-        from uldl_studio.core.labels.annotations import annotator_journal
-        from uldl_studio.core.labels.edits import run_journal
-
         self.close_journal()
         root = Path(self.run.root)
         self.journal = run_journal(root) if self.annotator is None else annotator_journal(root, self.annotator)
@@ -650,10 +645,10 @@ class Session:
         """Write the soft-label file of ``rows`` (default all) with edits applied, and with the
         people's combined label where several voted (``core.runs.export.export_reviewed``; the
         reliabilities go to ``last_reliability``'s file); rows written."""
-        from uldl_studio.core.runs.export import export_reviewed
-
         if not self.has_results:
             raise ValueError("nothing to export yet: train a model first (soft labels come from a run)")
+        from uldl_studio.core.runs.export import export_reviewed  # scipy.optimize: 0.6 s, not at start
+
         run_root = None if self.run is None else self.run.root
         written, self.last_reliability = export_reviewed(self.table, run_root, path, rows)
         return written
