@@ -21,7 +21,7 @@ def default_demo_size() -> int:
 
 
 def demo_source() -> dict[str, str]:
-    """The project source recorded for the demo (recent projects, window title)."""
+    """The source recorded for the demo (recent projects, window title)."""
     return {"kind": "demo", "path": "demo", "format": "demo"}
 
 

@@ -1,4 +1,4 @@
-"""Export dialogs: soft-label CSV of the project (all samples or the selection, edits applied)
+"""Export dialogs: soft-label CSV of the open run (all samples or the selection, edits applied)
 and "predict soft labels for other images" (any folder, CSV of paths, image or dataset; faces
 and TTA options) with a cancellable progress dialog."""
 from __future__ import annotations

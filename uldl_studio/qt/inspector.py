@@ -157,7 +157,7 @@ class Inspector(QWidget):
 
     def __init__(self, bridge, thumbnails=None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.project = bridge.session
+        self.session = bridge.session
         self.thumbnails = thumbnails  # core.images.ThumbnailCache (lazy when None)
         self.row: int | None = None
         self._neighbors = None       # dict from Run.neighbors(), cached per run/results
@@ -315,7 +315,7 @@ class Inspector(QWidget):
 
     def _pixmap(self, row: int, size: int) -> QPixmap | None:
         try:
-            return row_pixmap(self._cache(), self.project.table, row, size)
+            return row_pixmap(self._cache(), self.session.table, row, size)
         except Exception:  # a bad image must not break the inspector
             return None
 
@@ -323,13 +323,13 @@ class Inspector(QWidget):
         if not self._neighbors_loaded:
             self._neighbors_loaded = True
             self._neighbors = None
-            run = self.project.run
+            run = self.session.run
             if run is not None:
                 try:
                     self._neighbors = run.neighbors()
                 except Exception:
                     self._neighbors = None
-            table = self.project.table
+            table = self.session.table
             self._train_rows = np.flatnonzero(table["split"].to_numpy() == "train") if table is not None else None
         return self._neighbors
 
@@ -338,7 +338,7 @@ class Inspector(QWidget):
     def _on_results(self) -> None:
         self._neighbors_loaded = False
         self._neighbors = None
-        if self.row is not None and self.row >= len(self.project):
+        if self.row is not None and self.row >= len(self.session):
             self.row = None
         self.refresh()
 
@@ -358,12 +358,12 @@ class Inspector(QWidget):
         image with the detected face box, the prediction and its uncertainty."""
         from uldl_studio.core.data.images import decode_image
 
-        table = self.project.predictions
+        table = self.session.predictions
         if table is None or not 0 <= index < len(table):
             return
         self.row = None
         rec = table.iloc[index]
-        classes = self.project.classes
+        classes = self.session.classes
         self.title.setText(f"{rec['sample_id']} (predicted)")
         self.title.setToolTip(str(rec["path"]))
         try:
@@ -412,12 +412,12 @@ class Inspector(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
-        table = self.project.table
+        table = self.session.table
         row = self.row
         if table is None or row is None or row >= len(table):
             self._show_empty()
             return
-        classes = self.project.classes
+        classes = self.session.classes
         rec = table.iloc[row]
         self.title.setText(str(rec["sample_id"]))
         self.title.setToolTip(str(rec["path"]))
@@ -444,7 +444,7 @@ class Inspector(QWidget):
             states.append("<span style='color:#d35400'>✎ edited</span>")
         if bool(rec.get("unsure", False)) if "unsure" in table else False:
             states.append("<span style='color:#8e44ad'>? unsure</span>")
-        if rec["sample_id"] in self.project.reviewed_ids() and not edited:
+        if rec["sample_id"] in self.session.reviewed_ids() and not edited:
             states.append("reviewed")
         self.fields["state"].setText(", ".join(states) if states else "as given")
         lam = rec["lambda"] if "lambda" in table else np.nan
@@ -456,7 +456,7 @@ class Inspector(QWidget):
         self.fields["va"].setText("–" if not np.all(np.isfinite(va)) else f"{va[0]:+.2f}, {va[1]:+.2f}")
         self.fields["split"].setText(str(rec["split"]))
         for name, (caption, value) in self.score_fields.items():
-            v = float(self.project.score(name)[row])
+            v = float(self.session.score(name)[row])
             shown = bool(np.isfinite(v))
             caption.setVisible(shown)
             value.setVisible(shown)
@@ -484,7 +484,7 @@ class Inspector(QWidget):
 
     def _show_blind(self, row: int) -> None:
         """Blind mode before this annotator's vote: the image, the id and the split only."""
-        table = self.project.table
+        table = self.session.table
         hidden = "hidden until you vote"
         for key in ("label", "lambda", "va", "pred"):
             self.fields[key].setText(hidden if key in ("label", "pred") else "–")
@@ -493,7 +493,7 @@ class Inspector(QWidget):
         for caption, value in self.score_fields.values():
             caption.hide()
             value.hide()
-        self.chart.set_distributions(self.project.classes, {}, empty_text=BLIND_TEXT)
+        self.chart.set_distributions(self.session.classes, {}, empty_text=BLIND_TEXT)
         self._set_tiles([])
         self.neighbour_note.setText("blind mode: the neighbours' labels appear once you have voted")
 
@@ -507,16 +507,16 @@ class Inspector(QWidget):
         for caption, value in self.score_fields.values():
             caption.hide()
             value.hide()
-        self.chart.set_distributions(self.project.classes, {})
+        self.chart.set_distributions(self.session.classes, {})
         self._set_tiles([])
         self.neighbour_note.setText("")
 
     def _show_neighbours(self, row: int) -> None:
         data = self._neighbour_data()
-        table = self.project.table
+        table = self.session.table
         if data is None or self._train_rows is None:
             self._set_tiles([])
-            self.neighbour_note.setText("available after training" if self.project.run is None
+            self.neighbour_note.setText("available after training" if self.session.run is None
                                         else "no neighbour file in this run")
             return
         positions = np.flatnonzero(self._train_rows == row)
@@ -530,7 +530,7 @@ class Inspector(QWidget):
         s = np.asarray(data.get("similarity", data.get("s")))[pos] if data.get("similarity", data.get("s")) is not None else None
         zeta = np.asarray(data["zeta"])[pos] if "zeta" in data else None
         c = np.asarray(data.get("contribution", data.get("c")))[pos] if data.get("contribution", data.get("c")) is not None else None
-        classes = self.project.classes
+        classes = self.session.classes
         shares = neighbour_shares(c) if c is not None else None
         items = []
         for j, idx in enumerate(indices):
@@ -562,7 +562,7 @@ class Inspector(QWidget):
                 pixmap = self._pixmap(nrow, NEIGHBOUR_SIZE)
                 tile.setIcon(pixmap if pixmap is not None else QPixmap())
                 tile.setText(f"{name}\n{parts[0] if parts else ''}\n{'  '.join(parts[1:])}")
-                tile.setToolTip(f"{self.project.table['sample_id'].iat[nrow]}\n" + "\n".join(parts))
+                tile.setToolTip(f"{self.session.table['sample_id'].iat[nrow]}\n" + "\n".join(parts))
                 self.neighbour_grid.addWidget(tile, 1 + i // columns, i % columns)
                 tile.show()
             else:

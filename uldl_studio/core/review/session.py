@@ -1,4 +1,4 @@
-"""The open project as one evented, Qt-free model: the table with the annotator's edits, the
+"""The open dataset or run as one evented, Qt-free model: the table with the annotator's edits, the
 run, the journal, the filter, the selection and the current sample.
 
 Every view (map, grid, inspector, relabelling, export) and the CLI read and change this
