@@ -38,6 +38,7 @@ from psygnal import Signal, SignalGroup
 from uldl_studio.core.labels import scores
 from uldl_studio.core.labels.annotations import annotator_journal, validate_annotator_name
 from uldl_studio.core.labels.edits import apply_edits, run_journal, without_edits
+from uldl_studio.core.review.selection import AllSelection, RangeSelection, Selection, ValueSelection
 from uldl_studio.core.table import classes_of
 
 SELECTION_MODES = ("replace", "add", "remove", "toggle")
@@ -73,6 +74,15 @@ class Filter:
     @property
     def active(self) -> bool:
         return self.classes is not None or bool(self.ranges)
+
+    def selection(self) -> Selection:
+        """The filter as a selection over the columns ``label`` and each filtered score."""
+        out: Selection = AllSelection()
+        if self.classes is not None:
+            out = out & ValueSelection("label", sorted(self.classes))
+        for name, (lo, hi) in self.ranges.items():
+            out = out & RangeSelection(name, lo, hi)
+        return out
 
 
 def as_rows(rows) -> np.ndarray:
@@ -544,18 +554,11 @@ class Session:
 
     def visible_mask(self) -> np.ndarray:
         """Rows that pass the filter."""
-        n = len(self)
-        mask = np.ones(n, dtype=bool)
         if self.table is None:
-            return mask
+            return np.ones(0, dtype=bool)
         f = self._filter
-        if f.classes is not None:
-            mask &= np.isin(self.table["label"].to_numpy(np.int64), sorted(f.classes))
-        for name, (lo, hi) in f.ranges.items():
-            values = self.score(name)
-            with np.errstate(invalid="ignore"):
-                mask &= (values >= lo) & (values <= hi)
-        return mask
+        columns = {"label": self.table["label"].to_numpy(np.int64), **{name: self.score(name) for name in f.ranges}}
+        return f.selection().mask(columns)
 
     def filter_text(self) -> str:
         """One line describing the filter ("" when none), e.g. ``anger, fear · λ 0.5–1.0``."""
