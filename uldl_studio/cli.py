@@ -433,7 +433,8 @@ def _train(args, comm) -> int:
             raise CliError(f"{run_dir}: already holds a run; train a new version of it with "
                            f"`uldl-studio retrain {run_dir}`, continue it with --resume, or choose another --out")
         fields = dict(method=args.method, device=args.device, seed=args.seed,
-                      neighbors=args.neighbors, va=args.va, **_va_from(args))
+                      neighbors=args.neighbors, va=args.va)
+        fields.update(_va_from(args))
         if args.epochs is not None:
             fields["epochs"] = args.epochs
         fields.update(_parse_overrides(args.set))

@@ -183,3 +183,22 @@ def test_cli_va_from_errors(demo_dir, tmp_path, capsys):
     assert main(["train", str(demo_dir), "--out", str(tmp_path / "c"), "--va-from", str(demo_dir),
                  "--va", "columns"]) == 2
     assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_cli_train_va_from_and_predict(source, demo_dir, tmp_path, capsys):
+    out = tmp_path / "cli_run"
+    tiny = ["--set", "image_size=32", "--set", "width=8", "--set", "batch_size=32", "--set", "num_threads=1"]
+    assert main(["train", str(demo_dir), "--out", str(out), "--epochs", "1", "--method", "ce",
+                 "--va-from", str(source.path), *tiny]) == 0
+    run = Run.open(out)
+    assert run.config.va == "head" and run.config.va_from == str(source.path.resolve())
+    samples = run.samples()
+    theirs = source.samples().set_index("sample_id").loc[samples["sample_id"], list(PRED_COLUMNS)]
+    np.testing.assert_allclose(samples[["valence", "arousal"]].to_numpy(), theirs.to_numpy(), atol=1e-5)
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    assert f"V-A head of {source.path.name}" in capsys.readouterr().out
+    written = tmp_path / "pred.csv"
+    assert main(["predict", str(out), str(demo_dir / "images"), "--out", str(written), "--limit", "10"]) == 0
+    predicted = read_predictions(written)
+    assert "va_pred_valence" in predicted and predicted["va_pred_valence"].notna().all()  # the demo has V-A: a head
