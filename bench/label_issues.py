@@ -5,9 +5,11 @@ For each finished run given (trained on a dataset with reference distributions: 
 
 - the estimated share of label issues (the mean of label_wrong_prob) next to the measured share of
   given labels that differ from the reference majority, and the confident joint's own count;
-- the highlighted rows (label_wrong_prob ≥ 0.5, what the map draws strongly): their share, the
-  measured precision (given ≠ reference among them) against the precision they promise (their
-  mean label_wrong_prob) and the recall (the share of all disagreeing labels they hold);
+- the highlighted rows (``LabelIssues.highlighted``: the likeliest wrong labels, as many as keep
+  their mean label_wrong_prob at ``PRECISION`` or above, each ≥ 0.5; what the map draws
+  strongly): their share, the cut-off, the measured precision (given ≠ reference among them)
+  against the precision they promise (their mean label_wrong_prob) and the recall (the share
+  of all disagreeing labels they hold); the same for the plain rule label_wrong_prob ≥ 0.5;
 - the precision–recall curve of the ranking by label_wrong_prob at several cut-offs, and AUROC;
 - with `--cleanlab` (the bench extra): cleanlab's own estimate of the number of label issues
   from the same calibrated probabilities, beside ours (cleanlab is never a product dependency).
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from uldl_studio.core.labels.label_issues import HIGHLIGHT, label_issues  # noqa: E402
+from uldl_studio.core.labels.label_issues import highlight_threshold  # noqa: E402
 from uldl_studio.core.labels.metrics import auroc  # noqa: E402
 from uldl_studio.core.engine.run import Run  # noqa: E402
 from uldl_studio.core.labels.soft_labels import temper  # noqa: E402
@@ -74,18 +77,22 @@ def one_run(path: str, use_cleanlab: bool) -> dict:
     wrong_all = labels != ref.argmax(1)
     probs = samples[p_columns(list(run.classes))].to_numpy(np.float64)
     result = {"run": str(path), "groups": {}}
+    highlighted = issues.highlighted()
     for group in issues.groups:
         rows = group.rows
         p_wrong, wrong = issues.p_wrong[rows], wrong_all[rows]
-        high = p_wrong >= HIGHLIGHT
         entry = {"n": int(rows.size), "source": group.source, "temperature": group.temperature,
                  "sharpening": group.sharpening, "estimated": float(p_wrong.mean()),
                  "measured": float(wrong.mean()), "confident_joint": group.confident_joint_rate,
-                 "auroc": auroc(p_wrong, wrong), "highlighted_share": float(high.mean()),
-                 "highlighted_precision": float(wrong[high].mean()) if high.any() else float("nan"),
-                 "highlighted_promised": float(p_wrong[high].mean()) if high.any() else float("nan"),
-                 "highlighted_recall": float((wrong & high).sum() / max(int(wrong.sum()), 1)),
-                 "curve": curve(p_wrong, wrong)}
+                 "auroc": auroc(p_wrong, wrong), "threshold": issues.threshold,
+                 # the threshold is the whole table's (as the map's); per split for comparison
+                 "split_threshold": highlight_threshold(p_wrong)}
+        for prefix, high in (("highlighted", highlighted[rows]), ("half", p_wrong >= HIGHLIGHT)):
+            entry[f"{prefix}_share"] = float(high.mean())
+            entry[f"{prefix}_precision"] = float(wrong[high].mean()) if high.any() else float("nan")
+            entry[f"{prefix}_promised"] = float(p_wrong[high].mean()) if high.any() else float("nan")
+            entry[f"{prefix}_recall"] = float((wrong & high).sum() / max(int(wrong.sum()), 1))
+        entry["curve"] = curve(p_wrong, wrong)
         if use_cleanlab:
             entry["cleanlab"] = cleanlab_estimate(temper(probs[rows], group.temperature), labels[rows])
         result["groups"][group.name] = entry
@@ -95,12 +102,15 @@ def one_run(path: str, use_cleanlab: bool) -> dict:
 def show(result: dict) -> None:
     print(f"\n{result['run']}")
     print(f"{'split':8s} {'n':>6s} {'estimated':>9s} {'measured':>8s} {'diff':>6s} {'conf.joint':>10s} "
-          f"{'cleanlab':>8s} {'AUROC':>6s} {'highl.':>6s} {'prec':>5s} {'promised':>8s} {'recall':>6s}")
+          f"{'cleanlab':>8s} {'AUROC':>6s} {'s':>5s} | {'cut':>4s} {'highl.':>6s} {'prec':>5s} {'promised':>8s} "
+          f"{'recall':>6s} | P≥0.5: {'share':>5s} {'prec':>5s} {'prom.':>5s} {'recall':>6s}")
     for name, g in result["groups"].items():
         cl = f"{g['cleanlab']:.3f}" if "cleanlab" in g else "–"
         print(f"{name:8s} {g['n']:6d} {g['estimated']:9.3f} {g['measured']:8.3f} {g['estimated'] - g['measured']:+6.3f} "
-              f"{g['confident_joint']:10.3f} {cl:>8s} {g['auroc']:6.3f} {g['highlighted_share']:6.3f} "
-              f"{g['highlighted_precision']:5.3f} {g['highlighted_promised']:8.3f} {g['highlighted_recall']:6.3f}")
+              f"{g['confident_joint']:10.3f} {cl:>8s} {g['auroc']:6.3f} {g['sharpening']:5.3f} | {g['threshold']:4.2f} "
+              f"{g['highlighted_share']:6.3f} {g['highlighted_precision']:5.3f} {g['highlighted_promised']:8.3f} "
+              f"{g['highlighted_recall']:6.3f} |        {g['half_share']:5.3f} {g['half_precision']:5.3f} "
+              f"{g['half_promised']:5.3f} {g['half_recall']:6.3f}")
     for name, g in result["groups"].items():
         print(f"  precision–recall, {name}: " + "; ".join(
             f"{c['at']}: {c['share']:.1%} of rows, P {c['precision']:.3f} R {c['recall']:.3f}" for c in g["curve"]))

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from uldl_studio.core.labels import scores
 from uldl_studio.core.review import health
+from uldl_studio.core.labels.label_issues import highlighted_mask
 from uldl_studio.qt.health_panel import MEAN_COLUMN, NO_RESULTS, HealthPanel
 from uldl_studio.qt.session_bridge import SessionBridge
 
@@ -85,7 +86,9 @@ def test_rates_and_matrix_match_the_pure_functions(qtbot, synthetic):
     text = panel.summary.text()
     total = expected["estimated"].sum()
     assert f"≈ {total:,.0f} label issues" in text and f"{total / expected['n'].sum():.1%}" in text
-    assert f"{expected['highlighted'].sum():,}</b> are more likely wrong than right" in text
+    high = expected["highlighted"].sum()
+    assert f"{high:,}</b> of the likeliest wrong labels are highlighted" in text
+    assert f"≈ {expected['highlighted_wrong'].sum() / high:.0%} of them are expected to be wrong" in text
     rates_in_order = [float(s[3].rstrip("%")) for s in shown]
     assert rates_in_order == sorted(rates_in_order, reverse=True), "sorted by rate, worst first"
     # the mean column is the default score, ambiguity, per class
@@ -147,6 +150,9 @@ def test_clicking_a_cell_selects_its_samples(qtbot, synthetic):
     flagged = health.highlighted_rows(session.table, c, rows=health.training_rows(session.table))
     assert flagged.size == int(panel.rates_table.item(0, 4).text())
     assert (session.score("label_wrong_prob")[flagged] >= 0.5).all()
+    assert np.array_equal(flagged, np.flatnonzero(
+        highlighted_mask(session.score("label_wrong_prob")) & (session.table["label"].to_numpy() == c)
+        & np.isin(np.arange(len(session.table)), health.training_rows(session.table))))
     assert session.selection.tolist() == flagged.tolist()
     assert session.current in flagged
 

@@ -1,6 +1,6 @@
 """Label health: the estimated number of label issues first (the sum of the calibrated
 probability that a label is wrong, ``core.label_issues``), then per class the estimated issues,
-their rate and how many samples are more likely wrong than right (the ones the map highlights),
+their rate and how many of the likeliest wrong labels the map highlights,
 the mean of a chosen score, and the expected given label × true label matrix.
 
 Everything shown is derived from the session on each refresh (``core.health`` does the
@@ -44,8 +44,9 @@ RATE_COLUMNS = (
     ("n", "samples with this given label that are counted"),
     ("issues", "estimated label issues: the sum of P(label is wrong) over the class's samples"),
     ("rate", "estimated share of wrong labels: issues / n"),
-    ("high", "highlighted: samples more likely wrong than right (P(label is wrong) ≥ 0.5), drawn "
-             "strongly on the map; click the row to select them"),
+    ("high", "highlighted: the likeliest wrong labels, drawn strongly on the map (as many as keep "
+             "the expected share of wrong labels among them at 80 % or more, each more likely wrong "
+             "than right); click the row to select them"),
     ("valid acc", "the model's accuracy on the valid split's samples given this label (the panel's first "
                   "lines give the mean over the classes: rare classes count as much as common ones)"),
     ("mean", ""),  # set from the chosen score
@@ -262,8 +263,8 @@ class HealthPanel(QWidget):
         return rows
 
     def select_flagged(self, given: int) -> np.ndarray:
-        """Select the highlighted samples of class ``given``: more likely wrong than right (a
-        click on its rate row)."""
+        """Select the highlighted samples of class ``given``: its likeliest wrong labels, the
+        ones the map draws strongly (a click on its rate row)."""
         table = self.session.table
         if table is None or not health.has_issue_estimate(table):
             return np.empty(0, dtype=np.int64)
@@ -272,10 +273,10 @@ class HealthPanel(QWidget):
         if rows.size:
             self._select(rows)
             self.classSelected.emit(int(given), int(rows.size))
-            self.statusMessage.emit(f"Selected {plural(int(rows.size))} given {name} whose label is more "
-                                    "likely wrong than right")
+            self.statusMessage.emit(f"Selected {plural(int(rows.size))} given {name} whose label is "
+                                    "highlighted as likely wrong")
         else:
-            self.statusMessage.emit(f"No samples: no {name} label is more likely wrong than right; "
+            self.statusMessage.emit(f"No samples: no {name} label is highlighted as likely wrong; "
                                     "the selection is unchanged")
         return rows
 
@@ -394,12 +395,12 @@ class HealthPanel(QWidget):
         text += (". The estimate is the sum of a calibrated probability that each label is wrong "
                  "(a held-out temperature and a class-pair noise model, no extra votes needed).")
         if highlighted:
-            # no "expected precision" here: measured on full FER+ the highlighted set was 58 %
-            # wrong where the probabilities promised 99 % (docs/benchmarks.md)
-            text += (f" <b>{highlighted:,}</b> are more likely wrong than right (highlighted on the map). "
+            expected = float(rates["highlighted_wrong"].sum()) / highlighted
+            text += (f" <b>{highlighted:,}</b> of the likeliest wrong labels are highlighted on the map; "
+                     f"≈ {expected:.0%} of them are expected to be wrong. "
                      "Click a class to select its highlighted samples.")
         else:
-            text += " No label is more likely wrong than right."
+            text += " No label is highlighted: none is likely enough to be wrong."
         accuracy = self._valid_accuracy()
         if accuracy is not None:
             worst = accuracy["accuracy"].dropna().sort_values().head(2)

@@ -12,7 +12,7 @@ import numpy as np
 from PySide6.QtGui import QBrush
 
 from uldl_studio.core.labels import scores
-from uldl_studio.core.labels.label_issues import HIGHLIGHT
+from uldl_studio.core.labels.label_issues import highlighted_mask
 from uldl_studio.qt import palette
 
 CATEGORICAL_MODES = {"given": "given label", "predicted": "predicted label"}
@@ -20,7 +20,8 @@ CATEGORICAL_MODES = {"given": "given label", "predicted": "predicted label"}
 #: possible range, or each value's quantile (rank) among the rows
 SCALES = {"data": "value (1–99 % of the data)", "full": "value (the score's full range)",
           "quantile": "quantile"}
-#: the score drawn highlighted: points at or above ``HIGHLIGHT`` strong, the rest muted
+#: the score drawn highlighted: the likeliest wrong labels strong (``label_issues.highlighted_mask``),
+#: the rest muted
 HIGHLIGHT_SCORE = "label_wrong_prob"
 
 
@@ -95,10 +96,10 @@ def color_codes(session, mode: str, scale: str, classes: list[str]) -> Coloring:
     if mode != HIGHLIGHT_SCORE:
         brushes = palette.colormap_brushes(score.cmap) + [palette.missing_brush()]
         return Coloring(codes.astype(np.int16), brushes, "continuous", (lo, hi))
-    # strong where the label is more likely wrong than right, muted elsewhere, whatever the scale
+    # strong for the highlighted labels (the same rows as the health panel's), muted elsewhere,
+    # whatever the scale
     k = palette.N_BINS
-    with np.errstate(invalid="ignore"):
-        strong = np.nan_to_num(values, nan=-1.0) >= HIGHLIGHT
+    strong = highlighted_mask(values)
     codes = np.where(codes == k, 2 * k, codes + k * strong).astype(np.int16)
     brushes = palette.issue_brushes(k) + [palette.missing_brush()]
     return Coloring(codes, brushes, "continuous", (lo, hi), strong)

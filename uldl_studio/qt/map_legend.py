@@ -9,7 +9,6 @@ import pyqtgraph as pg
 from PySide6.QtGui import QBrush, QColor
 
 from uldl_studio.core.labels import scores
-from uldl_studio.core.labels.label_issues import HIGHLIGHT
 from uldl_studio.qt import palette
 
 
@@ -73,14 +72,15 @@ class MapLegend:
         self._show_colorbar(True)
 
     def _show_highlight(self, highlight: tuple[int, int, float], brushes: list[QBrush]) -> None:
-        """Two lines: how many points are drawn strongly and why, and the muted rest."""
-        strong, shown, _ = highlight
+        """Two lines: how many points are drawn strongly and what share of them is expected to
+        be wrong (their mean P(label is wrong), ``label_issues.highlighted_mask``), and the
+        muted rest."""
+        strong, shown, mean = highlight
         n = palette.N_BINS
-        # Short lines: the legend sits inside the map and must fit a small one. No "expected
-        # precision": on full FER+ the highlighted set measured 58 % wrong where the
-        # probabilities promised 99 % (docs/benchmarks.md).
-        entries = [(brushes[2 * n - 1], f"{strong:,} highlighted: label likely wrong (P ≥ {HIGHLIGHT:g})"),
-                   (brushes[n // 2], f"{shown - strong:,} muted: label likely right")]
+        # Short lines: the legend sits inside the map and must fit a small one.
+        expected = f" (≈ {mean:.0%} expected wrong)" if strong and np.isfinite(mean) else ""
+        entries = [(brushes[2 * n - 1], f"{strong:,} highlighted: likeliest wrong labels{expected}"),
+                   (brushes[n // 2], f"{shown - strong:,} muted: the rest")]
         if shown and strong > shown / 2:
             # more than half "wrong" says more about the model than the labels: say so
             accuracy = self._valid_accuracy()

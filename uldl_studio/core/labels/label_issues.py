@@ -15,14 +15,22 @@ No crowd votes are read (a user's dataset has none). The evidence is what a run 
    result Q[j, k] estimates P(given = j, true = k), hence the noise rates
    N[k, j] = P(given = j | true = k) and the number of label issues 1 − trace(Q).
 3. **Bayes per row.** P(true = k | x, given = j) ∝ π_k(x) · N[k, j], with π = temper(q, s) the
-   calibrated prediction sharpened by one factor s per group, chosen so that the rows'
-   probabilities add up to the confident joint's count. The true label is the majority class
-   of many annotators, which is more certain than one annotator's vote, so s < 1 is usual.
-   ``label_wrong_prob`` = 1 − P(true = given | x, given).
+   calibrated prediction sharpened by one factor s: the true label (the majority class of many
+   annotators) is more certain than one annotator's vote. s is fitted by maximum likelihood: the
+   s under which P(given = j | x) = Σ_k π_k(x) N[k, j] explains the given labels best, on the
+   held-out valid rows (like the temperature; cross-fitted training rows on their own
+   out-of-fold predictions). ``label_wrong_prob`` = 1 − P(true = given | x, given).
 
-Its sum over rows is the estimated number of label issues (per given class and overall). Rows
-with label_wrong_prob ≥ ``HIGHLIGHT`` are more likely wrong than right: the map draws them
-strongly, and the mean of their probabilities is the share of them expected to be wrong.
+   The confident joint alone counts every confident disagreement as a wrong label, the
+   model's own mistakes included, so it overestimates when the model is weak; the sum of the
+   probabilities is not forced to its count (an earlier version chose s that way), it follows
+   from the fitted s and is the estimate.
+
+Its sum over rows is the estimated number of label issues (per given class and overall). The
+highlighted rows (drawn strongly on the map, ``highlighted_mask``) are the likeliest wrong
+labels, as many as keep the mean of their probabilities (the share of them expected to be
+wrong) at ``PRECISION`` or above, each one at ``HIGHLIGHT`` or above (more likely wrong than
+right).
 
 Rows are judged by their current label (the annotator's edits apply). Measured against crowd
 votes on FER+ and the demo: ``bench/label_issues.py``.
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -39,10 +48,13 @@ from scipy.optimize import minimize_scalar
 from uldl_studio.core.labels.soft_labels import fit_temperature, temper
 from uldl_studio.core.table import classes_of, p_columns
 
-__all__ = ["HIGHLIGHT", "LabelIssues", "confident_joint", "noise_matrix", "posterior_true",
-           "fit_sharpening", "estimate_group", "label_issues", "expected_matrix"]
+__all__ = ["HIGHLIGHT", "PRECISION", "LabelIssues", "highlight_threshold", "highlighted_mask", "confident_joint", "noise_matrix", "posterior_true",
+           "sharpening_nll", "fit_sharpening", "estimate_group", "label_issues", "expected_matrix"]
 
-#: a label is highlighted (drawn strongly, counted as "more likely wrong than right") from here
+#: the highlighted labels (drawn strongly on the map) are the likeliest wrong ones, as many as
+#: keep their expected share of wrong labels (the mean label_wrong_prob) at ``PRECISION`` or
+#: above, and never one below ``HIGHLIGHT`` (more likely right than wrong)
+PRECISION = 0.8
 HIGHLIGHT = 0.5
 #: groups with fewer rows borrow the noise model and sharpening of the largest group
 MIN_GROUP_ROWS = 100
@@ -87,10 +99,40 @@ class LabelIssues:
         out[ok] = self.posterior[ok].argmax(axis=1)
         return out
 
+    @cached_property
+    def threshold(self) -> float:
+        """The label_wrong_prob from which rows are highlighted (``highlight_threshold``)."""
+        return highlight_threshold(self.p_wrong)
+
     def highlighted(self) -> np.ndarray:
-        """Bool per row: more likely wrong than right (p_wrong ≥ ``HIGHLIGHT``)."""
+        """Bool per row: among the likeliest wrong labels (p_wrong ≥ ``threshold``; the same rows
+        as ``highlighted_mask(p_wrong)``)."""
         with np.errstate(invalid="ignore"):
-            return np.nan_to_num(self.p_wrong, nan=-1.0) >= HIGHLIGHT
+            return np.nan_to_num(self.p_wrong, nan=-np.inf) >= self.threshold
+
+
+# ------------------------------------------------------------------------------ the highlight
+def highlight_threshold(p_wrong: np.ndarray, precision: float = PRECISION, floor: float = HIGHLIGHT) -> float:
+    """The lowest cut-off t ≥ ``floor`` such that the rows with p_wrong ≥ t have a mean p_wrong
+    (their expected share of wrong labels) of at least ``precision``; ``inf`` when no row
+    qualifies. NaN values are ignored. Ranking by p_wrong, lowering t only adds rows less likely
+    wrong than those already in, so the mean falls as t falls: t is where it reaches
+    ``precision`` (ties at t all go in)."""
+    values = np.asarray(p_wrong, dtype=np.float64)
+    values = np.sort(values[np.isfinite(values) & (values >= floor)])[::-1]
+    if values.size == 0:
+        return float("inf")
+    means = np.cumsum(values) / np.arange(1, values.size + 1)
+    last_of_tie = np.r_[values[1:] != values[:-1], True]  # a cut includes every tied value
+    ok = np.flatnonzero((means >= precision) & last_of_tie)
+    return float(values[ok[-1]]) if ok.size else float("inf")
+
+
+def highlighted_mask(p_wrong: np.ndarray, precision: float = PRECISION, floor: float = HIGHLIGHT) -> np.ndarray:
+    """Bool per row: p_wrong ≥ ``highlight_threshold(p_wrong)`` (False where NaN)."""
+    values = np.asarray(p_wrong, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(values, nan=-np.inf) >= highlight_threshold(values, precision, floor)
 
 
 # ------------------------------------------------------------------------------ the pieces
@@ -146,10 +188,24 @@ def _p_wrong(q, labels, noise, sharpening) -> np.ndarray:
     return 1.0 - post[np.arange(len(labels)), labels]
 
 
-def fit_sharpening(q: np.ndarray, labels: np.ndarray, noise: np.ndarray, rate: float,
-                   max_rows: int = FIT_ROWS) -> float:
-    """The s in ``SHARPEN_RANGE`` whose mean label_wrong_prob is closest to ``rate`` (on at most
-    ``max_rows`` rows, an evenly spaced subset)."""
+def sharpening_nll(q: np.ndarray, labels: np.ndarray, noise: np.ndarray, sharpening: float) -> float:
+    """Mean negative log-likelihood of the given ``labels`` under the noise model:
+    P(given = j | x) = Σ_k temper(q, s)_k · N[k, j]."""
+    labels = np.asarray(labels, dtype=np.int64)
+    prior = temper(q, sharpening) if sharpening != 1.0 else np.asarray(q, dtype=np.float64)
+    given = np.einsum("nk,nk->n", prior, np.asarray(noise)[:, labels].T)
+    return float(-np.log(np.clip(given, 1e-12, None)).mean())
+
+
+def fit_sharpening(q: np.ndarray, labels: np.ndarray, noise: np.ndarray, max_rows: int = FIT_ROWS) -> float:
+    """The s in ``SHARPEN_RANGE`` under which the noise model explains the given labels best
+    (``sharpening_nll`` minimal; on at most ``max_rows`` rows, an evenly spaced subset); 1.0
+    without rows.
+
+    The calibrated q already spreads its mass as the labels do; once the noise model accounts
+    for part of that spread, the true-label prior temper(q, s) must be sharper (s < 1) to give
+    the same labels, and as much sharper as the noise model leaves to explain."""
+    labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
     if n == 0:
         return 1.0
@@ -157,17 +213,19 @@ def fit_sharpening(q: np.ndarray, labels: np.ndarray, noise: np.ndarray, rate: f
         pick = np.linspace(0, n - 1, max_rows).astype(np.int64)
         q, labels = q[pick], labels[pick]
     lo, hi = np.log(SHARPEN_RANGE[0]), np.log(SHARPEN_RANGE[1])
-    best = minimize_scalar(lambda log_s: (_p_wrong(q, labels, noise, np.exp(log_s)).mean() - rate) ** 2,
+    best = minimize_scalar(lambda log_s: sharpening_nll(q, labels, noise, np.exp(log_s)),
                            bounds=(lo, hi), method="bounded", options={"xatol": 1e-3})
     return float(np.exp(best.x))
 
 
 def estimate_group(probs: np.ndarray, labels: np.ndarray, temperature: float, name: str = "",
                    rows: np.ndarray | None = None, source: str = "prediction",
-                   borrow: GroupEstimate | None = None) -> tuple[GroupEstimate, np.ndarray, np.ndarray]:
+                   borrow: GroupEstimate | None = None,
+                   sharpening: float | None = None) -> tuple[GroupEstimate, np.ndarray, np.ndarray]:
     """Estimate one group: (its GroupEstimate, p_wrong (n,), posterior (n, m)).
 
-    ``borrow``: use that group's noise model and sharpening (a group too small for its own)."""
+    ``borrow``: use that group's noise model and sharpening (a group too small for its own).
+    ``sharpening``: the s to use (fitted on held-out rows); None = fit it on this group."""
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     m = probs.shape[1]
@@ -177,7 +235,8 @@ def estimate_group(probs: np.ndarray, labels: np.ndarray, temperature: float, na
     else:
         joint = confident_joint(q, labels, m)
         noise = noise_matrix(joint)
-        sharpening = fit_sharpening(q, labels, noise, float(1.0 - np.trace(joint)))
+        if sharpening is None:
+            sharpening = fit_sharpening(q, labels, noise)
     post = posterior_true(q, labels, noise, sharpening)
     p_wrong = 1.0 - post[np.arange(len(labels)), labels]
     rows = np.arange(len(labels)) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -240,6 +299,13 @@ def label_issues(table: pd.DataFrame) -> LabelIssues:
     split = table["split"].astype(str).to_numpy() if "split" in table else np.full(n, "train")
     valid = np.flatnonzero(usable & (split == "valid"))
     t_prediction = fit_temperature(probs[valid], labels[valid]) if valid.size else 1.0
+    # the sharpening of the predictions: fitted on the held-out valid rows, like the temperature
+    # (a group's own rows would judge in-sample predictions by the labels they were fitted to)
+    s_prediction = None
+    if valid.size >= MIN_GROUP_ROWS:
+        q_valid = temper(probs[valid], t_prediction)
+        noise_valid = noise_matrix(confident_joint(q_valid, labels[valid], m))
+        s_prediction = fit_sharpening(q_valid, labels[valid], noise_valid)
 
     p_wrong = np.full(n, np.nan)
     posterior = np.full((n, m), np.nan)
@@ -250,7 +316,9 @@ def label_issues(table: pd.DataFrame) -> LabelIssues:
         source_probs = oof[rows] if source == "out-of-fold" else probs[rows]
         temperature = fit_temperature(source_probs, labels[rows]) if source == "out-of-fold" else t_prediction
         borrow = groups[0] if groups and len(rows) < MIN_GROUP_ROWS else None
-        group, wrong, post = estimate_group(source_probs, labels[rows], temperature, name, rows, source, borrow)
+        sharpening = s_prediction if source == "prediction" else None  # out-of-fold: held out itself
+        group, wrong, post = estimate_group(source_probs, labels[rows], temperature, name, rows, source,
+                                            borrow, sharpening)
         groups.append(group)
         p_wrong[rows] = wrong
         posterior[rows] = post

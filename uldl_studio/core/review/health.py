@@ -11,8 +11,8 @@ after the annotator's edits).  The off-diagonal sum of a confusion row is theref
 class's ``likely_mislabelled`` count.
 
 The estimated label issues (``core.label_issues``) lead: per given class, the sum of the
-calibrated probability that the label is wrong (``issue_rates``), how many rows are more likely
-wrong than right (highlighted), and the expected given × true label matrix (``issue_matrix``).
+calibrated probability that the label is wrong (``issue_rates``), how many of the likeliest
+wrong labels the map highlights, and the expected given × true label matrix (``issue_matrix``).
 
 Rows are positional indices into the table; every function takes ``rows`` (indices or a
 boolean mask; None = all) to restrict the count, e.g. to the training split.
@@ -187,21 +187,23 @@ def _estimated(table: pd.DataFrame, rows) -> tuple[np.ndarray, np.ndarray, np.nd
 def issue_rates(table: pd.DataFrame, rows=None) -> pd.DataFrame:
     """One row per class, in class order: ``class``, ``n`` (counted rows with that given label),
     ``estimated`` (the sum of their label_wrong_prob: the expected number of wrong labels),
-    ``rate`` (estimated / n; NaN when n is 0) and ``highlighted`` (rows more likely wrong than
-    right, label_wrong_prob ≥ ``label_issues.HIGHLIGHT``)."""
-    from uldl_studio.core.labels.label_issues import HIGHLIGHT
-
+    ``rate`` (estimated / n; NaN when n is 0), ``highlighted`` (the rows the map highlights:
+    the likeliest wrong labels, ``label_issues.highlighted_mask`` over the whole table) and
+    ``highlighted_wrong`` (the sum of their label_wrong_prob: how many of them are expected to be
+    wrong)."""
     classes = classes_of(table)
     m = len(classes)
     given, p_wrong, counted = _estimated(table, rows)
     n = np.bincount(given[counted], minlength=m)
     estimated = np.bincount(given[counted], weights=p_wrong[counted], minlength=m)
-    high = counted & (np.nan_to_num(p_wrong, nan=-1.0) >= HIGHLIGHT)
+    high = counted & _issues(table).highlighted()
     highlighted = np.bincount(given[high], minlength=m)
+    highlighted_wrong = np.bincount(given[high], weights=p_wrong[high], minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n > 0, estimated / np.maximum(n, 1), np.nan)
     return pd.DataFrame({"class": list(classes), "n": n.astype(np.int64), "estimated": estimated.astype(np.float64),
-                         "rate": rate.astype(np.float64), "highlighted": highlighted.astype(np.int64)})
+                         "rate": rate.astype(np.float64), "highlighted": highlighted.astype(np.int64),
+                         "highlighted_wrong": highlighted_wrong.astype(np.float64)})
 
 
 def issue_matrix(table: pd.DataFrame, rows=None) -> np.ndarray:
@@ -231,11 +233,10 @@ def issue_cell_rows(table: pd.DataFrame, given: int, true: int, rows=None) -> np
 
 
 def highlighted_rows(table: pd.DataFrame, given: int | None = None, rows=None) -> np.ndarray:
-    """Sorted counted rows more likely wrong than right (of given label ``given``; None = any)."""
-    from uldl_studio.core.labels.label_issues import HIGHLIGHT
-
-    g, p_wrong, counted = _estimated(table, rows)
-    hit = counted & (np.nan_to_num(p_wrong, nan=-1.0) >= HIGHLIGHT)
+    """Sorted counted rows that the map highlights (``issue_rates``' ``highlighted``) of given
+    label ``given`` (None = any)."""
+    g, _, counted = _estimated(table, rows)
+    hit = counted & _issues(table).highlighted()
     if given is not None:
         hit &= g == int(given)
     return np.flatnonzero(hit).astype(np.int64)

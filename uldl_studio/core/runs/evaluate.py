@@ -14,7 +14,8 @@ Structure (floats; null where undefined)::
               [lambda_auroc_original: for "given label ≠ label_original" (injected noise)]},
      "label_issues" (train rows): {n, estimated (the share the calibrated label_wrong_prob adds
               up to, core.label_issues), [measured: the share whose given label ≠ the reference
-              majority], estimated_count, highlighted (rows with label_wrong_prob ≥ 0.5),
+              majority], estimated_count, highlighted (the training rows the map highlights,
+              label_issues.highlighted_mask),
               highlighted_expected_precision (their mean label_wrong_prob),
               [highlighted_precision, highlighted_recall: measured against the reference]}}
 """
@@ -105,18 +106,18 @@ def _per_class(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
 def _label_issue_metrics(samples, ref_all) -> dict:
     """The estimated share of label issues on the training rows, next to the measured one
     (given label ≠ reference majority) when the table has references."""
-    from uldl_studio.core.labels.label_issues import HIGHLIGHT, label_issues
+    from uldl_studio.core.labels.label_issues import label_issues
 
     train = (samples["split"] == "train").to_numpy()
     try:
-        p_wrong = label_issues(samples).p_wrong[train]
+        issues = label_issues(samples)
     except KeyError:
         return {}
+    p_wrong, high = issues.p_wrong[train], issues.highlighted()[train]
     ok = np.isfinite(p_wrong)
     if not ok.any():
         return {}
-    p_wrong = p_wrong[ok]
-    high = p_wrong >= HIGHLIGHT
+    p_wrong, high = p_wrong[ok], high[ok]
     out = {"n": int(ok.sum()), "estimated": float(p_wrong.mean())}
     if ref_all is not None:
         wrong = samples["label"].to_numpy(np.int64)[train][ok] != ref_all[train][ok].argmax(1)
