@@ -54,7 +54,10 @@ class ExportDialog(QDialog):
         columns = [c for c in soft_label_columns(classes) if c not in distributions] if classes else []
         columns += ["d_<class>…", "p_<class>…"]
         note = QLabel("Columns: " + ", ".join(columns) + ". The soft label d of a relabelled sample is its new "
-                      "label; an unsure one keeps at most half on its label; original_label is the dataset's.")
+                      "label; an unsure one keeps at most half on its label; original_label is the dataset's. "
+                      "Where people voted, the file adds votes_<class>…, n_voters and vote_agreement, d is "
+                      "the combined label of every sample with two or more votes, and the annotators' "
+                      "reliabilities go to FILE.reliability.json beside it.")
         note.setWordWrap(True)
         note.setStyleSheet("color: #555;")
         self.error = QLabel("")
