@@ -119,7 +119,7 @@ def train_job(plan: TrainPlan, *, cancel: Cancel = None,
         table = table()
     if cancel_requested(cancel):
         return TrainResult("cancelled", None, False, _nothing_kept(plan))
-    if getattr(config, "va", None) == "head":  # --va-from RUN: that run's V-A head places the samples
+    if config.va == "head":  # --va-from RUN: that run's V-A head places the samples
         yield Progress("load", epochs=config.epochs, message=f"placing the samples with the V-A head of {config.va_from}")
         table = head_placement(config.va_from, table, device=config.device)
     out = plan.trained = _prepare(plan, table, comm)
