@@ -118,7 +118,8 @@ def test_panel_fields_are_saved_and_restored(qtbot, settings_dir):
     assert set(panel.panel_values()) == set(PANEL_DEFAULTS)
     wanted = {"method": "ce", "epochs": 3, "device": "cpu", "k": 5, "delta": 0.4,
               "similarity": "l1", "gamma": 0.02, "neighbors": "exact",
-              "neighbor_space": "features", "neighbor_refresh": False, "folds": 3}
+              "neighbor_space": "features", "neighbor_refresh": False, "folds": 3,
+              "va": "head", "va_from": "/data/runs/affectnet"}
     assert panel.panel_values()["neighbor_space"] != "features"
     assert panel.panel_values()["neighbor_refresh"] is True
     panel.extra_config = {"k": 4, "image_size": 16}          # never saved
@@ -148,3 +149,33 @@ def test_saved_values_that_do_not_fit_are_skipped(qtbot, settings_dir):
     panel = TrainingPanel(settings=settings)
     qtbot.addWidget(panel)
     assert panel.k.value() == 6 and panel.neighbor_space.currentData() == "va"
+
+
+def test_the_va_placement_choice_and_another_runs_head(qtbot, settings_dir, tmp_path, monkeypatch):
+    """The panel offers the V-A placements; "V-A head of another run…" asks for the run folder
+    (Cancel keeps the choice before) and the config trains with that run's head."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from uldl_studio.qt.training_panel import TrainingPanel, make_train_config
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    assert panel.values()["va"] == "auto" and panel.values()["va_from"] is None
+    head = panel.va.findData("head")
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: ""))
+    panel.va.setCurrentIndex(head)
+    panel.va.activated.emit(head)                           # the annotator cancels the folder dialog
+    assert panel.values()["va"] == "auto"
+    source = tmp_path / "affectnet-run"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(source)))
+    panel.va.setCurrentIndex(head)
+    panel.va.activated.emit(head)
+    values = panel.values()
+    assert values["va"] == "head" and values["va_from"] == str(source)
+    assert panel.va.currentText() == "V-A head of affectnet-run"
+    config = make_train_config(values)
+    assert config.va == "head" and config.va_from == str(source)
+    panel.set_values({"va": "circumplex"})
+    assert panel.values()["va"] == "circumplex" and panel.values()["va_from"] is None
+    panel.set_values(config.to_dict())                      # an opened run shows its placement
+    assert panel.values()["va_from"] == str(source)

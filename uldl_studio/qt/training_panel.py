@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QSize, Signal, Slot
+from PySide6.QtCore import QObject, QSize, Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
     QProgressBar, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
 )
 
@@ -25,8 +25,11 @@ from PySide6.QtWidgets import (
 PANEL_DEFAULTS: dict[str, Any] = {
     "method": "ldlva", "epochs": 8, "device": "auto", "k": 8, "delta": None,
     "similarity": "l2", "gamma": 0.01, "neighbors": "bank", "neighbor_space": "va",
-    "neighbor_refresh": True, "folds": 0,
+    "neighbor_refresh": True, "folds": 0, "va": "auto", "va_from": None,
 }
+#: the V-A placements the panel offers (``TrainConfig.va``); "head" asks for a run folder
+VA_CHOICES = (("auto", "auto: the dataset's V-A, else circumplex"), ("columns", "the dataset's V-A columns"),
+              ("circumplex", "circumplex projection of p"), ("head", "V-A head of another run…"))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -169,6 +172,15 @@ class TrainingPanel(QWidget):
         self.neighbor_refresh = QCheckBox("rebuild every epoch")
         self.neighbor_refresh.setToolTip("re-place the samples and rebuild the neighbours after every "
                                          "epoch, from the model as it learns")
+        self.va = QComboBox()
+        for value, text in VA_CHOICES:
+            self.va.addItem(text, value)
+        self.va.setToolTip("where each sample sits in valence-arousal space (the map, the neighbours): the "
+                           "dataset's own V-A, the circumplex projection of the class probabilities, or "
+                           "the V-A head of a run trained on a dataset with V-A (AffectNet, the demo)")
+        self.va_from: str | None = None
+        self._va_index = 0
+        self.va.activated.connect(self._on_va_chosen)
         self.folds = QSpinBox(minimum=1, maximum=10)  # the minimum, 1, shows "off": folds start at 2
         self.folds.setSpecialValueText("off")
         self.folds.setToolTip("after training, cross-fit K plain cross-entropy models for the out-of-fold "
@@ -187,6 +199,7 @@ class TrainingPanel(QWidget):
         form.addRow("Neighbours", self.neighbors)
         form.addRow("Neighbours in", self.neighbor_space)
         form.addRow("", self.neighbor_refresh)
+        form.addRow("V-A placement", self.va)
         form.addRow("Cross-fit folds", self.folds)
         settings_box = QGroupBox("Settings")
         settings_box.setLayout(form)
@@ -246,7 +259,7 @@ class TrainingPanel(QWidget):
                            self.delta.valueChanged, self.similarity.currentIndexChanged,
                            self.gamma.valueChanged, self.neighbors.currentIndexChanged,
                            self.neighbor_space.currentIndexChanged, self.neighbor_refresh.toggled,
-                           self.folds.valueChanged):
+                           self.folds.valueChanged, self.va.currentIndexChanged):
                 signal.connect(self.save_settings)
 
     def restore_settings(self) -> None:
@@ -287,6 +300,8 @@ class TrainingPanel(QWidget):
             "neighbor_space": self.neighbor_space.currentData(),
             "neighbor_refresh": self.neighbor_refresh.isChecked(),
             "folds": 0 if self.folds.value() < 2 else self.folds.value(),
+            "va": self.va.currentData(),
+            "va_from": self.va_from if self.va.currentData() == "head" else None,
         }
 
     def set_values(self, values: dict[str, Any]) -> None:
@@ -317,6 +332,36 @@ class TrainingPanel(QWidget):
             self.neighbor_refresh.setChecked(bool(values["neighbor_refresh"]))
         if "folds" in values:
             self.folds.setValue(max(1, int(values["folds"] or 0)))
+        if "va" in values or values.get("va_from"):  # va_from alone (restored settings) means the head
+            va = values.get("va", "head")
+            if va == "head" and values.get("va_from"):
+                self._set_va_head(str(values["va_from"]))
+            elif va != "head":
+                pick(self.va, va)
+            self._va_index = self.va.currentIndex()
+
+    def _set_va_head(self, run_dir: str) -> None:
+        """Place the samples with the V-A head of the run ``run_dir``."""
+        self.va_from = run_dir
+        i = self.va.findData("head")
+        self.va.setItemText(i, f"V-A head of {Path(run_dir).name}")
+        self.va.setItemData(i, run_dir, Qt.ItemDataRole.ToolTipRole)
+        self.va.setCurrentIndex(i)
+
+    @Slot(int)
+    def _on_va_chosen(self, index: int) -> None:
+        """Choosing "V-A head of another run…" asks for the run folder (Cancel keeps the choice before)."""
+        if self.va.itemData(index) != "head":
+            self._va_index = index
+            return
+        folder = QFileDialog.getExistingDirectory(self, "The run whose V-A head places the samples",
+                                                  self.va_from or "")
+        if folder:
+            self._set_va_head(folder)
+            self._va_index = index
+            self.save_settings()
+        else:
+            self.va.setCurrentIndex(self._va_index)
 
     def set_run_text(self, text: str) -> None:
         self.run_label.setText(text)
