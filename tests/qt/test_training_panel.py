@@ -172,7 +172,7 @@ def test_the_va_placement_choice_and_another_runs_head(qtbot, settings_dir, tmp_
     panel.va.activated.emit(head)
     values = panel.values()
     assert values["va"] == "head" and values["va_from"] == str(source)
-    assert panel.va.currentText() == "V-A head of affectnet-run"
+    assert panel.va.currentText() == "head of affectnet-run"
     config = make_train_config(values)
     assert config.va == "head" and config.va_from == str(source)
     panel.set_values({"va": "circumplex"})

@@ -28,8 +28,8 @@ PANEL_DEFAULTS: dict[str, Any] = {
     "neighbor_refresh": True, "folds": 0, "va": "auto", "va_from": None,
 }
 #: the V-A placements the panel offers (``TrainConfig.va``); "head" asks for a run folder
-VA_CHOICES = (("auto", "auto: the dataset's V-A, else circumplex"), ("columns", "the dataset's V-A columns"),
-              ("circumplex", "circumplex projection of p"), ("head", "V-A head of another run…"))
+VA_CHOICES = (("auto", "auto"), ("columns", "dataset's V-A"), ("circumplex", "circumplex"),
+              ("head", "a run's V-A head…"))
 
 
 def format_duration(seconds: float | None) -> str:
@@ -177,7 +177,8 @@ class TrainingPanel(QWidget):
             self.va.addItem(text, value)
         self.va.setToolTip("where each sample sits in valence-arousal space (the map, the neighbours): the "
                            "dataset's own V-A, the circumplex projection of the class probabilities, or "
-                           "the V-A head of a run trained on a dataset with V-A (AffectNet, the demo)")
+                           "the V-A head of a run trained on a dataset with V-A (AffectNet, the demo); "
+                           "auto: the dataset's V-A where every row has it, else the circumplex")
         self.va_from: str | None = None
         self._va_index = 0
         self.va.activated.connect(self._on_va_chosen)
@@ -199,7 +200,7 @@ class TrainingPanel(QWidget):
         form.addRow("Neighbours", self.neighbors)
         form.addRow("Neighbours in", self.neighbor_space)
         form.addRow("", self.neighbor_refresh)
-        form.addRow("V-A placement", self.va)
+        form.addRow("V-A from", self.va)
         form.addRow("Cross-fit folds", self.folds)
         settings_box = QGroupBox("Settings")
         settings_box.setLayout(form)
@@ -344,7 +345,7 @@ class TrainingPanel(QWidget):
         """Place the samples with the V-A head of the run ``run_dir``."""
         self.va_from = run_dir
         i = self.va.findData("head")
-        self.va.setItemText(i, f"V-A head of {Path(run_dir).name}")
+        self.va.setItemText(i, f"head of {Path(run_dir).name}")
         self.va.setItemData(i, run_dir, Qt.ItemDataRole.ToolTipRole)
         self.va.setCurrentIndex(i)
 
