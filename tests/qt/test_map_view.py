@@ -427,7 +427,7 @@ def issue_table():
 
 
 def test_default_colouring_highlights_the_likely_wrong_labels(qtbot):
-    from uldl_studio.core.labels.label_issues import label_issues
+    from uldl_studio.core.labels.label_issues import PRECISION, label_issues
     from uldl_studio.qt.map_colors import quantiles
 
     table = issue_table()
@@ -445,8 +445,8 @@ def test_default_colouring_highlights_the_likely_wrong_labels(qtbot):
     p_wrong = issues.p_wrong
     strong = issues.highlighted()
     assert 0 < strong.sum() < len(table)
-    # the likeliest wrong labels, each more likely wrong than right, expected ≥ 80 % wrong
-    assert p_wrong[strong].min() >= 0.5 and p_wrong[strong].mean() >= 0.8
+    # the likeliest wrong labels, each more likely wrong than right, expected ≥ PRECISION wrong
+    assert p_wrong[strong].min() >= 0.5 and p_wrong[strong].mean() >= PRECISION
     assert p_wrong[~strong & np.isfinite(p_wrong)].max() < p_wrong[strong].min()
     high, shown, mean = view.highlight_counts()
     assert (high, shown) == (int(strong.sum()), len(table)) and np.isclose(mean, p_wrong[strong].mean())

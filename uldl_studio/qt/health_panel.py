@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from uldl_studio.core.labels import scores
+from uldl_studio.core.labels.label_issues import PRECISION
 from uldl_studio.core.review import health
 from uldl_studio.core.runs.evaluate import class_accuracy
 
@@ -45,8 +46,8 @@ RATE_COLUMNS = (
     ("issues", "estimated label issues: the sum of P(label is wrong) over the class's samples"),
     ("rate", "estimated share of wrong labels: issues / n"),
     ("high", "highlighted: the likeliest wrong labels, drawn strongly on the map (as many as keep "
-             "the expected share of wrong labels among them at 80 % or more, each more likely wrong "
-             "than right); click the row to select them"),
+             f"the expected share of wrong labels among them at {PRECISION:.0%} or more, each more "
+             "likely wrong than right); click the row to select them"),
     ("valid acc", "the model's accuracy on the valid split's samples given this label (the panel's first "
                   "lines give the mean over the classes: rare classes count as much as common ones)"),
     ("mean", ""),  # set from the chosen score
