@@ -120,6 +120,15 @@ def test_a_simulated_noise_rate_is_recovered():
     # the highlighted rows: mostly wrong labels, holding most of them (measured 0.90 / 0.93)
     assert wrong[high].mean() > 0.75 and (wrong & high).sum() / wrong[train].sum() > 0.6
     assert {g.name for g in issues.groups} == {"train", "valid"}
+    # one sharpening for the predictions, fitted on the valid rows
+    valid = ~train
+    q_valid = temper(table[[f"p_{c}" for c in table.attrs["classes"]]].to_numpy()[valid], issues.groups[0].temperature)
+    s_valid = L.fit_sharpening(q_valid, table["label"].to_numpy()[valid],
+                               L.noise_matrix(L.confident_joint(q_valid, table["label"].to_numpy()[valid], 4)))
+    assert all(np.isclose(g.sharpening, s_valid) for g in issues.groups)
+    # the highlight: the rows from the threshold on, promising at least PRECISION
+    assert np.array_equal(issues.highlighted(), L.highlighted_mask(issues.p_wrong))
+    assert issues.p_wrong[issues.highlighted()].mean() >= L.PRECISION
     # the registered score is the same numbers; health sums them per class
     assert np.allclose(scores.values(table, "label_wrong_prob"), issues.p_wrong, equal_nan=True)
     rates = health.issue_rates(table, train)

@@ -22,9 +22,8 @@ No crowd votes are read (a user's dataset has none). The evidence is what a run 
    out-of-fold predictions). ``label_wrong_prob`` = 1 − P(true = given | x, given).
 
    The confident joint alone counts every confident disagreement as a wrong label, the
-   model's own mistakes included, so it overestimates when the model is weak; the sum of the
-   probabilities is not forced to its count (an earlier version chose s that way), it follows
-   from the fitted s and is the estimate.
+   model's own mistakes included, so it overestimates when the model is weak: the sum of the
+   probabilities is not forced to its count, it follows from the fitted s and is the estimate.
 
 Its sum over rows is the estimated number of label issues (per given class and overall). The
 highlighted rows (drawn strongly on the map, ``highlighted_mask``) are the likeliest wrong
@@ -48,14 +47,14 @@ from scipy.optimize import minimize_scalar
 from uldl_studio.core.labels.soft_labels import fit_temperature, temper
 from uldl_studio.core.table import classes_of, p_columns
 
-__all__ = ["HIGHLIGHT", "PRECISION", "LabelIssues", "highlight_threshold", "highlighted_mask", "confident_joint", "noise_matrix", "posterior_true",
-           "sharpening_nll", "fit_sharpening", "estimate_group", "label_issues", "expected_matrix"]
+__all__ = ["HIGHLIGHT", "PRECISION", "LabelIssues", "highlight_threshold", "highlighted_mask",
+           "confident_joint", "noise_matrix", "posterior_true", "sharpening_nll", "fit_sharpening", "estimate_group", "label_issues", "expected_matrix"]
 
 #: the highlighted labels (drawn strongly on the map) are the likeliest wrong ones, as many as
 #: keep their expected share of wrong labels (the mean label_wrong_prob) at ``PRECISION`` or
 #: above, and never one below ``HIGHLIGHT`` (more likely right than wrong). 0.85 rather than
 #: the 0.75 aimed at: with a weak model (full FER+, valid accuracy 0.66 against one vote) the
-#: highlighted rows measured 0.05–0.09 less wrong than promised (docs/benchmarks.md)
+#: highlighted rows measured 0.07–0.10 less wrong than promised (docs/benchmarks.md)
 PRECISION = 0.85
 HIGHLIGHT = 0.5
 #: groups with fewer rows borrow the noise model and sharpening of the largest group
