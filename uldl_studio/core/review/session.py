@@ -220,10 +220,7 @@ class Session:
             return np.empty(0, dtype=np.int64)
         order = self._orders.get(name)
         if order is None:
-            if name == "sample_id":
-                order = np.argsort(self.table["sample_id"].to_numpy().astype(str), kind="stable")
-            else:
-                order = scores.worst_first(scores.oriented(name, self.score(name)))
+            order = scores.sort_order(self.table, name, self.score)
             order.flags.writeable = False
             self._orders[name] = order
         return order
