@@ -196,7 +196,7 @@ class MapView(MapData, QWidget):
 
     def highlight_counts(self) -> tuple[int, int, float] | None:
         """(highlighted shown points, shown points, mean score of the highlighted) while the
-        colouring highlights (P(label is wrong) ≥ 0.5 strong); None otherwise."""
+        colouring highlights (the likeliest wrong labels strong, ``core.labels.label_issues.highlighted_mask``); None otherwise."""
         return self._highlight
 
     def set_color_mode(self, mode: str) -> None:

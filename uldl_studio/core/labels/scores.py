@@ -202,7 +202,7 @@ def _ambiguity(table: pd.DataFrame) -> np.ndarray:
 @score("label_wrong_prob", short="P(label wrong)", label="P(label is wrong)",
        meaning="calibrated probability that the current label is wrong (held-out temperature, a "
                "class-pair noise model, Bayes; core.label_issues): its sum is the estimated number "
-               "of label issues, ≥ 0.5 = more likely wrong than right", value_range=(0.0, 1.0),
+               "of label issues; the map highlights the likeliest, as many as are expected 85 % wrong", value_range=(0.0, 1.0),
        cmap="issues", exported=False)
 def _label_wrong_prob(table: pd.DataFrame) -> np.ndarray:
     from uldl_studio.core.labels.label_issues import label_issues
