@@ -587,3 +587,17 @@ def test_density_is_on_by_itself_for_many_points_and_keeps_the_highlighted(qtbot
     view.set_density(False)
     view.session.set_dataset(issue_table(), {})
     assert not view.density_enabled
+
+
+def test_the_legend_steps_aside_in_a_small_map(qtbot, view):
+    """A legend that would cover most of a small map is hidden (its lines are still known, and
+    the colour bar stays); it comes back when the map grows."""
+    view.set_color_mode("given")
+    view.resize(900, 700)
+    qtbot.waitUntil(lambda: view.legend.isVisible(), timeout=5_000)
+    lines = view.legend_texts()
+    view.resize(220, 170)
+    qtbot.waitUntil(lambda: not view.legend.isVisible(), timeout=5_000)
+    assert view.legend_texts() == lines
+    view.resize(900, 700)
+    qtbot.waitUntil(lambda: view.legend.isVisible(), timeout=5_000)

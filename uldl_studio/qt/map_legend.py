@@ -36,12 +36,28 @@ class MapLegend:
         self.legend.setParentItem(plot_item.getViewBox())
         self._samples: list = []
         self._key: tuple | None = None
+        self._wanted = False  # the legend has lines to show (it may still lack the room)
+        plot_item.getViewBox().sigResized.connect(self._fit)
 
     def texts(self) -> list[str]:
-        """The legend's lines as shown (empty when it is hidden)."""
-        if not self.legend.isVisible():
+        """The legend's lines (empty when it has none; a map too small for them hides them)."""
+        if not self._wanted:
             return []
         return [label.text for _, label in self.legend.items]
+
+    def _fit(self, *_) -> None:
+        """Show the legend only where it leaves most of the map visible: in a small window it
+        would cover the points it describes (the colour bar still says what the colours mean)."""
+        if not self._wanted:
+            self.legend.hide()
+            return
+        room = self._plot_item.getViewBox().boundingRect()
+        size = self.legend.boundingRect()
+        self.legend.setVisible(size.width() <= 0.9 * room.width() and size.height() <= 0.5 * room.height())
+
+    def _hide(self) -> None:
+        self._wanted = False
+        self.legend.hide()
 
     def show_classes(self, classes: list[str], brushes: list[QBrush], shown_codes: np.ndarray) -> None:
         """One line per class with its count among the shown points (and the unpredicted)."""
@@ -59,7 +75,7 @@ class MapLegend:
         if highlight is not None:
             self._show_highlight(highlight, brushes)
         else:
-            self.legend.hide()
+            self._hide()
             self._key = None
         cmap = palette.colormap(score.cmap)
         if highlight is not None and (quantile or value_range != (0.0, 1.0)):
@@ -103,7 +119,9 @@ class MapLegend:
                 self._samples.append(sample)
                 self.legend.addItem(sample, text)
             self._key = key
-        self.legend.show()
+        self._wanted = True
+        self.legend.updateSize()
+        self._fit()
 
     def _show_colorbar(self, show: bool) -> None:
         layout = self._plot_item.layout

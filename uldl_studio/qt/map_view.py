@@ -278,7 +278,7 @@ class MapView(MapData, QWidget):
         return self.predicted.at(x, y, self.view_box.viewPixelSize(), radius_px)
 
     def legend_texts(self) -> list[str]:
-        """The legend's lines as shown (empty when it is hidden)."""
+        """The legend's lines (empty when it has none; a map too small for them hides them)."""
         return self.key.texts()
 
     def hover_card_visible(self) -> bool:
