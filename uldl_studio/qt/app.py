@@ -166,6 +166,9 @@ def run_gui(path: str | None = None, *, demo: bool = False, screenshot: str | No
             if not wait_for([window.sessionLoaded, window.loadFailed], timeout_s=600):
                 print(f"uldl-studio: {path}: timed out while loading", file=sys.stderr)
                 return 1
+        # a picture of a whole window: the offscreen screen (800 x 800) does not clamp it
+        window.resize(1600, 1000)
+        settle(0.3)
         failed = window.map_message.isVisible() and window.map_message.text().startswith("Could not open")
         try:
             save_screenshot(window, screenshot)
