@@ -114,6 +114,11 @@ def test_two_annotators_killed_together_reopen_and_finish(tmp_path, seed):
     try:
         for proc in (alice, bob):
             assert proc.stdout.readline().strip() == b"READY"
+        bob_first = -1                        # bob has written at least one vote (a busy machine may start him late)
+        for line in bob.stdout:
+            if line.startswith(b"ACK"):
+                bob_first = int(line.split()[1])
+                break
         wanted = rng.randint(20, 150)         # both write meanwhile; alice's ACKs time the kill
         for line in alice.stdout:
             if line.startswith(b"ACK") and int(line.split()[1]) + 1 >= wanted:
@@ -122,7 +127,7 @@ def test_two_annotators_killed_together_reopen_and_finish(tmp_path, seed):
             proc.send_signal(signal.SIGKILL)
         for proc in (alice, bob):
             proc.wait(30)
-        acked = {"alice": max([wanted - 1, *_ack_lines(alice)]), "bob": max(_ack_lines(bob), default=-1)}
+        acked = {"alice": max([wanted - 1, *_ack_lines(alice)]), "bob": max([bob_first, *_ack_lines(bob)])}
     finally:
         for proc in (alice, bob):
             if proc.poll() is None:

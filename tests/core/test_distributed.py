@@ -27,8 +27,11 @@ pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.timeout(600
 AUDIT_DIR = Path(__file__).parent / "write_audit"
 # Small enough for CI, large enough that the model learns (test accuracy well above chance);
 # without augmentation, which on 600 images keeps a width-8 network near chance for 5 epochs.
+# The demo's V-A head is off here: its loss term adds to the training loss these tests compare,
+# and it widens the BatchNorm half-batch gap between one process and two ranks (measured on ce,
+# 5 epochs: 3.0 % without the head, 3.3 % with it, the head's own loss following the same gap).
 DATA = ["demo", "--limit", "600", "--set", "width=8", "--set", "batch_size=32", "--set", "num_threads=1",
-        "--set", "augment=false"]
+        "--set", "augment=false", "--set", "va_head_weight=0"]
 EPOCHS = 5
 
 
