@@ -55,8 +55,7 @@ def journal_annotator(session) -> str | None:
 
 def use_annotator(session, name: str) -> bool:
     """Point the session's edits at annotator ``name``'s journal (in the open run and in every
-    run opened later); True when that changed."""
-    name = A.validate_annotator_name(name)
+    run opened later); True when that changed. AnnotatorError for a bad name."""
     before = session.annotator
     session.set_annotator(name)
     return before != name

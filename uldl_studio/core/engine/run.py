@@ -295,7 +295,7 @@ class Run:
         from uldl_studio.core.labels.annotations import training_labels
 
         table = self.load_dataset() if dataset is None else dataset
-        return training_labels(table, self.root, results=self.samples() if self.has_results else None)
+        return training_labels(table, self.root, results=self._results_if_any)
 
     @property
     def journal_seqs(self) -> dict[str, int] | None:
@@ -314,14 +314,18 @@ class Run:
         seqs = self.journal_seqs
         if seqs is None:
             return apply_run_edits(self.load_dataset(), self.root, upto_seq=self.edits_seq)
-        parent = None
-        if self.parent is not None:
+
+        def parent_results() -> pd.DataFrame | None:
             try:
-                parent = Run.open(self.root, version=self.parent)
+                return None if self.parent is None else Run.open(self.root, version=self.parent)._results_if_any()
             except DatasetError:
-                parent = None
-        results = parent.samples() if parent is not None and parent.has_results else None
-        return training_labels(self.load_dataset(), self.root, results=results, upto=seqs)
+                return None
+
+        return training_labels(self.load_dataset(), self.root, results=parent_results, upto=seqs)
+
+    def _results_if_any(self) -> pd.DataFrame | None:
+        """``samples()``, or None before the first finished epoch."""
+        return self.samples() if self.has_results else None
 
 
 # ----------------------------------------------------------------------------- checkpoints

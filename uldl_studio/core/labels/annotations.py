@@ -147,7 +147,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -1107,17 +1107,19 @@ def _majority_votes(labels: np.ndarray, given: np.ndarray, m: int) -> np.ndarray
         v = labels[:, a]
         ok = (v >= 0) & tied[np.arange(n), np.clip(v, 0, m - 1)]
         out[ok] = v[ok]
-    given_tied = (given >= 0) & (given < m) & tied[np.arange(n), np.clip(given, 0, m - 1)]
-    out[given_tied & voted.any(axis=1)] = given[given_tied & voted.any(axis=1)]
+    given_wins = (given >= 0) & (given < m) & tied[np.arange(n), np.clip(given, 0, m - 1)]  # tied implies a vote
+    out[given_wins] = given[given_wins]
     return out
 
 
-def training_labels(table: pd.DataFrame, run_root: str | Path, *, results: pd.DataFrame | None = None,
+def training_labels(table: pd.DataFrame, run_root: str | Path, *,
+                    results: Callable[[], pd.DataFrame | None] | None = None,
                     upto: dict[str, int] | None = None) -> pd.DataFrame:
     """``table`` (the dataset as read) with every annotator's votes in the run folder applied:
-    what a new version trains on (module docstring, "Training on the votes"). ``results``: the
-    parent version's samples (``p_<class>`` columns) for the combined target of samples that
-    several people voted on; ``upto``: the journals as a version recorded them. The columns
+    what a new version trains on (module docstring, "Training on the votes"). ``results``:
+    reads the parent version's samples (``p_<class>`` columns) for the combined target of
+    samples that several people voted on, only when some are (samples.csv of a large dataset
+    takes seconds to read); ``upto``: the journals as a version recorded them. The columns
     ``label_given``, ``edited``, ``unsure`` and ``reviewed`` are those of ``core.edits.apply_edits``."""
     out = table.copy()
     out.attrs = dict(table.attrs)
@@ -1135,8 +1137,9 @@ def training_labels(table: pd.DataFrame, run_root: str | Path, *, results: pd.Da
     out["unsure"] = votes.unsure.any(axis=1)
     out["reviewed"] = people > 0
     several = people >= MIN_VOTES_COMBINED
-    if results is not None and several.any():
-        joined = results.set_index(results["sample_id"].astype(str)).reindex(votes.sample_ids)
+    parent = results() if results is not None and several.any() else None
+    if parent is not None:
+        joined = parent.set_index(parent["sample_id"].astype(str)).reindex(votes.sample_ids)
         if all(f"p_{c}" in joined for c in votes.classes) and joined["split"].notna().all():
             joined = joined.reset_index(drop=True)
             joined["label"] = given

@@ -36,8 +36,8 @@ import pandas as pd
 from psygnal import Signal, SignalGroup
 
 from uldl_studio.core.labels import scores
-from uldl_studio.core.labels.annotations import annotator_journal, validate_annotator_name
-from uldl_studio.core.labels.edits import apply_edits, run_journal, without_edits
+from uldl_studio.core.labels.annotations import DEFAULT_ANNOTATOR, annotator_journal, validate_annotator_name
+from uldl_studio.core.labels.edits import apply_edits, without_edits
 from uldl_studio.core.review.selection import AllSelection, RangeSelection, Selection, ValueSelection
 from uldl_studio.core.table import classes_of
 
@@ -426,7 +426,7 @@ class Session:
         """Open the annotator's journal in the open run (closing the one before)."""
         self.close_journal()
         root = Path(self.run.root)
-        self.journal = run_journal(root) if self.annotator is None else annotator_journal(root, self.annotator)
+        self.journal = annotator_journal(root, self.annotator or DEFAULT_ANNOTATOR)  # the default: RUN/edits.jsonl
         self._journal_root = root
 
     def close_journal(self) -> None:
