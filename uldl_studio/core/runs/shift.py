@@ -240,7 +240,7 @@ class PriorShift:
         return [head, *rows]
 
 
-def adapt_priors(probs: np.ndarray, source: SourceModel, *, method: str = "em", pseudo_count: float = 50.0,
+def adapt_priors(probs: np.ndarray, source: SourceModel, *, method: str = "em", pseudo_count: float = 100.0,
                  floor: float = 0.002, min_rows: int = 30, max_half_l1: float = 0.5, alpha: float = 0.01,
                  seed: int = 0) -> tuple[np.ndarray, PriorShift]:
     """(posteriors under the estimated target priors, the estimate) for the target's
