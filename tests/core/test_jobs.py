@@ -269,3 +269,37 @@ def test_a_new_version_learns_every_annotators_votes_and_resumes_with_the_same(t
     assert again.loc[single, "label"] == table.loc[single, "label"]
     assert np.allclose(again[[f"target_{c}" for c in classes]].to_numpy(), targets, equal_nan=True)
     assert run.training_table().set_index("sample_id").loc[single, "reviewed"]
+
+
+# ----------------------------------------------------------------------------- opening
+def test_open_dataset_detects_the_layout_or_names_what_it_cannot_read(demo_dir, tmp_path):
+    opened = jobs.open_dataset(demo_dir)   # the demo folder is a CSV layout
+    assert opened.source == {"kind": "dataset", "path": str(demo_dir), "format": "csv"}
+    assert len(opened.table) == 160 and opened.warnings == []
+
+    folder = tmp_path / "folders"
+    for split, name in (("train", "happy"), ("train", "sad"), ("test", "happy")):
+        (folder / split / name).mkdir(parents=True)
+    src = sorted(demo_dir.rglob("*.png"))[:3]
+    for image, target in zip(src, ("train/happy/a.png", "train/sad/b.png", "test/happy/c.png")):
+        (folder / target).write_bytes(image.read_bytes())
+    opened = jobs.open_dataset(folder, "auto")
+    assert opened.format == "folders" and len(opened.table) == 3
+
+    with pytest.raises(DatasetError, match=str(tmp_path / "missing")):
+        jobs.open_dataset(tmp_path / "missing")
+
+
+def test_open_run_gives_results_or_the_dataset_before_the_first_epoch(trained, recipe, tmp_path):
+    out, _ = trained
+    opened = jobs.open_run(out)
+    assert opened.samples is not None and opened.dataset is None
+    assert len(opened.samples) == 160 and opened.run.version == "v1"
+    info = jobs.version_info(opened.run)
+    assert info is not None and info.current and info.complete
+
+    plan = jobs.new_run(recipe, CONFIG, tmp_path / "unstarted")
+    jobs.Run.create(plan.out, CONFIG, recipe.load(), recipe)
+    fresh = jobs.open_run(plan.out)
+    assert fresh.samples is None and len(fresh.dataset) == 160
+    assert jobs.open_run(plan.out, dataset=False).dataset is None

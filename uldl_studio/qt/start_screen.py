@@ -14,6 +14,8 @@ from PySide6.QtWidgets import (
     QHeaderView, QAbstractItemView,
 )
 
+from uldl_studio.core.runs import jobs
+from uldl_studio.core.table import classes_of
 from uldl_studio.qt.inspector import array_to_pixmap
 from uldl_studio.qt.settings import StudioSettings
 from uldl_studio.qt.workers import JobRunner
@@ -27,16 +29,10 @@ def load_preview(path: str, fmt: str = "auto", cancel=None) -> dict:
 
     Runs on a worker thread (plain Python, no widgets). Raises the core's DatasetError.
     """
-    import warnings
-
-    from uldl_studio.core.data.datasets import detect_format, load_dataset
     from uldl_studio.core.data.images import ThumbnailCache
-    from uldl_studio.core.table import classes_of
 
-    detected = detect_format(path) if fmt == "auto" else fmt
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        table = load_dataset(path, fmt=detected)
+    opened = jobs.open_dataset(path, fmt)
+    table = opened.table
     classes = classes_of(table)
     counts = pd.crosstab(table["split"], table["label"]).reindex(columns=range(len(classes)), fill_value=0)
     counts.columns = classes
@@ -51,8 +47,8 @@ def load_preview(path: str, fmt: str = "auto", cancel=None) -> dict:
         except Exception:  # noqa: BLE001 - a bad thumbnail is not a bad dataset
             continue
         thumbs.append((classes[int(table["label"].iat[r])], image.copy()))
-    return {"path": path, "format": detected, "table": table, "counts": counts,
-            "thumbnails": thumbs, "warnings": [str(w.message) for w in caught]}
+    return {"path": path, "format": opened.format, "table": table, "counts": counts,
+            "thumbnails": thumbs, "warnings": opened.warnings}
 
 
 class StartScreen(QWidget):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from uldl_studio.core.engine.run import Run
 from uldl_studio.core.progress import Progress
+from uldl_studio.core.runs import jobs
 from uldl_studio.core.runs.jobs import TrainPlan, TrainResult, train_job
 from uldl_studio.qt.workers import JobRunner, JobThread, ProgressThrottle, copy_progress
 
@@ -77,13 +77,13 @@ class TrainingController(QObject):
                 if throttle(item):
                     yield ("progress", copy_progress(item))
                 if item.phase == "epoch_end":
-                    run = Run.open(plan.trained)  # read here, off the GUI thread; the GUI gets its own copy
-                    yield ("epoch", run, run.samples())
+                    opened = jobs.open_run(plan.trained, dataset=False)  # read here, off the GUI thread
+                    yield ("epoch", opened.run, opened.samples)
             if result.outcome == "cancelled" and last_phase != "cancelled":
                 yield ("progress", Progress("cancelled", epochs=plan.config.epochs, message=result.message))
             if plan.folds and result.outcome == "done" and result.run is not None:
-                run = Run.open(result.run)  # its samples now carry the out-of-fold predictions
-                yield ("crossfit", run, run.samples())
+                opened = jobs.open_run(result.run, dataset=False)  # its samples carry the out-of-fold predictions
+                yield ("crossfit", opened.run, opened.samples)
             yield ("result", result)
             return result.outcome
 

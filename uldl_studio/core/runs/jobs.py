@@ -10,10 +10,13 @@ a front end loops over it (a progress bar, a worker thread) and honours nothing 
   finished version current and cross-fits (``folds``).
 - :func:`predict_job` reads a collection, predicts it with a run and writes the soft-label
   file.
+- :func:`open_dataset` and :func:`open_run` are how a front end opens what it shows: a dataset
+  in any supported layout, a run (or one of its versions) with its results.
 """
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Generator
@@ -21,13 +24,16 @@ from typing import Callable, Generator
 import pandas as pd
 
 from uldl_studio.core.cancel import Cancel, Cancelled, cancel_requested
+from uldl_studio.core.data.datasets import detect_format, load_dataset
 from uldl_studio.core.data.image_collection import read_collection
 from uldl_studio.core.engine.crossfit import crossfit
 from uldl_studio.core.engine.distributed import Comm
 from uldl_studio.core.engine.recipe import DatasetRecipe
 from uldl_studio.core.engine.run import Run
 from uldl_studio.core.engine.training import fit
-from uldl_studio.core.engine.versions import complete_version, discard_unstarted, has_completed_epoch, start_version
+from uldl_studio.core.engine.versions import (
+    VersionInfo, complete_version, discard_unstarted, has_completed_epoch, list_versions, start_version,
+)
 from uldl_studio.core.progress import Progress
 from uldl_studio.core.runs.predict import (
     Prediction, PredictOptions, Predictor, head_placement, predict_steps, write_predictions,
@@ -203,3 +209,51 @@ def predict_job(run: Run | Predictor, data: str | Path, out: str | Path, options
     yield Progress("write", batch=len(result.table), batches=len(result.table), message="writing the file")
     write_predictions(result.table, out)
     return result
+
+
+# ----------------------------------------------------------------------------- opening
+@dataclass
+class OpenedDataset:
+    path: str
+    table: pd.DataFrame
+    format: str                       # the layout detected (or the one asked for)
+    warnings: list[str] = field(default_factory=list)   # what the reader noticed and skipped
+
+    @property
+    def source(self) -> dict:
+        """What a session records as the table's source."""
+        return {"kind": "dataset", "path": self.path, "format": self.format}
+
+
+def open_dataset(path: str | Path, fmt: str = "auto") -> OpenedDataset:
+    """Detect the layout of ``path`` (``fmt`` "auto") and read it; DatasetError with one line
+    naming the file and the problem when it cannot be read."""
+    detected = detect_format(path) if fmt == "auto" else fmt
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = load_dataset(path, fmt=detected)
+    return OpenedDataset(str(path), table, detected, [str(w.message) for w in caught])
+
+
+@dataclass
+class OpenedRun:
+    run: Run
+    samples: pd.DataFrame | None      # its results; None before its first finished epoch
+    dataset: pd.DataFrame | None      # without results: the dataset it trains on
+
+
+def open_run(path: str | Path, version: str | None = None, *, dataset: bool = True) -> OpenedRun:
+    """The run folder ``path`` (its current version, or ``version``) or a version's folder,
+    with its results; without results and with ``dataset``, the dataset it trains on."""
+    run = Run.open(path, version=version or None)
+    samples = run.samples() if run.has_results else None
+    table = run.load_dataset() if samples is None and dataset else None
+    return OpenedRun(run, samples, table)
+
+
+def version_info(run: Run) -> VersionInfo | None:
+    """The registry entry of ``run``'s version (None when the registry cannot be read)."""
+    try:
+        return next((i for i in list_versions(run.root) if i.name == run.version), None)
+    except Exception:  # noqa: BLE001 - an unreadable registry is "unknown", never a crash here
+        return None
