@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from uldl_studio import __version__
+from uldl_studio.core.review.frontend import Run
 from uldl_studio.qt.icons import icon_pixmap
 
 APP_NAME = "ULDL Studio"
@@ -45,8 +46,6 @@ def run_summary(run: Any) -> tuple[str, str] | None:
     if run is None:
         return None
     if isinstance(run, (str, Path)):
-        from uldl_studio.core.engine.run import Run
-
         try:
             run = Run.open(run)
         except Exception as exc:  # noqa: BLE001 - the dialog shows what it can

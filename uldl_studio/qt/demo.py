@@ -11,12 +11,12 @@ from __future__ import annotations
 import inspect
 import os
 
+from uldl_studio.core.review.frontend import load_demo
+
 DEMO_N_ENV = "ULDL_STUDIO_DEMO_N"
 
 
 def default_demo_size() -> int:
-    from uldl_studio.core.data.datasets.demo import load_demo
-
     return int(inspect.signature(load_demo).parameters["n"].default)
 
 
@@ -27,8 +27,6 @@ def demo_source() -> dict[str, str]:
 
 def load_demo_table(n: int | None = None, seed: int = 0):
     """The demo SampleTable (written into the cache the first time), ready to train on."""
-    from uldl_studio.core.data.datasets.demo import load_demo
-
     default = default_demo_size()
     n = int(n or os.environ.get(DEMO_N_ENV) or default)
     table = load_demo(n=n, seed=seed)

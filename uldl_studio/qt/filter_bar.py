@@ -10,7 +10,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QToolButton, QWidget
 from superqt import QLabeledDoubleRangeSlider
 
-from uldl_studio.core.labels import scores
+from uldl_studio.core.review.frontend import scores
 from uldl_studio.qt.session_bridge import SessionBridge
 
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtGui import QBrush
 
-from uldl_studio.core.labels import scores
-from uldl_studio.core.labels.label_issues import highlighted_mask
+from uldl_studio.core.review.frontend import highlighted_mask, scores
 from uldl_studio.qt import palette
 
 CATEGORICAL_MODES = {"given": "given label", "predicted": "predicted label"}

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QLabel, QSizePolicy, QSpinBox, QToolBar, QToolButton,
 )
 
-from uldl_studio.core.labels import scores
+from uldl_studio.core.review.frontend import scores
 from uldl_studio.qt.map_colors import CATEGORICAL_MODES, SCALES, color_mode_label, color_modes
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QBrush, QColor
 
-from uldl_studio.core.labels import scores
+from uldl_studio.core.review.frontend import scores
 from uldl_studio.qt import palette
 
 

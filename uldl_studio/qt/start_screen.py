@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHeaderView, QAbstractItemView,
 )
 
+from uldl_studio.core.review.frontend import ThumbnailCache
 from uldl_studio.core.runs import jobs
 from uldl_studio.core.table import classes_of
 from uldl_studio.qt.inspector import array_to_pixmap
@@ -29,8 +30,6 @@ def load_preview(path: str, fmt: str = "auto", cancel=None) -> dict:
 
     Runs on a worker thread (plain Python, no widgets). Raises the core's DatasetError.
     """
-    from uldl_studio.core.data.images import ThumbnailCache
-
     opened = jobs.open_dataset(path, fmt)
     table = opened.table
     classes = classes_of(table)

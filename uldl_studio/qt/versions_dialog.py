@@ -8,7 +8,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core.engine import versions
+from uldl_studio.core.review.frontend import versions
 
 COLUMNS = ("version", "epochs", "valid acc", "created (UTC)", "edits when trained", "from", "state")
 

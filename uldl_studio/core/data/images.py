@@ -30,10 +30,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from platformdirs import user_cache_dir
 
 from uldl_studio.core.atomic import atomic_open
 from uldl_studio.core.cancel import Cancelled, cancel_requested
-from uldl_studio.core.data.datasets.common import DatasetWarning
+from uldl_studio.core.data.datasets.common import DatasetWarning, read_csv_text, require_columns
 from uldl_studio.core.table import DatasetError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is a problem to report, not grey pixels
@@ -76,8 +77,6 @@ def decode_pixels(pixels: str, path: str = "<pixels>") -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def _csv_pixels(csv_path: str, mtime_ns: int) -> pd.Series:
-    from uldl_studio.core.data.datasets.common import read_csv_text, require_columns
-
     frame = read_csv_text(Path(csv_path), wanted=("pixels",))
     col = require_columns(frame, ("pixels",), csv_path)["pixels"]
     return frame[col]
@@ -282,8 +281,6 @@ def load_readable_images(table: pd.DataFrame, size: int, channels: int, workers:
 
 # --------------------------------------------------------------------------- thumbnails
 def default_thumbnail_dir() -> Path:
-    from platformdirs import user_cache_dir
-
     return Path(user_cache_dir("uldl-studio")) / "thumbs"
 
 

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from uldl_studio.core.atomic import atomic_open
+from uldl_studio.core.engine.distributed import Comm
 from uldl_studio.core.engine.run import CROSSFIT_FILE
+from uldl_studio.core.engine.training import fit
 from uldl_studio.core.table import DatasetError, classes_of, p_columns
 
 FOLDS_DIR = "crossfit"
@@ -36,11 +38,7 @@ def crossfit(table: pd.DataFrame, config, run_dir: str | Path, folds: int, *, ca
     """Train the K fold models (``config`` with method ``ce``) under RUN/crossfit/, yielding their
     Progress; then write RUN/crossfit.npz. A cancelled fold leaves the previous file as it was.
     ``comm``: the torchrun process group (each fold trains on all ranks; rank 0 writes)."""
-    from uldl_studio.core.engine.distributed import Comm
-
     comm = comm or Comm()
-    from uldl_studio.core.engine.training import fit
-
     if folds < 2:
         raise DatasetError(f"--folds {folds}: cross-fitting needs at least 2 folds")
     run_dir = Path(run_dir)

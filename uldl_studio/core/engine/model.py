@@ -23,6 +23,7 @@ ImageNet weights need the 7×7 stem, i.e. inputs above 64 px or ``imagenet_stem=
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -234,8 +235,6 @@ def read_weights(source: str) -> dict:
     """The state dict of ``source``: a file (a state dict, or a dict holding one under
     ``state_dict`` or ``model``, e.g. a run's checkpoint.pt), or ``imagenet:<arch>`` for
     torchvision's ImageNet weights (downloaded once into torch.hub's cache)."""
-    from pathlib import Path
-
     if source.startswith("imagenet:"):
         arch = source.split(":", 1)[1]
         if arch not in IMAGENET_URLS:

@@ -23,6 +23,7 @@ axes say it).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -101,8 +102,6 @@ def placement_label(provider: str | None, va_from: str | None = None) -> str | N
     if provider not in PLACEMENT_LABELS:
         return None
     if provider == "head" and va_from:
-        from pathlib import Path
-
         return f"V-A head of {Path(str(va_from)).name or va_from}"
     return PLACEMENT_LABELS[provider]
 

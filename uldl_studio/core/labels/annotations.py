@@ -149,8 +149,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import krippendorff
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.special import betaincinv
 
 from uldl_studio.core.labels.edits import JOURNAL_NAME, EditJournal
 from uldl_studio.core.table import DatasetError, classes_of
@@ -628,8 +631,6 @@ def fit_model_weight(ds: DawidSkene, labels: np.ndarray, crowd: np.ndarray | Non
     """The model's prior weight w in [0, ``MAX_MODEL_WEIGHT``] that best predicts each vote of
     ``rows`` (the valid split's voted samples) from the row's other votes and the model: the
     leave-one-vote-out likelihood. ``DEFAULT_MODEL_WEIGHT`` when ``rows`` hold no vote."""
-    from scipy.optimize import minimize_scalar
-
     labels = np.asarray(labels, np.int64).reshape(len(labels), -1)
     rows = np.arange(len(labels)) if rows is None else np.asarray(rows)
     if rows.dtype == bool:
@@ -725,8 +726,6 @@ def fit_temperature(probs: np.ndarray, counts: np.ndarray, rows=None) -> float:
     """The temperature T in ``TEMPERATURE_RANGE`` under which ``temper(probs, T)`` best
     predicts the (weighted) votes ``counts`` of ``rows`` (their negative log-likelihood); 1.0
     when those rows hold no vote or no prediction."""
-    from scipy.optimize import minimize_scalar
-
     counts = np.asarray(counts, np.float64)
     p, ok = _valid_probs(probs, len(counts), counts.shape[1])
     rows = _rows(rows, len(counts))
@@ -774,8 +773,6 @@ def fit_prior_strength(prior: np.ndarray, labels: np.ndarray, crowd: np.ndarray 
     ``DEFAULT_PRIOR_STRENGTH`` (``PRIOR_STRENGTH_LOG_SD`` in log α), so that a handful of
     shared samples cannot drive it to an extreme. Only rows with another vote of positive weight
     say anything about α; without any, ``DEFAULT_PRIOR_STRENGTH``."""
-    from scipy.optimize import minimize_scalar
-
     prior = np.asarray(prior, np.float64)
     n, m = prior.shape
     labels = np.asarray(labels, np.int64).reshape(n, -1) if n else np.zeros((0, 0), np.int64)
@@ -816,8 +813,6 @@ def intersection_estimate(concentration: np.ndarray, *, iterations: int = INTERS
     Σ_j min(q_j, θ_j): q_j is the (1 − λ) quantile of θ_j's marginal Beta(β_j, B − β_j), with
     one λ per row such that Σ_j q_j = 1 (found by bisection; module docstring). A row the
     quantiles cannot serve (a single class, non-finite numbers) gets the posterior mean."""
-    from scipy.special import betaincinv
-
     beta = np.clip(np.asarray(concentration, np.float64), 1e-12, None)
     mean = beta / beta.sum(axis=1, keepdims=True)
     rest = beta.sum(axis=1, keepdims=True) - beta
@@ -901,8 +896,6 @@ def krippendorff_alpha(counts: np.ndarray) -> tuple[float, np.ndarray]:
     Krippendorff's α from the ``krippendorff`` package; per class the two-valued vote "this
     class or not". NaN where it is undefined (fewer than two samples with two votes, or a
     class nobody or everybody voted)."""
-    import krippendorff
-
     counts = np.asarray(counts, np.float64)
     pairable = counts[counts.sum(axis=1) >= 2]
     m = counts.shape[1]

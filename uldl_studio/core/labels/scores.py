@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from uldl_studio.core.labels.label_issues import label_issues
 from uldl_studio.core.table import classes_of
 
 __all__ = ["Score", "score", "get", "registered", "exported", "names",
@@ -205,8 +206,6 @@ def _ambiguity(table: pd.DataFrame) -> np.ndarray:
                "of label issues; the map highlights the likeliest, as many as are expected 85 % wrong", value_range=(0.0, 1.0),
        cmap="issues", exported=False)
 def _label_wrong_prob(table: pd.DataFrame) -> np.ndarray:
-    from uldl_studio.core.labels.label_issues import label_issues
-
     return label_issues(table).p_wrong
 
 

@@ -18,6 +18,7 @@ vote per image (bench/ferplus_scores.py, docs/method.md): the epoch-averaged pre
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +162,6 @@ def join_soft_labels(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     """``table`` with ``target_<class>`` columns from a soft-label CSV, joined on ``sample_id``
     (or, when the file has none or no id matches, on ``path``). Rows the file lacks keep the
     one-hot label (NaN targets) and are counted in a warning; each row is renormalised."""
-    import warnings
-
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype={"sample_id": str, "path": str}, keep_default_na=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from uldl_studio.core.labels.label_issues import expected_matrix, label_issues
 from uldl_studio.core.table import classes_of, d_columns, p_columns
 
 __all__ = ["has_distributions", "constructed_labels", "given_labels", "training_rows",
@@ -163,8 +164,6 @@ def class_means(table: pd.DataFrame, values, rows=None) -> np.ndarray:
 
 # ------------------------------------------------------------------ estimated label issues
 def _issues(table: pd.DataFrame):
-    from uldl_studio.core.labels.label_issues import label_issues
-
     return label_issues(table)
 
 
@@ -209,8 +208,6 @@ def issue_rates(table: pd.DataFrame, rows=None) -> pd.DataFrame:
 def issue_matrix(table: pd.DataFrame, rows=None) -> np.ndarray:
     """(m, m) float: row = given label, column = true label, the expected number of counted rows
     (sums of P(true | x, given)); the off-diagonal of row j adds up to class j's ``estimated``."""
-    from uldl_studio.core.labels.label_issues import expected_matrix
-
     given, _, counted = _estimated(table, rows)
     return expected_matrix(_issues(table), given, counted)
 

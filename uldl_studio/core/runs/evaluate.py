@@ -27,8 +27,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from uldl_studio.core.labels import metrics as M
 from uldl_studio.core.atomic import atomic_write_text
+from uldl_studio.core.engine.va import PRED_COLUMNS, run_placement, va_errors
+from uldl_studio.core.labels import metrics as M
+from uldl_studio.core.labels import scores
+from uldl_studio.core.labels.edits import apply_run_edits
+from uldl_studio.core.labels.label_issues import label_issues
 from uldl_studio.core.table import d_columns, p_columns, reference_distribution
 
 
@@ -44,8 +48,6 @@ def _clean(tree):
 
 def _score_aurocs(part, wrong: np.ndarray) -> dict:
     """AUROC of every registered score (bad end high) for "given label ≠ reference majority"."""
-    from uldl_studio.core.labels import scores
-
     out = {}
     if wrong.all() or not wrong.any():
         return out
@@ -58,8 +60,6 @@ def _score_aurocs(part, wrong: np.ndarray) -> dict:
 
 def _review_counts(run, samples) -> dict:
     """How many samples the annotator reviewed, relabelled and marked unsure (the journal)."""
-    from uldl_studio.core.labels.edits import apply_run_edits
-
     edited = apply_run_edits(samples, run.root)  # the journal is shared by the versions
     return {"reviewed": int(edited["reviewed"].sum()), "relabelled": int(edited["edited"].sum()),
             "unsure": int(edited["unsure"].sum())}
@@ -106,8 +106,6 @@ def _per_class(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict:
 def _label_issue_metrics(samples, ref_all) -> dict:
     """The estimated share of label issues on the training rows, next to the measured one
     (given label ≠ reference majority) when the table has references."""
-    from uldl_studio.core.labels.label_issues import label_issues
-
     train = (samples["split"] == "train").to_numpy()
     try:
         issues = label_issues(samples)
@@ -136,8 +134,6 @@ def _va_metrics(run, samples) -> dict:
     (``va_pred_*`` in samples.csv) its error per split against the dataset's own valence and
     arousal: RMSE, MAE and CCC per axis, and the RMSE of predicting the training rows' mean
     (``rmse_mean_*``, the reference a useful head beats)."""
-    from uldl_studio.core.engine.va import PRED_COLUMNS, run_placement, va_errors
-
     out: dict = {}
     placement = run_placement(run.config, run.history())
     if placement:

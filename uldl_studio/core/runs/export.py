@@ -58,6 +58,7 @@ import pandas as pd
 from uldl_studio.core.labels import scores
 from uldl_studio.core.atomic import atomic_open
 from uldl_studio.core.data.datasets.common import sniff_delimiter
+from uldl_studio.core.labels.annotations import vote_table
 from uldl_studio.core.labels.soft_labels import reviewed_soft_labels
 from uldl_studio.core.table import SPLITS, DatasetError, classes_of, d_columns, p_columns
 
@@ -312,8 +313,6 @@ def export_reviewed(table: pd.DataFrame, run_root: str | Path | None, path: str 
     as ``d`` (``core.labels.annotations``); the sources' reliabilities then go to
     ``reliability_path(path)``. The votes are combined over the whole table, whatever ``rows``
     says. Returns (rows written, the reliability file or None)."""
-    from uldl_studio.core.labels.annotations import vote_table
-
     consensus = None
     if run_root is not None:
         voted, _, consensus = vote_table(table, run_root)

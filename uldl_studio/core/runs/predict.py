@@ -54,6 +54,7 @@ Corrections for a collection unlike the run's dataset (``PredictOptions.adapt``,
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -67,12 +68,24 @@ import pandas as pd
 import torch
 
 from uldl_studio.core.cancel import Cancelled, cancel_requested
-from uldl_studio.core.progress import Progress, run_to_end
 from uldl_studio.core.classes import canonical_name
 from uldl_studio.core.data.datasets.common import DatasetWarning
-from uldl_studio.core.data.faces import AUTO_FACTOR, DEFAULT_MARGIN, FACE_MODES
-from uldl_studio.core.runs.export import write_soft_labels
-from uldl_studio.core.table import DatasetError, classes_of, d_columns, p_columns
+from uldl_studio.core.data.faces import AUTO_FACTOR, DEFAULT_MARGIN, FACE_MODES, FaceDetector, crop_face, needs_detection
+from uldl_studio.core.data.image_cache import open_cached_images
+from uldl_studio.core.data.image_collection import Collection, read_collection
+from uldl_studio.core.data.images import ImageReadError, decode_image, to_model_input
+from uldl_studio.core.engine.augment import to_float
+from uldl_studio.core.engine.config import TrainConfig, resolve_device
+from uldl_studio.core.engine.model import build_model
+from uldl_studio.core.engine.precision import choose_precision
+from uldl_studio.core.engine.run import Run
+from uldl_studio.core.engine.va import HEAD_COLUMNS, PRED_COLUMNS, circumplex_points
+from uldl_studio.core.labels import scores
+from uldl_studio.core.labels.metrics import accuracy, ldl_metrics, mean_class_accuracy
+from uldl_studio.core.progress import Progress, run_to_end
+from uldl_studio.core.runs.export import read_soft_labels, write_soft_labels
+from uldl_studio.core.runs.shift import PRIOR_METHODS, SourceModel, adapt_priors
+from uldl_studio.core.table import READ_CSV_EXACT_FLOATS, DatasetError, classes_of, d_columns, p_columns
 
 __all__ = ["predict", "predict_collection", "head_placement", "Predictor", "PredictOptions", "Prediction", "PredictSummary",
            "FeatureProjection", "write_predictions", "read_predictions",
@@ -149,8 +162,6 @@ class FeatureProjection:
         path = Path(run.path) / "samples.csv"
         try:
             features = run.features()
-            from uldl_studio.core.table import READ_CSV_EXACT_FLOATS
-
             xy = pd.read_csv(path, usecols=["x2d", "y2d"], **READ_CSV_EXACT_FLOATS).to_numpy(np.float64)
         except (OSError, ValueError, KeyError):
             features, xy = None, None
@@ -173,10 +184,6 @@ class Predictor:
     """A run's model ready to forward images: the run's precision, input geometry and classes."""
 
     def __init__(self, run, device: str = "auto", *, projection: bool = True) -> None:
-        from uldl_studio.core.engine.config import TrainConfig, resolve_device
-        from uldl_studio.core.engine.model import build_model
-        from uldl_studio.core.engine.precision import choose_precision
-
         ckpt = run.checkpoint()
         if ckpt is None:
             raise DatasetError(f"{run.path}: the run has no trained model yet (no checkpoint.pt); train it first")
@@ -208,8 +215,6 @@ class Predictor:
         ``tta``: p is the mean of the image's and its mirror image's softmax; the features
         are the un-mirrored image's. ``cancelled`` is checked between forward batches.
         """
-        from uldl_studio.core.engine.augment import to_float
-
         probs, feats = [], []
         with torch.no_grad():
             for start in range(0, len(images), self.batch_size):
@@ -238,10 +243,6 @@ class Predictor:
         The statistics are reset and re-estimated as a cumulative average over batches of the
         shuffled images (a collection sorted by class would otherwise give batch statistics of
         one class each); no parameter changes and the run on disk is untouched."""
-        import copy
-
-        from uldl_studio.core.engine.augment import to_float
-
         adapted = copy.copy(self)
         model = copy.deepcopy(self.model)
         norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -267,8 +268,6 @@ class Predictor:
         """``core.shift.SourceModel`` of the run: calibration and class priors fitted on its
         valid split's predictions and labels (samples.csv; the test split when there is no
         valid one). DatasetError when the run has neither."""
-        from uldl_studio.core.runs.shift import SourceModel
-
         cached = getattr(self, "_source_model", None)
         if cached is not None and cached[0] == bias:
             return cached[1]
@@ -290,8 +289,6 @@ class Predictor:
 
     def va(self, probs: np.ndarray) -> np.ndarray:
         """The circumplex point of each prediction (the run's centroids and temperature)."""
-        from uldl_studio.core.engine.va import circumplex_points
-
         va = circumplex_points(probs, self.classes, self.config.va_centroids, self.config.va_temperature)
         return np.clip(va, -1.0, 1.0)
 
@@ -339,8 +336,6 @@ def predict(run, table: pd.DataFrame, *, batch_size: int = 64, device: str = "au
         out[dc] = p[:, j]
         out[pc] = p[:, j]
     if predictor.has_va_head:
-        from uldl_studio.core.engine.va import PRED_COLUMNS
-
         head = predictor.va_head(feats)
         out[PRED_COLUMNS[0]], out[PRED_COLUMNS[1]] = head[:, 0], head[:, 1]
     out.attrs = {**table.attrs, "classes": list(run_classes)}
@@ -351,8 +346,6 @@ def _forward_table(predictor: "Predictor", table: pd.DataFrame, batch_size: int,
                    progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The readable rows of ``table`` and their p (R, m) and features (R, V), read through the
     decoded-image cache (one batch in memory at a time, whatever the table's size)."""
-    from uldl_studio.core.data.image_cache import open_cached_images
-
     table, images = open_cached_images(table, predictor.image_size, predictor.channels)
     if len(table) == 0:
         raise DatasetError(f"{table.attrs.get('root', 'dataset')}: no readable images to predict")
@@ -372,12 +365,8 @@ def head_placement(run, table: pd.DataFrame, *, batch_size: int = 64, device: st
     :class:`Predictor`) in ``core.engine.va.HEAD_COLUMNS``, what ``fit`` places the samples with
     for ``va=head`` (``--va-from RUN``). Rows whose image cannot be read get NaN (``fit`` drops
     them too). DatasetError when the run has no V-A head."""
-    from uldl_studio.core.engine.va import HEAD_COLUMNS
-
     if not isinstance(run, Predictor):
         if isinstance(run, (str, Path)):
-            from uldl_studio.core.engine.run import Run
-
             run = Run.open(run)
         run = Predictor(run, device, projection=False)
     if not run.has_va_head:
@@ -412,8 +401,6 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         self.adapt = parse_adapt(self.adapt)
-        from uldl_studio.core.runs.shift import PRIOR_METHODS
-
         if self.prior_method not in PRIOR_METHODS:
             raise DatasetError(f"prior method {self.prior_method!r}: expected one of {', '.join(PRIOR_METHODS)}")
         if self.faces not in FACE_MODES:
@@ -536,10 +523,6 @@ def predict_steps(run, source, options: PredictOptions | None = None, *, cancel=
     without a face). Unreadable images and images without a face each give one DatasetWarning
     with the count and an example.
     """
-    from uldl_studio.core.data.faces import FaceDetector, crop_face, needs_detection
-    from uldl_studio.core.data.image_collection import Collection, read_collection
-    from uldl_studio.core.data.images import ImageReadError, decode_image, to_model_input
-
     options = options or PredictOptions()
     started = time.perf_counter()
     cancelled = lambda: cancel_requested(cancel)  # noqa: E731
@@ -667,8 +650,6 @@ def _adapt(predictor: Predictor, options: PredictOptions, summary: PredictSummar
     """The corrections ``options.adapt`` asks for, recorded in ``summary``: AdaBN (the crops
     forwarded again through a copy of the model with the collection's BatchNorm statistics),
     then the class priors."""
-    from uldl_studio.core.runs.shift import adapt_priors
-
     applied = []
     if "bn" in options.adapt:
         if len(crops) < ADABN_MIN_IMAGES:
@@ -692,8 +673,6 @@ def _adapt(predictor: Predictor, options: PredictOptions, summary: PredictSummar
 
 def _prediction_table(predictor: Predictor, collection, rows: np.ndarray, faces: np.ndarray, boxes: np.ndarray,
                       p: np.ndarray, xy: np.ndarray, heads: np.ndarray | None = None) -> pd.DataFrame:
-    from uldl_studio.core.labels import scores
-
     classes = predictor.classes
     source = collection.table.iloc[rows].reset_index(drop=True)
     ids = source["sample_id"].astype(str).to_numpy(dtype=object)
@@ -732,8 +711,6 @@ def _score_against_sources(out: pd.DataFrame, collection, rows: np.ndarray, clas
                            summary: PredictSummary) -> None:
     """Accuracy and LDL metrics on the rows whose source label is one of the run's classes
     (``rows``: each prediction row's position in the collection's table)."""
-    from uldl_studio.core.labels.metrics import accuracy, ldl_metrics, mean_class_accuracy
-
     labels = out["source_label"]
     summary.labelled_rows = int(labels.notna().sum())
     known = labels.isin(classes).to_numpy()
@@ -798,8 +775,6 @@ def write_predictions(table: pd.DataFrame, path: str | Path) -> None:
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """``read_soft_labels`` with the extra prediction columns typed: ``face_index``/``box_*``
     nullable ints, ``x2d``/``y2d`` floats, ``source_label`` None where empty."""
-    from uldl_studio.core.runs.export import read_soft_labels
-
     frame = read_soft_labels(path)
     for name in _INT_EXTRAS:
         if name in frame:
