@@ -69,11 +69,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from uldl_studio import __version__
 from uldl_studio.core.atomic import atomic_open, atomic_write_text, fsync_dir
 from uldl_studio.core.engine.config import TrainConfig
 from uldl_studio.core.engine.recipe import DatasetRecipe
-from uldl_studio.core.table import READ_CSV_EXACT_FLOATS, DatasetError, classes_of, d_columns, p_columns, validate_table
 from uldl_studio.core.engine.va import CircumplexVA, circumplex_points, resolve_provider
+from uldl_studio.core.engine.versions import locate, parent_folder
+from uldl_studio.core.labels.annotations import training_labels
+from uldl_studio.core.labels.edits import apply_run_edits
+from uldl_studio.core.table import READ_CSV_EXACT_FLOATS, DatasetError, classes_of, d_columns, p_columns, validate_table
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -100,8 +104,6 @@ def _write_config(path: Path, train: dict, recipe: DatasetRecipe, classes: list[
     document = {"format_version": FORMAT_VERSION,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "train": train, "dataset": info, "classes": list(classes), **(extra or {})}
-    from uldl_studio import __version__
-
     document["uldl_studio_version"] = __version__
     atomic_write_text(path / CONFIG, json.dumps(document, indent=2, sort_keys=False) + "\n")
 
@@ -158,8 +160,6 @@ class Run:
     def open(cls, path: str | Path, version: str | None = None) -> "Run":
         """The current version of the run folder ``path``, or the version ``version`` of it
         ("v1", "v2", ...); a version folder (``RUN/versions/vN``) opens that version."""
-        from uldl_studio.core.engine.versions import locate
-
         path = Path(path)
         if not path.is_dir():
             raise DatasetError(f"{path}: no such run directory")
@@ -292,8 +292,6 @@ class Run:
         (``core.labels.annotations.training_labels``): a relabel is the sample's new label,
         several people's votes give it their combined soft label as target, and unsure rows
         start with a high λ."""
-        from uldl_studio.core.labels.annotations import training_labels
-
         table = self.load_dataset() if dataset is None else dataset
         return training_labels(table, self.root, results=self._results_if_any)
 
@@ -308,9 +306,6 @@ class Run:
         """The table this version trains on (to resume it): the dataset with the votes it was
         started with (votes cast since are left for the next version); the whole journal when
         that was not recorded (version 1)."""
-        from uldl_studio.core.labels.annotations import training_labels
-        from uldl_studio.core.labels.edits import apply_run_edits
-
         seqs = self.journal_seqs
         if seqs is None:
             return apply_run_edits(self.load_dataset(), self.root, upto_seq=self.edits_seq)
@@ -389,8 +384,6 @@ def previous_lambda(run_dir: str | Path, table: pd.DataFrame) -> np.ndarray | No
     """λ per row of ``table`` from the training before: the parent version's samples.csv when
     ``run_dir`` is a version of a run (``core.versions``), else an earlier training in the same
     folder. float32, NaN where unknown; None when there is none (or the parent was deleted)."""
-    from uldl_studio.core.engine.versions import parent_folder
-
     run_dir = Path(run_dir)
     parent = parent_folder(run_dir)
     path = (parent if parent is not None else run_dir) / "samples.csv"

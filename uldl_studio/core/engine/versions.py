@@ -51,6 +51,8 @@ from pathlib import Path
 import pandas as pd
 
 from uldl_studio.core.atomic import atomic_write_text
+from uldl_studio.core.labels.annotations import journal_seqs
+from uldl_studio.core.labels.edits import run_journal
 from uldl_studio.core.table import DatasetError, classes_of
 
 VERSIONS_DIR = "versions"
@@ -286,9 +288,7 @@ def start_version(root: str | Path, config, table: pd.DataFrame, journal=None, p
     run's journal read from disk). The version is registered in RUN/versions.json but not
     current: ``complete_version`` makes it current once all its epochs are trained.
     """
-    from uldl_studio.core.labels.annotations import journal_seqs
-    from uldl_studio.core.labels.edits import run_journal
-    from uldl_studio.core.engine.run import Run, _write_config
+    from uldl_studio.core.engine.run import Run, _write_config  # run.py imports this module
 
     root = family_root(root)
     parent_run = Run.open(root, version=parent)
@@ -329,7 +329,7 @@ def start_version(root: str | Path, config, table: pd.DataFrame, journal=None, p
 
 
 def _checkpoint_epoch(folder: Path) -> int:
-    from uldl_studio.core.engine.run import load_checkpoint
+    from uldl_studio.core.engine.run import load_checkpoint  # run.py imports this module
 
     ckpt = load_checkpoint(folder)
     return 0 if ckpt is None else int(ckpt["epoch"])
@@ -359,7 +359,7 @@ def complete_version(run) -> bool:
     """After training ``run`` (a ``Run`` of a version): when its checkpoint has all the epochs
     its config plans, make it current and return True; else leave the current version as it
     is and return False (the version stays listed as incomplete, to be resumed)."""
-    from uldl_studio.core.engine.run import Run
+    from uldl_studio.core.engine.run import Run  # run.py imports this module
 
     fresh = Run.open(run.path)  # the config as last trained (a resume may have changed epochs)
     if _checkpoint_epoch(fresh.path) < fresh.config.epochs:

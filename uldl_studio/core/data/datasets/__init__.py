@@ -20,7 +20,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from uldl_studio.core.data.datasets.affectnet import load_affectnet
 from uldl_studio.core.data.datasets.common import DatasetWarning
+from uldl_studio.core.data.datasets.csv_layout import load_csv
+from uldl_studio.core.data.datasets.demo import load_demo, read_demo
+from uldl_studio.core.data.datasets.detect import detect_format as _detect
+from uldl_studio.core.data.datasets.fer2013 import load_fer2013
+from uldl_studio.core.data.datasets.ferplus import load_ferplus
+from uldl_studio.core.data.datasets.folders import load_folders
+from uldl_studio.core.data.datasets.rafdb import load_rafdb
 from uldl_studio.core.table import DatasetError, limit_per_split
 
 FORMATS = ("ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders", "demo")
@@ -31,8 +39,6 @@ SAMPLE_FORMATS = ("ferplus", "csv", "demo")
 
 def detect_format(path: str | Path) -> str:
     """Name of the layout at ``path``; DatasetError listing what it looked for per format."""
-    from uldl_studio.core.data.datasets.detect import detect_format as _detect
-
     return _detect(path)
 
 
@@ -46,8 +52,6 @@ def load_dataset(path: str | Path, fmt: str = "auto", *, single_label: str = "ma
     if limit is not None and int(limit) < 1:
         raise DatasetError(f"limit must be a positive number of samples per split, got {limit}")
     if str(path) == "demo" or fmt == "demo":
-        from uldl_studio.core.data.datasets.demo import load_demo, read_demo
-
         # "demo" is the built-in default; a path with fmt="demo" is a demo written to disk
         # (any size), read back as it was written.
         table = load_demo(seed=seed) if str(path) == "demo" else read_demo(path)
@@ -58,28 +62,16 @@ def load_dataset(path: str | Path, fmt: str = "auto", *, single_label: str = "ma
         raise DatasetError(f"{path}: single_label='sample' needs several annotations per sample "
                            f"({', '.join(SAMPLE_FORMATS)} layouts); the {fmt} layout has one label per sample")
     if fmt == "ferplus":
-        from uldl_studio.core.data.datasets.ferplus import load_ferplus
-
         table = load_ferplus(path, single_label=single_label, seed=seed)
     elif fmt == "rafdb":
-        from uldl_studio.core.data.datasets.rafdb import load_rafdb
-
         table = load_rafdb(path)
     elif fmt == "affectnet":
-        from uldl_studio.core.data.datasets.affectnet import load_affectnet
-
         table = load_affectnet(path)
     elif fmt == "fer2013":
-        from uldl_studio.core.data.datasets.fer2013 import load_fer2013
-
         table = load_fer2013(path)
     elif fmt == "csv":
-        from uldl_studio.core.data.datasets.csv_layout import load_csv
-
         table = load_csv(path, single_label=single_label, seed=seed)
     else:
-        from uldl_studio.core.data.datasets.folders import load_folders
-
         table = load_folders(path)
     return limit_per_split(table, limit)
 
