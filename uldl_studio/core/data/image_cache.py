@@ -42,6 +42,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+from platformdirs import user_cache_dir
 
 from uldl_studio.core.atomic import atomic_write_text, fsync_dir, fsync_path
 from uldl_studio.core.cancel import Cancelled, cancel_requested
@@ -62,8 +63,6 @@ def cache_root() -> Path:
     %LOCALAPPDATA%\\uldl-studio\\uldl-studio\\Cache on Windows) ``/images``."""
     base = os.environ.get("ULDL_STUDIO_CACHE")
     if not base:
-        from platformdirs import user_cache_dir
-
         base = user_cache_dir("uldl-studio")
     return Path(base) / "images"
 

@@ -50,12 +50,13 @@ import time
 import warnings
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
-from uldl_studio.core.table import DatasetError
+import numpy as np
+import pandas as pd
 
-if TYPE_CHECKING:  # pandas is imported lazily: the journal itself must start fast
-    import pandas as pd
+from uldl_studio.core.atomic import atomic_write_bytes, fsync_dir
+from uldl_studio.core.table import DatasetError, classes_of
 
 try:  # POSIX only; elsewhere the single-writer check is skipped
     import fcntl
@@ -248,8 +249,6 @@ class EditJournal:
         warnings.warn(f"{self.path}: line {number}: skipping a damaged edit ({reason})", JournalWarning, stacklevel=4)
 
     def _rewrite(self, kept: list[bytes], bad: list) -> None:
-        from uldl_studio.core.atomic import atomic_write_bytes
-
         n = 1
         while (backup := self.path.with_name(f"{self.path.name}.corrupt-{n}")).exists():
             n += 1
@@ -340,8 +339,6 @@ class EditJournal:
                 os.fsync(fd)
                 self._file_size = self._valid_end
             if not existed:
-                from uldl_studio.core.atomic import fsync_dir
-
                 fsync_dir(self.path.parent)
         except BaseException:
             os.close(fd)
@@ -522,7 +519,7 @@ class EditJournal:
         return f"EditJournal({str(self.path)!r}, {len(self._history)} operations)"
 
 
-def apply_edits(table: "pd.DataFrame", journal: EditJournal) -> "pd.DataFrame":
+def apply_edits(table: pd.DataFrame, journal: EditJournal) -> pd.DataFrame:
     """A copy of ``table`` with the journal's edits applied.
 
     * ``label``: the annotator's label where the journal has one, else the given label;
@@ -539,11 +536,6 @@ def apply_edits(table: "pd.DataFrame", journal: EditJournal) -> "pd.DataFrame":
     table's classes, are ignored with one :class:`EditsWarning` giving counts (the dataset may
     have changed since the edits were made).
     """
-    import numpy as np
-    import pandas as pd
-
-    from uldl_studio.core.table import classes_of
-
     out = table.copy()
     out.attrs = dict(table.attrs)
     given = (out["label_given"] if "label_given" in out else out["label"]).to_numpy(dtype=np.int64, copy=True)
@@ -603,7 +595,7 @@ def run_journal(run_dir: str | Path) -> EditJournal:
     return EditJournal(Path(run_dir) / JOURNAL_NAME)
 
 
-def without_edits(table: "pd.DataFrame") -> "pd.DataFrame":
+def without_edits(table: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``table`` shaped as ``apply_edits`` output for a journal with no edits."""
     out = table.copy()
     out.attrs = dict(table.attrs)
@@ -613,7 +605,7 @@ def without_edits(table: "pd.DataFrame") -> "pd.DataFrame":
     return out
 
 
-def apply_run_edits(table: "pd.DataFrame", run_dir: str | Path, upto_seq: int | None = None) -> "pd.DataFrame":
+def apply_run_edits(table: pd.DataFrame, run_dir: str | Path, upto_seq: int | None = None) -> pd.DataFrame:
     """``table`` with the journal in ``run_dir`` applied (when there is one; ``run.root`` for a
     run's shared journal). ``upto_seq``: only the operations up to that sequence number."""
     path = Path(run_dir) / JOURNAL_NAME

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
+from platformdirs import user_cache_dir
 
 from uldl_studio.core.atomic import atomic_open
 from uldl_studio.core.classes import centroid_matrix
@@ -341,9 +342,7 @@ def demo_cache_dir(n: int = 3000, seed: int = 0, cache_dir: str | Path | None = 
     if cache_dir is None:
         cache_dir = os.environ.get(CACHE_ENV)
     if not cache_dir:
-        import platformdirs
-
-        cache_dir = platformdirs.user_cache_dir("uldl-studio")
+        cache_dir = user_cache_dir("uldl-studio")
     return Path(cache_dir) / f"demo-{n}-{seed}-{DEMO_VERSION}"
 
 
