@@ -211,21 +211,94 @@ def test_undo_says_what_it_undid(tmp_path):
     s.journal.close()
 
 
-def test_showing_a_predicted_sample_clears_the_current_one():
+def predicted(n: int = 3, ids=("a.jpg", "b.jpg", "c.jpg")) -> pd.DataFrame:
+    """Rows as ``core.runs.predict`` writes them: a predicted label, d = p, no λ."""
+    out = table(n)
+    out["sample_id"] = list(ids)[:n]
+    out["split"] = "test"
+    out["label"] = out[["p_neutral", "p_happiness", "p_anger"]].to_numpy().argmax(axis=1)
+    out["lambda"] = np.nan
+    return out
+
+
+def test_predicted_samples_are_rows_of_the_one_table_after_the_dataset():
     s = Session()
     s.set_dataset(table(), {})
-    predictions = table(3)
-    predictions["sample_id"] = ["a.jpg", "b.jpg", "c.jpg"]
     s.set_current(4)
-    shown = []
-    s.events.prediction_shown.connect(shown.append)
-    s.set_predictions(predictions)
-    s.show_prediction(1)
-    assert s.current == -1 and s.shown_prediction == 1 and shown == [1]
-    s.show_prediction(7)                     # no such row: nothing changes
-    assert s.shown_prediction == 1
-    s.set_current(2)
-    assert s.shown_prediction == -1 and shown == [1, -1]
+    s.select([2, 3])
+    changed = []
+    s.events.predictions_changed.connect(lambda: changed.append(True))
+    s.set_predictions(predicted())
+    assert changed == [True] and len(s) == 13 and s.dataset_size == 10 and s.has_predictions
+    assert s.table["source"].tolist() == ["dataset"] * 10 + ["prediction"] * 3
+    assert s.table["sample_id"].tolist()[10:] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert s.dataset_mask().tolist() == [True] * 10 + [False] * 3
+    assert len(s.dataset_table) == 10 and s.dataset_table["sample_id"].iat[9] == "s9"
+    assert s.current == 4 and s.selection.tolist() == [2, 3]     # dataset rows keep their indices
+    assert s.table["edited"].dtype == bool and not s.flag("edited")[10:].any()
+    # a predicted row has no given label, no d and no λ: the scores that need them are blank there
+    assert np.isnan(s.score("self_confidence")[10:]).all() and np.isnan(s.score("ambiguity")[10:]).all()
+    assert np.isnan(s.score("lambda")[10:]).all() and np.isnan(s.score("entropy")[10:]).all()
+    assert np.isfinite(s.score("self_confidence")[:10]).all()
+    # the filter applies to them (their label is the predicted class)
+    s.set_filter(classes=[int(s.table["label"].iat[11])])
+    assert s.visible_mask()[11]
+    s.clear_filter()
+    # a predicted row can be current and selected like any row; replacing the predictions drops it
+    s.set_current(11)
+    s.select([12], "add")
+    s.set_predictions(predicted(2))
+    assert len(s) == 12 and s.current == -1 and s.selection.tolist() == [2, 3]
+    s.set_predictions(None)
+    assert len(s) == 10 and not s.has_predictions and s.table is s.dataset_table
+
+
+def test_a_new_table_drops_the_predicted_rows():
+    s = Session()
+    s.set_dataset(table(), {})
+    s.set_predictions(predicted())
+    changed = []
+    s.events.predictions_changed.connect(lambda: changed.append(len(s)))
+    s.set_dataset(table(8), {})
+    assert changed == [8] and len(s) == 8 and not s.has_predictions
+    assert (s.table["source"] == "dataset").all()
+
+
+def test_dataset_only_operations_ignore_the_predicted_rows(tmp_path):
+    from uldl_studio.core.engine.config import TrainConfig
+    from uldl_studio.core.engine.run import Run
+
+    t = table()
+    t.attrs.update(root=str(tmp_path / "data"), format="csv")
+    run = Run.create(tmp_path / "run", TrainConfig(), t)
+    t.to_csv(tmp_path / "run" / "samples.csv", index=False)
+    s = Session()
+    s.set_run(run, t)
+    s.set_queue_order(split="all")
+    queue = s.queue.copy()
+    s.set_predictions(predicted(ids=("s0", "s1", "x.jpg")))   # ids may repeat the dataset's
+    assert s.row_of("s0") == 0 and s.rows_of(["s1", "x.jpg"]).tolist() == [1]
+    s.set_queue_order(split="test")                  # the predicted rows' split: still not queued
+    assert s.queue.size == 0
+    s.set_queue_order(split="all")
+    assert np.array_equal(np.sort(s.queue), np.sort(queue))
+    assert s.most_ambiguous("lambda") is not None and s.most_ambiguous("lambda") < 10
+    # relabelling and unsure marks skip predicted rows: the journal never names them
+    history = len(s.journal)
+    s.relabel([11], [2])
+    s.mark_unsure([10, 12], True)
+    assert len(s.journal) == history and not s.flag("edited").any() and not s.flag("unsure").any()
+    s.relabel([11, 3], [2, 2])
+    assert len(s.journal) == history + 1 and s.journal.labels() == {"s3": 2}
+    assert s.table["label"].iat[3] == 2 and len(s) == 13 and s.table["source"].iat[11] == "prediction"
+    assert s.dataset_rows([12, 3, 10, 0]).tolist() == [3, 0]
+    # the export writes the dataset's rows only, whatever the selection holds
+    out = tmp_path / "soft.csv"
+    assert s.export(out) == 10 and s.export(out, rows=[3, 11]) == 1
+    assert pd.read_csv(out)["sample_id"].tolist() == ["s3"]
+    with pytest.raises(ValueError, match="no sample of the dataset"):
+        s.export(out, rows=[11])
+    s.journal.close()
 
 
 def test_the_journal_follows_the_annotator_across_runs_and_versions(tmp_path):

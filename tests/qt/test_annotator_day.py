@@ -103,8 +103,8 @@ def test_an_annotators_hour(qtbot, window, tmp_path):
     dialog = predict_in_window(qtbot, win, folder, tmp_path / "pred.csv")
     dialog.close()                                # the annotator closes the finished dialog
     shown_before = session.current
-    win.map_view.predictedClicked.emit(0)
-    assert win.inspector.title.text().endswith("(predicted)") and session.current == -1
+    session.set_current(session.dataset_size)     # a click on the first predicted sample
+    assert win.inspector.title.text().endswith("(predicted)") and not session.is_dataset_row(session.current)
     labels_before = session.table[["label", "unsure", "reviewed"]].copy()
     operations = len(session.journal)
     press(qtbot, win, Qt.Key.Key_3)
@@ -116,7 +116,7 @@ def test_an_annotators_hour(qtbot, window, tmp_path):
 
     # -- export: the correction carries the soft label; the original label is a column
     out = tmp_path / "soft.csv"
-    assert win.export_csv(out) == len(session)
+    assert win.export_csv(out) == session.dataset_size       # the predicted rows are not exported
     back = read_soft_labels(out).set_index("sample_id")
     assert back.loc[sid, "label"] == new and back.loc[sid, "original_label"] == given and back.loc[sid, "edited"]
     assert back.loc[sid, f"d_{classes[new]}"] == 1.0

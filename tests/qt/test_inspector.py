@@ -111,7 +111,7 @@ def test_a_predicted_sample_shows_the_whole_image_with_its_face_box(qtbot, run_b
     run_bridge.session.set_predictions(predictions)
     inspector = Inspector(run_bridge)
     qtbot.addWidget(inspector)
-    inspector.show_prediction(0)
+    inspector.set_row(run_bridge.session.dataset_size)    # the predicted row, by the one fill path
     assert inspector.title.text() == "photo.png (predicted)"
     assert inspector.fields["pred"].text().startswith(classes[1])
     image = inspector.image.pixmap().toImage()

@@ -359,30 +359,36 @@ def test_predict_dialog_runs_on_worker_and_cancels(qtbot, window, run_dir, tmp_p
     predict_in_window(qtbot, win, folder, tmp_path / "pred.csv")
     back = read_soft_labels(tmp_path / "pred.csv")
     assert len(back) == 60
-    # the predicted samples join the map as their own marker, and the toggle hides them
-    assert win.session.predictions is not None and len(win.map_view.predicted_marks.data) == 60
+    # the predicted samples join the table after the dataset's rows; the map draws them as their
+    # own marker, and the toggle hides them
+    session, n = win.session, win.session.dataset_size
+    assert session.has_predictions and len(session) == n + 60
+    assert (session.table["source"].iloc[n:] == "prediction").all()
+    assert len(win.map_view.predicted_marks.data) == 60
     assert win.map_view._predicted_toggle_action.isVisible()
     win.map_view.predicted_toggle.setChecked(False)
-    assert len(win.map_view.predicted_marks.data) == 0
+    assert len(win.map_view.predicted_marks.data) == 0 and (win.map_view.shown_rows < n).all()
     win.map_view.predicted_toggle.setChecked(True)
-    # a click on a triangle shows that predicted sample in the inspector
+    # a click on a triangle makes that predicted sample current: the inspector shows it
     x, y = win.map_view.predicted_marks.data["x"][0], win.map_view.predicted_marks.data["y"][0]
-    index = win.map_view.predicted_at(x, y)
-    assert index == int(win.map_view._predicted_rows[0])
-    win.map_view.predictedClicked.emit(index)
-    expected = win.session.predictions.iloc[index]
+    row = win.map_view.row_at(x, y)
+    assert row >= n
+    session.set_current(row)
+    expected = session.table.iloc[row]
     assert win.inspector.title.text() == f"{expected['sample_id']} (predicted)"
     assert expected["label_name"] in win.inspector.fields["pred"].text()
     assert not win.inspector.image.pixmap().isNull()
     # the grid lists them too, and picking one shows it in the inspector
     assert win.grid_view._predicted_box_action.isVisible()
     win.grid_view.predicted_box.setChecked(True)
-    assert win.grid_view.model.rows.size == 60 and win.grid_view.model.table is win.session.predictions
+    assert win.grid_view.model.rows.size == 60 and (win.grid_view.model.rows >= n).all()
+    assert win.grid_view.model.table is session.table
     first = int(win.grid_view.rows()[0])
     win.grid_view.tile_view.setCurrentIndex(win.grid_view.model.item(0))
-    assert win.inspector.title.text() == f"{win.session.predictions['sample_id'].iat[first]} (predicted)"
+    assert session.current == first
+    assert win.inspector.title.text() == f"{session.table['sample_id'].iat[first]} (predicted)"
     win.grid_view.predicted_box.setChecked(False)
-    assert win.grid_view.model.table is win.session.table and np.array_equal(win.grid_view.model.rows, win.session.queue)
+    assert win.grid_view.model.table is session.table and np.array_equal(win.grid_view.model.rows, session.queue)
     # Cancelled right away: nothing is written.
     dialog = win.show_predict_dialog()
     qtbot.addWidget(dialog)

@@ -159,8 +159,8 @@ def test_keys_do_nothing_while_a_predicted_sample_is_shown(qtbot, rig, tmp_path)
                                  "split": "test", "label": 0, **{f"p_{c}": p[j] for j, c in enumerate(classes)}}])
     predictions.attrs["classes"] = classes
     session.set_predictions(predictions)
-    session.show_prediction(0)
-    assert session.current == -1 and session.shown_prediction == 0
+    selection.set_current(session.dataset_size)
+    assert session.current == len(session) - 1 and not session.is_dataset_row(session.current)
     messages = []
     controller.statusMessage.connect(messages.append)
     before = session.table[["label", "unsure", "reviewed"]].copy()
@@ -173,6 +173,37 @@ def test_keys_do_nothing_while_a_predicted_sample_is_shown(qtbot, rig, tmp_path)
     assert session.table[["label", "unsure", "reviewed"]].equals(before)
     # a dataset sample shown again: keys act on it
     selection.set_current(row)
-    assert session.shown_prediction == -1
+    assert session.is_dataset_row(session.current)
     qtbot.keyClick(window, Qt.Key.Key_3)
     assert int(session.table["label"].iat[row]) == 2
+
+
+def test_a_selection_relabels_only_its_dataset_rows(qtbot, rig, tmp_path):
+    """Ctrl+digit and Shift+Space on a selection that holds predicted rows edit its dataset rows
+    only; a selection of predicted rows alone changes nothing, and the status bar says why."""
+    import pandas as pd
+
+    window, session, selection, controller = rig
+    classes = session.classes
+    p = np.full(len(classes), 1 / len(classes))
+    predictions = pd.DataFrame([{"sample_id": str(session.table["sample_id"].iat[0]), "path": str(tmp_path / "a.jpg"),
+                                 "split": "train", "label": 0, **{f"p_{c}": p[j] for j, c in enumerate(classes)}}])
+    predictions.attrs["classes"] = classes
+    session.set_predictions(predictions)
+    predicted = session.dataset_size
+    row = int(session.queue[0])
+    selection.set_current(row)
+    messages = []
+    controller.statusMessage.connect(messages.append)
+    history = len(session.journal)
+    selection.select([row, predicted])
+    qtbot.keyClick(window, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
+    assert len(session.journal) == history + 1 and list(session.journal.labels()) == [session.sample_ids([row])[0]]
+    assert messages[-1].startswith("1 samples →")
+    assert int(session.table["label"].iat[predicted]) == 0 and not session.flag("edited")[predicted]
+    qtbot.keyClick(window, Qt.Key.Key_Space, Qt.KeyboardModifier.ShiftModifier)
+    assert session.flag("unsure")[row] and not session.flag("unsure")[predicted]
+    history = len(session.journal)
+    selection.select([predicted])
+    qtbot.keyClick(window, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
+    assert len(session.journal) == history and "only predicted samples" in messages[-1]

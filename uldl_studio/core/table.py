@@ -16,6 +16,8 @@ column             dtype     meaning
                              a CSV's ``votes_<class>``), people without names (core.annotations)
 ``label_original`` int       optional: the label before noise was injected
 ``pixels``         str       optional: FER2013 CSV pixel string (decoded lazily)
+``source``         category  the session's table only (``core.review.session``): ``dataset``
+                             or ``prediction`` (a row predicted for another image collection)
 =================  ========  ======================================================
 
 After training a run adds ``lambda``, ``d_<class>``, ``p_<class>``, ``x2d``, ``y2d``.
@@ -33,6 +35,8 @@ import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "valid", "test")
+#: where a row of the session's table comes from (its ``source`` column)
+SOURCES = ("dataset", "prediction")
 REQUIRED_COLUMNS = ("sample_id", "path", "split", "label")
 # ``pd.read_csv`` keywords that read repr-written floats back bit-exact (samples.csv, the demo's
 # labels.csv): pandas < 3 needs the round-trip parser, pandas 3 uses it by default.

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QToolButton, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core.labels import annotations as A
+from uldl_studio.core.review.frontend import annotations as A
 
 #: what the name fields accept (``core.labels.annotations.validate_annotator_name`` decides)
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
@@ -340,9 +340,9 @@ class AnnotatorController(QObject):
         try:
             session = self.session
             use_annotator(session, self.name)
-            if session.run is None or session.table is None:
+            if session.run is None or session.dataset_table is None:
                 self.votes = None
-            elif self.votes is None or len(self.votes.sample_ids) != len(session.table) or \
+            elif self.votes is None or len(self.votes.sample_ids) != session.dataset_size or \
                     not self._has_vote_columns():
                 self._read_votes()
         finally:
@@ -409,7 +409,7 @@ class AnnotatorController(QObject):
     def has_voted(self, row: int) -> bool:
         """This annotator has voted on row ``row`` (their journal has a label for it)."""
         journal = self.session.journal
-        if journal is None or self.session.table is None or not 0 <= row < len(self.session.table):
+        if journal is None or not self.session.is_dataset_row(row):
             return False
         return str(self.session.table["sample_id"].iat[row]) in journal.labels()
 

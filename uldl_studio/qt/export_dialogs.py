@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 )
 
 from uldl_studio.core.runs.jobs import predict_job
-from uldl_studio.core.runs.predict import PredictOptions
+from uldl_studio.core.review.frontend import IMAGE_EXTENSIONS, PredictOptions, soft_label_columns
 from uldl_studio.qt.workers import JobRunner
 
 FORMAT_CHOICES = ("auto", "images", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders")
@@ -36,9 +36,9 @@ class ExportDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Export soft labels")
         self.session = session
-        self.selected_rows = np.asarray(selected_rows, dtype=np.int64)
+        self.selected_rows = session.dataset_rows(selected_rows)  # predicted rows are not exported
         self.written: int | None = None
-        self.all_button = QRadioButton(f"All samples ({len(session)})")
+        self.all_button = QRadioButton(f"All samples ({session.dataset_size})")
         self.selection_button = QRadioButton(f"Selection ({len(self.selected_rows)})")
         self.selection_button.setEnabled(len(self.selected_rows) > 0)
         (self.selection_button if len(self.selected_rows) else self.all_button).setChecked(True)
@@ -47,8 +47,6 @@ class ExportDialog(QDialog):
         group.addButton(self.selection_button)
         name = "soft_labels_selection.csv" if len(self.selected_rows) else "soft_labels.csv"
         self.path_edit = QLineEdit(str(Path(default_dir) / name))
-        from uldl_studio.core.runs.export import soft_label_columns
-
         classes = session.classes
         distributions = {f"{prefix}_{c}" for prefix in ("d", "p") for c in classes}
         columns = [c for c in soft_label_columns(classes) if c not in distributions] if classes else []
@@ -251,8 +249,6 @@ class PredictDialog(QDialog):
 
     @Slot()
     def _browse_file(self) -> None:
-        from uldl_studio.core.data.datasets.common import IMAGE_EXTENSIONS
-
         images = " ".join(f"*{e}" for e in IMAGE_EXTENSIONS)
         path, _ = QFileDialog.getOpenFileName(self, "An image or a CSV of image paths", self.data_edit.text(),
                                               f"Images or CSV ({images} *.csv);;All files (*)")

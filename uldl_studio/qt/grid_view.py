@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QTableView, QToolBar, QToolButton, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core.labels import scores
+from uldl_studio.core.review.frontend import scores
 from uldl_studio.qt.inspector import number_text
 from uldl_studio.qt.session_bridge import SessionBridge
 
@@ -312,13 +312,13 @@ class GridView(QWidget):
     Signals:
         sortKeyChanged(str)
         activated(int): a row was double-clicked or Enter was pressed on it.
-        predictedActivated(int): a predicted sample (a row of ``session.predictions``) became
-            current while the grid lists them ("predicted samples" ticked).
+
+    With "predicted samples" ticked, the grid lists the table's predicted rows (``source`` =
+    prediction) that pass the filter, in the sort key's order, instead of the review queue.
     """
 
     sortKeyChanged = Signal(str)
     activated = Signal(int)
-    predictedActivated = Signal(int)
 
     def __init__(self, bridge: SessionBridge | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -363,9 +363,6 @@ class GridView(QWidget):
         self.predicted_box.hide()
         self._predicted_box_action = bar.addWidget(self.predicted_box)
         self._predicted_box_action.setVisible(False)
-        #: thumbnails of ``session.predictions`` rows (set by the owner)
-        self.prediction_thumbnail_provider: Callable[[int], QPixmap | None] | None = None
-        self._dataset_thumbnails: Callable[[int], QPixmap | None] | None = None
         bar.addSeparator()
         bar.addWidget(QLabel("Size:", self))
         self.size_slider = QSlider(Qt.Orientation.Horizontal, self)
@@ -413,27 +410,22 @@ class GridView(QWidget):
 
     @thumbnail_provider.setter
     def thumbnail_provider(self, provider: Callable[[int], QPixmap | None] | None) -> None:
-        self._dataset_thumbnails = provider
         self.model.thumbnail_provider = provider
         self.model.invalidate_thumbnails()
 
     def listing_predictions(self) -> bool:
-        """Whether the grid lists ``session.predictions`` rather than the dataset."""
-        return self.predicted_box.isChecked() and self.session.predictions is not None
+        """Whether the grid lists the predicted rows rather than the review queue."""
+        return self.predicted_box.isChecked() and self.session.has_predictions
 
     @Slot()
     def _on_predictions_changed(self) -> None:
-        has = self.session.predictions is not None
+        """Other predicted rows: their old thumbnails go with them."""
+        has = self.session.has_predictions
         self._predicted_box_action.setVisible(has)  # a widget in a tool bar shows through its action
+        self.model.set_table(self._table)
         if not has:
             self.predicted_box.setChecked(False)
         self._update_rows()
-
-    def _show_source(self, table, provider) -> None:
-        """Point the model at the dataset or at the predictions (thumbnails follow)."""
-        if self.model.table is not table:
-            self.model.thumbnail_provider = provider
-            self.model.set_table(table)
 
     @property
     def sort_key(self) -> str:
@@ -467,10 +459,9 @@ class GridView(QWidget):
     def _on_values_changed(self, *_args) -> None:
         """Same rows, new λ/d/p/edits: refresh the tiles' text and marks in place (the order is
         the queue's, which edits do not move); keep cached thumbnails."""
-        if not self.listing_predictions():  # the model shows the dataset: new values, same thumbnails
-            self.model.refresh_values(self._table)
-            self.model.set_score(self.sort_key, None if self.sort_key == "sample_id"
-                                 else self.session.score(self.sort_key))
+        self.model.refresh_values(self._table)
+        self.model.set_score(self.sort_key, None if self.sort_key == "sample_id"
+                             else self.session.score(self.sort_key))
         self._update_info()
 
     @Slot()
@@ -533,29 +524,21 @@ class GridView(QWidget):
 
     @Slot()
     def _update_rows(self, *_args) -> None:
-        if self.listing_predictions():
-            self._list_predictions()
-            return
-        self._show_source(self._table, self._dataset_thumbnails)
         if self._table is None:
             self.model.set_rows(np.empty(0, dtype=np.int64))
             self._update_info()
             return
         key = self.sort_key
         self.model.set_score(key, None if key == "sample_id" else self.session.score(key))
-        self.model.set_rows(self.session.queue)
+        self.model.set_rows(self._predicted_rows() if self.listing_predictions() else self.session.queue)
         self._select_current(scroll=False)
         self._update_info()
 
-    def _list_predictions(self) -> None:
-        """Every predicted sample, worst first by the sort key where it applies to them."""
-        table = self.session.predictions
-        self._show_source(table, self.prediction_thumbnail_provider)
-        key = self.sort_key
-        order = scores.sort_order(table, key)
-        self.model.set_score(key, None if key == "sample_id" else scores.values(table, key))
-        self.model.set_rows(order)
-        self._update_info()
+    def _predicted_rows(self) -> np.ndarray:
+        """The predicted rows that pass the filter, worst first by the sort key (NaN last)."""
+        order = self.session.sort_order(self.sort_key)
+        keep = self.session.visible_mask() & ~self.session.dataset_mask()
+        return order[keep[order]]
 
     def _update_info(self) -> None:
         total = 0 if self._table is None else len(self._table)
@@ -575,9 +558,6 @@ class GridView(QWidget):
         k = self.model.position(current)
         if self._syncing or k < 0:
             return
-        if self.listing_predictions():
-            self.predictedActivated.emit(int(self.model.rows[k]))
-            return
         self.session.set_current(int(self.model.rows[k]))
 
     @Slot(int)
@@ -585,8 +565,6 @@ class GridView(QWidget):
         self._select_current(scroll=True)
 
     def _select_current(self, scroll: bool) -> None:
-        if self.listing_predictions():
-            return
         row = self.session.current
         pos = self.model.position_of(row) if row >= 0 else -1
         self._syncing = True

@@ -18,10 +18,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core.labels import scores
-from uldl_studio.core.labels.label_issues import PRECISION
 from uldl_studio.core.review import health
-from uldl_studio.core.runs.evaluate import class_accuracy
+from uldl_studio.core.review.frontend import PRECISION, class_accuracy, scores
 
 from .inspector import short_name
 
@@ -239,7 +237,7 @@ class HealthPanel(QWidget):
 
     def counted_rows(self) -> np.ndarray | None:
         """The rows the panel counts: the training split, or None (all rows)."""
-        table = self.session.table
+        table = self.session.dataset_table
         if table is None or not self.training_only:
             return None
         return health.training_rows(table)
@@ -248,7 +246,7 @@ class HealthPanel(QWidget):
         """Select the samples of matrix cell (given, true): given label ``given``, most likely
         true label ``true``; make the likeliest wrong of them current; what a click on the cell
         does.  Returns the rows (none: nothing changes)."""
-        table = self.session.table
+        table = self.session.dataset_table
         if table is None or not health.has_issue_estimate(table):
             return np.empty(0, dtype=np.int64)
         rows = health.issue_cell_rows(table, given, true, rows=self.counted_rows())
@@ -266,7 +264,7 @@ class HealthPanel(QWidget):
     def select_flagged(self, given: int) -> np.ndarray:
         """Select the highlighted samples of class ``given``: its likeliest wrong labels, the
         ones the map draws strongly (a click on its rate row)."""
-        table = self.session.table
+        table = self.session.dataset_table
         if table is None or not health.has_issue_estimate(table):
             return np.empty(0, dtype=np.int64)
         rows = health.highlighted_rows(table, given, rows=self.counted_rows())
@@ -284,7 +282,7 @@ class HealthPanel(QWidget):
     def refresh(self) -> None:
         """Recompute everything shown from the session."""
         self._stale = False
-        table = self.session.table
+        table = self.session.dataset_table
         ready = table is not None and health.has_issue_estimate(table)
         self.message.setText(NO_TABLE if table is None else NO_RESULTS)
         self.message.setVisible(not ready)
@@ -299,7 +297,8 @@ class HealthPanel(QWidget):
         self._update_score_combo()
         rates = health.issue_rates(table, rows)
         if self._score_name is not None:
-            rates["mean"] = health.class_means(table, self.session.score(self._score_name), rows)
+            values = self.session.score(self._score_name)[self.session.dataset_mask()]
+            rates["mean"] = health.class_means(table, values, rows)
         self.counts = health.issue_matrix(table, rows)
         self.cell_counts = health.issue_cell_counts(table, rows)
         order = np.lexsort((np.arange(len(rates)), -rates["rate"].fillna(-1.0).to_numpy()))
@@ -370,7 +369,7 @@ class HealthPanel(QWidget):
     def _valid_accuracy(self):
         """Per-class accuracy of the model on the valid split (``core.evaluate.class_accuracy``),
         or None without a valid split or predictions."""
-        table = self.session.table
+        table = self.session.dataset_table
         classes = self.session.classes
         if table is None or not classes or any(f"p_{c}" not in table for c in classes) \
                 or not (table["split"] == "valid").any():

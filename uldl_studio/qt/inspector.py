@@ -2,6 +2,10 @@
 votes (bars and who voted what), and the K neighbours that built d with their similarity s,
 calibration ζ and contribution c.
 
+A sample predicted for another collection (a row of source ``prediction``) is shown the same
+way: what it lacks (a given label, d, λ, neighbours) stays blank, and an image with a detected
+face shows whole, the face boxed.
+
 Blind mode (``set_blind``) hides the given label, the prediction, d, the scores, the reference,
 the neighbours and the other annotators' votes of a sample until this annotator has voted on
 it, so that nothing anchors their vote."""
@@ -19,7 +23,7 @@ from PySide6.QtWidgets import (
     QToolButton, QVBoxLayout, QWidget,
 )
 
-from uldl_studio.core.labels import scores
+from uldl_studio.core.review.frontend import ThumbnailCache, contribution_weights, decode_image, scores
 from uldl_studio.core.table import d_columns, p_columns, ref_columns
 
 IMAGE_SIZE = 160
@@ -60,6 +64,28 @@ def row_pixmap(cache, table, row: int, size: int) -> QPixmap:
     return array_to_pixmap(image, size)
 
 
+def face_box(rec) -> tuple[int, int, int, int] | None:
+    """The detected face's box (x, y, w, h) in the whole image, when the row has one."""
+    box = pd.to_numeric(pd.Series([rec.get(f"box_{k}") for k in ("x", "y", "w", "h")]), errors="coerce")
+    return tuple(int(v) for v in box) if box.notna().all() else None
+
+
+def whole_image(rec) -> QPixmap | None:
+    """The row's whole image with its face box drawn, scaled to fit (None: unreadable)."""
+    try:
+        pixmap = array_to_pixmap(decode_image(str(rec["path"])))
+    except Exception:  # noqa: BLE001 - an unreadable image must not break the inspector
+        return None
+    painter = QPainter(pixmap)
+    pen = QPen(QColor(255, 40, 40))
+    pen.setWidth(max(2, pixmap.width() // 120))
+    painter.setPen(pen)
+    painter.drawRect(*face_box(rec))
+    painter.end()
+    return pixmap.scaled(IMAGE_SIZE, IMAGE_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
+                         Qt.TransformationMode.SmoothTransformation)
+
+
 def number_text(value: float, digits: int = 3) -> str:
     """``value`` with ``digits`` decimals; a value that rounds to zero shows as 0, never −0."""
     text = f"{value:.{digits}f}"
@@ -72,8 +98,6 @@ def short_name(name: str) -> str:
 
 def neighbour_shares(contribution: np.ndarray) -> np.ndarray:
     """What each neighbour contributed to d̃ (``core.ldl.contribution_weights``: c_k / Σ c)."""
-    from uldl_studio.core.labels.ldl import contribution_weights
-
     return contribution_weights(np.asarray(contribution, dtype=np.float64)).numpy()
 
 
@@ -232,7 +256,7 @@ class Inspector(QWidget):
         bridge.tableReset.connect(self._on_results)
         bridge.resultsChanged.connect(self._on_results)
         bridge.editsChanged.connect(self._on_edits)
-        bridge.predictionShown.connect(self._on_prediction_shown)
+        bridge.predictionsChanged.connect(self._on_results)
 
     #: narrower than this, the fields go under the image instead of beside it (never clipped)
     STACK_BELOW = 420
@@ -259,11 +283,12 @@ class Inspector(QWidget):
         self.refresh()
 
     def is_hidden(self, row: int | None) -> bool:
-        """Blind mode hides this row's labels, prediction and other votes (not voted yet)."""
-        return self.blind and row is not None and not self._revealed(row)
+        """Blind mode hides this row's labels, prediction and other votes (not voted yet); a
+        predicted sample of another collection is never voted on, so it is never hidden."""
+        return self.blind and row is not None and self.session.is_dataset_row(row) and not self._revealed(row)
 
     def _sample_votes(self, row: int):
-        if self._vote_source is None:
+        if self._vote_source is None or not self.session.is_dataset_row(row):
             return None
         try:
             return self._vote_source(row)
@@ -308,8 +333,6 @@ class Inspector(QWidget):
     # -- data access ---------------------------------------------------------------------
     def _cache(self):
         if self.thumbnails is None:
-            from uldl_studio.core.data.images import ThumbnailCache
-
             self.thumbnails = ThumbnailCache()
         return self.thumbnails
 
@@ -329,7 +352,7 @@ class Inspector(QWidget):
                     self._neighbors = run.neighbors()
                 except Exception:
                     self._neighbors = None
-            table = self.session.table
+            table = self.session.dataset_table
             self._train_rows = np.flatnonzero(table["split"].to_numpy() == "train") if table is not None else None
         return self._neighbors
 
@@ -348,63 +371,6 @@ class Inspector(QWidget):
             self.refresh()
 
     @Slot(int)
-    def _on_prediction_shown(self, index: int) -> None:
-        if index >= 0:
-            self.show_prediction(index)
-
-    @Slot(int)
-    def show_prediction(self, index: int) -> None:
-        """Show row ``index`` of ``session.predictions`` (another collection's sample): the whole
-        image with the detected face box, the prediction and its uncertainty."""
-        from uldl_studio.core.data.images import decode_image
-
-        table = self.session.predictions
-        if table is None or not 0 <= index < len(table):
-            return
-        self.row = None
-        rec = table.iloc[index]
-        classes = self.session.classes
-        self.title.setText(f"{rec['sample_id']} (predicted)")
-        self.title.setToolTip(str(rec["path"]))
-        try:
-            pixmap = array_to_pixmap(decode_image(str(rec["path"])))
-        except Exception:  # noqa: BLE001 - an unreadable image must not break the inspector
-            pixmap = None
-        if pixmap is None:
-            self.image.setPixmap(QPixmap())
-            self.image.setText("image\nunreadable")
-        else:
-            box = pd.to_numeric(pd.Series([rec.get(f"box_{k}") for k in ("x", "y", "w", "h")]), errors="coerce")
-            if box.notna().all():
-                painter = QPainter(pixmap)
-                pen = QPen(QColor(255, 40, 40))
-                pen.setWidth(max(2, pixmap.width() // 120))
-                painter.setPen(pen)
-                painter.drawRect(*(int(v) for v in box))
-                painter.end()
-            self.image.setPixmap(pixmap.scaled(IMAGE_SIZE, IMAGE_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
-                                               Qt.TransformationMode.SmoothTransformation))
-        p = rec[p_columns(classes)].to_numpy(np.float64)
-        k = int(np.argmax(p))
-        source = rec.get("source_label")
-        self.fields["label"].setText(f"source: {source}" if isinstance(source, str) and source else "–")
-        self.fields["state"].setText("predicted for another collection")
-        self.fields["lambda"].setText("–")
-        va = [rec[c] if c in table else np.nan for c in ("valence", "arousal")]
-        self.fields["va"].setText("–" if not np.all(np.isfinite(va)) else f"{va[0]:+.2f}, {va[1]:+.2f} (predicted)")
-        self.fields["pred"].setText(f"{classes[k]} ({p[k]:.2f})")
-        self.fields["split"].setText("other collection")
-        for name, (caption, value) in self.score_fields.items():
-            v = float(scores.values(table, name)[index])
-            shown = bool(np.isfinite(v))
-            caption.setVisible(shown)
-            value.setVisible(shown)
-            value.setText(number_text(v))
-        self.chart.set_distributions(classes, {"p": p})
-        self._set_tiles([])
-        self.neighbour_note.setText("a predicted sample: no neighbours built its label")
-
-    @Slot(int)
     def set_row(self, row: int | None) -> None:
         if row is not None and row < 0:
             row = None
@@ -419,9 +385,10 @@ class Inspector(QWidget):
             return
         classes = self.session.classes
         rec = table.iloc[row]
-        self.title.setText(str(rec["sample_id"]))
+        own = self.session.is_dataset_row(row)
+        self.title.setText(str(rec["sample_id"]) if own else f"{rec['sample_id']} (predicted)")
         self.title.setToolTip(str(rec["path"]))
-        pixmap = self._pixmap(row, IMAGE_SIZE)
+        pixmap = self._pixmap(row, IMAGE_SIZE) if face_box(rec) is None else whole_image(rec)
         if pixmap is None:
             self.image.setPixmap(QPixmap())
             self.image.setText("image\nunreadable")
@@ -455,6 +422,8 @@ class Inspector(QWidget):
         va = [rec[c] if c in table else np.nan for c in ("valence", "arousal")]
         self.fields["va"].setText("–" if not np.all(np.isfinite(va)) else f"{va[0]:+.2f}, {va[1]:+.2f}")
         self.fields["split"].setText(str(rec["split"]))
+        if not own:
+            self._show_source_fields(rec)
         for name, (caption, value) in self.score_fields.items():
             v = float(self.session.score(name)[row])
             shown = bool(np.isfinite(v))
@@ -481,6 +450,13 @@ class Inspector(QWidget):
             names["votes"] = f"votes ({votes.n_voters})" if votes is not None else "votes"
         self.chart.set_distributions(classes, series, names)
         self._show_neighbours(row)
+
+    def _show_source_fields(self, rec) -> None:
+        """A predicted row has no given label, state or split of this dataset."""
+        source = rec.get("source_label")
+        self.fields["label"].setText(f"source: {source}" if isinstance(source, str) and source else "–")
+        self.fields["state"].setText("predicted for another collection")
+        self.fields["split"].setText("other collection")
 
     def _show_blind(self, row: int) -> None:
         """Blind mode before this annotator's vote: the image, the id and the split only."""
@@ -522,8 +498,9 @@ class Inspector(QWidget):
         positions = np.flatnonzero(self._train_rows == row)
         if len(positions) == 0:
             self._set_tiles([])
-            self.neighbour_note.setText(f"{table['split'].iat[row]} samples have no constructed d "
-                                        "(only training samples do)")
+            self.neighbour_note.setText(
+                f"{table['split'].iat[row]} samples have no constructed d (only training samples do)"
+                if self.session.is_dataset_row(row) else "a predicted sample: no neighbours built its label")
             return
         pos = int(positions[0])
         indices = np.asarray(data["indices"])[pos]

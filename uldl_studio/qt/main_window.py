@@ -15,23 +15,34 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import platformdirs
 from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QScrollArea, QToolBar, QVBoxLayout, QWidget,
 )
 
+from uldl_studio.core.review.frontend import ThumbnailCache
 from uldl_studio.core.runs import jobs
 from uldl_studio.core.table import DatasetError
+from uldl_studio.qt.about import show_about
+from uldl_studio.qt.annotator import install as install_annotator
+from uldl_studio.qt.demo import demo_source, load_demo_table
 from uldl_studio.qt.export_dialogs import ExportDialog, PredictDialog
 from uldl_studio.qt.filter_bar import FilterBar
+from uldl_studio.qt.grid_view import GridView
+from uldl_studio.qt.health_panel import HealthPanel
 from uldl_studio.qt.inspector import Inspector, row_pixmap
+from uldl_studio.qt.map_view import MapView
 from uldl_studio.qt.relabel import RelabelController
 from uldl_studio.qt.session_bridge import SessionBridge
 from uldl_studio.qt.settings import StudioSettings, fit_on_screen, restore_geometry
+from uldl_studio.qt.shortcuts import show_shortcuts
+from uldl_studio.qt.start_screen import StartScreen
 from uldl_studio.qt.training_controller import TrainingController
 from uldl_studio.qt.training_panel import TrainingPanel, make_train_config
 from uldl_studio.qt.umap_worker import cached_umap, compute_umap
+from uldl_studio.qt.versions_dialog import VersionsDialog
 from uldl_studio.qt.workers import JobRunner
 
 MAP_MIN_SIZE = (260, 220)
@@ -46,8 +57,6 @@ def default_runs_dir() -> Path:
     env = os.environ.get("ULDL_STUDIO_RUNS")
     if env:
         return Path(env)
-    import platformdirs
-
     return Path(platformdirs.user_data_dir("uldl-studio")) / "runs"
 
 
@@ -87,8 +96,6 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._results_shown = False
 
-        from uldl_studio.core.data.images import ThumbnailCache
-
         self.thumbnails = ThumbnailCache(cache_dir=os.environ.get("ULDL_STUDIO_THUMBS"))
         self._build_views()
         self._build_docks()
@@ -104,8 +111,6 @@ class MainWindow(QMainWindow):
 
     # ================================================================ construction
     def _build_views(self) -> None:
-        from uldl_studio.qt.map_view import MapView
-
         # No undo stack for selections: Ctrl+Z belongs to the annotator's edit journal.
         # The map brings its own control bar (box/lasso/pan, map mode, colour mode, point
         # size) and filter banner; the window's toolbar adds the filters, export and predict.
@@ -115,8 +120,6 @@ class MainWindow(QMainWindow):
             self.map_view.plot_item.getAxis(name).enableAutoSIPrefix(False)
         self.grid_view = self._make_grid_view()
         self.inspector = Inspector(self.bridge, self.thumbnails)
-        from uldl_studio.qt.health_panel import HealthPanel
-
         self.health_panel = HealthPanel(self.bridge)
         self.training_panel = TrainingPanel(settings=self.settings)
 
@@ -136,11 +139,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(centre)
 
     def _make_grid_view(self) -> QWidget:
-        from uldl_studio.qt.grid_view import GridView
-
         grid = GridView(self.bridge)
         grid.thumbnail_provider = lambda row: self._thumbnail_pixmap(row, 128)
-        grid.prediction_thumbnail_provider = lambda i: row_pixmap(self.thumbnails, self.session.predictions, i, 128)
         return grid
 
     def _thumbnail_pixmap(self, row: int, size: int = 96):
@@ -336,14 +336,10 @@ class MainWindow(QMainWindow):
     @Slot()
     def show_shortcuts(self):
         """Help → Keyboard shortcuts: every key and mouse gesture on one sheet."""
-        from uldl_studio.qt.shortcuts import show_shortcuts
-
         return show_shortcuts(self, len(self.session.classes) or 8)
 
     @Slot()
     def show_about(self):
-        from uldl_studio.qt.about import show_about
-
         return show_about(self, self.session.run)
 
     def _connect(self) -> None:
@@ -358,8 +354,6 @@ class MainWindow(QMainWindow):
         self.relabel.statusMessage.connect(self._show_status)
         self.health_panel.statusMessage.connect(self._show_status)
         self.inspector.neighbourActivated.connect(self.set_current_row)
-        self.map_view.predictedClicked.connect(self._show_predicted)
-        self.grid_view.predictedActivated.connect(self._show_predicted)
         self.map_view.coordinatesRequested.connect(self._on_coordinates_requested)
         self.map_view.size_spin.valueChanged.connect(lambda v: self.settings.set_value("point_size", int(v)))
         self.map_view.set_point_size(int(self.settings.value("point_size", 5)))
@@ -376,10 +370,9 @@ class MainWindow(QMainWindow):
 
     def _install_annotator(self) -> None:
         """The annotator's name and vote progress in the status bar; blind mode in the View menu."""
-        from uldl_studio.qt.annotator import install
-
-        self.annotator = install(self)
-        hidden = lambda row: self.annotator.blind and not self.annotator.has_voted(row)  # noqa: E731
+        self.annotator = install_annotator(self)
+        hidden = lambda row: (self.annotator.blind and self.session.is_dataset_row(row)  # noqa: E731
+                              and not self.annotator.has_voted(row))
         self.relabel.label_hidden = self.grid_view.model.label_hidden = hidden
         self.annotator.blind_action.toggled.connect(
             lambda _on: self.session.table is not None and self.grid_view.model.refresh_values(self.session.table))
@@ -390,8 +383,6 @@ class MainWindow(QMainWindow):
         n = int(n or os.environ.get("ULDL_STUDIO_DEMO_N", 3000))
 
         def job(cancel):
-            from uldl_studio.qt.demo import demo_source, load_demo_table
-
             return ("dataset", load_demo_table(n, seed), demo_source())
 
         self._loading_dataset = None
@@ -401,15 +392,8 @@ class MainWindow(QMainWindow):
         path = str(path)
 
         def job(cancel):
-            import warnings
-
-            from uldl_studio.core.data.datasets import detect_format, load_dataset
-
-            detected = detect_format(path) if fmt == "auto" else fmt
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                table = load_dataset(path, fmt=detected)
-            return ("dataset", table, {"kind": "dataset", "path": path, "format": detected})
+            opened = jobs.open_dataset(path, fmt)
+            return ("dataset", opened.table, opened.source)
 
         self._loading_dataset = (path, fmt)
         self._load(job, path)
@@ -419,14 +403,8 @@ class MainWindow(QMainWindow):
         path = str(path)
 
         def job(cancel):
-            from uldl_studio.core.engine.run import Run
-
-            run = Run.open(path, version=version or None)
-            samples = run.samples() if run.has_results else None
-            dataset = None
-            if samples is None:  # a run without a finished epoch: show its dataset
-                dataset = run.load_dataset()
-            return ("run", run, samples, dataset)
+            opened = jobs.open_run(path, version)  # without a finished epoch: with its dataset
+            return ("run", opened.run, opened.samples, opened.dataset)
 
         self._loading_dataset = None
         self._load(job, path)
@@ -500,8 +478,6 @@ class MainWindow(QMainWindow):
     def show_start_screen(self, path: str | None = None, fmt: str = "auto"):
         """File → Start screen: open a folder, a CSV, a run or the demo, with a preview and a
         format choice; with ``path``, that dataset is previewed (its error shown) right away."""
-        from uldl_studio.qt.start_screen import StartScreen
-
         screen = getattr(self, "start_screen", None)
         if screen is None:
             screen = self.start_screen = StartScreen(self.settings, self)
@@ -636,7 +612,7 @@ class MainWindow(QMainWindow):
         if not self.session.is_open:
             self.counts_label.setText("")
             return
-        n = len(self.session)
+        n = self.session.dataset_size
         parts = [f"{n:,} samples", f"{len(self.selected_rows()):,} selected",
                  f"{int(self.session.flag('edited').sum()):,} edited"]
         unsure = int(self.session.flag("unsure").sum())
@@ -694,7 +670,7 @@ class MainWindow(QMainWindow):
         if run is None or not self.session.has_results:
             self._show_map_message("The UMAP map needs learned features: train first.")
             return
-        cached = cached_umap(run.path, len(self.session))
+        cached = cached_umap(run.path, self.session.dataset_size)
         if cached is not None:
             self._on_umap(cached)
             return
@@ -712,7 +688,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_umap(self, coords) -> None:
-        if coords is None or len(coords) != len(self.session) or self._closing:
+        if coords is None or len(coords) != self.session.dataset_size or self._closing:
             return
         self._umap_coords = np.asarray(coords)
         self.map_message.hide()
@@ -756,13 +732,8 @@ class MainWindow(QMainWindow):
     def _can_continue(run) -> bool:
         """Continue resumes the run's current version, or a version that stopped early; a
         finished older version is never trained further (train a new version instead)."""
-        from uldl_studio.core.engine import versions
-
-        try:
-            info = next(i for i in versions.list_versions(run.root) if i.name == run.version)
-        except Exception:  # noqa: BLE001 - an unreadable registry: no Continue, Start still works
-            return False
-        return info.current or not info.complete
+        info = jobs.version_info(run)  # None: an unreadable registry: no Continue, Start still works
+        return info is not None and (info.current or not info.complete)
 
     @Slot(dict)
     def continue_training(self, values: dict | None = None) -> None:
@@ -804,10 +775,8 @@ class MainWindow(QMainWindow):
         run = self.session.run
         if target_root is None or run is None:
             return
-        from uldl_studio.core.engine.run import Run
-
         try:
-            current = Run.open(target_root)
+            current = jobs.open_run(target_root, dataset=False).run
         except Exception:  # noqa: BLE001 - nothing to go back to: keep what is shown
             return
         if Path(current.path) != Path(run.path):
@@ -830,8 +799,6 @@ class MainWindow(QMainWindow):
         """Run → Versions: the open run's versions; open or delete one."""
         if self.session.run is None:
             return None
-        from uldl_studio.qt.versions_dialog import VersionsDialog
-
         dialog = VersionsDialog(self.session.run, self)
         dialog.openRequested.connect(self.open_run)
         dialog.show()
@@ -928,17 +895,12 @@ class MainWindow(QMainWindow):
 
     @Slot(str, object)
     def _on_predicted(self, outcome: str, info) -> None:
-        """A finished prediction: its samples join the map (triangles) until the next one."""
+        """A finished prediction: its samples join the table (triangles on the map) until the next one."""
         if outcome != "done":
             self._show_status(f"Predict: {outcome}")
             return
         self.session.set_predictions(info.get("table"))
         self._show_status(f"Predicted {info['rows']} samples → {info['path']}; shown on the map as triangles")
-
-    @Slot(int)
-    def _show_predicted(self, index: int) -> None:
-        self.inspector_dock.raise_()
-        self.session.show_prediction(index)
 
     # ================================================================ closing / layout
     def _ask_close_while_training(self) -> bool:

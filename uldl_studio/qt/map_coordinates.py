@@ -61,16 +61,17 @@ class MapCoordinates:
     def set_coordinates(self, mode: str, xy: np.ndarray | None = None) -> None:
         """Switch the map: "va" (valence/arousal), "umap" or "features" (x2d/y2d columns).
 
-        ``xy`` (n, 2) gives coordinates for ``mode`` (e.g. a UMAP computed by a worker), kept
-        until the next table.  Without ``xy`` and without coordinates for ``mode``,
+        ``xy`` (n, 2) gives coordinates for ``mode`` (e.g. a UMAP computed by a worker) of the
+        dataset's n rows (predicted rows have none there), kept until the next table.  Without
+        ``xy`` and without coordinates for ``mode``,
         ``coordinatesRequested(mode)`` is emitted and the map stays as it is.
         """
         if mode not in COORDINATE_MODES:
             raise ValueError(f"unknown coordinate mode {mode!r}; expected one of {COORDINATE_MODES}")
         if xy is not None:
             xy = np.asarray(xy, dtype=np.float64)
-            n = 0 if self.table is None else len(self.table)
-            if xy.shape != (n, 2):
+            n = self.session.dataset_size
+            if xy.shape != (n, 2) and xy.shape != (len(self.session), 2):
                 raise ValueError(f"coordinates for {mode!r} must have shape ({n}, 2), got {xy.shape}")
             self._provided_xy[mode] = xy
             self._available.pop("xy:" + mode, None)
@@ -119,17 +120,27 @@ class MapCoordinates:
 
     def _coordinates_for(self, mode: str) -> np.ndarray:
         if mode in self._provided_xy:
-            return self._provided_xy[mode]
+            return self._padded(self._provided_xy[mode])
         table = self.table
         cols = COORDINATE_COLUMNS[mode]
         if all(c in table for c in cols):
             return table[list(cols)].to_numpy(np.float64)
         return np.full((len(table), 2), np.nan)
 
+    def _padded(self, xy: np.ndarray) -> np.ndarray:
+        """Given coordinates of the dataset's rows, NaN for the predicted rows after them."""
+        n, total = self.session.dataset_size, len(self.session)
+        if len(xy) == total:
+            return xy
+        return np.vstack([xy[:n], np.full((total - n, 2), np.nan)])
+
     def _compute_shown(self) -> None:
         xy = self._xy
         finite = np.isfinite(xy).all(axis=1)
+        own = self.session.dataset_mask()
         keep = finite & self.session.visible_mask()
+        if not self.predicted.shown:
+            keep &= own
         self._missing_coordinates = int(xy.shape[0] - np.count_nonzero(finite))
         if keep.all():  # no gather: the shown points are the table's
             self._shown_rows = np.arange(xy.shape[0], dtype=np.int64)
@@ -137,4 +148,6 @@ class MapCoordinates:
         else:
             self._shown_rows = np.flatnonzero(keep).astype(np.int64)
             self._shown_xy = np.ascontiguousarray(xy[self._shown_rows])
+        own_shown = own[self._shown_rows]
+        self._own_shown = None if own_shown.all() else own_shown
         self._tree = None

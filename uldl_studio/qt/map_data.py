@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 from PySide6.QtCore import Slot
 
-from uldl_studio.core.engine.va import placement_of
-from uldl_studio.core.labels import scores
-from uldl_studio.core.runs.evaluate import class_accuracy
+from uldl_studio.core.review.frontend import class_accuracy, placement_of, scores
 from uldl_studio.qt import map_density
 from uldl_studio.qt.map_colors import draw_order
 from uldl_studio.qt.map_coordinates import MapCoordinates
@@ -102,6 +100,9 @@ class MapData(MapCoordinates):
             self._shown_xy = np.empty((0, 2))
             self._tree = None
             self._order = self._shown_codes = np.empty(0, dtype=np.intp)
+            self._own_shown = None
+            self.predicted.sync_toggle(False, self._coord_mode)
+            self.predicted.draw(np.empty((0, 2)), [])
             self.points.set_points(np.empty(0), np.empty(0))
             self.density.set_points(self._shown_xy)
             self._update_selection_marks(redraw_points=False)
@@ -111,6 +112,7 @@ class MapData(MapCoordinates):
             self._update_info()
             return
         self._xy = self._coordinates_for(self._coord_mode)
+        self.predicted.sync_toggle(self.session.has_predictions, self._coord_mode)
         self._compute_shown()
         if new_table and self._density_choice is None:
             self._apply_density(self._shown_rows.size > map_density.AUTO_POINTS)
@@ -125,7 +127,6 @@ class MapData(MapCoordinates):
         self._update_selection_marks(redraw_points=False)
         self._update_current_mark()
         self._update_banner()
-        self._update_predicted_marks()
         if reset_view:
             self.reset_view()
 
@@ -156,6 +157,7 @@ class MapData(MapCoordinates):
         self._order = order
         # codes >= len(brushes): the faded variant, for unselected points during a selection
         self.points.set_palette(full, update=False)
+        self._full_palette = full
         self._n_brushes = len(brushes)
         self._draw_points(new_points=not same_points)
         if coloring.kind == "categorical":
@@ -191,6 +193,12 @@ class MapData(MapCoordinates):
             keep = selected if self._strong_shown is None else (
                 self._strong_shown if selected is None else selected | self._strong_shown)
             order = order[:0] if keep is None else order[keep[order]]
+        own = self._own_shown
+        if own is not None:  # predicted rows: triangles instead of dots
+            order = order[own[order]]
+            self.predicted.draw(self._shown_xy[~own], [self._full_palette[c] for c in codes[~own]])
+        else:
+            self.predicted.draw(np.empty((0, 2)), [])
         if new_points:
             xy = self._shown_xy
             self.points.set_points(xy[:, 0], xy[:, 1], codes, order=order, on_top=selected)
@@ -210,10 +218,6 @@ class MapData(MapCoordinates):
             xy = shown_subset(self._shown_rows, self._shown_xy, rows)
         self.marks.show_selection(xy)
         self._update_info()
-
-    @Slot()
-    def _update_predicted_marks(self, *_args) -> None:
-        self.predicted.update(self.session, self._coord_mode)
 
     def _update_edited_marks(self) -> None:
         rows = np.flatnonzero(self.session.flag("edited")).astype(np.int64)
@@ -248,7 +252,7 @@ class MapData(MapCoordinates):
 
     def _valid_accuracy(self) -> float | None:
         """The model's accuracy on the valid split's given labels (None without one)."""
-        table = self.table
+        table = self.session.dataset_table
         classes = self.session.classes
         cols = [f"p_{c}" for c in classes]
         if table is None or not classes or any(c not in table for c in cols) or not (table["split"] == "valid").any():

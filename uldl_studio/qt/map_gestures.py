@@ -117,14 +117,10 @@ class GestureTool:
                 self.view.select_box(a.x(), a.y(), b.x(), b.y(), mode)
 
     def click(self, ev) -> None:
-        """A predicted sample under the mouse is shown; else the nearest point becomes
-        current (Shift/Ctrl+Shift also add it to or remove it from the selection)."""
+        """The nearest point becomes current (Shift/Ctrl+Shift also add it to or remove it
+        from the selection)."""
         view = self.view
         pos = self.view_box.mapToView(ev.pos())
-        predicted = view.predicted_at(pos.x(), pos.y())
-        if predicted >= 0:
-            view.predictedClicked.emit(predicted)
-            return
         row = view.row_at(pos.x(), pos.y())
         if row < 0:
             return

@@ -101,6 +101,8 @@ class HoverTool(QObject):
         classes = view._classes
         name = classes[label] if label < len(classes) else str(label)
         text = f"{rec['sample_id']}\n{name}"
+        if not view.session.is_dataset_row(row):
+            text += " (predicted)"
         if "lambda" in table and np.isfinite(rec["lambda"]):
             text += f" · λ {rec['lambda']:.2f}"
         if bool(view.session.flag("edited")[row]):

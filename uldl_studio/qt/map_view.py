@@ -46,8 +46,10 @@ class MapView(MapData, QWidget):
 
     Signals: colorModeChanged(str), coordinatesChanged(str), coordinatesRequested(str) (a map
     with no coordinates yet, e.g. "umap": compute it and call ``set_coordinates(mode, xy)``),
-    hovered(int) (row under the mouse, -1 none), predictedClicked(int) (a row of
-    ``session.predictions``).
+    hovered(int) (row under the mouse, -1 none).
+
+    Rows predicted for another collection (``source`` = prediction) are drawn as triangles
+    (``map_predicted``); otherwise they are points like any other.
     """
 
     #: selections up to this size also get a ring per point (larger ones: colour only)
@@ -57,7 +59,6 @@ class MapView(MapData, QWidget):
     coordinatesChanged = Signal(str)
     coordinatesRequested = Signal(str)
     hovered = Signal(int)
-    predictedClicked = Signal(int)
 
     def __init__(self, bridge: SessionBridge | None = None, parent: QWidget | None = None,
                  *, show_controls: bool = True) -> None:
@@ -78,6 +79,8 @@ class MapView(MapData, QWidget):
         self._order = np.empty(0, dtype=np.intp)  # shown points in drawing order
         self._shuffle: np.ndarray | None = None
         self._n_brushes = 1
+        self._full_palette: list = []  # the colour mode's brushes, then their faded variants
+        self._own_shown: np.ndarray | None = None  # per shown point: a dataset row (None: all are)
         self._dimmed = False
         self._palettes = PaletteCache()
         self._colorings = ColoringCache()
@@ -91,8 +94,7 @@ class MapView(MapData, QWidget):
         bridge.resultsChanged.connect(self._on_values_changed)
         bridge.editsChanged.connect(self._on_edits)
         bridge.filterChanged.connect(self._on_filter_changed)
-        bridge.predictionsChanged.connect(self._update_predicted_marks)
-        bridge.predictionShown.connect(self._update_predicted_marks)
+        bridge.predictionsChanged.connect(self._on_values_changed)
 
     def _build_ui(self, show_controls: bool) -> None:
         layout = QVBoxLayout(self)
@@ -141,8 +143,8 @@ class MapView(MapData, QWidget):
         self.density = map_density.DensityLayer(self.plot_item)
         self.predicted = PredictedMarks(self.plot_item, self.predicted_toggle,
                                         self._predicted_toggle_action, self._point_size)
-        self.predicted_marks, self.predicted_current = self.predicted.marks, self.predicted.current
-        self.predicted_toggle.toggled.connect(self._update_predicted_marks)
+        self.predicted_marks = self.predicted.marks
+        self.predicted_toggle.toggled.connect(lambda _on: self.table is not None and self._rebuild(reset_view=False))
         self.points = PaletteScatterItem(size=self._point_size, pen=None)
         self.points.setZValue(0)
         self.plot_item.addItem(self.points)
@@ -169,10 +171,6 @@ class MapView(MapData, QWidget):
     @property
     def density_enabled(self) -> bool:
         return self.density.enabled
-
-    @property
-    def _predicted_rows(self) -> np.ndarray:
-        return self.predicted.rows
 
     def default_color_mode(self) -> str:
         """The calibrated P(label is wrong) when the table has it (its likely issues strong, the
@@ -271,11 +269,6 @@ class MapView(MapData, QWidget):
         rows = np.flatnonzero(mask) if mask.size == len(self.table) else self._shown_rows[mask]
         self.session.select(rows, mode)
         return rows
-
-    def predicted_at(self, x: float, y: float, radius_px: float = 8.0) -> int:
-        """The drawn predicted sample nearest to the data point (x, y) within ``radius_px``,
-        or -1 (a row of ``session.predictions``)."""
-        return self.predicted.at(x, y, self.view_box.viewPixelSize(), radius_px)
 
     def legend_texts(self) -> list[str]:
         """The legend's lines (empty when it has none; a map too small for them hides them)."""

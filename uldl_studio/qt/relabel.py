@@ -14,8 +14,9 @@ How the keys behave (each acts on what the inspector shows, and nothing else):
   clears it when all of it already is).
 - Ctrl+Z / Ctrl+Shift+Z (or Ctrl+Y) undo/redo through the journal; the status bar says what.
 
-A predicted sample of another collection (shown in the inspector from the map or the grid)
-has no dataset label: the keys that edit do nothing then, and the status bar says why.
+A predicted sample of another collection (a row of source ``prediction``) has no dataset
+label: the keys that edit do nothing while one is current, and the status bar says why; the
+selection's edits leave predicted rows out (``Session.dataset_rows``).
 
 Each edit is appended and fsynced by the journal before the session emits ``editsChanged``,
 i.e. before any view shows it; its confirmation names the sample and the change. The
@@ -48,7 +49,7 @@ class RelabelController(QObject):
         self.window = window
         self._current = lambda: None if session.current < 0 else session.current
         self._set_current = session.set_current
-        self._selection = lambda: session.selection
+        self._selection = lambda: session.dataset_rows(session.selection)
         self.ask_class: Callable[[list[str]], int | None] = self._ask_class_dialog
         # whether row's given label is hidden from the annotator (blind mode): Enter then has
         # nothing shown to confirm
@@ -110,8 +111,8 @@ class RelabelController(QObject):
     def _editable(self) -> bool:
         if not self.session.is_open:
             return False
-        if self.session.shown_prediction >= 0:
-            sid = self.session.predictions["sample_id"].iat[self.session.shown_prediction]
+        if self._shows_predicted():
+            sid = self.session.table["sample_id"].iat[self.session.current]
             self.statusMessage.emit(f"{sid} is a predicted sample of another collection: it has no label in "
                                     "this dataset, so nothing was changed. Click a dataset sample to edit.")
             return False
@@ -119,6 +120,16 @@ class RelabelController(QObject):
             self.statusMessage.emit("Edits are saved in the run directory: train (or open a run) first.")
             return False
         return True
+
+    def _shows_predicted(self) -> bool:
+        """Whether the current sample is a predicted row (not the dataset's own)."""
+        row = self._current()
+        return row is not None and not self.session.is_dataset_row(row)
+
+    def _no_selection(self) -> None:
+        only_predicted = self.session.selection.size > 0
+        self.statusMessage.emit("The selection holds only predicted samples of another collection: nothing "
+                                "was changed." if only_predicted else "Select samples first (box or lasso in the map).")
 
     # -- relabel -------------------------------------------------------------------------
     def relabel_current(self, class_index: int) -> None:
@@ -141,7 +152,7 @@ class RelabelController(QObject):
     def relabel_selection(self, class_index: int) -> None:
         rows = np.asarray(self._selection(), dtype=np.int64)
         if len(rows) == 0:
-            self.statusMessage.emit("Select samples first (box or lasso in the map).")
+            self._no_selection()
             return
         if not self._editable() or class_index >= len(self.session.classes):
             return
@@ -152,7 +163,7 @@ class RelabelController(QObject):
     @Slot()
     def relabel_selection_dialog(self) -> None:
         if len(self._selection()) == 0:
-            self.statusMessage.emit("Select samples first (box or lasso in the map).")
+            self._no_selection()
             return
         if not self._editable():
             return
@@ -192,7 +203,7 @@ class RelabelController(QObject):
     # -- accept and navigate ---------------------------------------------------------------
     @Slot()
     def accept_and_next(self) -> None:
-        if self.session.shown_prediction >= 0:
+        if self._shows_predicted():
             self._editable()  # says why nothing happens
             return
         row = self._current()

@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QProgressBar, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget,
 )
 
+from uldl_studio.core.engine.config import TrainConfig
+
 
 # Panel fields -> TrainConfig fields.  Values the panel does not show keep TrainConfig's
 # defaults; ``extra_config`` (tests, advanced users) overrides anything.  These are also the
@@ -43,8 +45,6 @@ def format_duration(seconds: float | None) -> str:
 
 def train_config_defaults() -> dict[str, Any]:
     """TrainConfig's defaults for the fields the panel shows (PANEL_DEFAULTS for the others)."""
-    from uldl_studio.core.engine.config import TrainConfig
-
     defaults = dict(PANEL_DEFAULTS)
     for f in dataclasses.fields(TrainConfig):
         if f.name in defaults and f.default is not dataclasses.MISSING:
@@ -54,8 +54,6 @@ def train_config_defaults() -> dict[str, Any]:
 
 def make_train_config(values: dict[str, Any]):
     """A TrainConfig from ``values``; keys TrainConfig does not know are ignored."""
-    from uldl_studio.core.engine.config import TrainConfig
-
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in values.items() if k in names})
 

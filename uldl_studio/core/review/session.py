@@ -5,6 +5,13 @@ Every view (map, grid, inspector, relabelling, export) and the CLI read and chan
 object; views subscribe to its ``events`` (psygnal signals, as napari's models do) and keep
 no sample state of their own.  Rows are positional indices into ``table``.
 
+``table`` is one table: the dataset's own rows (``source`` = ``dataset``, journal applied) and,
+after them, the rows predicted for another image collection (``source`` = ``prediction``), so
+views filter, sort, colour and inspect both alike. What must see the dataset's own samples only
+(training, export, label health, the journal and relabelling, the review queue, scores that
+need a given label) goes through ``dataset_table`` / ``dataset_mask()``: a predicted row has no
+given label and is never edited. Dataset rows keep their indices whatever is predicted.
+
 The review queue is the order the annotator works through (the grid shows it; ←/→ and Enter
 walk it): the rows of one split (training rows by default) that pass the filter and lie in
 the selection (all when nothing is selected), worst first by a score. It is a snapshot, taken
@@ -20,11 +27,9 @@ Events (``session.events.<name>.connect(callback)``):
 - ``annotator_changed(name)``: edits now go to another annotator's journal (None: the run's own);
 - ``filter_changed()``: the class or score-range filter changed;
 - ``selection_changed()`` and ``current_changed(row)`` (-1 = none);
-- ``predictions_changed()``: soft labels predicted for another collection were set or cleared;
-- ``queue_changed()``: the review queue was rebuilt (see below);
-- ``prediction_shown(index)``: the row of ``predictions`` the inspector shows (-1 = none). Showing
-  one clears the current sample: the keys that edit act on the current sample only, and a
-  predicted sample has no dataset label to edit.
+- ``predictions_changed()``: the predicted rows were replaced or dropped (rows from
+  ``dataset_size`` on); the dataset's rows keep their indices;
+- ``queue_changed()``: the review queue was rebuilt (see below).
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ from uldl_studio.core.labels import scores
 from uldl_studio.core.labels.annotations import DEFAULT_ANNOTATOR, annotator_journal, validate_annotator_name
 from uldl_studio.core.labels.edits import apply_edits, without_edits
 from uldl_studio.core.review.selection import AllSelection, RangeSelection, Selection, ValueSelection
-from uldl_studio.core.table import classes_of
+from uldl_studio.core.table import SOURCES, classes_of, d_columns
 
 SELECTION_MODES = ("replace", "add", "remove", "toggle")
 
@@ -53,7 +58,6 @@ class SessionEvents(SignalGroup):
     selection_changed = Signal()
     current_changed = Signal(int)
     predictions_changed = Signal()
-    prediction_shown = Signal(int)
     queue_changed = Signal()
     annotator_changed = Signal(object)
 
@@ -120,7 +124,9 @@ class Session:
         # the dataset as read, without results or edits: what a new run or version trains on
         # (None when only a run's results were opened: a new version reads it again)
         self.dataset: pd.DataFrame | None = None
-        self.table: pd.DataFrame | None = None        # with the journal applied
+        self.table: pd.DataFrame | None = None        # the dataset's rows, then the predicted rows
+        self._dataset_table: pd.DataFrame | None = None  # the dataset's rows, journal applied
+        self._predicted: pd.DataFrame | None = None   # another collection's predictions (core.predict)
         self.run = None                               # core.run.Run | None
         self.journal = None                           # core.edits.EditJournal | None
         # whose journal edits go to: a name (RUN/annotations/<name>.jsonl) or None (RUN/edits.jsonl)
@@ -133,14 +139,12 @@ class Session:
         self._selected = np.empty(0, dtype=np.int64)
         self._selected.flags.writeable = False
         self._current = -1
-        self.predictions: pd.DataFrame | None = None   # another collection's predictions (core.predict)
-        self._shown_prediction = -1
         self._queue = np.empty(0, dtype=np.int64)
         self._queue_choice = "ambiguity"  # the score the user sorts by
         self._queue_key = "ambiguity"     # the one in use (the choice, once it has values)
         self._queue_split = "train"
         self._orders: dict[str, np.ndarray] = {}
-        self._split_masks: dict[str, np.ndarray] = {}
+        self._value_masks: dict[tuple[str, str], np.ndarray] = {}  # (column, value) -> bool per row
         self.last_reliability: Path | None = None     # the reliabilities the last export wrote
 
     @classmethod
@@ -168,7 +172,40 @@ class Session:
     def __len__(self) -> int:
         return 0 if self.table is None else len(self.table)
 
+    # -- the dataset's own rows -------------------------------------------------------------
+    @property
+    def dataset_table(self) -> pd.DataFrame | None:
+        """The dataset's own rows of ``table`` (journal applied; rows 0 .. ``dataset_size`` - 1):
+        what training, export, label health and the journal see."""
+        return self._dataset_table
+
+    @property
+    def dataset_size(self) -> int:
+        return 0 if self._dataset_table is None else len(self._dataset_table)
+
+    @property
+    def has_predictions(self) -> bool:
+        """Whether ``table`` holds rows predicted for another collection."""
+        return self._predicted is not None
+
+    def dataset_mask(self) -> np.ndarray:
+        """Bool per row of ``table``: a sample of the dataset itself (``source`` = dataset)."""
+        if self.table is None:
+            return np.zeros(0, dtype=bool)
+        return self._value_mask("source", "dataset")
+
+    def dataset_rows(self, rows) -> np.ndarray:
+        """The rows among ``rows`` that are the dataset's own (predicted rows dropped)."""
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        mask = self.dataset_mask()
+        rows = rows[(rows >= 0) & (rows < mask.size)]
+        return rows[mask[rows]]
+
+    def is_dataset_row(self, row: int) -> bool:
+        return self.dataset_rows([row]).size == 1
+
     def row_of(self, sample_id: str) -> int | None:
+        """The dataset row of ``sample_id`` (a predicted row's id may repeat a dataset id)."""
         return self._row_of_id.get(sample_id)
 
     def rows_of(self, sample_ids) -> np.ndarray:
@@ -204,10 +241,21 @@ class Session:
             return np.empty(0)
         cached = self._scores.get(name)
         if cached is None:
-            cached = scores.get(name).values(self.table)
+            cached = self._score_values(scores.get(name))
             cached.flags.writeable = False
             self._scores[name] = cached
         return cached
+
+    def _score_values(self, score: scores.Score) -> np.ndarray:
+        """The dataset's values as computed on its own rows (ranks such as ambiguity's stay
+        among them), then the predicted rows' computed without a label column: they have no
+        given label, so the scores that need one are NaN there."""
+        values = score.values(self._dataset_table)
+        if self._predicted is None:
+            return values
+        unlabelled = self._predicted.drop(columns="label")
+        unlabelled.attrs = dict(self._predicted.attrs)
+        return np.concatenate([values, score.values(unlabelled)])
 
     def available_scores(self) -> list[scores.Score]:
         """The registered scores with a value on at least one row."""
@@ -271,7 +319,7 @@ class Session:
             queue = np.empty(0, dtype=np.int64)
         else:
             order = self.sort_order(key)
-            mask = self.visible_mask()
+            mask = self.visible_mask() & self.dataset_mask()
             if self._selected.size:
                 mask &= self.selection_mask()
             if self._queue_split != "all":
@@ -282,11 +330,17 @@ class Session:
         self.events.queue_changed.emit()
 
     def _split_mask(self, split: str) -> np.ndarray:
-        """Bool per row: in ``split`` (cached with the scores: comparing a million strings on
-        every selection change cost about 20 ms)."""
-        if split not in self._split_masks:
-            self._split_masks[split] = self.table["split"].to_numpy() == split
-        return self._split_masks[split]
+        return self._value_mask("split", split)
+
+    def _value_mask(self, column: str, value: str) -> np.ndarray:
+        """Bool per row: ``column`` equals ``value`` (cached with the scores: comparing a
+        million strings on every selection change cost about 20 ms)."""
+        key = (column, value)
+        if key not in self._value_masks:
+            mask = np.asarray(self.table[column].to_numpy() == value, dtype=bool)
+            mask.flags.writeable = False
+            self._value_masks[key] = mask
+        return self._value_masks[key]
 
     def queue_reviewed(self) -> np.ndarray:
         """Per queue position: the annotator has labelled, confirmed or marked the row unsure."""
@@ -320,11 +374,13 @@ class Session:
         return int(queue[first[0]]) if first.size else None
 
     def most_ambiguous(self, name: str = "ambiguity", candidates: np.ndarray | None = None) -> int | None:
-        """The candidate row (bool mask; default all) worst by ``name``; None when none scores."""
+        """The candidate row (bool mask; default the dataset's rows) worst by ``name``; None when
+        none scores."""
         if self.table is None or not len(self.table):
             return None
         values = scores.oriented(name, self.score(name))
-        ok = np.isfinite(values) if candidates is None else (np.asarray(candidates, bool) & np.isfinite(values))
+        candidates = self.dataset_mask() if candidates is None else np.asarray(candidates, bool)
+        ok = candidates & np.isfinite(values)
         if not ok.any():
             return None
         rows = np.flatnonzero(ok)
@@ -371,15 +427,15 @@ class Session:
             kept_ids = self.sample_ids(self._selected)
             kept_current = self.sample_ids([self._current])[0] if self._current >= 0 else None
         self.base_table = table
-        self.table = self._with_edits(table)
-        self._row_of_id = {sid: i for i, sid in enumerate(self.table["sample_id"].tolist())}
-        self._scores.clear()
-        self._orders.clear()
-        self._split_masks.clear()
+        dropped = reset and self._predicted is not None
+        if dropped:
+            self._predicted = None  # predictions belong to the rows they were shown with
+        self._set_tables(self._with_edits(table))
+        self._row_of_id = {sid: i for i, sid in enumerate(self._dataset_table["sample_id"].tolist())}
         if reset:
             self._queue = np.empty(0, dtype=np.int64)  # no view lists old rows of the new table
-            if self.predictions is not None:  # predictions belong to the rows they were shown with
-                self.set_predictions(None)
+            if dropped:
+                self.events.predictions_changed.emit()
             self._filter = Filter()
             selected = np.empty(0, dtype=np.int64) if kept_ids is None else self.rows_of(kept_ids)
             self._set_selected(np.sort(selected), emit=False)
@@ -404,8 +460,19 @@ class Session:
 
     def _with_edits(self, table: pd.DataFrame) -> pd.DataFrame:
         out = without_edits(table) if self.journal is None else apply_edits(table, self.journal)
+        out["source"] = pd.Categorical.from_codes(np.zeros(len(out), dtype=np.int8), categories=SOURCES)
         out.attrs = dict(table.attrs)
         return out
+
+    def _set_tables(self, dataset: pd.DataFrame, same_rows: bool = False) -> None:
+        """``table`` from the dataset's rows and, after them, the predicted rows; the caches
+        of the old table go (``same_rows``: the split and source masks stay)."""
+        self._dataset_table = dataset
+        self.table = dataset if self._predicted is None else append_rows(dataset, self._predicted)
+        self._scores.clear()
+        self._orders.clear()
+        if not same_rows:
+            self._value_masks.clear()
 
     def set_annotator(self, name: str | None) -> None:
         """Edits go to annotator ``name``'s journal in the open run and in every run opened later
@@ -446,15 +513,23 @@ class Session:
         return self.journal is not None
 
     def relabel(self, rows, labels) -> None:
+        """Journal ``labels`` for ``rows``; predicted rows among them are left out (nothing is
+        journalled when none is left)."""
         rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
         labels = np.broadcast_to(np.asarray(labels, dtype=np.int64), rows.shape)
-        self._require_journal().relabel(self.sample_ids(rows), [int(x) for x in labels])
-        self._refresh_edits()
+        keep = np.isin(rows, self.dataset_rows(rows))
+        journal = self._require_journal()
+        if keep.any():
+            journal.relabel(self.sample_ids(rows[keep]), [int(x) for x in labels[keep]])
+            self._refresh_edits()
 
     def mark_unsure(self, rows, unsure: bool) -> None:
-        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
-        self._require_journal().mark_unsure(self.sample_ids(rows), bool(unsure))
-        self._refresh_edits()
+        """Mark ``rows`` unsure (or clear it); predicted rows among them are left out."""
+        rows = self.dataset_rows(rows)
+        journal = self._require_journal()
+        if rows.size:
+            journal.mark_unsure(self.sample_ids(rows), bool(unsure))
+            self._refresh_edits()
 
     def undo(self) -> str | None:
         """Undo the last edit; what was undone, in words (None when there was nothing)."""
@@ -491,8 +566,8 @@ class Session:
             before = command["prev"][0]
             if before is None:  # no journal label before: the dataset's own label
                 row = self.row_of(ids[0])
-                if row is not None and "label_given" in self.table:
-                    before = int(self.table["label_given"].iat[row])
+                if row is not None and "label_given" in self._dataset_table:
+                    before = int(self._dataset_table["label_given"].iat[row])
             if before == labels[0]:
                 return f"{who} {name(labels[0])} confirmed"
             return f"{who} {name(before)} → {name(labels[0])}"
@@ -505,16 +580,16 @@ class Session:
         return self.journal
 
     def _refresh_edits(self) -> None:
-        old = self.table
+        old = self._dataset_table
         new = self._with_edits(self.base_table)
         changed = np.zeros(len(new), dtype=bool)
         for col in ("label", "edited", "unsure"):
             if col in new:
                 before = old[col].to_numpy() if col in old else np.zeros(len(new))
                 changed |= before != new[col].to_numpy()
-        self.table = new
-        self._scores.clear()  # scores of the current label (self-confidence, margin) follow edits
-        self._orders.clear()  # the queue itself holds still until it is re-sorted
+        # scores of the current label (self-confidence, margin) follow edits; the queue itself
+        # holds still until it is re-sorted
+        self._set_tables(new, same_rows=True)
         self.events.edits_changed.emit(np.flatnonzero(changed))
 
     # -- filter ---------------------------------------------------------------------------
@@ -607,38 +682,27 @@ class Session:
         row = int(row)
         if row < 0 or (self.table is not None and row >= len(self.table)):
             row = -1
-        if row >= 0:
-            self._set_shown_prediction(-1)
         if row != self._current:
             self._current = row
             self.events.current_changed.emit(row)
 
-    @property
-    def shown_prediction(self) -> int:
-        """The row of ``predictions`` on show instead of a dataset sample (-1 = none)."""
-        return self._shown_prediction
-
-    def show_prediction(self, index: int) -> None:
-        """Show row ``index`` of ``predictions``: the current dataset sample is cleared first, so
-        nothing acts on a sample that is no longer shown."""
-        index = int(index)
-        if self.predictions is None or not 0 <= index < len(self.predictions):
-            return
-        self.set_current(-1)
-        self._set_shown_prediction(index)
-
-    def _set_shown_prediction(self, index: int) -> None:
-        if index != self._shown_prediction:
-            self._shown_prediction = index
-            self.events.prediction_shown.emit(index)
-
     # -- predictions for other collections --------------------------------------------------
     def set_predictions(self, table: pd.DataFrame | None) -> None:
-        """Show (or, with None, drop) the predictions of another image collection beside the
-        dataset: they carry valence/arousal and x2d/y2d in the run's own map."""
-        self._set_shown_prediction(-1)
-        self.predictions = table
+        """Append the predictions of another image collection (``core.runs.predict``) to
+        ``table`` as rows of source ``prediction``, replacing earlier ones (None drops them).
+        They carry valence/arousal and x2d/y2d in the run's own map. The old predicted rows
+        leave the selection and the current sample."""
+        if self._dataset_table is None:
+            return
+        self._predicted = None if table is None else prediction_rows(table, self.classes)
+        self._set_tables(self._dataset_table)
+        n = self.dataset_size
+        kept = self._selected[self._selected < n]
         self.events.predictions_changed.emit()
+        if kept.size != self._selected.size:
+            self._set_selected(kept)
+        if self._current >= n:
+            self.set_current(-1)
 
     # -- export ---------------------------------------------------------------------------
     def export(self, path: str | Path, rows=None) -> int:
@@ -649,6 +713,32 @@ class Session:
             raise ValueError("nothing to export yet: train a model first (soft labels come from a run)")
         from uldl_studio.core.runs.export import export_reviewed  # scipy.optimize: 0.6 s, not at start
 
+        if rows is not None and len(rows):
+            rows = self.dataset_rows(rows)
+            if not rows.size:
+                raise ValueError("the selection holds no sample of the dataset: nothing to export")
         run_root = None if self.run is None else self.run.root
-        written, self.last_reliability = export_reviewed(self.table, run_root, path, rows)
+        written, self.last_reliability = export_reviewed(self._dataset_table, run_root, path, rows)
         return written
+
+
+def prediction_rows(predictions: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """Predicted samples as rows for the session's table: ``source`` = prediction, ``label`` the
+    predicted class. Their ``d_`` columns (a copy of ``p_`` in the file format) are left out:
+    no neighbours constructed a distribution for them."""
+    out = predictions.drop(columns=[c for c in d_columns(classes) if c in predictions]).reset_index(drop=True)
+    out["label"] = out["label"].to_numpy(np.int64)
+    out["source"] = pd.Categorical.from_codes(np.ones(len(out), dtype=np.int8), categories=SOURCES)
+    out.attrs = {**predictions.attrs, "classes": list(classes)}
+    return out
+
+
+def append_rows(dataset: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
+    """``dataset`` then ``predicted``; the dataset's flag columns stay bool (False where the
+    predicted rows lack them)."""
+    out = pd.concat([dataset, predicted], ignore_index=True, sort=False)
+    for name in dataset.columns:
+        if dataset[name].dtype == bool and out[name].dtype != bool:
+            out[name] = out[name].fillna(False).astype(bool)
+    out.attrs = dict(dataset.attrs)
+    return out
