@@ -6,7 +6,9 @@ An annotator's short session, played with real X input events on a virtual scree
 (``Xvfb :99 -screen 0 1600x1000x24``) under openbox: ``uldl-studio demo`` opens, training
 starts from the Training panel's button, the review queue is walked with → and Enter (accept
 and next), a digit relabels, Space marks unsure, Ctrl+Z / Ctrl+Shift+Z undo and redo, Ctrl+E
-exports (the dialog is answered with Enter), the window is made small and then maximised,
+exports (the dialog is answered with Enter), File → Predict predicts a folder of 40 of the
+demo's faces (they join the map as triangles) and a digit then relabels the dataset's sample
+still shown, the window is made small and then maximised,
 closed (Alt+F4, as the title bar's close button does) and opened again on the run it trained.
 After each step the whole screen goes to ``OUT_DIR/NN-what.png`` (ImageMagick's ``import
 -window root``); the app's log and a step log (``steps.txt``) go beside them.
@@ -300,8 +302,12 @@ def drive(args, s: Session, env_dir: Path) -> None:
     for sub in ("home", "settings", "runs", "cache", "thumbs"):
         (env_dir / sub).mkdir(parents=True, exist_ok=True)
     # The Training panel opens with the epochs of the last session (its settings): a short run.
+    # The Predict dialog opens on the last images predicted: a folder filled after the demo loads.
+    collection = env_dir / "collection"
+    collection.mkdir(parents=True, exist_ok=True)
     seed = ("from uldl_studio.qt.settings import StudioSettings\n"
-            f"s = StudioSettings(); s.set_training_values({{'epochs': {int(args.epochs)}}}); s.sync()\n")
+            f"s = StudioSettings(); s.set_training_values({{'epochs': {int(args.epochs)}}})\n"
+            f"s.set_predict_values({{'data': {str(collection)!r}, 'out_dir': {str(env_dir)!r}}}); s.sync()\n")
     subprocess.run([sys.executable, "-c", seed], env=dict(app_env, QT_QPA_PLATFORM="offscreen"),
                    check=True, timeout=120, capture_output=True)
     app_log = s.out / "app.log"
@@ -389,6 +395,32 @@ def drive(args, s: Session, env_dir: Path) -> None:
     if s.windows("^Export soft labels"):
         s.say("the export dialog is still open; closing it with Escape")
         s.key("Escape")
+
+    # -- 4b. predict another collection (File → Predict): its samples join the map as triangles
+    for i, image in enumerate(sorted((env_dir / "cache").rglob("*.png"))[:40]):
+        shutil.copy(image, collection / f"face{i:02d}.png")
+    s.x("windowactivate", "--sync", window, check=False)
+    s.key("alt+f", pause=0.8)
+    s.key("p", pause=1.5)
+    dialogs = s.windows("^Predict soft labels")
+    s.shot("predict-dialog")
+    if not dialogs:
+        raise DriveError("File → Predict opened no dialog")
+    s.x("windowactivate", "--sync", dialogs[-1], check=False)
+    s.key("Return", pause=1.0)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and not list(env_dir.glob("*.csv")):
+        time.sleep(1)
+    s.say(f"predicted: {[p.name for p in env_dir.glob('*.csv')] or 'nothing'}")
+    s.settle(timeout=30)
+    s.shot("predicted")
+    if s.windows("^Predict soft labels"):
+        s.key("Escape")
+    s.x("windowactivate", "--sync", window, check=False)
+    s.settle(timeout=15)
+    s.shot("predicted-on-map")
+    s.key("1")  # the current sample is the dataset's: the key acts on it, never on a predicted row
+    s.shot("digit-after-predict")
 
     # -- 5. small, then large (maximised: a double click on the title bar, openbox's default)
     s.x("windowactivate", "--sync", window, check=False)

@@ -229,3 +229,19 @@ def test_the_apps_export_carries_the_combined_label_and_the_reliabilities(qtbot,
     rel = json.loads((tmp_path / "soft.reliability.json").read_text())
     assert [s["name"] for s in rel["sources"]] == ["alice", "bob", A.DATASET]
     assert window.bridge.session.last_reliability == tmp_path / "soft.reliability.json"
+
+
+def test_the_inspector_shows_the_vote_just_cast(qtbot, window, run_dir):
+    """Each relabel of the shown sample is this annotator's vote: the inspector's Votes line
+    says the new one at once, not the one before it."""
+    ids, classes = _train_ids(run_dir, 1)
+    window.annotator.set_name("carol")
+    _open(qtbot, window, run_dir)
+    session = window.bridge.session
+    row = session.row_of(ids[0])
+    session.set_current(row)
+    votes = window.inspector.fields["votes"]
+    for k in (2, 3, 1):
+        session.relabel([row], [k])
+        qtbot.waitUntil(lambda: f"you: {classes[k]}" in votes.text(), timeout=5_000)
+        assert window.inspector.fields["label"].text().startswith(f"<b>{classes[k]} ")

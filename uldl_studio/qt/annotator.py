@@ -394,10 +394,13 @@ class AnnotatorController(QObject):
 
     @Slot(object)
     def _on_edits(self, rows) -> None:
-        if self.votes is not None and self.session.journal is not None:
+        voted = self.votes is not None and self.session.journal is not None
+        if voted:
             self.votes = self.current_votes()
         self._show_progress()
-        if self.blind_action.isChecked():
+        if voted or self.blind_action.isChecked():
+            # the inspector drew the edit before these votes had it: its Votes line, the vote
+            # bars and (blind) what the vote reveals follow now
             self.inspector.refresh()
 
     def sample_votes(self, row: int) -> A.SampleVotes | None:

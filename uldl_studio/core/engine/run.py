@@ -109,9 +109,10 @@ def _write_config(path: Path, train: dict, recipe: DatasetRecipe, classes: list[
 
 
 def ensure_run(run_dir: str | Path, config, table: pd.DataFrame) -> None:
-    """Called by ``fit``: create config.json if missing, else record the config being trained
-    (in this very folder, whatever version of its run is current; a version's record of its
-    parent is kept)."""
+    """Create config.json if missing, else record the config being trained (in this very folder,
+    whatever version of its run is current; a version's record of its parent is kept). The
+    jobs call it before training; ``fit`` calls it too, which only writes for a library caller
+    that hands it a folder without a config (the jobs' config is already there, unchanged)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / CONFIG

@@ -5,8 +5,8 @@ a front end loops over it (a progress bar, a worker thread) and honours nothing 
 ``cancel`` (a ``threading.Event`` or a callable) stops it between units of work.
 
 - :func:`train_job` trains what a :class:`TrainPlan` says — a new run, a new version of a
-  run, or more epochs of a version — and is the one place that writes a run's config.json
-  before training, removes what a training stopped before its first epoch left, makes a
+  run, or more epochs of a version — and is where a run's config.json is written before
+  training (``fit`` then finds it as it expects and leaves it), removes what a training stopped before its first epoch left, makes a
   finished version current and cross-fits (``folds``).
 - :func:`predict_job` reads a collection, predicts it with a run and writes the soft-label
   file.
@@ -29,7 +29,7 @@ from uldl_studio.core.data.image_collection import read_collection
 from uldl_studio.core.engine.crossfit import crossfit
 from uldl_studio.core.engine.distributed import Comm
 from uldl_studio.core.engine.recipe import DatasetRecipe
-from uldl_studio.core.engine.run import Run
+from uldl_studio.core.engine.run import Run, ensure_run
 from uldl_studio.core.engine.training import fit
 from uldl_studio.core.engine.versions import (
     VersionInfo, complete_version, discard_unstarted, has_completed_epoch, list_versions, start_version,
@@ -163,6 +163,8 @@ def _prepare(plan: TrainPlan, table: pd.DataFrame, comm: Comm) -> Path:
         plan.describe = (f"version {version.version} of {plan.out} (parent {plan.parent.version}, {edits} edited "
                          f"sample{'' if edits == 1 else 's'}): training {plan.config.epochs} epochs into {version.path}")
         return Path(version.path)
+    if comm.is_main:  # more epochs: the config records them before the first new one
+        ensure_run(plan.out, plan.config, table)
     return plan.out
 
 
