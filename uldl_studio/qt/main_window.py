@@ -900,7 +900,9 @@ class MainWindow(QMainWindow):
             self._show_status(f"Predict: {outcome}")
             return
         self.session.set_predictions(info.get("table"))
-        self._show_status(f"Predicted {info['rows']} samples → {info['path']}; shown on the map as triangles")
+        # what matters first: the status bar's permanent widgets leave little room for a long path
+        self._show_status(f"Predicted {info['rows']} samples: triangles on the map; written to "
+                          f"{Path(str(info['path'])).name} ({Path(str(info['path'])).parent})")
 
     # ================================================================ closing / layout
     def _ask_close_while_training(self) -> bool:
