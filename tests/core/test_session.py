@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from uldl_studio.core.engine.config import TrainConfig
+from uldl_studio.core.engine.run import Run
 from uldl_studio.core.review.session import Session
 
 
@@ -29,6 +31,17 @@ class Recorder:
 
     def names(self) -> list[str]:
         return [c[0] for c in self.calls]
+
+def session_on_run(tmp_path) -> Session:
+    """A session over a run of ``table()`` whose results are the table itself (journal on)."""
+    t = table()
+    t.attrs.update(root=str(tmp_path / "data"), format="csv")
+    run = Run.create(tmp_path / "run", TrainConfig(), t)
+    t.to_csv(tmp_path / "run" / "samples.csv", index=False)
+    s = Session()
+    s.set_run(run, t)
+    return s
+
 
 
 def test_filter_by_class_and_score_range():
@@ -96,21 +109,13 @@ def test_update_results_keeps_selection_and_recomputes_scores():
 
 
 def test_edits_go_through_the_journal_and_scores_follow(tmp_path):
-    from uldl_studio.core.engine.config import TrainConfig
-    from uldl_studio.core.engine.run import Run
-
-    t = table()
-    t.attrs.update(root=str(tmp_path / "data"), format="csv")
-    run = Run.create(tmp_path / "run", TrainConfig(), t)
-    t.to_csv(tmp_path / "run" / "samples.csv", index=False)
-    s = Session()
-    s.set_run(run, t)
+    s = session_on_run(tmp_path)
     rec = Recorder(s)
     p_given_before = 1 - s.score("self_confidence")[0]
     s.relabel([0], [1])
     assert s.table["label"].iat[0] == 1 and bool(s.table["edited"].iat[0])
     assert rec.calls[-1][0] == "edits_changed" and rec.calls[-1][1].tolist() == [0]
-    assert 1 - s.score("self_confidence")[0] == pytest.approx(t["p_happiness"].iat[0])
+    assert 1 - s.score("self_confidence")[0] == pytest.approx(table()["p_happiness"].iat[0])
     assert 1 - s.score("self_confidence")[0] != pytest.approx(p_given_before)
     s.mark_unsure([3], True)
     assert s.flag("unsure")[3]
@@ -265,15 +270,7 @@ def test_a_new_table_drops_the_predicted_rows():
 
 
 def test_dataset_only_operations_ignore_the_predicted_rows(tmp_path):
-    from uldl_studio.core.engine.config import TrainConfig
-    from uldl_studio.core.engine.run import Run
-
-    t = table()
-    t.attrs.update(root=str(tmp_path / "data"), format="csv")
-    run = Run.create(tmp_path / "run", TrainConfig(), t)
-    t.to_csv(tmp_path / "run" / "samples.csv", index=False)
-    s = Session()
-    s.set_run(run, t)
+    s = session_on_run(tmp_path)
     s.set_queue_order(split="all")
     queue = s.queue.copy()
     s.set_predictions(predicted(ids=("s0", "s1", "x.jpg")))   # ids may repeat the dataset's
@@ -306,8 +303,6 @@ def test_the_journal_follows_the_annotator_across_runs_and_versions(tmp_path):
     later; opening another version of the same run keeps that journal open."""
     from pathlib import Path
 
-    from uldl_studio.core.engine.config import TrainConfig
-    from uldl_studio.core.engine.run import Run
     from uldl_studio.core.labels.annotations import annotator_journal_path
 
     t = table()
