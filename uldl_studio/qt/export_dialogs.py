@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 
 from uldl_studio.core.runs.jobs import predict_job
 from uldl_studio.core.review.frontend import IMAGE_EXTENSIONS, PredictOptions, soft_label_columns
+from uldl_studio.qt.settings import StudioSettings
 from uldl_studio.qt.workers import JobRunner
 
 FORMAT_CHOICES = ("auto", "images", "ferplus", "rafdb", "affectnet", "fer2013", "csv", "folders")
@@ -127,8 +128,6 @@ def unused_path(folder: str | Path, name: str) -> Path:
 def _settings_for(parent, settings):
     """The settings the dialog remembers its inputs in: given ones, else the parent window's
     (``parent.settings``), else the application's."""
-    from uldl_studio.qt.settings import StudioSettings
-
     if settings is not None:
         return settings
     found = getattr(parent, "settings", None)

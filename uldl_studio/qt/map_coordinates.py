@@ -4,6 +4,7 @@ nearest shown row to a point."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from uldl_studio.qt.map_controls import COORDINATE_MODES
 
@@ -94,8 +95,6 @@ class MapCoordinates:
         pw, ph = self.view_box.viewPixelSize()
         pw, ph = (pw or 1e-9), (ph or 1e-9)
         if self._tree is None:
-            from scipy.spatial import cKDTree
-
             self._tree = cKDTree(self._shown_xy, balanced_tree=False, compact_nodes=False)
         k = min(16, self._shown_rows.size)
         dist, idx = self._tree.query([x, y], k=k, distance_upper_bound=radius_px * max(pw, ph))

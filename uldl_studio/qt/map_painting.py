@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QPainter, QTransform
+from PySide6.QtGui import QImage, QPainter, QTransform
 
 from uldl_studio.qt.map_occlusion import occlusion_cull
 
@@ -32,8 +32,6 @@ class FragmentPainter:
         info = None
         rects = self._rects[used]
         if rects.size and (rects[:, 2] == rects[0, 2]).all() and (rects[:, 3] == rects[0, 3]).all():
-            from PySide6.QtGui import QImage
-
             img = atlas.toImage().convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
             alpha = np.frombuffer(img.constBits(), np.uint8).reshape(
                 img.height(), img.bytesPerLine() // 4, 4)[..., 3 if _LITTLE_ENDIAN else 0]

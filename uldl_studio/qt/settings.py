@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QRect, QSettings
+from PySide6.QtGui import QGuiApplication
 
 MIN_WINDOW_SIZE = (860, 600)  # a main window smaller than this squeezes the map to nothing
 #: a first window takes at most this share of the screen's available width and height, so
@@ -180,8 +181,6 @@ def clamp_geometry(rect, available, min_size: tuple[int, int] = MIN_WINDOW_SIZE,
 def fit_on_screen(widget, min_size: tuple[int, int] = MIN_WINDOW_SIZE) -> QRect:
     """Keep a shown window, its frame (title bar) included, inside the screen it is on; a
     maximised or full-screen window is left to the window manager."""
-    from PySide6.QtGui import QGuiApplication
-
     if widget.isMaximized() or widget.isFullScreen():
         return widget.geometry()
     screens = [s.availableGeometry() for s in QGuiApplication.screens()]
@@ -201,8 +200,6 @@ def restore_geometry(widget, geometry: QByteArray | None, default_size: tuple[in
     """``widget.restoreGeometry(geometry)`` (or ``default_size`` without one), then
     :func:`clamp_geometry` against the screens' available geometry; a maximised or full-screen
     window is left to the window manager.  Returns the geometry it ends with."""
-    from PySide6.QtGui import QGuiApplication
-
     screens = [s.availableGeometry() for s in QGuiApplication.screens()]
     if geometry is None or not widget.restoreGeometry(geometry):
         if screens:  # centred on the primary screen, with room for the title bar
