@@ -174,6 +174,7 @@ def test_the_status_bar_asks_for_the_name_without_taking_the_keyboard(qtbot, win
     _open(qtbot, window, run_dir)
     prompt = controller.prompt
     assert prompt.isVisible()                               # asked: no name was kept
+    assert not controller.name_button.isVisible()           # the same question steps aside
     # the window keeps the keyboard: a number key still relabels
     row = window.bridge.session.row_of(_train_ids(run_dir, 8)[0][7])
     window.bridge.session.set_current(row)
@@ -184,6 +185,7 @@ def test_the_status_bar_asks_for_the_name_without_taking_the_keyboard(qtbot, win
     qtbot.keyClicks(prompt.edit, "fay")
     qtbot.mouseClick(prompt.ok_button, Qt.MouseButton.LeftButton)
     assert not prompt.isVisible() and controller.name_button.text() == "Annotator: fay"
+    assert controller.name_button.isVisible()
     assert A.journal_annotator(run_dir, window.bridge.session.journal.path) == "fay"
     assert window.settings.annotator_settings() == {"name": "fay", "blind": False, "asked": True}
     # a click on the name opens the small dialog; its answer applies when it closes
@@ -245,3 +247,12 @@ def test_the_inspector_shows_the_vote_just_cast(qtbot, window, run_dir):
         session.relabel([row], [k])
         qtbot.waitUntil(lambda: f"you: {classes[k]}" in votes.text(), timeout=5_000)
         assert window.inspector.fields["label"].text().startswith(f"<b>{classes[k]} ")
+
+
+def test_later_puts_the_question_away_and_the_name_button_back(qtbot, window, run_dir):
+    controller = window.annotator
+    _open(qtbot, window, run_dir)
+    assert controller.prompt.isVisible() and not controller.name_button.isVisible()
+    qtbot.mouseClick(controller.prompt.later_button, Qt.MouseButton.LeftButton)
+    assert not controller.prompt.isVisible() and controller.name_button.isVisible()
+    assert controller.name_button.text().startswith(f"Annotator: {A.DEFAULT_ANNOTATOR}")

@@ -216,7 +216,7 @@ class AnnotatorController(QObject):
         self.prompt.hide()
         self.prompt.ok_button.clicked.connect(self._prompt_answered)
         self.prompt.edit.returnPressed.connect(self._prompt_answered)
-        self.prompt.later_button.clicked.connect(self.prompt.hide)
+        self.prompt.later_button.clicked.connect(lambda: self._show_prompt(False))
         self.progress_label = QLabel()
         self.progress_label.setObjectName("annotatorProgress")
         self.change_action = QAction("Change &annotator…", window)
@@ -310,7 +310,13 @@ class AnnotatorController(QObject):
             if self.ask_name is not None:
                 self.change_name()
             else:
-                self.prompt.show()
+                self._show_prompt(True)
+
+    def _show_prompt(self, visible: bool) -> None:
+        """The one-time question in the status bar; while it asks, the name button (the same
+        question, later) steps aside, leaving room for the messages that confirm each edit."""
+        self.prompt.setVisible(visible)
+        self.name_button.setVisible(not visible)
 
     @Slot()
     def _prompt_answered(self) -> None:
@@ -320,7 +326,7 @@ class AnnotatorController(QObject):
         except A.AnnotatorError as exc:
             self.statusMessage.emit(str(exc))
             return
-        self.prompt.hide()
+        self._show_prompt(False)
         self.set_name(text)
 
     # -- the journal and the votes -----------------------------------------------------------
