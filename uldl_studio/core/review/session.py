@@ -127,6 +127,7 @@ class Session:
         self.table: pd.DataFrame | None = None        # the dataset's rows, then the predicted rows
         self._dataset_table: pd.DataFrame | None = None  # the dataset's rows, journal applied
         self._predicted: pd.DataFrame | None = None   # another collection's predictions (core.predict)
+        self._id_index: pd.Index | None = None        # base_table's sample ids (apply_edits' lookups)
         self.run = None                               # core.run.Run | None
         self.journal = None                           # core.edits.EditJournal | None
         # whose journal edits go to: a name (RUN/annotations/<name>.jsonl) or None (RUN/edits.jsonl)
@@ -427,6 +428,7 @@ class Session:
             kept_ids = self.sample_ids(self._selected)
             kept_current = self.sample_ids([self._current])[0] if self._current >= 0 else None
         self.base_table = table
+        self._id_index = pd.Index(table["sample_id"].astype(str))  # kept: each edit looks ids up in it
         dropped = reset and self._predicted is not None
         if dropped:
             self._predicted = None  # predictions belong to the rows they were shown with
@@ -459,7 +461,8 @@ class Session:
         return jobs.new_run(None, config, new_run_dir, table=self.dataset, folds=folds)
 
     def _with_edits(self, table: pd.DataFrame) -> pd.DataFrame:
-        out = without_edits(table) if self.journal is None else apply_edits(table, self.journal)
+        index = self._id_index if table is self.base_table else None
+        out = without_edits(table) if self.journal is None else apply_edits(table, self.journal, index)
         out["source"] = pd.Categorical.from_codes(np.zeros(len(out), dtype=np.int8), categories=SOURCES)
         out.attrs = dict(table.attrs)
         return out
