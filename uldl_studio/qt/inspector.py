@@ -70,8 +70,9 @@ def face_box(rec) -> tuple[int, int, int, int] | None:
     return tuple(int(v) for v in box) if box.notna().all() else None
 
 
-def whole_image(rec) -> QPixmap | None:
-    """The row's whole image with its face box drawn, scaled to fit (None: unreadable)."""
+def whole_image(rec, box: tuple[int, int, int, int]) -> QPixmap | None:
+    """The row's whole image with the face ``box`` (x, y, w, h) drawn, scaled to fit (None:
+    unreadable)."""
     try:
         pixmap = array_to_pixmap(decode_image(str(rec["path"])))
     except Exception:  # noqa: BLE001 - an unreadable image must not break the inspector
@@ -80,7 +81,7 @@ def whole_image(rec) -> QPixmap | None:
     pen = QPen(QColor(255, 40, 40))
     pen.setWidth(max(2, pixmap.width() // 120))
     painter.setPen(pen)
-    painter.drawRect(*face_box(rec))
+    painter.drawRect(*box)
     painter.end()
     return pixmap.scaled(IMAGE_SIZE, IMAGE_SIZE, Qt.AspectRatioMode.KeepAspectRatio,
                          Qt.TransformationMode.SmoothTransformation)
@@ -388,7 +389,8 @@ class Inspector(QWidget):
         own = self.session.is_dataset_row(row)
         self.title.setText(str(rec["sample_id"]) if own else f"{rec['sample_id']} (predicted)")
         self.title.setToolTip(str(rec["path"]))
-        pixmap = self._pixmap(row, IMAGE_SIZE) if face_box(rec) is None else whole_image(rec)
+        box = face_box(rec)
+        pixmap = self._pixmap(row, IMAGE_SIZE) if box is None else whole_image(rec, box)
         if pixmap is None:
             self.image.setPixmap(QPixmap())
             self.image.setText("image\nunreadable")

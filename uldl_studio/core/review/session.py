@@ -432,7 +432,7 @@ class Session:
         dropped = reset and self._predicted is not None
         if dropped:
             self._predicted = None  # predictions belong to the rows they were shown with
-        self._set_tables(self._with_edits(table))
+        self._set_tables(self._with_edits())
         self._row_of_id = {sid: i for i, sid in enumerate(self._dataset_table["sample_id"].tolist())}
         if reset:
             self._queue = np.empty(0, dtype=np.int64)  # no view lists old rows of the new table
@@ -460,9 +460,10 @@ class Session:
             return jobs.new_version(self.run, config, dataset=self.dataset, journal=self.journal, folds=folds)
         return jobs.new_run(None, config, new_run_dir, table=self.dataset, folds=folds)
 
-    def _with_edits(self, table: pd.DataFrame) -> pd.DataFrame:
-        index = self._id_index if table is self.base_table else None
-        out = without_edits(table) if self.journal is None else apply_edits(table, self.journal, index)
+    def _with_edits(self) -> pd.DataFrame:
+        """``base_table`` with the journal applied and ``source`` = dataset."""
+        table = self.base_table
+        out = without_edits(table) if self.journal is None else apply_edits(table, self.journal, self._id_index)
         out["source"] = pd.Categorical.from_codes(np.zeros(len(out), dtype=np.int8), categories=SOURCES)
         out.attrs = dict(table.attrs)
         return out
@@ -584,7 +585,7 @@ class Session:
 
     def _refresh_edits(self) -> None:
         old = self._dataset_table
-        new = self._with_edits(self.base_table)
+        new = self._with_edits()
         changed = np.zeros(len(new), dtype=bool)
         for col in ("label", "edited", "unsure"):
             if col in new:
