@@ -204,3 +204,15 @@ def test_an_error_under_torchrun_is_one_line_from_rank_zero(tmp_path):
     assert result.returncode != 0
     ours = [line for line in result.stderr.splitlines() if line.startswith("uldl-studio: error:")]
     assert ours == [f"uldl-studio: error: {missing}: no such file or folder"], result.stderr[-3000:]
+
+
+def test_a_torchrun_rank_ends_with_its_status_and_all_it_printed():
+    """A rank ends through ``_end_rank`` (no interpreter teardown, where a DDP process group
+    left alive aborts now and then): what it wrote to the pipes still arrives, and its status."""
+    code = ("import sys; from uldl_studio.cli import _end_rank; "
+            "sys.stdout.write('run written, no newline yet'); sys.stderr.write('a warning'); _end_rank(3)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # pipes block-buffered, as usual
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 3
+    assert result.stdout == "run written, no newline yet"
+    assert result.stderr == "a warning"
