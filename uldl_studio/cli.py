@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--adapt", action="append", default=[], choices=("priors", "bn"),
                          help="correct for a collection unlike the run's dataset (repeatable): priors re-weights p "
                               "to the collection's class priors estimated from the predictions; bn re-estimates "
-                              "the BatchNorm statistics on its images (AdaBN). The run on disk is not changed")
+                              "the BatchNorm statistics on its images (AdaBN). The run on disk is not changed. "
+                              "priors is for a collection whose class mix differs: read the priors it prints")
     predict.add_argument("--prior-method", default="em", choices=("em", "bbse"),
                          help="--adapt priors: MAP-EM on calibrated p (default) or BBSE with the valid confusion "
                               "matrix")

@@ -171,7 +171,8 @@ class PredictDialog(QDialog):
         self.priors_check = QCheckBox("Adapt to the collection's class priors")
         self.priors_check.setToolTip("estimate how often each class occurs in these images (calibrated on the "
                                      "run's valid split) and re-weight the predictions to it; left as it is "
-                                     "when the estimate is unstable")
+                                     "when the estimate is unstable. For a collection whose class mix differs "
+                                     "from the training data: on a similar one it can cost accuracy")
         self.bn_check = QCheckBox("Adapt the BatchNorm statistics to the collection (AdaBN)")
         self.bn_check.setToolTip("re-estimate the network's normalisation on these images, in memory only; "
                                  "the run on disk is never changed")
