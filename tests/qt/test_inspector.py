@@ -140,3 +140,30 @@ def test_a_narrow_inspector_puts_the_fields_under_the_image(qtbot, run_bridge):
     right = label.mapTo(inspector, label.rect().topRight()).x()
     assert right <= inspector.width()                       # the value column is inside the panel
     assert inspector.image.geometry().bottom() < label.mapTo(inspector, label.rect().topLeft()).y()
+
+
+@pytest.mark.parametrize("height", [700, 740])
+def test_the_key_help_is_in_view_when_the_dock_is_shorter_than_the_panel_would_like(qtbot, run_bridge, height):
+    """In its dock the inspector sits in a scroll area. Taller than its minimum, it fits the
+    dock: the bar chart gives up height, and the relabel keys at the bottom stay in view
+    (they were scrolled out of sight, cut mid-line, in a 1000-pixel window)."""
+    from PySide6.QtWidgets import QScrollArea
+
+    from uldl_studio.qt.inspector import Inspector
+
+    inspector = Inspector(run_bridge)
+    inspector.set_hint("Keys: 1–8 relabel · Ctrl+1–8 selection · Enter accept → next in queue · "
+                       "←/→ · Space unsure · Ctrl+Z undo")
+    holder = QScrollArea()
+    holder.setWidgetResizable(True)
+    holder.setWidget(inspector)
+    qtbot.addWidget(holder)
+    holder.resize(430, height)
+    holder.show()
+    run_bridge.session.set_current(int(np.flatnonzero(run_bridge.session.table["split"].to_numpy() == "train")[0]))
+    qtbot.wait(100)
+    assert holder.verticalScrollBar().maximum() == 0
+    hint = inspector.hint
+    assert hint.height() >= hint.heightForWidth(hint.width()) > hint.fontMetrics().height()
+    assert hint.mapTo(holder.viewport(), hint.rect().bottomLeft()).y() <= holder.viewport().height()
+

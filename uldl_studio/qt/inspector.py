@@ -262,6 +262,13 @@ class Inspector(QWidget):
     #: narrower than this, the fields go under the image instead of beside it (never clipped)
     STACK_BELOW = 420
 
+    def heightForWidth(self, width: int) -> int:  # noqa: N802
+        """What the dock's scroll area gives the panel at least: its minimum, not the height it
+        would like (the wrapped key help makes the layout height-for-width, and the scroll area
+        then grew the panel to its preferred height and scrolled the key help out of view); the
+        bar chart gives up the difference."""
+        return self.minimumSizeHint().height()
+
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
         direction = (QBoxLayout.Direction.TopToBottom if event.size().width() < self.STACK_BELOW
