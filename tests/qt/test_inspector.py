@@ -144,9 +144,8 @@ def test_a_narrow_inspector_puts_the_fields_under_the_image(qtbot, run_bridge):
 
 @pytest.mark.parametrize("height", [700, 740])
 def test_the_key_help_is_in_view_when_the_dock_is_shorter_than_the_panel_would_like(qtbot, run_bridge, height):
-    """In its dock the inspector sits in a scroll area. Taller than its minimum, it fits the
-    dock: the bar chart gives up height, and the relabel keys at the bottom stay in view
-    (they were scrolled out of sight, cut mid-line, in a 1000-pixel window)."""
+    """In its dock the inspector sits in a scroll area. Given more than its minimum, it fits
+    without scrolling: the bar chart gives up height, never a wrapped row or the key help."""
     from PySide6.QtWidgets import QScrollArea
 
     from uldl_studio.qt.inspector import Inspector
@@ -162,7 +161,11 @@ def test_the_key_help_is_in_view_when_the_dock_is_shorter_than_the_panel_would_l
     holder.show()
     run_bridge.session.set_current(int(np.flatnonzero(run_bridge.session.table["split"].to_numpy() == "train")[0]))
     qtbot.wait(100)
+    given = inspector.fields["label"]
+    given.setText("surprise (was happiness) [key 3] · a long label wraps onto a second line")
+    qtbot.wait(100)
     assert holder.verticalScrollBar().maximum() == 0
+    assert given.height() >= given.heightForWidth(given.width()) > given.fontMetrics().height()  # no row cut
     hint = inspector.hint
     assert hint.height() >= hint.heightForWidth(hint.width()) > hint.fontMetrics().height()
     assert hint.mapTo(holder.viewport(), hint.rect().bottomLeft()).y() <= holder.viewport().height()

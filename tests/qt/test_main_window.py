@@ -212,6 +212,26 @@ def test_open_run_selects_most_ambiguous_and_retrains_with_edits(qtbot, window, 
     assert win.map_view.color_mode == "lambda_change"
 
 
+def test_the_relabel_keys_stay_in_view_under_the_scrolling_inspector(qtbot, window, run_dir):
+    """The key help sits at the foot of the inspector's dock, outside its scroll area: seen cut
+    mid-line and scrolled away at the bottom of the panel in a 1000-pixel window."""
+    from PySide6.QtWidgets import QScrollArea
+
+    win = window
+    with qtbot.waitSignal(win.sessionLoaded, timeout=60_000):
+        win.open_run(str(run_dir))
+    win.resize(1500, 700)                       # shorter than the panel: it scrolls
+    qtbot.wait(200)
+    scroll = win.inspector_dock.findChild(QScrollArea)
+    assert scroll.verticalScrollBar().maximum() > 0
+    hint = win.inspector.hint
+    assert hint.isVisible() and hint.text().startswith("Keys: 1–")
+    assert not scroll.isAncestorOf(hint)
+    bottom = hint.mapTo(win.inspector_dock, hint.rect().bottomLeft()).y()
+    assert bottom <= win.inspector_dock.height()
+    assert hint.height() >= hint.heightForWidth(hint.width())
+
+
 def test_dataset_without_va_shows_message(qtbot, window, tmp_path):
     from uldl_studio.core.data.datasets.demo import write_demo
 

@@ -16,10 +16,10 @@ import pandas as pd
 import pyqtgraph as pg
 from typing import Callable
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
-    QBoxLayout, QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+    QBoxLayout, QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QSizePolicy,
     QToolButton, QVBoxLayout, QWidget,
 )
 
@@ -123,6 +123,7 @@ class DistributionChart(pg.PlotWidget):
         super().__init__()
         self.setBackground("w")
         self.setMinimumHeight(170)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
         self.setMaximumHeight(280)  # the neighbours below stay in view
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
@@ -141,6 +142,13 @@ class DistributionChart(pg.PlotWidget):
         self.addItem(self.empty_text)
         self.empty_text.setPos(0.5, 0.5)
         self._classes: list[str] = []
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        """As tall as its minimum: the inspector's dock (a scroll area) gives the panel the height
+        its parts ask for, and the chart then grows into what is left, so a short dock squeezes
+        the chart, never the wrapped fields above it or the key help below (a taller wish here
+        scrolled the key help out of sight in a 1000-pixel window)."""
+        return QSize(super().sizeHint().width(), self.minimumHeight())
 
     def set_distributions(self, classes: list[str], series: dict[str, np.ndarray],
                           names: dict[str, str] | None = None, empty_text: str = NO_RESULTS_TEXT) -> None:
@@ -262,13 +270,6 @@ class Inspector(QWidget):
     #: narrower than this, the fields go under the image instead of beside it (never clipped)
     STACK_BELOW = 420
 
-    def heightForWidth(self, width: int) -> int:  # noqa: N802
-        """What the dock's scroll area gives the panel at least: its minimum, not the height it
-        would like (the wrapped key help makes the layout height-for-width, and the scroll area
-        then grew the panel to its preferred height and scrolled the key help out of view); the
-        bar chart gives up the difference."""
-        return self.minimumSizeHint().height()
-
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
         direction = (QBoxLayout.Direction.TopToBottom if event.size().width() < self.STACK_BELOW
@@ -333,8 +334,15 @@ class Inspector(QWidget):
         field.setToolTip("\n".join(lines))
         return shares
 
+    def detach_hint(self) -> QLabel:
+        """The key help, taken out of the panel for a place that never scrolls (the dock puts it
+        under the scrolled panel: the keys stay in view however long the panel grows)."""
+        self.layout().removeWidget(self.hint)
+        self.hint.setContentsMargins(9, 2, 9, 4)
+        return self.hint
+
     def set_hint(self, text: str) -> None:
-        """A line of help under the inspector (the relabel keys)."""
+        """A line of help under the inspector (the relabel keys); hidden when empty."""
         self.hint.setText(text)
         self.hint.setVisible(bool(text))
 

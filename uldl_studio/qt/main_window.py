@@ -147,7 +147,8 @@ class MainWindow(QMainWindow):
         return row_pixmap(self.thumbnails, self.session.table, row, size)
 
     def _build_docks(self) -> None:
-        def dock(title: str, name: str, widget: QWidget, area, scroll: bool = False) -> QDockWidget:
+        def dock(title: str, name: str, widget: QWidget, area, scroll: bool = False,
+                 footer: QWidget | None = None) -> QDockWidget:
             d = QDockWidget(title, self)
             d.setObjectName(name)
             if scroll:  # scrolls up and down only: nothing is ever hidden behind a sideways bar
@@ -157,6 +158,14 @@ class MainWindow(QMainWindow):
                 holder.setFrameShape(QScrollArea.Shape.NoFrame)
                 holder.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
                 widget = holder
+            if footer is not None:  # under the scrolled part, always in view
+                box = QWidget()
+                column = QVBoxLayout(box)
+                column.setContentsMargins(0, 0, 0, 0)
+                column.setSpacing(0)
+                column.addWidget(widget, 1)
+                column.addWidget(footer)
+                widget = box
             d.setWidget(widget)
             self.addDockWidget(area, d)
             return d
@@ -164,7 +173,8 @@ class MainWindow(QMainWindow):
         self.training_dock = dock("Training", "trainingDock", self.training_panel,
                                   Qt.DockWidgetArea.LeftDockWidgetArea, scroll=True)
         self.inspector_dock = dock("Inspector", "inspectorDock", self.inspector,
-                                   Qt.DockWidgetArea.RightDockWidgetArea, scroll=True)
+                                   Qt.DockWidgetArea.RightDockWidgetArea, scroll=True,
+                                   footer=self.inspector.detach_hint())
         self.grid_dock = dock("Samples", "gridDock", self.grid_view, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.health_dock = dock("Label health", "healthDock", self.health_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.inspector_dock, self.health_dock)
