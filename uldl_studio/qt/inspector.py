@@ -16,7 +16,7 @@ import pandas as pd
 import pyqtgraph as pg
 from typing import Callable
 
-from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QBoxLayout, QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QSizePolicy,
@@ -123,7 +123,7 @@ class DistributionChart(pg.PlotWidget):
         super().__init__()
         self.setBackground("w")
         self.setMinimumHeight(170)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Ignored)  # see chart_box
         self.setMaximumHeight(280)  # the neighbours below stay in view
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
@@ -142,13 +142,6 @@ class DistributionChart(pg.PlotWidget):
         self.addItem(self.empty_text)
         self.empty_text.setPos(0.5, 0.5)
         self._classes: list[str] = []
-
-    def sizeHint(self) -> QSize:  # noqa: N802
-        """As tall as its minimum: the inspector's dock (a scroll area) gives the panel the height
-        its parts ask for, and the chart then grows into what is left, so a short dock squeezes
-        the chart, never the wrapped fields above it or the key help below (a taller wish here
-        scrolled the key help out of sight in a 1000-pixel window)."""
-        return QSize(super().sizeHint().width(), self.minimumHeight())
 
     def set_distributions(self, classes: list[str], series: dict[str, np.ndarray],
                           names: dict[str, str] | None = None, empty_text: str = NO_RESULTS_TEXT) -> None:
@@ -243,6 +236,15 @@ class Inspector(QWidget):
         top.addLayout(info, 1)
 
         self.chart = DistributionChart()
+        # The chart asks for no more than its minimum height (its own hint is ignored inside
+        # this box, whose hint is then the chart's minimum) and grows into what is left: the
+        # dock's scroll area gives the panel the height its parts ask for, so a short dock
+        # squeezes the chart, never the wrapped fields above it.
+        chart_box = QWidget()
+        chart_layout = QVBoxLayout(chart_box)
+        chart_layout.setContentsMargins(0, 0, 0, 0)
+        chart_layout.addWidget(self.chart)
+        chart_box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
 
         self.neighbour_box = QGroupBox("Neighbours that built d̃: share of d̃ (c / Σc), s · ζ = c")
         self.neighbour_grid = QGridLayout(self.neighbour_box)
@@ -258,7 +260,7 @@ class Inspector(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(self.chart, 1)
+        layout.addWidget(chart_box, 1)
         layout.addWidget(self.neighbour_box)
         layout.addWidget(self.hint)
 
