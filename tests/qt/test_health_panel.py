@@ -86,6 +86,7 @@ def test_rates_and_matrix_match_the_pure_functions(qtbot, synthetic):
     text = panel.summary.text()
     total = expected["estimated"].sum()
     assert f"≈ {total:,.0f} label issues" in text and f"{total / expected['n'].sum():.1%}" in text
+    assert "Training samples are judged in-sample" in text            # no cross-fitted predictions here
     high = expected["highlighted"].sum()
     assert f"{high:,}</b> of the likeliest wrong labels are highlighted" in text
     assert f"≈ {expected['highlighted_wrong'].sum() / high:.0%} of them are expected to be wrong" in text
@@ -305,3 +306,14 @@ def test_a_trained_run_is_drawn_whole(qtbot, run_bridge):
     panel.train_only.click()  # every split: valid / test rows judged by their prediction
     assert panel.rates["estimated"].sum() > 0
     assert panel.grab().toImage().copy(cells) != image.copy(cells)   # the matrix was redrawn
+
+
+def test_cross_fitted_training_samples_are_not_called_in_sample(qtbot):
+    table = grid_table()
+    for c in table.attrs["classes"]:
+        table[f"oof_{c}"] = table[f"p_{c}"]
+    bridge = SessionBridge()
+    bridge.session.set_dataset(table, {"kind": "dataset", "path": "synthetic"})
+    panel = make_panel(qtbot, bridge)
+    assert "label issues" in panel.summary.text()
+    assert "in-sample" not in panel.summary.text()
